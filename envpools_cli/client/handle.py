@@ -1,0 +1,191 @@
+"""RolloutHandle: one rollout's functions bound to its id and connection settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from envpools_cli.models import TERMINAL_STATUSES
+
+from . import api
+from .errors import APIError, TransportError
+from .http import HTTPSession, default_session
+from .sse import EventStream
+
+__all__ = ["RolloutHandle"]
+
+
+class RolloutHandle:
+    """Convenience wrapper around one rollout."""
+
+    def __init__(
+        self,
+        rollout_id: str,
+        *,
+        backend_base: str | None = None,
+        api_key: str | None = None,
+        api_version: str | None = None,
+        session: HTTPSession | None = None,
+    ) -> None:
+        self.rollout_id = rollout_id
+        self.backend_base = backend_base
+        self.api_key = api_key
+        self.api_version = api_version
+        self.session = session
+        self.clock: Callable[[], float] = time.monotonic
+
+    def __repr__(self) -> str:
+        return f"RolloutHandle({self.rollout_id!r})"
+
+    def _conn(self) -> dict[str, Any]:
+        return {
+            "backend_base": self.backend_base,
+            "api_key": self.api_key,
+            "api_version": self.api_version,
+            "session": self.session,
+        }
+
+    def get(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        return api.get_rollout(self.rollout_id, timeout=timeout, **self._conn())
+
+    def summary(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        return api.get_rollout_summary(self.rollout_id, timeout=timeout, **self._conn())
+
+    def usage(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        return api.get_rollout_usage(self.rollout_id, timeout=timeout, **self._conn())
+
+    def support_bundle(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        return api.get_rollout_support_bundle(self.rollout_id, timeout=timeout, **self._conn())
+
+    def cancel(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        return api.cancel_rollout(self.rollout_id, timeout=timeout, **self._conn())
+
+    def replay(
+        self,
+        *,
+        overrides: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        return api.replay_rollout(
+            self.rollout_id, overrides=overrides, metadata=metadata, timeout=timeout, **self._conn()
+        )
+
+    def events(
+        self,
+        *,
+        since: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+        auto_reconnect: bool = False,
+    ) -> EventStream:
+        return api.stream_rollout_events(
+            self.rollout_id,
+            since=since,
+            cursor=cursor,
+            limit=limit,
+            timeout=timeout,
+            auto_reconnect=auto_reconnect,
+            **self._conn(),
+        )
+
+    def artifacts(
+        self,
+        *,
+        prefix: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        return api.list_rollout_artifacts(
+            self.rollout_id,
+            prefix=prefix,
+            cursor=cursor,
+            limit=limit,
+            timeout=timeout,
+            **self._conn(),
+        )
+
+    def download_zip(
+        self, *, prefix: str | None = None, limit: int | None = None, timeout: float = 120.0
+    ) -> bytes:
+        return api.download_artifacts_zip(
+            self.rollout_id, prefix=prefix, limit=limit, timeout=timeout, **self._conn()
+        )
+
+    def download(self, path: str, *, timeout: float = 60.0) -> bytes:
+        return api.fetch_artifact(self.rollout_id, path, timeout=timeout, **self._conn())
+
+    def wait(
+        self,
+        *,
+        timeout: float = 600.0,
+        poll_interval: float = 2.0,
+        terminal: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Return the rollout as soon as its status is terminal, or when ``timeout`` passes.
+
+        Follows the event stream so the return is immediate, falling back to polling
+        every ``poll_interval`` seconds when the stream is unavailable; transient errors
+        do not end the wait. Like the official SDK, a timeout returns the last state
+        rather than raising: check its ``status``.
+        """
+        stop = {s.lower() for s in terminal} if terminal else set(TERMINAL_STATUSES)
+        deadline = self.clock() + timeout
+        last = self.get()
+        while not self._done(last, stop):
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                break
+            watched = self._watch(stop, deadline, self._cursor())
+            if not watched and deadline - self.clock() > 0:
+                self._sleep(min(poll_interval, deadline - self.clock()))
+            try:
+                last = self.get()
+            except (TransportError, APIError) as exc:
+                if isinstance(exc, APIError) and not exc.retryable:
+                    raise
+        return last
+
+    @staticmethod
+    def _done(rollout: dict[str, Any], stop: set[str]) -> bool:
+        return str(rollout.get("status", "")).lower() in stop
+
+    def _sleep(self, seconds: float) -> None:
+        (self.session or default_session()).sleep(max(0.0, seconds))
+
+    def _cursor(self) -> str | None:
+        try:
+            last_event = self.summary().get("last_event")
+        except (TransportError, APIError):
+            return None
+        if isinstance(last_event, dict) and last_event.get("id") is not None:
+            return str(last_event["id"])
+        return None
+
+    def _watch(self, stop: set[str], deadline: float, cursor: str | None) -> bool:
+        """Follow events until a status in ``stop``; False if the stream was unusable."""
+        remaining = deadline - self.clock()
+        try:
+            with api.stream_rollout_events(
+                self.rollout_id,
+                cursor=cursor,
+                timeout=max(0.05, min(remaining, 60.0)),
+                on_gap="ignore",
+                **self._conn(),
+            ) as stream:
+                for event in stream:
+                    data = event.get("data")
+                    if (
+                        event.get("event") == "lifecycle"
+                        and isinstance(data, dict)
+                        and str(data.get("status", "")).lower() in stop
+                    ):
+                        return True
+                    if self.clock() >= deadline:
+                        return True
+        except (TransportError, APIError):
+            return False
+        return False

@@ -1,0 +1,274 @@
+"""The one seam between the client and the network.
+
+``HTTPSession`` owns the process's ``httpx.Client`` (so connections are reused), adds
+auth and identification headers, applies the declarative ``RetryPolicy`` and turns
+every failure into the error tree of ``errors.py``. Tests swap the transport
+(``httpx.MockTransport``) and the sleep function; nothing else needs patching.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from envpools_cli import __version__
+
+from .errors import TransportError, error_from_response, parse_retry_after
+
+__all__ = [
+    "HTTPSession",
+    "RetryPolicy",
+    "default_session",
+    "set_default_session",
+    "use_session",
+]
+
+log = logging.getLogger("envpools.http")
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# The request never reached the server, so repeating it cannot do anything twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before repeating a request.
+
+    Delays grow as ``initial_delay * 2**attempt`` up to ``max_delay`` and lose up to
+    ``jitter`` of themselves at random so that many clients do not retry in step.
+    A server's ``Retry-After`` wins when it is at most ``max_retry_after``.
+    """
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    jitter: float = 0.25
+    max_retry_after: float = 60.0
+    retry_statuses: frozenset[int] = field(
+        default_factory=lambda: frozenset({408, 429, 500, 502, 503, 504})
+    )
+
+    def retries_status(self, status: int) -> bool:
+        return status in self.retry_statuses
+
+    def delay(
+        self,
+        attempt: int,
+        *,
+        retry_after: float | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> float:
+        if retry_after is not None and retry_after <= self.max_retry_after:
+            return retry_after
+        base = min(self.initial_delay * (2**attempt), self.max_delay)
+        return float(base * (1.0 - self.jitter * rand()))
+
+
+class HTTPSession:
+    """Requests with auth, retries and typed errors over one shared ``httpx.Client``."""
+
+    def __init__(
+        self,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+        user_agent: str | None = None,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.rand = rand
+        self.user_agent = user_agent or f"envpools/{__version__} python-httpx/{httpx.__version__}"
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    transport=self._transport,
+                    follow_redirects=False,
+                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _headers(self, api_key: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {api_key}", "User-Agent": self.user_agent}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _wait(self, attempt: int, retry_after: float | None) -> None:
+        delay = self.retry.delay(attempt, retry_after=retry_after, rand=self.rand)
+        log.debug("retrying in %.2fs (attempt %d)", delay, attempt + 1)
+        self.sleep(delay)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        api_key: str,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = 30.0,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Send one logical request; return the 2xx response with its body read."""
+        with self._open(
+            method,
+            url,
+            api_key=api_key,
+            json=json,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            idempotent=idempotent,
+        ) as response:
+            response.read()
+            return response
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        api_key: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = 30.0,
+        retry: bool = True,
+    ) -> Iterator[httpx.Response]:
+        """A 2xx response whose body is read by the caller; always closed on exit."""
+        with self._open(
+            method,
+            url,
+            api_key=api_key,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            idempotent=None if retry else False,
+            connect_retries=retry,
+        ) as response:
+            yield response
+
+    @contextmanager
+    def _open(
+        self,
+        method: str,
+        url: str,
+        *,
+        api_key: str,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None,
+        idempotent: bool | None,
+        connect_retries: bool = True,
+    ) -> Iterator[httpx.Response]:
+        all_headers = self._headers(api_key, headers)
+        if idempotent is None:
+            idempotent = method.upper() in _IDEMPOTENT_METHODS or "Idempotency-Key" in all_headers
+        request = self.client.build_request(
+            method,
+            url,
+            json=json,
+            params=params,
+            headers=all_headers,
+            timeout=timeout if timeout is not None else httpx.Timeout(None),
+        )
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                response = self.client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                can_retry = (isinstance(exc, _NOT_SENT) and connect_retries) or idempotent
+                if can_retry and attempt < self.retry.max_retries:
+                    log.debug("%s %s: %s", method, request.url, type(exc).__name__)
+                    self._wait(attempt, None)
+                    attempt += 1
+                    continue
+                raise TransportError(
+                    f"{method} {request.url} failed: {exc or type(exc).__name__}",
+                    request=request,
+                ) from exc
+            log.debug(
+                "%s %s -> %d (%.0f ms)",
+                method,
+                request.url,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
+            if response.is_success:
+                try:
+                    yield response
+                finally:
+                    response.close()
+                return
+            try:
+                response.read()
+            except httpx.TransportError:
+                pass
+            finally:
+                response.close()
+            error = error_from_response(response)
+            if (
+                idempotent
+                and self.retry.retries_status(response.status_code)
+                and attempt < self.retry.max_retries
+            ):
+                self._wait(attempt, parse_retry_after(response.headers))
+                attempt += 1
+                continue
+            raise error
+
+
+_default: HTTPSession | None = None
+_default_lock = threading.Lock()
+
+
+def default_session() -> HTTPSession:
+    """The process-wide session used by the module-level functions."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = HTTPSession()
+        return _default
+
+
+def set_default_session(session: HTTPSession | None) -> HTTPSession | None:
+    """Replace the process-wide session; return the previous one."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, session
+        return previous
+
+
+@contextmanager
+def use_session(session: HTTPSession) -> Iterator[HTTPSession]:
+    """Route the module-level functions through ``session`` inside the block."""
+    previous = set_default_session(session)
+    try:
+        yield session
+    finally:
+        set_default_session(previous)

@@ -1,0 +1,451 @@
+"""Wire models shared by the client and the local backend (CONTRACT.md §3).
+
+Field names are the wire names. Request models keep unknown fields (``extra="allow"``)
+because servers must accept and keep them, and every model dumps with
+``exclude_none=True`` by default so that optional fields a caller did not set never
+reach the wire as ``null``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AgentSpec",
+    "ArtifactManifest",
+    "ArtifactManifestEntry",
+    "DatasetProvenance",
+    "EnvironmentSpec",
+    "EventEnvelope",
+    "PoolConfigV1",
+    "PoolDataSource",
+    "PoolResources",
+    "PoolResponse",
+    "PoolTask",
+    "PoolTaskInstance",
+    "PoolTemplate",
+    "ReproMetadata",
+    "RolloutRequestV1",
+    "TaskRef",
+    "TimeoutSpec",
+    "UsageSnapshot",
+]
+
+#: Statuses after which a rollout never changes again (CONTRACT §4).
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "cancelled", "error", "completed"}
+)
+
+#: Models each preset harness accepts; the first entry of a preset is not special,
+#: the default lives in ``PRESET_DEFAULT_MODELS``.
+PRESET_MODELS: dict[str, frozenset[str]] = {
+    "claude-code": frozenset({"claude-sonnet-4.5"}),
+    "opencode": frozenset({"claude-sonnet-4.5"}),
+    "codex": frozenset({"gpt-5.2-codex", "gpt-5.1-codex-mini", "gpt-5.3-codex-spark"}),
+}
+PRESET_DEFAULT_MODELS: dict[str, str] = {
+    "claude-code": "claude-sonnet-4.5",
+    "opencode": "claude-sonnet-4.5",
+    "codex": "gpt-5.2-codex",
+}
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: ``exclude_none`` dumps, names as on the wire."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    def model_dump(self, *, exclude_none: bool = True, **kwargs: Any) -> dict[str, Any]:
+        return super().model_dump(exclude_none=exclude_none, **kwargs)
+
+    def model_dump_json(self, *, exclude_none: bool = True, **kwargs: Any) -> str:
+        return super().model_dump_json(exclude_none=exclude_none, **kwargs)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON-ready dict sent on the wire."""
+        return self.model_dump(mode="json", by_alias=False)
+
+
+class OpenWireModel(WireModel):
+    """A request model that keeps fields it does not know."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+
+class TaskRef(OpenWireModel):
+    dataset: str = Field(..., description="Dataset identifier")
+    task_id: str = Field(..., description="Task identifier within the dataset")
+    version: str | None = Field(default=None, description="Dataset/task version")
+
+
+def check_agent_model(harness: str, model_id: str | None) -> str | None:
+    """Validate ``model_id`` for a preset harness; return the model to use.
+
+    Raises ValueError with the SDK's exact texts. Harnesses that are not presets are
+    returned unchanged: whether a backend offers them is the backend's call.
+    """
+    allowed = PRESET_MODELS.get(harness)
+    if allowed is None:
+        return model_id
+    if model_id is None:
+        return PRESET_DEFAULT_MODELS[harness]
+    if model_id not in allowed:
+        raise ValueError(
+            f"Model {model_id!r} is not allowed for harness {harness!r}. "
+            f"Allowed models: {sorted(allowed)}"
+        )
+    return model_id
+
+
+class AgentSpec(OpenWireModel):
+    harness: str = Field(
+        ...,
+        validation_alias=AliasChoices("harness", "kind"),
+        description="Agent harness (claude-code, opencode, codex, or a backend harness)",
+    )
+    harness_version: str | None = Field(default=None, description="Pinned harness version")
+    model_id: str | None = Field(default=None, description="Provider model id")
+    permission_mode: str | None = None
+    agent_mode: str | None = None
+    variant: str | None = None
+
+    @classmethod
+    def preset(
+        cls, name: str, *, model_id: str | None = None, harness_version: str | None = None
+    ) -> AgentSpec:
+        """An AgentSpec for a known harness, with its model checked against the allow-list."""
+        if name not in PRESET_DEFAULT_MODELS:
+            raise ValueError(
+                f"Unknown preset {name!r}. Available presets: {sorted(PRESET_DEFAULT_MODELS)}"
+            )
+        resolved = check_agent_model(name, model_id)
+        return cls(harness=name, model_id=resolved, harness_version=harness_version)
+
+    @classmethod
+    def claude_code(
+        cls, *, model_id: str | None = None, harness_version: str | None = None
+    ) -> AgentSpec:
+        return cls.preset("claude-code", model_id=model_id, harness_version=harness_version)
+
+    @classmethod
+    def opencode(
+        cls, *, model_id: str | None = None, harness_version: str | None = None
+    ) -> AgentSpec:
+        return cls.preset("opencode", model_id=model_id, harness_version=harness_version)
+
+    @classmethod
+    def codex(cls, *, model_id: str | None = None, harness_version: str | None = None) -> AgentSpec:
+        return cls.preset("codex", model_id=model_id, harness_version=harness_version)
+
+
+class EnvironmentSpec(OpenWireModel):
+    backend: str = Field(
+        ..., description="Backend provider (harbor, browser, openenv, archipelago)"
+    )
+    docker_image: str | None = None
+
+
+class TimeoutSpec(OpenWireModel):
+    agent_sec: int | None = None
+    verifier_sec: int | None = None
+    build_sec: int | None = None
+
+
+class PoolResources(OpenWireModel):
+    cpus: int | None = None
+    memory_mb: int | None = None
+    storage_mb: int | None = None
+
+
+class DatasetProvenance(OpenWireModel):
+    git_url: str | None = None
+    git_commit_id: str | None = None
+    task_path: str | None = None
+    dataset_ref: str | None = None
+    task_id: str | None = None
+    version: str | None = None
+
+
+class ReproMetadata(OpenWireModel):
+    git_ref: str | None = None
+    git_commit_id: str | None = None
+    image_digest: str | None = None
+    agent_version: str | None = None
+    sandbox_agent_version: str | None = None
+    model_id: str | None = None
+    dataset: DatasetProvenance | None = None
+
+
+class PoolDataSource(OpenWireModel):
+    type: str | None = None
+    url: str | None = None
+    git_ref: str | None = None
+    subdir: str | None = None
+    credential: str | None = None
+    repo: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    upload_id: str | None = None
+
+
+class PoolTaskInstance(OpenWireModel):
+    task_id: str
+    backend: str
+    data_source: PoolDataSource | None = None
+    docker_image: str | None = None
+    registry_credential: str | None = None
+    task_path: str | None = None
+    env_vars: dict[str, str] | None = None
+    resources: PoolResources | None = None
+    harbor: dict[str, Any] | None = None
+    harbor_input: dict[str, Any] | None = None
+    browser: dict[str, Any] | None = None
+    openenv_deployment: dict[str, Any] | None = None
+    openenv_rollout: dict[str, Any] | None = None
+    archipelago: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+
+
+class RolloutRequestV1(OpenWireModel):
+    task_ref: TaskRef
+    agent: AgentSpec
+    environment: EnvironmentSpec | None = None
+    timeouts: TimeoutSpec | None = None
+    pool_id: str | None = None
+    pool_tags: list[str] | None = None
+    priority: int | None = None
+    dry_run: bool | None = None
+    task_app_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("task_app_url", "container_url")
+    )
+    task_app_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("task_app_id", "container_id")
+    )
+    metadata: dict[str, Any] | None = None
+    repro_metadata: ReproMetadata | None = None
+
+    @model_validator(mode="after")
+    def _check_required(self) -> RolloutRequestV1:
+        # Order and texts are part of the contract: callers match on them.
+        if not (self.pool_id or self.pool_tags or self.environment):
+            raise ValueError("Provide pool_id, pool_tags, or environment")
+        if self.task_app_url is None and self.task_app_id is None:
+            raise ValueError("Provide either task_app_url or task_app_id")
+        if self.timeouts is None:
+            raise ValueError("timeouts is required")
+        return self
+
+
+class PoolTemplate(StrEnum):
+    """Pool templates for hosted task apps."""
+
+    HARBOR_CODING = "HARBOR_CODING"
+    HARBOR_BROWSER = "HARBOR_BROWSER"
+    ARCHIPELAGO = "ARCHIPELAGO"
+    OPENENV = "OPENENV"
+
+
+#: template -> (pool_type, backend)
+TEMPLATE_DEFAULTS: dict[str, tuple[str, str]] = {
+    PoolTemplate.HARBOR_CODING.value: ("sandbox", "harbor"),
+    PoolTemplate.HARBOR_BROWSER.value: ("browser", "kernel"),
+    PoolTemplate.ARCHIPELAGO.value: ("archipelago", "archipelago"),
+    PoolTemplate.OPENENV.value: ("openenv", "openenv"),
+}
+
+
+class PoolConfigV1(OpenWireModel):
+    pool_id: str
+    pool_type: str
+    org_id: str | None = None
+    backend: str | None = None
+    template: str | None = None
+    capacity: int | None = None
+    concurrency: int | None = None
+    priority_weight: int | None = None
+    resources: PoolResources | None = None
+    tags: list[str] | None = None
+    policy_tags: list[str] | None = None
+    allowed_agents: list[str] | None = None
+    allowed_models: list[str] | None = None
+    tasks: list[PoolTaskInstance] | None = None
+    max_queue: int | None = None
+    max_running: int | None = None
+    spend_limit_usd: float | None = None
+    idle_timeout_sec: int | None = None
+    max_session_age_sec: int | None = None
+    reuse_policy: str | None = None
+    prewarm: int | None = None
+
+
+class EventEnvelope(OpenWireModel):
+    """Canonical SSE event envelope."""
+
+    id: str | None = Field(default=None, description="Event ID for resume")
+    event: str = Field(
+        default="message", description="Event type (lifecycle, agent, verifier, reward, heartbeat)"
+    )
+    seq: int | None = Field(default=None, description="Monotonic sequence number")
+    timestamp: str | None = Field(default=None, description="RFC 3339 UTC timestamp")
+    data: dict[str, Any] | str | None = Field(default=None, description="Event payload")
+
+
+class ArtifactManifestEntry(OpenWireModel):
+    path: str = Field(..., description="Artifact path relative to rollout root")
+    size_bytes: int | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+    created_at: str | None = None
+    provenance: str | None = Field(default=None, description="agent, verifier or worker")
+    download_url: str | None = None
+
+
+class ArtifactManifest(OpenWireModel):
+    rollout_id: str
+    artifacts: list[ArtifactManifestEntry] = Field(default_factory=list)
+    total_size_bytes: int | None = None
+    created_at: str | None = None
+
+
+class UsageSnapshot(OpenWireModel):
+    rollout_id: str
+    wall_time_sec: float | None = None
+    sandbox_minutes: float | None = None
+    browser_minutes: float | None = None
+    bytes_uploaded: int | None = None
+    bytes_downloaded: int | None = None
+    llm_input_tokens: int | None = None
+    llm_output_tokens: int | None = None
+    cost_usd: float | None = Field(default=None, description="Estimated cost in USD")
+    provider_costs: dict[str, float] | None = Field(
+        default=None, description="Per-provider cost breakdown"
+    )
+
+
+class PoolResponse(OpenWireModel):
+    """A pool as the API returns it."""
+
+    pool_id: str
+    pool_type: str | None = None
+    backend: str | None = None
+    template: str | None = None
+    task_app_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("task_app_url", "container_url")
+    )
+    task_app_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("task_app_id", "container_id")
+    )
+    org_id: str | None = None
+    capacity: int | None = None
+    concurrency: int | None = None
+    tasks: list[dict[str, Any]] | None = None
+    status: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PoolResponse:
+        """Build from a raw API dict; the id may be under ``pool_id`` or ``id``."""
+        body = dict(data)
+        body["pool_id"] = str(body.get("pool_id") or body.get("id") or "")
+        return cls.model_validate(body)
+
+
+def _resources(value: PoolResources | dict[str, Any] | None) -> PoolResources | None:
+    if isinstance(value, dict):
+        return PoolResources.model_validate(value)
+    return value
+
+
+class PoolTask:
+    """Factories for PoolTaskInstance objects of the common backends."""
+
+    @staticmethod
+    def from_docker(
+        task_id: str,
+        image: str,
+        *,
+        env: dict[str, str] | None = None,
+        resources: PoolResources | dict[str, Any] | None = None,
+        registry_credential: str | None = None,
+        task_path: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> PoolTaskInstance:
+        return PoolTaskInstance(
+            task_id=task_id,
+            backend="harbor",
+            docker_image=image,
+            env_vars=env,
+            resources=_resources(resources),
+            registry_credential=registry_credential,
+            task_path=task_path,
+            config=config,
+        )
+
+    @staticmethod
+    def from_openenv(
+        task_id: str,
+        task_app_url: str,
+        *,
+        env: dict[str, str] | None = None,
+        resources: PoolResources | dict[str, Any] | None = None,
+        openenv_deployment: dict[str, Any] | None = None,
+        openenv_rollout: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> PoolTaskInstance:
+        return PoolTaskInstance(
+            task_id=task_id,
+            backend="openenv",
+            env_vars=env,
+            resources=_resources(resources),
+            openenv_deployment=openenv_deployment or {"task_app_url": task_app_url},
+            openenv_rollout=openenv_rollout,
+            config=config,
+        )
+
+    @staticmethod
+    def from_browser(
+        task_id: str,
+        task_app_url: str,
+        *,
+        profile: str | None = None,
+        env: dict[str, str] | None = None,
+        resources: PoolResources | dict[str, Any] | None = None,
+        browser: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> PoolTaskInstance:
+        browser_config = dict(browser) if browser else {"task_app_url": task_app_url}
+        if profile is not None:
+            browser_config.setdefault("profile", profile)
+        return PoolTaskInstance(
+            task_id=task_id,
+            backend="browser",
+            env_vars=env,
+            resources=_resources(resources),
+            browser=browser_config,
+            config=config,
+        )
+
+    @staticmethod
+    def from_local(
+        task_id: str,
+        path: str,
+        *,
+        env: dict[str, str] | None = None,
+        resources: PoolResources | dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> PoolTaskInstance:
+        """A Harbor-format task directory on the machine running the local backend."""
+        return PoolTaskInstance(
+            task_id=task_id,
+            backend="harbor",
+            data_source=PoolDataSource(type="local", path=os.path.abspath(path)),
+            env_vars=env,
+            resources=_resources(resources),
+            config=config,
+        )

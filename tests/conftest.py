@@ -1,0 +1,30 @@
+"""Shared fixtures: every test runs with its own empty config, data and key store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_ENV_PREFIXES = ("ENVPOOLS_", "SYNTH_", "ENV_POOLS_")
+_ENV_NAMES = ("ENVIRONMENT", "APP_ENVIRONMENT", "NO_COLOR", "FORCE_COLOR", "CI")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point every path at tmp_path and drop any envpools/Synth setting of the host."""
+    for name in list(os.environ):
+        if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    for sub in ("config", "data", "state", "cache"):
+        (home / sub).mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("ENVPOOLS_HOME", str(home / "envpools"))
+    yield home
