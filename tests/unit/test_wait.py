@@ -1,0 +1,83 @@
+"""RolloutHandle.wait: returns the moment the rollout is terminal, with an overall timeout."""
+
+from __future__ import annotations
+
+import json
+from itertools import count
+
+import httpx
+
+from envpools_cli.client import RolloutHandle
+
+from .conftest import Recorder
+
+
+def lifecycle(seq: int, status: str) -> bytes:
+    envelope = {"id": str(seq), "event": "lifecycle", "seq": seq, "data": {"status": status}}
+    return f"id: {seq}\nevent: lifecycle\ndata: {json.dumps(envelope)}\n\n".encode()
+
+
+def test_wait_returns_on_the_terminal_event_without_polling(recorder: Recorder) -> None:
+    state = {"status": "running"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/summary"):
+            return httpx.Response(200, json={"status": "running", "last_event": {"id": "7"}})
+        if path.endswith("/events"):
+            state["status"] = "succeeded"
+            return httpx.Response(200, content=lifecycle(8, "verifying") + lifecycle(9, "succeeded"))
+        return httpx.Response(200, json={"rollout_id": "r1", **state})
+
+    recorder.handler = handler
+    result = RolloutHandle("r1").wait(timeout=30, poll_interval=5)
+    assert result["status"] == "succeeded"
+    assert recorder.sleeps == [], "no poll interval was slept"
+    events_request = next(r for r in recorder.requests if r.url.path.endswith("/events"))
+    assert events_request.headers["last-event-id"] == "7", "resumes after the last seen event"
+
+
+def test_wait_returns_immediately_for_a_finished_rollout(recorder: Recorder) -> None:
+    recorder.handler = lambda r: httpx.Response(200, json={"rollout_id": "r1", "status": "FAILED"})
+    assert RolloutHandle("r1").wait()["status"] == "FAILED"
+    assert len(recorder.requests) == 1
+
+
+def test_wait_times_out_and_returns_the_last_state(recorder: Recorder) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(503)  # no stream: fall back to polling
+        return httpx.Response(200, json={"rollout_id": "r1", "status": "running"})
+
+    recorder.handler = handler
+    ticks = count()
+    handle = RolloutHandle("r1")
+    handle.clock = lambda: float(next(ticks))
+    result = handle.wait(timeout=10, poll_interval=2)
+    assert result["status"] == "running"
+    assert recorder.sleeps, "it polled"
+    assert all(s <= 2 for s in recorder.sleeps)
+    gets = [r for r in recorder.requests if r.url.path == "/v1/rollouts/r1"]
+    assert 2 <= len(gets) <= 10
+
+
+def test_wait_survives_transient_errors(recorder: Recorder) -> None:
+    calls = count()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(("/events", "/summary")):
+            return httpx.Response(404)
+        n = next(calls)
+        if n == 0:
+            return httpx.Response(200, json={"status": "queued"})
+        if n < 4:
+            return httpx.Response(502)  # session retries twice, then wait keeps going
+        return httpx.Response(200, json={"status": "cancelled"})
+
+    recorder.handler = handler
+    assert RolloutHandle("r1").wait(timeout=60, poll_interval=1)["status"] == "cancelled"
+
+
+def test_custom_terminal_set(recorder: Recorder) -> None:
+    recorder.handler = lambda r: httpx.Response(200, json={"status": "running"})
+    assert RolloutHandle("r1").wait(terminal={"RUNNING"})["status"] == "running"
