@@ -21,8 +21,18 @@ def top_level(modules: set[str]) -> set[str]:
 
 def test_client_imports_no_cli_or_server_modules() -> None:
     modules = loaded_after("import envpools_cli.client")
-    forbidden = {"typer", "rich", "keyring", "fastapi", "starlette", "uvicorn", "click",
-                 "pygments", "yaml", "secretstorage"}
+    forbidden = {
+        "typer",
+        "rich",
+        "keyring",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "click",
+        "pygments",
+        "yaml",
+        "secretstorage",
+    }
     assert top_level(modules) & forbidden == set()
     assert not [m for m in modules if m.startswith("envpools_cli.server")]
     assert "httpx" in modules and "pydantic" in modules

@@ -20,8 +20,13 @@ def frame(seq: int) -> bytes:
     status = "succeeded" if seq == TOTAL else None
     event = "lifecycle" if status else "agent"
     data = {"status": status} if status else {"line": f"output line {seq} " + "x" * 40}
-    envelope = {"id": str(seq), "event": event, "seq": seq, "timestamp": "2026-11-28T00:00:00Z",
-                "data": data}
+    envelope = {
+        "id": str(seq),
+        "event": event,
+        "seq": seq,
+        "timestamp": "2026-11-28T00:00:00Z",
+        "data": data,
+    }
     return f"id: {seq}\nevent: {event}\ndata: {json.dumps(envelope)}\n\n".encode()
 
 
@@ -55,8 +60,9 @@ class Handler(socketserver.StreamRequestHandler):
             if seq == drop_at:
                 self.wfile.flush()
                 # Abort: no terminating chunk, no blank line; the peer sees a broken stream.
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
                 return
         if chunked:
             self.wfile.write(b"0\r\n\r\n")

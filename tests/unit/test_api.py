@@ -33,59 +33,162 @@ REQUEST: dict[str, Any] = {
 }
 
 # (function, args, kwargs, method, path, query, body)
-CASES: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], str, str, dict[str, str], Any]] = [
-    (ep.validate_rollout, (), {"request": REQUEST}, "POST", "/v1/rollouts:validate", {},
-     {**REQUEST, "agent": {**REQUEST["agent"], "kind": "codex"}}),
-    (ep.list_rollouts, (), {"cursor": "c1", "limit": 5, "status": "running", "pool_id": "p",
-                            "dataset": "d", "task_id": "t", "created_after": "2026-01-01T00:00:00Z",
-                            "created_before": "2026-02-01T00:00:00Z"},
-     "GET", "/v1/rollouts",
-     {"cursor": "c1", "limit": "5", "status": "running", "pool_id": "p", "dataset": "d",
-      "task_id": "t", "created_after": "2026-01-01T00:00:00Z",
-      "created_before": "2026-02-01T00:00:00Z"}, None),
+CASES: list[
+    tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], str, str, dict[str, str], Any]
+] = [
+    (
+        ep.validate_rollout,
+        (),
+        {"request": REQUEST},
+        "POST",
+        "/v1/rollouts:validate",
+        {},
+        {**REQUEST, "agent": {**REQUEST["agent"], "kind": "codex"}},
+    ),
+    (
+        ep.list_rollouts,
+        (),
+        {
+            "cursor": "c1",
+            "limit": 5,
+            "status": "running",
+            "pool_id": "p",
+            "dataset": "d",
+            "task_id": "t",
+            "created_after": "2026-01-01T00:00:00Z",
+            "created_before": "2026-02-01T00:00:00Z",
+        },
+        "GET",
+        "/v1/rollouts",
+        {
+            "cursor": "c1",
+            "limit": "5",
+            "status": "running",
+            "pool_id": "p",
+            "dataset": "d",
+            "task_id": "t",
+            "created_after": "2026-01-01T00:00:00Z",
+            "created_before": "2026-02-01T00:00:00Z",
+        },
+        None,
+    ),
     (ep.list_rollouts, (), {}, "GET", "/v1/rollouts", {}, None),
     (ep.get_rollout, ("r1",), {}, "GET", "/v1/rollouts/r1", {}, None),
     (ep.get_rollout_summary, ("r1",), {}, "GET", "/v1/rollouts/r1/summary", {}, None),
     (ep.get_rollout_usage, ("r1",), {}, "GET", "/v1/rollouts/r1/usage", {}, None),
-    (ep.get_rollout_support_bundle, ("r1",), {}, "GET", "/v1/rollouts/r1/support_bundle", {},
-     None),
-    (ep.replay_rollout, ("r1",), {"overrides": {"priority": 3}, "metadata": {"why": "flaky"}},
-     "POST", "/v1/rollouts/r1/replay", {}, {"overrides": {"priority": 3},
-                                              "metadata": {"why": "flaky"}}),
+    (ep.get_rollout_support_bundle, ("r1",), {}, "GET", "/v1/rollouts/r1/support_bundle", {}, None),
+    (
+        ep.replay_rollout,
+        ("r1",),
+        {"overrides": {"priority": 3}, "metadata": {"why": "flaky"}},
+        "POST",
+        "/v1/rollouts/r1/replay",
+        {},
+        {"overrides": {"priority": 3}, "metadata": {"why": "flaky"}},
+    ),
     (ep.replay_rollout, ("r1",), {}, "POST", "/v1/rollouts/r1/replay", {}, {}),
     (ep.cancel_rollout, ("r1",), {}, "POST", "/v1/rollouts/r1/cancel", {}, None),
-    (ep.list_rollout_artifacts, ("r1",), {"prefix": "agent/", "cursor": "c", "limit": 10},
-     "GET", "/v1/rollouts/r1/artifacts", {"prefix": "agent/", "cursor": "c", "limit": "10"}, None),
-    (ep.fetch_artifact, ("r1", "/logs/agent.txt"), {}, "GET",
-     "/v1/rollouts/r1/artifacts/logs/agent.txt", {}, None),
-    (ep.download_artifacts_zip, ("r1",), {"prefix": "verifier/", "limit": 3}, "GET",
-     "/v1/rollouts/r1/artifacts.zip", {"prefix": "verifier/", "limit": "3"}, None),
-    (ep.list_pools, (), {"pool_type": "sandbox", "tag": "gpu"}, "GET", "/v1/pools",
-     {"type": "sandbox", "tag": "gpu"}, None),
+    (
+        ep.list_rollout_artifacts,
+        ("r1",),
+        {"prefix": "agent/", "cursor": "c", "limit": 10},
+        "GET",
+        "/v1/rollouts/r1/artifacts",
+        {"prefix": "agent/", "cursor": "c", "limit": "10"},
+        None,
+    ),
+    (
+        ep.fetch_artifact,
+        ("r1", "/logs/agent.txt"),
+        {},
+        "GET",
+        "/v1/rollouts/r1/artifacts/logs/agent.txt",
+        {},
+        None,
+    ),
+    (
+        ep.download_artifacts_zip,
+        ("r1",),
+        {"prefix": "verifier/", "limit": 3},
+        "GET",
+        "/v1/rollouts/r1/artifacts.zip",
+        {"prefix": "verifier/", "limit": "3"},
+        None,
+    ),
+    (
+        ep.list_pools,
+        (),
+        {"pool_type": "sandbox", "tag": "gpu"},
+        "GET",
+        "/v1/pools",
+        {"type": "sandbox", "tag": "gpu"},
+        None,
+    ),
     (ep.get_pool, ("p1",), {}, "GET", "/v1/pools/p1", {}, None),
-    (ep.update_pool, ("p1",), {"request": {"concurrency": 4}}, "PUT", "/v1/pools/p1", {},
-     {"concurrency": 4}),
+    (
+        ep.update_pool,
+        ("p1",),
+        {"request": {"concurrency": 4}},
+        "PUT",
+        "/v1/pools/p1",
+        {},
+        {"concurrency": 4},
+    ),
     (ep.delete_pool, ("p1",), {}, "DELETE", "/v1/pools/p1", {}, None),
     (ep.get_pool_metrics, ("p1",), {}, "GET", "/v1/pools/p1/metrics", {}, None),
     (ep.list_pool_tasks, ("p1",), {}, "GET", "/v1/pools/p1/tasks", {}, None),
-    (ep.create_pool_task, ("p1",), {"request": PoolTask.from_docker("t1", "img")}, "POST",
-     "/v1/pools/p1/tasks", {}, {"task_id": "t1", "backend": "harbor", "docker_image": "img"}),
-    (ep.update_pool_task, ("p1", "t1"), {"request": {"task_id": "t1", "backend": "harbor"}},
-     "PUT", "/v1/pools/p1/tasks/t1", {}, {"task_id": "t1", "backend": "harbor"}),
+    (
+        ep.create_pool_task,
+        ("p1",),
+        {"request": PoolTask.from_docker("t1", "img")},
+        "POST",
+        "/v1/pools/p1/tasks",
+        {},
+        {"task_id": "t1", "backend": "harbor", "docker_image": "img"},
+    ),
+    (
+        ep.update_pool_task,
+        ("p1", "t1"),
+        {"request": {"task_id": "t1", "backend": "harbor"}},
+        "PUT",
+        "/v1/pools/p1/tasks/t1",
+        {},
+        {"task_id": "t1", "backend": "harbor"},
+    ),
     (ep.delete_pool_task, ("p1", "t1"), {}, "DELETE", "/v1/pools/p1/tasks/t1", {}, None),
     (ep.get_queue_status, (), {}, "GET", "/v1/queue/status", {}, None),
     (ep.get_capabilities, (), {}, "GET", "/v1/capabilities", {}, None),
     (ep.get_openapi_schema, (), {}, "GET", "/v1/openapi.json", {}, None),
     (ep.get_schema_json, (), {}, "GET", "/v1/schema.json", {}, None),
-    (ep.store_credential, (), {"credential_name": "reg", "credential_type": "DOCKER_REGISTRY",
-                               "credential_value": {"username": "u", "token": "t"},
-                               "metadata": {"team": "x"}},
-     "POST", "/api/v1/credentials", {},
-     {"credential_name": "reg", "credential_type": "DOCKER_REGISTRY",
-      "credential_value": '{"username": "u", "token": "t"}', "metadata": {"team": "x"}}),
+    (
+        ep.store_credential,
+        (),
+        {
+            "credential_name": "reg",
+            "credential_type": "DOCKER_REGISTRY",
+            "credential_value": {"username": "u", "token": "t"},
+            "metadata": {"team": "x"},
+        },
+        "POST",
+        "/api/v1/credentials",
+        {},
+        {
+            "credential_name": "reg",
+            "credential_type": "DOCKER_REGISTRY",
+            "credential_value": '{"username": "u", "token": "t"}',
+            "metadata": {"team": "x"},
+        },
+    ),
     (ep.list_credentials, (), {}, "GET", "/api/v1/credentials", {}, None),
-    (ep.rotate_credential, ("c1",), {"new_value": "s3cret"}, "PUT", "/api/v1/credentials/c1", {},
-     {"credential_value": "s3cret"}),
+    (
+        ep.rotate_credential,
+        ("c1",),
+        {"new_value": "s3cret"},
+        "PUT",
+        "/api/v1/credentials/c1",
+        {},
+        {"credential_value": "s3cret"},
+    ),
     (ep.delete_credential, ("c1",), {}, "DELETE", "/api/v1/credentials/c1", {}, None),
     (ep.get_account, (), {}, "GET", "/api/v1/me", {}, None),
 ]
@@ -162,8 +265,9 @@ def test_create_rollout_with_model(recorder: Recorder) -> None:
 
 
 def test_batch_wire(recorder: Recorder) -> None:
-    ep.create_rollouts_batch(requests=[REQUEST, REQUEST], metadata={"run": 1},
-                             idempotency_key="b-1")
+    ep.create_rollouts_batch(
+        requests=[REQUEST, REQUEST], metadata={"run": 1}, idempotency_key="b-1"
+    )
     assert recorder.last.url.path == "/v1/rollouts/batch"
     assert recorder.last.headers["idempotency-key"] == "b-1"
     body = recorder.body()
@@ -177,9 +281,11 @@ def test_batch_wire(recorder: Recorder) -> None:
         ({"pool_id": None}, "Provide pool_id, pool_tags, or environment"),
         ({"task_app_id": None}, "Provide either task_app_url or task_app_id"),
         ({"timeouts": None}, "timeouts is required"),
-        ({"agent": {"harness": "codex", "model_id": "gpt-4o"}},
-         "Model 'gpt-4o' is not allowed for harness 'codex'. Allowed models: "
-         "['gpt-5.1-codex-mini', 'gpt-5.2-codex', 'gpt-5.3-codex-spark']"),
+        (
+            {"agent": {"harness": "codex", "model_id": "gpt-4o"}},
+            "Model 'gpt-4o' is not allowed for harness 'codex'. Allowed models: "
+            "['gpt-5.1-codex-mini', 'gpt-5.2-codex', 'gpt-5.3-codex-spark']",
+        ),
     ],
 )
 def test_dict_requests_are_validated_before_sending(
@@ -202,9 +308,16 @@ def test_batch_validation_names_the_index(recorder: Recorder) -> None:
 def test_backend_harness_accepted_when_capabilities_list_it(recorder: Recorder) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/capabilities":
-            return httpx.Response(200, json={"agents": [
-                {"name": "oracle", "available": True}, "nop",
-                {"name": "codex", "available": False}]})
+            return httpx.Response(
+                200,
+                json={
+                    "agents": [
+                        {"name": "oracle", "available": True},
+                        "nop",
+                        {"name": "codex", "available": False},
+                    ]
+                },
+            )
         return httpx.Response(200, json={"rollout_id": "r1"})
 
     recorder.handler = handler
@@ -282,27 +395,43 @@ def test_delete_accepts_204(recorder: Recorder) -> None:
 
 class TestCreatePool:
     def test_template_fills_type_backend_and_task_config(self, recorder: Recorder) -> None:
-        ep.create_pool(pool_id="p1", template=PoolTemplate.HARBOR_CODING,
-                       tasks=[PoolTask.from_docker("t1", "img")])
+        ep.create_pool(
+            pool_id="p1",
+            template=PoolTemplate.HARBOR_CODING,
+            tasks=[PoolTask.from_docker("t1", "img")],
+        )
         assert recorder.body() == {
             "pool_id": "p1",
             "template": "HARBOR_CODING",
-            "tasks": [{"task_id": "t1", "backend": "harbor", "docker_image": "img",
-                       "config": {"template": "HARBOR_CODING"}}],
+            "tasks": [
+                {
+                    "task_id": "t1",
+                    "backend": "harbor",
+                    "docker_image": "img",
+                    "config": {"template": "HARBOR_CODING"},
+                }
+            ],
             "pool_type": "sandbox",
             "backend": "harbor",
         }
 
     def test_explicit_type_and_backend_win(self, recorder: Recorder) -> None:
         ep.create_pool(pool_id="p1", template="HARBOR_BROWSER", pool_type="x", backend="y")
-        assert recorder.body() == {"pool_id": "p1", "template": "HARBOR_BROWSER",
-                                   "pool_type": "x", "backend": "y"}
+        assert recorder.body() == {
+            "pool_id": "p1",
+            "template": "HARBOR_BROWSER",
+            "pool_type": "x",
+            "backend": "y",
+        }
 
     def test_request_dict_with_template(self, recorder: Recorder) -> None:
         request = {"pool_id": "p2", "pool_type": "custom", "tasks": [{"task_id": "t"}]}
         ep.create_pool(request=request, template="OPENENV")
         assert recorder.body() == {
-            "pool_id": "p2", "pool_type": "custom", "template": "OPENENV", "backend": "openenv",
+            "pool_id": "p2",
+            "pool_type": "custom",
+            "template": "OPENENV",
+            "backend": "openenv",
             "tasks": [{"task_id": "t", "config": {"template": "OPENENV"}, "backend": "openenv"}],
         }
         assert request == {"pool_id": "p2", "pool_type": "custom", "tasks": [{"task_id": "t"}]}
@@ -328,8 +457,7 @@ class TestClientAndNamespaces:
             {"plan": "free", "feature_flags": ["environment_pools"]},
             {"plan": "free", "feature_flags": {"environment_pools": True}},
             {"plan": "free", "feature_flags": {"environment_pools": {"enabled": True}}},
-            {"plan": "free",
-             "feature_flags": [{"feature": "environment_pools", "enabled": True}]},
+            {"plan": "free", "feature_flags": [{"feature": "environment_pools", "enabled": True}]},
         ],
     )
     def test_plan_check_allows(self, recorder: Recorder, account: dict[str, Any]) -> None:
@@ -346,10 +474,14 @@ class TestClientAndNamespaces:
 
     def test_namespaces_route_to_their_paths(self, recorder: Recorder) -> None:
         recorder.handler = lambda r: httpx.Response(
-            200, json=[{"id": "p1"}] if r.url.path.endswith(("/pools", "/tasks", "credentials"))
-            else {"rollout_id": "r5", "pool_id": "p1"})
-        client = EnvironmentPoolsClient(skip_plan_check=True, api_key="sk-ns",
-                                        backend_base="http://ns.test")
+            200,
+            json=[{"id": "p1"}]
+            if r.url.path.endswith(("/pools", "/tasks", "credentials"))
+            else {"rollout_id": "r5", "pool_id": "p1"},
+        )
+        client = EnvironmentPoolsClient(
+            skip_plan_check=True, api_key="sk-ns", backend_base="http://ns.test"
+        )
         handle = client.rollouts.create(REQUEST)
         assert isinstance(handle, RolloutHandle) and handle.rollout_id == "r5"
         assert client.rollouts.get("r5").rollout_id == "r5"
@@ -359,8 +491,15 @@ class TestClientAndNamespaces:
         client.credentials.list()
         client.capabilities.openapi_schema()
         paths = [r.url.path for r in recorder.requests]
-        assert paths == ["/v1/rollouts", "/v1/rollouts/r5", "/v1/pools", "/v1/pools/p1",
-                         "/v1/pools/p1/tasks", "/api/v1/credentials", "/v1/openapi.json"]
+        assert paths == [
+            "/v1/rollouts",
+            "/v1/rollouts/r5",
+            "/v1/pools",
+            "/v1/pools/p1",
+            "/v1/pools/p1/tasks",
+            "/api/v1/credentials",
+            "/v1/openapi.json",
+        ]
         assert {r.headers["authorization"] for r in recorder.requests} == {"Bearer sk-ns"}
         assert {r.url.host for r in recorder.requests} == {"ns.test"}
 
@@ -377,26 +516,81 @@ class TestClientAndNamespaces:
         handle.cancel()
         paths = [(r.method, r.url.path) for r in recorder.requests]
         assert paths == [
-            ("GET", "/v1/rollouts/r7"), ("GET", "/v1/rollouts/r7/summary"),
-            ("GET", "/v1/rollouts/r7/usage"), ("GET", "/v1/rollouts/r7/support_bundle"),
-            ("GET", "/v1/rollouts/r7/artifacts"), ("GET", "/v1/rollouts/r7/artifacts/agent/log.txt"),
-            ("GET", "/v1/rollouts/r7/artifacts.zip"), ("POST", "/v1/rollouts/r7/replay"),
+            ("GET", "/v1/rollouts/r7"),
+            ("GET", "/v1/rollouts/r7/summary"),
+            ("GET", "/v1/rollouts/r7/usage"),
+            ("GET", "/v1/rollouts/r7/support_bundle"),
+            ("GET", "/v1/rollouts/r7/artifacts"),
+            ("GET", "/v1/rollouts/r7/artifacts/agent/log.txt"),
+            ("GET", "/v1/rollouts/r7/artifacts.zip"),
+            ("POST", "/v1/rollouts/r7/replay"),
             ("POST", "/v1/rollouts/r7/cancel"),
         ]
 
 
 def test_every_documented_name_is_importable() -> None:
-    names = """create_rollout get_rollout cancel_rollout stream_rollout_events get_rollout_usage
-    get_rollout_support_bundle list_rollout_artifacts fetch_artifact download_artifacts_zip
-    create_pool list_pools get_pool update_pool delete_pool create_pool_task list_pool_tasks
-    update_pool_task delete_pool_task store_credential list_credentials rotate_credential
-    delete_credential get_capabilities get_openapi_schema get_schema_json list_rollouts
-    get_rollout_summary replay_rollout validate_rollout create_rollouts_batch get_pool_metrics
-    get_queue_status stream_rollout_events_resilient EnvironmentPoolsClient RolloutHandle
-    AgentSpec PoolTask PoolTaskInstance RolloutRequestV1 PoolConfigV1 PoolTemplate EventEnvelope
-    ArtifactManifest ArtifactManifestEntry UsageSnapshot PoolResponse TaskRef EnvironmentSpec
-    TimeoutSpec PlanGatingError EnvPoolsError APIError AuthenticationError NotFoundError
-    ConflictError ValidationError RateLimitError ServerError TransportError StreamGapError""".split()
+    names = [
+        "create_rollout",
+        "get_rollout",
+        "cancel_rollout",
+        "stream_rollout_events",
+        "get_rollout_usage",
+        "get_rollout_support_bundle",
+        "list_rollout_artifacts",
+        "fetch_artifact",
+        "download_artifacts_zip",
+        "create_pool",
+        "list_pools",
+        "get_pool",
+        "update_pool",
+        "delete_pool",
+        "create_pool_task",
+        "list_pool_tasks",
+        "update_pool_task",
+        "delete_pool_task",
+        "store_credential",
+        "list_credentials",
+        "rotate_credential",
+        "delete_credential",
+        "get_capabilities",
+        "get_openapi_schema",
+        "get_schema_json",
+        "list_rollouts",
+        "get_rollout_summary",
+        "replay_rollout",
+        "validate_rollout",
+        "create_rollouts_batch",
+        "get_pool_metrics",
+        "get_queue_status",
+        "stream_rollout_events_resilient",
+        "EnvironmentPoolsClient",
+        "RolloutHandle",
+        "AgentSpec",
+        "PoolTask",
+        "PoolTaskInstance",
+        "RolloutRequestV1",
+        "PoolConfigV1",
+        "PoolTemplate",
+        "EventEnvelope",
+        "ArtifactManifest",
+        "ArtifactManifestEntry",
+        "UsageSnapshot",
+        "PoolResponse",
+        "TaskRef",
+        "EnvironmentSpec",
+        "TimeoutSpec",
+        "PlanGatingError",
+        "EnvPoolsError",
+        "APIError",
+        "AuthenticationError",
+        "NotFoundError",
+        "ConflictError",
+        "ValidationError",
+        "RateLimitError",
+        "ServerError",
+        "TransportError",
+        "StreamGapError",
+    ]
     import envpools_cli.client as surface
 
     missing = [name for name in names if not hasattr(surface, name)]

@@ -149,8 +149,11 @@ def test_plan_gating_constructible_like_the_sdk() -> None:
 
 def test_rate_limit_carries_retry_after() -> None:
     error = error_from_response(
-        _response(429, json={"error": {"code": "queue_full", "message": "full"}},
-                  headers={"Retry-After": "7"})
+        _response(
+            429,
+            json={"error": {"code": "queue_full", "message": "full"}},
+            headers={"Retry-After": "7"},
+        )
     )
     assert isinstance(error, RateLimitError)
     assert error.code == "queue_full"

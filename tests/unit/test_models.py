@@ -27,7 +27,9 @@ class TestAgentPresets:
         assert AgentSpec.codex().model_id == "gpt-5.2-codex"
         assert AgentSpec.codex().harness == "codex"
 
-    @pytest.mark.parametrize("model", ["gpt-5.2-codex", "gpt-5.1-codex-mini", "gpt-5.3-codex-spark"])
+    @pytest.mark.parametrize(
+        "model", ["gpt-5.2-codex", "gpt-5.1-codex-mini", "gpt-5.3-codex-spark"]
+    )
     def test_codex_allows_its_models(self, model: str) -> None:
         assert AgentSpec.codex(model_id=model).model_id == model
 

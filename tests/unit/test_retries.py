@@ -77,8 +77,10 @@ def test_retry_after_is_honoured(recorder: Recorder) -> None:
 
 def test_rate_limit_error_after_retries(recorder: Recorder) -> None:
     recorder.handler = lambda r: httpx.Response(
-        429, headers={"Retry-After": "1"},
-        json={"error": {"code": "queue_full", "message": "pool queue is full"}})
+        429,
+        headers={"Retry-After": "1"},
+        json={"error": {"code": "queue_full", "message": "pool queue is full"}},
+    )
     with pytest.raises(RateLimitError) as info:
         ep.get_queue_status()
     assert info.value.code == "queue_full"
@@ -108,16 +110,17 @@ def test_batch_retries_with_the_same_key(recorder: Recorder) -> None:
 def test_non_idempotent_post_is_not_retried_after_it_was_sent(recorder: Recorder) -> None:
     recorder.handler = _sequence(httpx.Response(503), httpx.Response(200, json={}))  # type: ignore[assignment]
     with pytest.raises(ServerError):
-        ep.store_credential(credential_name="n", credential_type="GITHUB_PAT",
-                            credential_value="v")
+        ep.store_credential(credential_name="n", credential_type="GITHUB_PAT", credential_value="v")
     assert len(recorder.requests) == 1
 
 
 def test_connect_errors_are_retried_for_any_method(recorder: Recorder) -> None:
     recorder.handler = _sequence(  # type: ignore[assignment]
-        httpx.ConnectError("refused"), httpx.Response(200, json={"credential_id": "c"}))
-    result = ep.store_credential(credential_name="n", credential_type="GITHUB_PAT",
-                                 credential_value="v")
+        httpx.ConnectError("refused"), httpx.Response(200, json={"credential_id": "c"})
+    )
+    result = ep.store_credential(
+        credential_name="n", credential_type="GITHUB_PAT", credential_value="v"
+    )
     assert result == {"credential_id": "c"}
     assert len(recorder.requests) == 2
 

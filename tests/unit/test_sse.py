@@ -21,7 +21,7 @@ def decode(*chunks: bytes) -> list[tuple[str, str, str | None]]:
 
 class TestDecoder:
     def test_basic_event(self) -> None:
-        assert decode(b"id: 1\nevent: agent\ndata: {\"a\":1}\n\n") == [("agent", '{"a":1}', "1")]
+        assert decode(b'id: 1\nevent: agent\ndata: {"a":1}\n\n') == [("agent", '{"a":1}', "1")]
 
     def test_multi_line_data_is_joined_with_newlines(self) -> None:
         assert decode(b"data: first\ndata:second\ndata:  third\n\n") == [
@@ -156,7 +156,10 @@ def test_query_and_cursor_headers(recorder: Recorder) -> None:
     list(ep.stream_rollout_events("r1", since="2026-01-01T00:00:00Z", cursor="3", limit=10))
     request = recorder.last
     assert dict(request.url.params) == {
-        "since": "2026-01-01T00:00:00Z", "cursor": "3", "limit": "10"}
+        "since": "2026-01-01T00:00:00Z",
+        "cursor": "3",
+        "limit": "10",
+    }
     assert request.headers["last-event-id"] == "3"
 
 
@@ -176,7 +179,7 @@ def test_drop_mid_event_then_resume(recorder: Recorder) -> None:
 
 def test_clean_close_inside_an_event_counts_as_a_drop(recorder: Recorder) -> None:
     recorder.handler = script(  # type: ignore[assignment]
-        sse_response([sse(1) + b"id: 2\ndata: {\"partial\""]),
+        sse_response([sse(1) + b'id: 2\ndata: {"partial"']),
         sse_response([sse(2), terminal(3)]),
     )
     assert seqs(ep.stream_rollout_events("r1", auto_reconnect=True)) == [1, 2, 3]
@@ -192,8 +195,10 @@ def test_duplicates_are_dropped_when_the_server_resends(recorder: Recorder) -> N
 
 def test_reconnects_on_502_503_504(recorder: Recorder) -> None:
     recorder.handler = script(  # type: ignore[assignment]
-        httpx.Response(502), httpx.Response(503, headers={"Retry-After": "2"}),
-        httpx.Response(504), sse_response([terminal(1)]),
+        httpx.Response(502),
+        httpx.Response(503, headers={"Retry-After": "2"}),
+        httpx.Response(504),
+        sse_response([terminal(1)]),
     )
     events = list(ep.stream_rollout_events("r1", auto_reconnect=True, backoff_base=0.1))
     assert seqs(events) == [1]
@@ -225,7 +230,8 @@ def test_gives_up_after_max_retries(recorder: Recorder) -> None:
 
 def test_auth_errors_are_not_retried(recorder: Recorder) -> None:
     recorder.handler = lambda r: httpx.Response(
-        403, json={"error": {"code": "plan_required", "message": "x", "current_plan": "free"}})
+        403, json={"error": {"code": "plan_required", "message": "x", "current_plan": "free"}}
+    )
     with pytest.raises(ep.PlanGatingError):
         list(ep.stream_rollout_events("r1", auto_reconnect=True))
     assert len(recorder.requests) == 1
@@ -293,7 +299,8 @@ def test_heartbeats_without_ids_pass_through_and_never_move_the_cursor(
 
 def test_non_envelope_data_and_missing_ids(recorder: Recorder) -> None:
     recorder.handler = script(  # type: ignore[assignment]
-        sse_response([b"data: plain text\n\n", b"event: note\ndata: {\"x\": 1}\n\n"]))
+        sse_response([b"data: plain text\n\n", b'event: note\ndata: {"x": 1}\n\n'])
+    )
     events = list(ep.stream_rollout_events("r1"))
     assert events == [
         {"id": None, "event": "message", "seq": None, "timestamp": None, "data": "plain text"},
@@ -303,7 +310,7 @@ def test_non_envelope_data_and_missing_ids(recorder: Recorder) -> None:
 
 def test_opaque_ids_are_deduplicated(recorder: Recorder) -> None:
     def ev(i: str) -> bytes:
-        return f"id: e{i}\ndata: {{\"n\": \"{i}\"}}\n\n".encode()
+        return f'id: e{i}\ndata: {{"n": "{i}"}}\n\n'.encode()
 
     recorder.handler = script(  # type: ignore[assignment]
         sse_response([ev("1"), ev("2")], httpx.ReadError("reset")),
@@ -325,6 +332,7 @@ def test_server_retry_field_sets_the_reconnect_delay(recorder: Recorder) -> None
 
 def test_client_namespace_reconnects_by_default(recorder: Recorder) -> None:
     recorder.handler = script(  # type: ignore[assignment]
-        sse_response([sse(1)], httpx.ReadError("reset")), sse_response([terminal(2)]))
+        sse_response([sse(1)], httpx.ReadError("reset")), sse_response([terminal(2)])
+    )
     client = ep.EnvironmentPoolsClient(skip_plan_check=True)
     assert seqs(client.rollouts.events("r1")) == [1, 2]

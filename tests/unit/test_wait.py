@@ -26,7 +26,9 @@ def test_wait_returns_on_the_terminal_event_without_polling(recorder: Recorder) 
             return httpx.Response(200, json={"status": "running", "last_event": {"id": "7"}})
         if path.endswith("/events"):
             state["status"] = "succeeded"
-            return httpx.Response(200, content=lifecycle(8, "verifying") + lifecycle(9, "succeeded"))
+            return httpx.Response(
+                200, content=lifecycle(8, "verifying") + lifecycle(9, "succeeded")
+            )
         return httpx.Response(200, json={"rollout_id": "r1", **state})
 
     recorder.handler = handler
