@@ -336,3 +336,32 @@ def test_client_namespace_reconnects_by_default(recorder: Recorder) -> None:
     )
     client = ep.EnvironmentPoolsClient(skip_plan_check=True)
     assert seqs(client.rollouts.events("r1")) == [1, 2]
+
+
+def test_memory_stays_flat_over_a_long_stream(recorder: Recorder) -> None:
+    import tracemalloc
+
+    total = 20_000
+
+    def body() -> Iterator[bytes]:
+        for seq in range(1, total):
+            yield sse(seq)
+        yield terminal(total)
+
+    class Lazy(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            return body()
+
+    recorder.handler = lambda r: httpx.Response(200, stream=Lazy())
+    tracemalloc.start()
+    try:
+        last = 0
+        for event in ep.stream_rollout_events("r1"):
+            last = event["seq"]  # type: ignore[assignment]
+            if last == 1000:
+                tracemalloc.reset_peak()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert last == total
+    assert peak < 2 * 1024 * 1024, f"peak {peak} bytes while streaming {total} events"
