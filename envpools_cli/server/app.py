@@ -1,0 +1,78 @@
+"""The local backend's FastAPI application and its lifetime (scheduler start/stop)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from envpools_cli import __version__, models
+from envpools_cli.server.api_errors import RequestIdMiddleware, install_error_handlers
+from envpools_cli.server.context import ServerContext
+from envpools_cli.server.routes import account_router, pools_router
+from envpools_cli.server.scheduler import Scheduler
+from envpools_cli.server.service import Service
+from envpools_cli.server.settings import ServerSettings
+
+__all__ = ["LocalBackend", "create_app"]
+
+PREFIXES = ("/v1", "/api/v1", "/api/v1/environment-pools")
+
+
+def model_schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for name in models.__all__:
+        value = getattr(models, name)
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            schemas[name] = value.model_json_schema()
+    return {"version": __version__, "schemas": schemas}
+
+
+class LocalBackend:
+    """One backend instance: context, scheduler and the app serving them."""
+
+    def __init__(self, settings: ServerSettings | None = None, *, start_scheduler: bool = True):
+        self.settings = settings or ServerSettings.from_env()
+        self.ctx = ServerContext.create(self.settings)
+        self.scheduler = Scheduler(self.ctx)
+        self.service = Service(self.ctx, self.scheduler)
+        self.start_scheduler = start_scheduler
+        self.app = create_app(self)
+
+    def start(self) -> None:
+        if self.start_scheduler:
+            self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.ctx.store.close()
+
+
+def create_app(backend: LocalBackend) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backend.start()
+        try:
+            yield
+        finally:
+            backend.stop()
+
+    app = FastAPI(
+        title="Environment Pools (envpools local backend)",
+        version=__version__,
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = backend.service
+    app.state.model_schemas = model_schemas()
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for index, prefix in enumerate(PREFIXES):
+        app.include_router(pools_router, prefix=prefix, include_in_schema=index == 0)
+    app.include_router(account_router)
+    return app

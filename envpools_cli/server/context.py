@@ -1,0 +1,65 @@
+"""Everything a running local backend shares: settings, store, events, sandbox, prices."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envpools_cli.server.events import EventBus
+from envpools_cli.server.sandbox import SandboxDriver, make_driver
+from envpools_cli.server.settings import ServerSettings
+from envpools_cli.server.store import Store
+from envpools_cli.server.usage import load_prices
+
+__all__ = ["ServerContext"]
+
+log = logging.getLogger("envpools.server")
+
+_SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass
+class ServerContext:
+    settings: ServerSettings
+    store: Store
+    bus: EventBus
+    driver: SandboxDriver
+    driver_warning: str | None
+    prices: dict[str, Any]
+    tool_paths: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: ServerSettings) -> ServerContext:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.trials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        driver, warning = make_driver(settings.sandbox)
+        if warning:
+            log.warning("%s", warning)
+        tools = [Path(p) for p in os.environ.get("ENVPOOLS_TOOL_PATH", "").split(os.pathsep) if p]
+        return cls(
+            settings=settings,
+            store=Store(settings.db_path),
+            bus=EventBus(),
+            driver=driver,
+            driver_warning=warning,
+            prices=load_prices(settings.price_table),
+            tool_paths=tools,
+        )
+
+    @property
+    def search_path(self) -> str:
+        """PATH inside the sandbox: the host's /usr plus the configured tool folders."""
+        if self.driver.isolated:
+            return os.pathsep.join([*map(str, self.tool_paths), _SANDBOX_PATH])
+        return os.pathsep.join([*map(str, self.tool_paths), os.environ.get("PATH", "")])
+
+    def publish(self, rollout_id: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        envelope = self.store.append_event(rollout_id, event, data)
+        self.bus.notify(rollout_id)
+        return envelope
+
+    def trial_dir(self, rollout_id: str) -> Path:
+        return self.settings.trials_dir / rollout_id

@@ -1,0 +1,55 @@
+"""Settings of one local backend instance."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envpools_cli import paths
+
+__all__ = ["ServerSettings"]
+
+
+def _cpu_count() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+@dataclass
+class ServerSettings:
+    """Where the backend keeps its state and how it schedules and streams.
+
+    ``data_dir`` holds ``envpools.db`` and one folder per rollout under ``trials/``.
+    """
+
+    data_dir: Path = field(default_factory=lambda: paths.data_dir() / "local")
+    heartbeat_sec: float = 15.0
+    default_concurrency: int = 2
+    max_running: int = field(default_factory=lambda: max(2, _cpu_count()))
+    default_agent_timeout_sec: int = 600
+    default_verifier_timeout_sec: int = 600
+    sandbox: str = "auto"
+    """``auto`` (bwrap when installed, else the plain-process driver), ``bwrap`` or ``process``."""
+    price_table: Path | None = None
+    event_batch: int = 500
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "envpools.db"
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.data_dir / "trials"
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None) -> ServerSettings:
+        settings = cls() if data_dir is None else cls(data_dir=data_dir)
+        if value := os.environ.get("ENVPOOLS_HEARTBEAT_SEC"):
+            settings.heartbeat_sec = float(value)
+        if value := os.environ.get("ENVPOOLS_SANDBOX"):
+            settings.sandbox = value
+        if value := os.environ.get("ENVPOOLS_PRICE_TABLE"):
+            settings.price_table = Path(value)
+        if value := os.environ.get("ENVPOOLS_MAX_RUNNING"):
+            settings.max_running = int(value)
+        return settings
