@@ -113,6 +113,7 @@ class RolloutRunner:
         self.ctx = ctx
         self.rollout_id = rollout_id
         self.cancel = threading.Event()
+        self.shutting_down = False
         self.sandbox_sec = 0.0
         self.bytes_uploaded = 0
         self.harness: Harness | None = None
@@ -155,7 +156,19 @@ class RolloutRunner:
         try:
             outcome = self._execute()
         except Cancelled:
-            outcome = Outcome("cancelled", {"code": "cancelled", "message": "cancelled by request"})
+            if self.shutting_down:
+                outcome = Outcome(
+                    "error",
+                    {
+                        "code": "backend_restarted",
+                        "message": "the local backend stopped while this "
+                        "rollout was running; it was not finished",
+                    },
+                )
+            else:
+                outcome = Outcome(
+                    "cancelled", {"code": "cancelled", "message": "cancelled by request"}
+                )
         except TaskError as exc:
             outcome = Outcome("error", {"code": exc.code, "message": exc.message})
         except Exception as exc:

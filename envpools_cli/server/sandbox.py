@@ -167,31 +167,11 @@ class BwrapDriver(SandboxDriver):
         self.executable = executable
 
     def argv(self, spec: SandboxSpec) -> tuple[list[str], dict[str, str], str]:
-        args = [
-            self.executable,
-            "--unshare-all",
-            "--unshare-user",
-            "--uid",
-            str(_SANDBOX_UID),
-            "--gid",
-            str(_SANDBOX_UID),
-            "--die-with-parent",
-            "--new-session",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--ro-bind",
-            "/etc",
-            "/etc",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/tmp",
-            "--dir",
-            "/tmp/home",
-        ]
+        uid = str(_SANDBOX_UID)
+        args = [self.executable, "--unshare-all", "--unshare-user", "--uid", uid, "--gid", uid]
+        args += ["--die-with-parent", "--new-session"]
+        args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/tmp/home"]
         if spec.network:
             args += ["--share-net"]
         for name in ("bin", "lib", "lib64", "lib32", "libx32", "sbin"):
@@ -205,18 +185,14 @@ class BwrapDriver(SandboxDriver):
         args += ["--bind", str(spec.workspace), spec.workdir]
         for mount in spec.mounts:
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
-        env = {
-            "PATH": _SANDBOX_PATH,
-            "HOME": "/tmp/home",
-            "LANG": "C.UTF-8",
-            "TERM": "dumb",
-            **spec.env,
-        }
-        args += ["--clearenv"]
-        for key, value in env.items():
-            args += ["--setenv", key, value]
-        args += ["--chdir", spec.workdir, "--"]
-        return args + _limits_prefix(spec) + spec.command, {}, "/"
+        # The root itself (a tmpfs bwrap built) becomes read-only: writes go to the
+        # workspace, /logs, or the private /tmp, nowhere else.
+        args += ["--remount-ro", "/", "--chdir", spec.workdir, "--"]
+        # The environment goes to bwrap's own environment, not its argv: argv is
+        # visible to every user of the host, and credentials travel here.
+        env = {"PATH": _SANDBOX_PATH, "HOME": "/tmp/home", "LANG": "C.UTF-8", "TERM": "dumb"}
+        env.update(spec.env)
+        return args + _limits_prefix(spec) + spec.command, env, "/"
 
 
 class ProcessDriver(SandboxDriver):

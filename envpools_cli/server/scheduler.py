@@ -46,6 +46,7 @@ class Scheduler:
             runners = list(self._runners.values())
             self._cond.notify_all()
         for runner in runners:
+            runner.shutting_down = True
             runner.cancel.set()
         for thread in list(self._threads.values()):
             thread.join(timeout)

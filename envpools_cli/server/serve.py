@@ -33,8 +33,9 @@ DEFAULT_ORG_NAME = "local"
 log = logging.getLogger("envpools.server")
 
 
-def bind_socket(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, scan: int = 100
-                ) -> socket.socket:
+def bind_socket(
+    host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, scan: int = 100
+) -> socket.socket:
     """A listening socket on ``port``, or the next free one (port 0: any free port)."""
     last_error: OSError | None = None
     candidates = [0] if port == 0 else range(port, port + max(1, scan))
@@ -94,13 +95,26 @@ def serve(
     url = f"http://{host}:{actual}"
     if state_file is not None:
         state_file.parent.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps({
-            "pid": os.getpid(), "url": url, "host": host, "port": actual,
-            "data_dir": str(settings.data_dir), "version": __version__,
-            "started_at": time.time(),
-        }))
-    log.info("envpools local backend %s listening on %s (data in %s, sandbox: %s)",
-             __version__, url, settings.data_dir, backend.ctx.driver.name)
+        state_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "url": url,
+                    "host": host,
+                    "port": actual,
+                    "data_dir": str(settings.data_dir),
+                    "version": __version__,
+                    "started_at": time.time(),
+                }
+            )
+        )
+    log.info(
+        "envpools local backend %s listening on %s (data in %s, sandbox: %s)",
+        __version__,
+        url,
+        settings.data_dir,
+        backend.ctx.driver.name,
+    )
     try:
         server.run(sockets=[sock])
     finally:
@@ -115,8 +129,14 @@ def serve(
 class BackendThread:
     """A real backend on a real socket, in a thread: for tests and embedding."""
 
-    def __init__(self, settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+    ) -> None:
         self.settings = settings
         self.host = host
         self.sock = bind_socket(host, port, scan=1)
