@@ -12,7 +12,7 @@ import copy
 import json as jsonlib
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -577,6 +577,7 @@ def stream_rollout_events(
     backoff_base: float = 1.0,
     backoff_max: float = 30.0,
     on_gap: GapPolicy = "raise",
+    on_reconnect: Callable[[int, float, Exception], None] | None = None,
     session: HTTPSession | None = None,
 ) -> EventStream:
     """Stream a rollout's events (SSE) as EventEnvelope-shaped dicts.
@@ -599,6 +600,7 @@ def stream_rollout_events(
         backoff_base=backoff_base,
         backoff_max=backoff_max,
         on_gap=on_gap,
+        on_reconnect=on_reconnect,
     )
 
 

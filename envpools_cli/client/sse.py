@@ -18,7 +18,7 @@ import codecs
 import json
 import re
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -191,6 +191,7 @@ class EventStream(Iterator[dict[str, Any]]):
         backoff_max: float = 30.0,
         on_gap: GapPolicy = "raise",
         stop_on_terminal: bool = True,
+        on_reconnect: Callable[[int, float, Exception], None] | None = None,
     ) -> None:
         self._session = session
         self._url = url
@@ -205,6 +206,7 @@ class EventStream(Iterator[dict[str, Any]]):
         self._backoff_max = backoff_max
         self._on_gap = on_gap
         self._stop_on_terminal = stop_on_terminal
+        self._on_reconnect = on_reconnect
         self._last_seq: int | None = int(cursor) if cursor and cursor.isdigit() else None
         self._recent: deque[str] = deque(maxlen=_RECENT_IDS)
         self._recent_set: set[str] = set()
@@ -269,7 +271,10 @@ class EventStream(Iterator[dict[str, Any]]):
                     raise self._final_error(exc) from exc
                 retries += 1
                 self.reconnects += 1
-                self._session.sleep(self._delay(retries, retry_after))
+                delay = self._delay(retries, retry_after)
+                if self._on_reconnect is not None:
+                    self._on_reconnect(retries, delay, exc)
+                self._session.sleep(delay)
 
     def _reconnectable(self, exc: Exception) -> float | Literal[False] | None:
         """False if ``exc`` must not be retried, else the server's Retry-After (or None)."""

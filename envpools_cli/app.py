@@ -1,0 +1,262 @@
+"""The root command, its global options, and THE error boundary.
+
+Every expected failure (the client's error tree, the CLI's own errors, usage errors)
+becomes a message on stderr, one JSON object on stderr in JSON modes, and an exit code
+from ``cli_errors``; anything else is a bug: a short message, and the traceback only
+with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from envpools_cli import __version__
+from envpools_cli.cli_errors import (
+    EXIT_AUTH,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_USAGE,
+    CLIError,
+)
+from envpools_cli.commands import (
+    auth,
+    capabilities,
+    completion,
+    config_cmd,
+    credentials,
+    demo,
+    local,
+    pools,
+    queue,
+    rollouts,
+    tasks,
+)
+from envpools_cli.runtime import runtime
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name="envpools",
+    help="Operate environment pools and agent rollouts, on Synth or on this machine.\n\n"
+    "Data goes to stdout, everything else to stderr. Exit codes: 0 ok, 1 error, 2 usage, "
+    "3 timed out, 4 auth/plan, 5 rollout not successful, 6 not found, 7 transient "
+    "(retry), 130 interrupted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+app.add_typer(pools.app, name="pools")
+app.add_typer(tasks.app, name="tasks")
+app.add_typer(rollouts.app, name="rollouts")
+app.add_typer(credentials.app, name="credentials")
+app.add_typer(capabilities.app, name="capabilities")
+app.add_typer(queue.app, name="queue")
+app.add_typer(auth.app, name="auth")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(local.app, name="local")
+app.add_typer(completion.app, name="completion")
+app.command(name="demo")(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"envpools {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", "-p", help="Profile to use (env ENVPOOLS_PROFILE).", show_default=False
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            help="Backend URL (env ENVPOOLS_API_URL, then SYNTH_BACKEND_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Log HTTP traffic (secrets redacted) and show tracebacks.",
+            envvar="ENVPOOLS_DEBUG",
+        ),
+    ] = False,
+    no_input: Annotated[
+        bool,
+        typer.Option("--no-input", help="Never prompt (also when CI or ENVPOOLS_NO_INPUT is set)."),
+    ] = False,
+    color: Annotated[
+        str, typer.Option("--color", help="Colour: auto, always or never (NO_COLOR is honoured).")
+    ] = "auto",
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Operate environment pools and agent rollouts."""
+    from envpools_cli.output.streams import set_color
+
+    if color not in ("auto", "always", "never"):
+        raise typer.BadParameter("use auto, always or never", param_hint="--color")
+    set_color(color)
+    runtime.profile_flag = profile
+    runtime.api_url_flag = api_url
+    runtime.debug = runtime.debug or debug
+    runtime.no_input = no_input
+    if runtime.debug:
+        _enable_debug_logging()
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        key = runtime._key.value if runtime._key else None
+        return text.replace(key, "[REDACTED]") if key else text
+
+
+def _enable_debug_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("debug: %(name)s: %(message)s"))
+    for name in ("envpools", "httpx"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+
+
+# --- the error boundary ---------------------------------------------------------------------
+
+
+def _wants_json(argv: list[str]) -> bool:
+    for index, arg in enumerate(argv):
+        if arg == "--json":
+            return True
+        following = argv[index + 1] if index + 1 < len(argv) else ""
+        if arg in ("-o", "--output") and following in ("json", "jsonl", "yaml"):
+            return True
+        if arg.startswith(("--output=", "-o=")) and arg.split("=", 1)[1] in (
+            "json",
+            "jsonl",
+            "yaml",
+        ):
+            return True
+        if arg.startswith("-o") and arg[2:] in ("json", "jsonl", "yaml"):
+            return True
+    return os.environ.get("ENVPOOLS_OUTPUT", "") in ("json", "jsonl", "yaml")
+
+
+def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
+    """(exit code, JSON error object, hint) for an expected failure."""
+    from envpools_cli import client as ep
+
+    if isinstance(exc, CLIError):
+        return exc.exit_code, {"code": exc.code, "message": exc.message}, exc.hint
+    if isinstance(exc, ep.PlanGatingError):
+        return EXIT_AUTH, exc.to_dict(), f"upgrade at {exc.upgrade_url}"
+    if isinstance(exc, ep.AuthenticationError | ep.PermissionDeniedError):
+        return EXIT_AUTH, exc.to_dict(), "check the key: 'envpools auth status'"
+    if isinstance(exc, ep.MissingAPIKeyError):
+        return (
+            EXIT_AUTH,
+            {"code": "auth_missing", "message": str(exc)},
+            ("run 'envpools auth login' or set ENVPOOLS_API_KEY"),
+        )
+    if isinstance(exc, ep.NotFoundError):
+        return EXIT_NOT_FOUND, exc.to_dict(), None
+    if isinstance(exc, ep.RateLimitError | ep.ServerError):
+        return EXIT_TRANSIENT, exc.to_dict(), "this is transient: try again later"
+    if isinstance(exc, ep.APIError):
+        return EXIT_ERROR, exc.to_dict(), None
+    if isinstance(exc, ep.TransportError):
+        return (
+            EXIT_TRANSIENT,
+            {"code": "network_error", "message": str(exc), "retryable": True},
+            "is the backend running and reachable?",
+        )
+    if isinstance(exc, ep.InvalidRequestError | ep.ConfigurationError):
+        return EXIT_USAGE, {"code": "invalid_request", "message": str(exc)}, None
+    if isinstance(exc, ep.StreamGapError):
+        return EXIT_ERROR, {"code": "stream_gap", "message": str(exc)}, None
+    if isinstance(exc, ep.EnvPoolsError):
+        return EXIT_ERROR, {"code": "error", "message": str(exc)}, None
+    raise exc
+
+
+def report(exit_code: int, payload: dict[str, Any], hint: str | None) -> None:
+    from envpools_cli.output import messages
+
+    payload = {k: v for k, v in payload.items() if v is not None}
+    if runtime.json_errors:
+        messages.error_json({**payload, "exit_code": exit_code, **({"hint": hint} if hint else {})})
+        return
+    message = str(payload.get("message", "failed"))
+    if payload.get("request_id"):
+        message += f" (request_id: {payload['request_id']})"
+    messages.error(message)
+    if hint:
+        messages.hint(hint)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Invoke the CLI; return the exit code. Never lets an expected error escape."""
+    from typer._click import exceptions as click_exceptions
+
+    from envpools_cli.output.streams import PipeClosed
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    runtime.reset()
+    runtime.json_errors = _wants_json(argv)
+    runtime.debug = "--debug" in argv or os.environ.get("ENVPOOLS_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="envpools", standalone_mode=False)
+        return result if isinstance(result, int) else EXIT_OK
+    except click_exceptions.ClickException as exc:
+        if runtime.json_errors:
+            report(exc.exit_code, {"code": "usage_error", "message": exc.format_message()}, None)
+        else:
+            exc.show()
+        return exc.exit_code
+    except typer.Abort:
+        return EXIT_INTERRUPTED
+    except typer.Exit as exc:
+        return exc.exit_code
+    except PipeClosed:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        try:
+            code, payload, hint = classify(exc)
+        except Exception:
+            if runtime.debug:
+                raise
+            report(
+                EXIT_ERROR,
+                {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"},
+                "this is a bug in envpools; run with --debug for the traceback",
+            )
+            return EXIT_ERROR
+        report(code, payload, hint)
+        return code
+    finally:
+        runtime.close()

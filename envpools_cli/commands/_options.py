@@ -1,0 +1,105 @@
+"""Options shared by many commands, and small parsing helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from envpools_cli.cli_errors import UsageProblem
+from envpools_cli.runtime import runtime
+
+__all__ = [
+    "FieldsOpt",
+    "JsonOpt",
+    "OutputOpt",
+    "QuietOpt",
+    "YesOpt",
+    "confirm_destructive",
+    "output_format",
+    "parse_pairs",
+    "read_document",
+]
+
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output format: table, json, jsonl, yaml or name.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as -o json.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only ids, one per line.")]
+FieldsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fields",
+        help="Comma-separated keys (JSON) or columns (table) to show.",
+        show_default=False,
+    ),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def output_format(output: str | None, as_json: bool, quiet: bool) -> str:
+    from envpools_cli.output.formats import resolve_format
+
+    fmt = resolve_format(
+        output,
+        as_json,
+        quiet,
+        runtime.resolved().output if not (output or as_json or quiet) else None,
+    )
+    if fmt in ("json", "jsonl", "yaml"):
+        runtime.json_errors = True
+    return fmt
+
+
+def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise UsageProblem(f"{flag} expects KEY=VALUE, got {value!r}")
+        pairs[key] = item
+    return pairs
+
+
+def read_document(source: str) -> Any:
+    """JSON or YAML from a file, or from stdin with ``-``."""
+    if source == "-":
+        text = sys.stdin.read()
+        where = "stdin"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UsageProblem(f"{source}: no such file")
+        text = path.read_text()
+        where = source
+    if not text.strip():
+        raise UsageProblem(f"{where} is empty")
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageProblem(f"{where} is neither JSON nor YAML: {exc}") from None
+
+
+def confirm_destructive(what: str, yes: bool) -> None:
+    """Ask before deleting; refuse to guess when nobody can answer."""
+    if yes:
+        return
+    if not runtime.interactive:
+        raise UsageProblem(f"refusing to {what} without --yes (not interactive)")
+    if not typer.confirm(f"{what[0].upper()}{what[1:]}?", default=False, err=True):
+        raise typer.Exit(1)

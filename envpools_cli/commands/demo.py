@@ -1,0 +1,120 @@
+"""envpools demo: the whole product on this machine, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from envpools_cli.cli_errors import EXIT_NOT_SUCCEEDED
+from envpools_cli.runtime import runtime
+
+DEMO_POOL = "envpools-demo"
+DEMO_TASK = "fix-failing-test"
+
+
+def demo(
+    agent: Annotated[
+        str,
+        typer.Option(
+            "--agent",
+            "-a",
+            help="Harness: oracle (no API key needed), nop, or an agent CLI "
+            "such as codex once its credential is stored.",
+        ),
+    ] = "oracle",
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Where to download the artifacts (default ./envpools-demo/<id>)."
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to follow.")] = 900.0,
+) -> None:
+    """Start the local backend if needed, run a rollout on the bundled task, follow it
+    live, show its usage and download its artifacts.
+
+    Example: envpools demo --agent oracle
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.commands import local, rollouts_files, rollouts_watch
+    from envpools_cli.output.messages import info, success
+    from envpools_cli.output.usage import print_usage
+    from envpools_cli.server.service import examples_dir
+
+    state = local.running_state()
+    if state is None:
+        local.up(
+            port=8000,
+            host="127.0.0.1",
+            data_dir=None,
+            wait_timeout=60.0,
+            output=None,
+            as_json=False,
+        )
+        state = local.running_state()
+    else:
+        local.ensure_local_key(local.LOCAL_PROFILE, Path(state["data_dir"]))
+        local._record_profile(str(state["url"]))
+    runtime.profile_flag = local.LOCAL_PROFILE
+    runtime.api_url_flag = None
+    runtime._resolved = None
+    runtime._key = None
+    conn = runtime.conn()
+
+    task_dir = examples_dir() / DEMO_TASK
+    try:
+        pool = ep.get_pool(DEMO_POOL, **conn)
+    except ep.NotFoundError:
+        pool = ep.create_pool(
+            request={
+                "pool_id": DEMO_POOL,
+                "pool_type": "sandbox",
+                "concurrency": 2,
+                "tags": ["demo"],
+                "tasks": [ep.PoolTask.from_local(DEMO_TASK, str(task_dir)).model_dump()],
+            },
+            **conn,
+        )
+        info(f"created pool {DEMO_POOL} with the bundled task {DEMO_TASK}")
+    if not any(t.get("task_id") == DEMO_TASK for t in pool.get("tasks") or []):
+        ep.create_pool_task(
+            DEMO_POOL, request=ep.PoolTask.from_local(DEMO_TASK, str(task_dir)), **conn
+        )
+    agent_spec: dict[str, Any] = {"harness": agent}
+    if model:
+        agent_spec["model_id"] = model
+    rollout = ep.create_rollout(
+        request={
+            "task_ref": {"dataset": "envpools-examples", "task_id": DEMO_TASK},
+            "agent": agent_spec,
+            "pool_id": DEMO_POOL,
+            "task_app_id": "",
+            "timeouts": {"agent_sec": 600, "verifier_sec": 120},
+            "metadata": {"source": "envpools demo"},
+        },
+        **conn,
+    )
+    rollout_id = str(rollout["rollout_id"])
+    success(f"launched rollout {rollout_id} ({agent} on {DEMO_TASK}); following it live")
+    rollouts_watch.follow_to_end(rollout_id, timeout=timeout, exit_status=False)
+    final = ep.get_rollout(rollout_id, **conn)
+    print_usage(ep.get_rollout_usage(rollout_id, **conn))
+    target = directory or Path("envpools-demo") / rollout_id
+    rollouts_files.download(
+        rollout_id,
+        paths=None,
+        directory=target,
+        prefix=None,
+        as_zip=False,
+        zip_file=None,
+        overwrite=True,
+    )
+    info(
+        f"next: envpools rollouts get {rollout_id} --profile {local.LOCAL_PROFILE}; "
+        f"envpools rollouts tail {rollout_id}; envpools local down"
+    )
+    if final.get("status") != "succeeded":
+        raise typer.Exit(EXIT_NOT_SUCCEEDED)

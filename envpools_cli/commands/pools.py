@@ -1,0 +1,355 @@
+"""envpools pools: list, inspect, create, change and delete pools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from envpools_cli.cli_errors import UsageProblem
+from envpools_cli.commands import tasks
+from envpools_cli.commands._options import (
+    FieldsOpt,
+    JsonOpt,
+    OutputOpt,
+    QuietOpt,
+    YesOpt,
+    confirm_destructive,
+    output_format,
+    read_document,
+)
+from envpools_cli.runtime import runtime
+
+app = typer.Typer(
+    help="Pools: where rollouts run, with their tasks and limits.", no_args_is_help=True
+)
+app.add_typer(tasks.app, name="tasks")
+
+TypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--type", help="Pool type (sandbox, browser, openenv, archipelago).", show_default=False
+    ),
+]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--template",
+        help="HARBOR_CODING, HARBOR_BROWSER, ARCHIPELAGO or OPENENV.",
+        show_default=False,
+    ),
+]
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", help="Backend provider.", show_default=False)
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--concurrency", min=0, help="Rollouts running at once.")
+]
+CapacityOpt = Annotated[int | None, typer.Option("--capacity", min=0, help="Pool capacity.")]
+MaxQueueOpt = Annotated[
+    int | None,
+    typer.Option("--max-queue", min=0, help="Queued rollouts before creates get 429 queue_full."),
+]
+MaxRunningOpt = Annotated[int | None, typer.Option("--max-running", min=0)]
+PriorityOpt = Annotated[int | None, typer.Option("--priority-weight")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")]
+AgentOpt = Annotated[
+    list[str] | None,
+    typer.Option("--allowed-agent", help="Harness allowed in this pool (repeatable)."),
+]
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option("--allowed-model", help="Model allowed in this pool (repeatable)."),
+]
+SpendOpt = Annotated[float | None, typer.Option("--spend-limit", min=0, help="Spend limit in USD.")]
+FromFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-file",
+        "-f",
+        help="Pool as JSON or YAML (file, or - for stdin); flags override it.",
+        show_default=False,
+    ),
+]
+LocalOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--local", help="Add a Harbor task directory on this machine (repeatable; id = its name)."
+    ),
+]
+
+COLUMNS_SPEC = [
+    ("POOL", "pool_id"),
+    ("TYPE", "pool_type"),
+    ("BACKEND", "backend"),
+    ("CONCURRENCY", "concurrency"),
+    ("TAGS", "tags"),
+    ("TASKS", "tasks"),
+    ("CREATED", "created_at"),
+]
+
+
+def _columns() -> list[Any]:
+    from envpools_cli.output.formats import Column
+
+    def count(value: Any) -> str:
+        return str(len(value)) if isinstance(value, list) else "-"
+
+    def joined(value: Any) -> str:
+        return ",".join(value) if isinstance(value, list) and value else "-"
+
+    return [
+        Column(header, key, render=count if key == "tasks" else joined if key == "tags" else None)
+        for header, key in COLUMNS_SPEC
+    ]
+
+
+def _fields(
+    pool_type: str | None,
+    template: str | None,
+    backend: str | None,
+    concurrency: int | None,
+    capacity: int | None,
+    max_queue: int | None,
+    max_running: int | None,
+    priority_weight: int | None,
+    tags: list[str] | None,
+    agents: list[str] | None,
+    models: list[str] | None,
+    spend: float | None,
+) -> dict[str, Any]:
+    values = {
+        "pool_type": pool_type,
+        "template": template,
+        "backend": backend,
+        "concurrency": concurrency,
+        "capacity": capacity,
+        "max_queue": max_queue,
+        "max_running": max_running,
+        "priority_weight": priority_weight,
+        "tags": tags or None,
+        "allowed_agents": agents or None,
+        "allowed_models": models or None,
+        "spend_limit_usd": spend,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _show(pool: dict[str, Any], fmt: str, fields: str | None) -> None:
+    from envpools_cli.output.formats import emit_record, parse_fields
+
+    emit_record(
+        pool, fmt, fields=parse_fields(fields), id_key="pool_id", order=[k for _, k in COLUMNS_SPEC]
+    )
+
+
+@app.command("list")
+def list_pools(
+    pool_type: TypeOpt = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only pools with this tag.")] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """List pools.
+
+    Example: envpools pools list --tag gpu -o json
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.formats import emit, parse_fields
+
+    fmt = output_format(output, as_json, quiet)
+    pools = ep.list_pools(pool_type=pool_type, tag=tag, **runtime.conn())
+    emit(
+        pools,
+        fmt,
+        columns=_columns(),
+        fields=parse_fields(fields),
+        id_key="pool_id",
+        empty="No pools. Create one with 'envpools pools create'.",
+    )
+
+
+@app.command("get")
+def get_pool(
+    pool_id: Annotated[str, typer.Argument(help="Pool id.")],
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Show one pool with its tasks.
+
+    Example: envpools pools get local-coding -o yaml
+    """
+    from envpools_cli import client as ep
+
+    fmt = output_format(output, as_json, quiet)
+    _show(ep.get_pool(pool_id, **runtime.conn()), fmt, fields)
+
+
+@app.command("create")
+def create_pool(
+    pool_id: Annotated[
+        str | None, typer.Argument(help="Pool id (or in --from-file).", show_default=False)
+    ] = None,
+    pool_type: TypeOpt = None,
+    template: TemplateOpt = None,
+    backend: BackendOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    capacity: CapacityOpt = None,
+    max_queue: MaxQueueOpt = None,
+    max_running: MaxRunningOpt = None,
+    priority_weight: PriorityOpt = None,
+    tag: TagOpt = None,
+    allowed_agent: AgentOpt = None,
+    allowed_model: ModelOpt = None,
+    spend_limit: SpendOpt = None,
+    local: LocalOpt = None,
+    from_file: FromFileOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Create a pool from flags or from a JSON/YAML file.
+
+    Example: envpools pools create local-coding --type sandbox --concurrency 2 --tag py
+    --local ./my-task
+    """
+    from envpools_cli import client as ep
+
+    fmt = output_format(output, as_json, quiet)
+    body: dict[str, Any] = {}
+    if from_file:
+        document = read_document(from_file)
+        if not isinstance(document, dict):
+            raise UsageProblem("--from-file must hold one pool object")
+        body.update(document)
+    if pool_id:
+        body["pool_id"] = pool_id
+    if "pool_id" not in body:
+        raise UsageProblem("give a POOL_ID argument or a pool_id in --from-file")
+    body.update(
+        _fields(
+            pool_type,
+            template,
+            backend,
+            concurrency,
+            capacity,
+            max_queue,
+            max_running,
+            priority_weight,
+            tag,
+            allowed_agent,
+            allowed_model,
+            spend_limit,
+        )
+    )
+    if template and template not in [t.value for t in ep.PoolTemplate]:
+        raise UsageProblem(
+            f"unknown template {template!r}; use one of "
+            f"{', '.join(t.value for t in ep.PoolTemplate)}"
+        )
+    if local:
+        body.setdefault("tasks", [])
+        body["tasks"] = list(body["tasks"]) + [tasks.local_task_body(path) for path in local]
+    if "pool_type" not in body and not template:
+        body["pool_type"] = "sandbox"
+    pool = ep.create_pool(request=body, template=template, **runtime.conn())
+    _show(pool, fmt, fields)
+
+
+@app.command("update")
+def update_pool(
+    pool_id: Annotated[str, typer.Argument(help="Pool id.")],
+    pool_type: TypeOpt = None,
+    template: TemplateOpt = None,
+    backend: BackendOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    capacity: CapacityOpt = None,
+    max_queue: MaxQueueOpt = None,
+    max_running: MaxRunningOpt = None,
+    priority_weight: PriorityOpt = None,
+    tag: TagOpt = None,
+    allowed_agent: AgentOpt = None,
+    allowed_model: ModelOpt = None,
+    spend_limit: SpendOpt = None,
+    from_file: FromFileOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Change some of a pool's settings (only the ones given).
+
+    Example: envpools pools update local-coding --concurrency 4
+    """
+    from envpools_cli import client as ep
+
+    fmt = output_format(output, as_json, quiet)
+    body: dict[str, Any] = {}
+    if from_file:
+        document = read_document(from_file)
+        if not isinstance(document, dict):
+            raise UsageProblem("--from-file must hold one object")
+        body.update(document)
+    body.update(
+        _fields(
+            pool_type,
+            template,
+            backend,
+            concurrency,
+            capacity,
+            max_queue,
+            max_running,
+            priority_weight,
+            tag,
+            allowed_agent,
+            allowed_model,
+            spend_limit,
+        )
+    )
+    if not body:
+        raise UsageProblem("nothing to change: give at least one setting or --from-file")
+    _show(ep.update_pool(pool_id, request=body, **runtime.conn()), fmt, fields)
+
+
+@app.command("delete")
+def delete_pool(
+    pool_id: Annotated[str, typer.Argument(help="Pool id.")],
+    yes: YesOpt = False,
+) -> None:
+    """Delete a pool and its task definitions.
+
+    Example: envpools pools delete old-pool --yes
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.messages import success
+
+    confirm_destructive(f"delete pool {pool_id!r}", yes)
+    ep.delete_pool(pool_id, **runtime.conn())
+    success(f"deleted pool {pool_id}")
+
+
+@app.command("metrics")
+def pool_metrics(
+    pool_id: Annotated[str, typer.Argument(help="Pool id.")],
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Queue depth, running count, totals and success rate of a pool.
+
+    Example: envpools pools metrics local-coding --json
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.formats import emit_record, parse_fields
+
+    fmt = output_format(output, as_json, quiet)
+    metrics = ep.get_pool_metrics(pool_id, **runtime.conn())
+    metrics.setdefault("pool_id", pool_id)
+    emit_record(metrics, fmt, fields=parse_fields(fields), id_key="pool_id")

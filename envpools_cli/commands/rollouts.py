@@ -1,0 +1,581 @@
+"""envpools rollouts: launch agents against tasks, follow them, read their results."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from envpools_cli.cli_errors import UsageProblem
+from envpools_cli.commands import rollouts_files, rollouts_watch
+from envpools_cli.commands._options import (
+    FieldsOpt,
+    JsonOpt,
+    OutputOpt,
+    QuietOpt,
+    YesOpt,
+    confirm_destructive,
+    output_format,
+    parse_pairs,
+    read_document,
+)
+from envpools_cli.runtime import runtime
+
+app = typer.Typer(
+    help="Rollouts: one agent attempt at one task, with events, artifacts and usage.",
+    no_args_is_help=True,
+)
+app.command("wait")(rollouts_watch.wait)
+app.command("tail")(rollouts_watch.tail)
+app.command("artifacts")(rollouts_files.artifacts)
+app.command("download")(rollouts_files.download)
+
+RolloutArg = Annotated[str, typer.Argument(help="Rollout id.")]
+
+
+def show_rollouts(
+    items: list[dict[str, Any]], fmt: str, fields: str | None, empty: str | None = None
+) -> None:
+    from envpools_cli.output.formats import emit, parse_fields
+    from envpools_cli.output.rollouts import rollout_columns, with_duration
+
+    emit(
+        with_duration(items) if fmt == "table" else items,
+        fmt,
+        columns=rollout_columns(),
+        fields=parse_fields(fields),
+        id_key="rollout_id",
+        empty=empty,
+    )
+
+
+def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
+    from envpools_cli.output.formats import emit_record, parse_fields
+    from envpools_cli.output.rollouts import ROLLOUT_ORDER
+
+    emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)
+
+
+def build_request(
+    *,
+    base: dict[str, Any],
+    task: str | None,
+    agent: str | None,
+    model: str | None,
+    agent_version: str | None,
+    pool: str | None,
+    pool_tags: list[str] | None,
+    env_backend: str | None,
+    docker_image: str | None,
+    task_app_url: str | None,
+    task_app_id: str | None,
+    agent_timeout: int | None,
+    verifier_timeout: int | None,
+    build_timeout: int | None,
+    priority: int | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    """A RolloutRequestV1 dict: the file's fields, overridden by flags."""
+    request: dict[str, Any] = json.loads(json.dumps(base))
+    if task:
+        dataset, sep, task_id = task.partition("/")
+        if not sep or not dataset or not task_id:
+            raise UsageProblem(f"--task expects DATASET/TASK_ID, got {task!r}")
+        request["task_ref"] = {
+            **(request.get("task_ref") or {}),
+            "dataset": dataset,
+            "task_id": task_id,
+        }
+    if agent or model or agent_version:
+        spec = dict(request.get("agent") or {})
+        if agent:
+            spec = {"harness": agent}
+        if model:
+            spec["model_id"] = model
+        if agent_version:
+            spec["harness_version"] = agent_version
+        request["agent"] = spec
+    if pool:
+        request["pool_id"] = pool
+    if pool_tags:
+        request["pool_tags"] = pool_tags
+    if env_backend or docker_image:
+        environment = dict(request.get("environment") or {})
+        if env_backend:
+            environment["backend"] = env_backend
+        if docker_image:
+            environment["docker_image"] = docker_image
+        request["environment"] = environment
+    if task_app_url:
+        request["task_app_url"] = task_app_url
+    if task_app_id is not None:
+        request["task_app_id"] = task_app_id
+    if not any(
+        k in request for k in ("task_app_url", "task_app_id", "container_url", "container_id")
+    ):
+        request["task_app_id"] = ""  # the contract wants one; local pools need neither
+    timeouts = dict(request.get("timeouts") or {})
+    for key, value in (
+        ("agent_sec", agent_timeout),
+        ("verifier_sec", verifier_timeout),
+        ("build_sec", build_timeout),
+    ):
+        if value is not None:
+            timeouts[key] = value
+    request["timeouts"] = timeouts
+    if priority is not None:
+        request["priority"] = priority
+    if metadata:
+        request["metadata"] = {**(request.get("metadata") or {}), **metadata}
+    missing = [
+        name for name, key in (("--task", "task_ref"), ("--agent", "agent")) if key not in request
+    ]
+    if missing:
+        raise UsageProblem(f"missing {' and '.join(missing)} (or give them in --from-file)")
+    if not any(request.get(k) for k in ("pool_id", "pool_tags", "environment")):
+        raise UsageProblem("say where to run it: --pool, --pool-tag or --env-backend")
+    return request
+
+
+@app.command("create")
+def create(
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", metavar="DATASET/TASK_ID", help="The task to run.")
+    ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            "-a",
+            help="codex, claude-code, opencode, or a backend harness "
+            "(oracle, nop on the local backend).",
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model id.")] = None,
+    agent_version: Annotated[
+        str | None, typer.Option("--agent-version", help="Pin the harness version.")
+    ] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="Pool id.")] = None,
+    pool_tag: Annotated[
+        list[str] | None,
+        typer.Option("--pool-tag", help="Route to a pool with this tag (repeatable)."),
+    ] = None,
+    env_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--env-backend", help="Ad-hoc environment: harbor, browser, openenv, archipelago."
+        ),
+    ] = None,
+    docker_image: Annotated[str | None, typer.Option("--docker-image")] = None,
+    task_app_url: Annotated[str | None, typer.Option("--task-app-url")] = None,
+    task_app_id: Annotated[str | None, typer.Option("--task-app-id")] = None,
+    agent_timeout: Annotated[
+        int | None, typer.Option("--agent-timeout", min=1, help="Seconds.")
+    ] = None,
+    verifier_timeout: Annotated[
+        int | None, typer.Option("--verifier-timeout", min=1, help="Seconds.")
+    ] = None,
+    build_timeout: Annotated[
+        int | None, typer.Option("--build-timeout", min=1, help="Seconds.")
+    ] = None,
+    priority: Annotated[int | None, typer.Option("--priority")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option("--metadata", metavar="KEY=VALUE", help="Metadata (repeatable)."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="Reuse to make a retried create a no-op."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and route only.")] = False,
+    from_file: Annotated[
+        str | None,
+        typer.Option("--from-file", "-f", help="Request as JSON/YAML (file, or - for stdin)."),
+    ] = None,
+    count: Annotated[
+        int,
+        typer.Option("--count", "-n", min=1, max=1000, help="Create N rollouts (batch endpoint)."),
+    ] = 1,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Wait until finished; exit 0 on success, 5 otherwise, 3 on timeout."
+        ),
+    ] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Tail the events live.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="For --wait/--follow, seconds.")
+    ] = 3600.0,
+    min_reward: Annotated[
+        float | None, typer.Option("--min-reward", help="With --wait: a lower reward exits 5.")
+    ] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Launch a rollout: an agent against a task in a pool.
+
+    Example: envpools rollouts create --agent codex --task envpools-examples/fix-failing-test
+    --pool local-coding --wait
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.messages import info
+
+    fmt = output_format(output, as_json, quiet)
+    if wait and follow:
+        raise UsageProblem("choose --wait or --follow")
+    base: dict[str, Any] = {}
+    if from_file:
+        document = read_document(from_file)
+        if not isinstance(document, dict):
+            raise UsageProblem("--from-file must hold one request object")
+        base = document
+    request = build_request(
+        base=base,
+        task=task,
+        agent=agent,
+        model=model,
+        agent_version=agent_version,
+        pool=pool,
+        pool_tags=pool_tag,
+        env_backend=env_backend,
+        docker_image=docker_image,
+        task_app_url=task_app_url,
+        task_app_id=task_app_id,
+        agent_timeout=agent_timeout,
+        verifier_timeout=verifier_timeout,
+        build_timeout=build_timeout,
+        priority=priority,
+        metadata=parse_pairs(metadata, "--metadata"),
+    )
+    conn = runtime.conn()
+    if dry_run:
+        result = ep.create_rollout(
+            request=request, dry_run=True, idempotency_key=idempotency_key, **conn
+        )
+        from envpools_cli.output.formats import emit_record, parse_fields
+
+        emit_record(
+            result,
+            fmt if fmt != "name" else "json",
+            fields=parse_fields(fields),
+            id_key="rollout_id",
+        )
+        return
+    if count == 1:
+        created = [ep.create_rollout(request=request, idempotency_key=idempotency_key, **conn)]
+    else:
+        batch = ep.create_rollouts_batch(
+            requests=[request] * count, idempotency_key=idempotency_key, **conn
+        )
+        created = list(batch.get("rollouts") or [])
+        for failure in batch.get("errors") or []:
+            error = failure.get("error") or {}
+            from envpools_cli.output.messages import warn
+
+            warn(f"request {failure.get('index')}: {error.get('code')}: {error.get('message')}")
+        if not created:
+            raise UsageProblem("the backend created none of the rollouts")
+    ids = [str(item.get("rollout_id")) for item in created]
+    if fmt == "table":
+        info(f"created {', '.join(ids)}")
+    if wait:
+        rollouts_watch.wait_and_report(
+            ids, timeout=timeout, min_reward=min_reward, junit=None, fmt=fmt, fields=fields
+        )
+        return
+    if follow:
+        if len(ids) > 1:
+            raise UsageProblem("--follow works with one rollout; use --wait for a batch")
+        show_rollouts(created, "name" if fmt == "table" else fmt, fields)
+        rollouts_watch.follow_to_end(ids[0], timeout=timeout, exit_status=True)
+        return
+    show_rollouts(created, fmt, fields)
+
+
+@app.command("get")
+def get(
+    rollout_id: RolloutArg,
+    exit_status: Annotated[
+        bool,
+        typer.Option(
+            "--exit-status",
+            help="Exit 0 if succeeded, 5 if it ended otherwise, 3 if still running.",
+        ),
+    ] = False,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Show a rollout.
+
+    Example: envpools rollouts get ro_18ec37 -o json | jq .reward_primary
+    """
+    from envpools_cli import client as ep
+
+    fmt = output_format(output, as_json, quiet)
+    rollout = ep.get_rollout(rollout_id, **runtime.conn())
+    show_rollout(rollout, fmt, fields)
+    if exit_status:
+        raise typer.Exit(rollouts_watch.status_exit_code([rollout], None, timed_out=False))
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="Only this pool.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+    task_id: Annotated[str | None, typer.Option("--task-id")] = None,
+    created_after: Annotated[str | None, typer.Option("--created-after", metavar="RFC3339")] = None,
+    created_before: Annotated[
+        str | None, typer.Option("--created-before", metavar="RFC3339")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-l", min=1, help="At most this many (pages are followed).")
+    ] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="Start at this page.")] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """List rollouts, newest first.
+
+    Example: envpools rollouts list --status failed --limit 20 -q
+    """
+    from envpools_cli import client as ep
+
+    fmt = output_format(output, as_json, quiet)
+    conn = runtime.conn()
+    found: list[dict[str, Any]] = []
+    page_cursor = cursor
+    while len(found) < limit:
+        page = ep.list_rollouts(
+            cursor=page_cursor,
+            limit=min(500, limit - len(found)),
+            status=status,
+            pool_id=pool,
+            dataset=dataset,
+            task_id=task_id,
+            created_after=created_after,
+            created_before=created_before,
+            **conn,
+        )
+        found += page.get("rollouts") or []
+        page_cursor = page.get("next_cursor")
+        if not page_cursor or not page.get("rollouts"):
+            break
+    show_rollouts(found[:limit], fmt, fields, empty="No rollouts.")
+
+
+@app.command("summary")
+def summary(
+    rollout_id: RolloutArg,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Latest status, reward and last event of a rollout.
+
+    Example: envpools rollouts summary ro_18ec37
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.formats import emit_record, parse_fields
+
+    fmt = output_format(output, as_json, quiet)
+    data = ep.get_rollout_summary(rollout_id, **runtime.conn())
+    if fmt == "table" and isinstance(data.get("last_event"), dict):
+        from envpools_cli.output.rollouts import describe_event
+
+        data = {**data, "last_event": describe_event(data["last_event"])}
+    emit_record(data, fmt, fields=parse_fields(fields), id_key="rollout_id")
+
+
+@app.command("cancel")
+def cancel(
+    rollout_ids: Annotated[list[str], typer.Argument(help="Rollout id(s).")],
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Cancel rollouts at any stage; finished ones are left as they are.
+
+    Example: envpools rollouts cancel ro_18ec37 --yes
+    """
+    from envpools_cli import client as ep
+
+    fmt = output_format(output, as_json, quiet)
+    confirm_destructive(f"cancel {len(rollout_ids)} rollout(s)", yes)
+    conn = runtime.conn()
+    show_rollouts([ep.cancel_rollout(rid, **conn) for rid in rollout_ids], fmt, fields)
+
+
+@app.command("replay")
+def replay(
+    rollout_id: RolloutArg,
+    agent: Annotated[str | None, typer.Option("--agent", help="Override the harness.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
+    overrides: Annotated[
+        str | None,
+        typer.Option("--overrides", help="JSON/YAML file (or -) of request fields to override."),
+    ] = None,
+    metadata: Annotated[list[str] | None, typer.Option("--metadata", metavar="KEY=VALUE")] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Run a rollout's request again, optionally changed; prints the new rollout.
+
+    Example: envpools rollouts replay ro_18ec37 --agent codex --model gpt-5.1-codex-mini
+    """
+    from envpools_cli import client as ep
+
+    fmt = output_format(output, as_json, quiet)
+    changes: dict[str, Any] = {}
+    if overrides:
+        document = read_document(overrides)
+        if not isinstance(document, dict):
+            raise UsageProblem("--overrides must hold an object")
+        changes.update(document)
+    if agent or model:
+        spec = dict(changes.get("agent") or {})
+        if agent:
+            spec.update({"harness": agent, "kind": agent})
+        if model:
+            spec["model_id"] = model
+        changes["agent"] = spec
+    agent_spec = changes.get("agent")
+    if isinstance(agent_spec, dict) and agent_spec.get("model_id"):
+        from envpools_cli.models import PRESET_MODELS, check_agent_model
+
+        harness = agent_spec.get("harness")
+        if isinstance(harness, str) and harness in PRESET_MODELS:
+            try:
+                check_agent_model(harness, str(agent_spec["model_id"]))
+            except ValueError as exc:
+                raise UsageProblem(str(exc)) from None
+    result = ep.replay_rollout(
+        rollout_id,
+        overrides=changes or None,
+        metadata=parse_pairs(metadata, "--metadata") or None,
+        **runtime.conn(),
+    )
+    show_rollout(result, fmt, fields)
+
+
+@app.command("validate")
+def validate(
+    from_file: Annotated[str | None, typer.Option("--from-file", "-f")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", metavar="DATASET/TASK_ID")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    pool: Annotated[str | None, typer.Option("--pool")] = None,
+    pool_tag: Annotated[list[str] | None, typer.Option("--pool-tag")] = None,
+    env_backend: Annotated[str | None, typer.Option("--env-backend")] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Ask the backend whether a request is valid and which pool it would use.
+
+    Exits 0 when valid, 1 when not.
+
+    Example: envpools rollouts validate --task d/t --agent codex --pool-tag py
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.formats import emit_record, parse_fields
+
+    fmt = output_format(output, as_json, quiet)
+    base: dict[str, Any] = {}
+    if from_file:
+        document = read_document(from_file)
+        if not isinstance(document, dict):
+            raise UsageProblem("--from-file must hold one request object")
+        base = document
+    request = build_request(
+        base=base,
+        task=task,
+        agent=agent,
+        model=model,
+        agent_version=None,
+        pool=pool,
+        pool_tags=pool_tag,
+        env_backend=env_backend,
+        docker_image=None,
+        task_app_url=None,
+        task_app_id=None,
+        agent_timeout=None,
+        verifier_timeout=None,
+        build_timeout=None,
+        priority=None,
+        metadata={},
+    )
+    result = ep.validate_rollout(request=request, **runtime.conn())
+    emit_record(result, fmt if fmt != "name" else "json", fields=parse_fields(fields))
+    if not result.get("valid"):
+        raise typer.Exit(1)
+
+
+@app.command("usage")
+def usage(
+    rollout_id: RolloutArg,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Wall time, sandbox minutes, tokens, bytes and cost per provider.
+
+    Example: envpools rollouts usage ro_18ec37
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.formats import emit_record, parse_fields
+
+    fmt = output_format(output, as_json, quiet)
+    data = ep.get_rollout_usage(rollout_id, **runtime.conn())
+    data.setdefault("rollout_id", rollout_id)
+    if fmt == "table" and fields is None:
+        from envpools_cli.output.usage import print_usage
+
+        print_usage(data)
+        return
+    emit_record(data, fmt, fields=parse_fields(fields), id_key="rollout_id")
+
+
+@app.command("support-bundle")
+def support_bundle(
+    rollout_id: RolloutArg,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Everything support needs about a rollout, as JSON, with secrets redacted.
+
+    Example: envpools rollouts support-bundle ro_18ec37 --out bundle.json
+    """
+    from pathlib import Path
+
+    from envpools_cli import client as ep
+    from envpools_cli.output.messages import success
+    from envpools_cli.output.streams import write_out
+
+    runtime.json_errors = True
+    conn = runtime.conn()
+    bundle = ep.get_rollout_support_bundle(rollout_id, **conn)
+    text = json.dumps(bundle, indent=2, ensure_ascii=False)
+    key = conn["api_key"]
+    if key and key in text:  # belt and braces: the bundle must never carry our key
+        text = text.replace(key, "[REDACTED]")
+    if out:
+        Path(out).write_text(text + "\n")
+        success(f"wrote {out}")
+    else:
+        write_out(text + "\n")

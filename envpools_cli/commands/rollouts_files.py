@@ -1,0 +1,213 @@
+"""envpools rollouts artifacts / download: what a rollout left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import typer
+
+from envpools_cli.cli_errors import CLIError, UsageProblem
+from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, QuietOpt, output_format
+from envpools_cli.runtime import runtime
+
+__all__ = ["artifacts", "download", "safe_target"]
+
+_CHUNK = 64 * 1024
+
+
+def _manifest(rollout_id: str, prefix: str | None) -> list[dict[str, Any]]:
+    from envpools_cli import client as ep
+
+    conn = runtime.conn()
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = ep.list_rollout_artifacts(rollout_id, prefix=prefix, cursor=cursor, **conn)
+        entries += page.get("artifacts") or []
+        cursor = page.get("next_cursor")
+        if not cursor or not page.get("artifacts"):
+            return entries
+
+
+def artifacts(
+    rollout_id: Annotated[str, typer.Argument(help="Rollout id.")],
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only paths starting so.")] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """List a rollout's artifacts: path, size, who made it, checksum.
+
+    Example: envpools rollouts artifacts ro_18ec37 --prefix agent/
+    """
+    from envpools_cli.output.formats import emit, parse_fields
+    from envpools_cli.output.rollouts import artifact_columns
+
+    fmt = output_format(output, as_json, quiet)
+    emit(
+        _manifest(rollout_id, prefix),
+        fmt,
+        columns=artifact_columns(),
+        fields=parse_fields(fields),
+        id_key="path",
+        empty="No artifacts (yet).",
+    )
+
+
+def safe_target(root: Path, relative: str) -> Path:
+    """Where an artifact goes under ``root``; the server's path is not trusted."""
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or "\\" in relative:
+        raise CLIError(
+            f"refusing artifact path {relative!r}: it would leave {root}", code="unsafe_path"
+        )
+    target = root.joinpath(*pure.parts)
+    resolved_root = root.resolve()
+    if not target.resolve().is_relative_to(resolved_root):
+        raise CLIError(
+            f"refusing artifact path {relative!r}: it would leave {root}", code="unsafe_path"
+        )
+    return target
+
+
+def _progress() -> Any:
+    import sys
+
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from envpools_cli.output.streams import is_tty
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=not is_tty(sys.stderr),
+        transient=True,
+        console=_stderr_console(),
+    )
+
+
+def _stderr_console() -> Any:
+    import sys
+
+    from rich.console import Console
+
+    from envpools_cli.output.streams import color_enabled
+
+    return Console(file=sys.stderr, no_color=not color_enabled(sys.stderr))
+
+
+def _write_atomic(target: Path, chunks: Any, on_bytes: Any) -> str:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    with partial.open("wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+            digest.update(chunk)
+            on_bytes(len(chunk))
+    os.replace(partial, target)
+    return digest.hexdigest()
+
+
+def download(
+    rollout_id: Annotated[str, typer.Argument(help="Rollout id.")],
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Artifact paths (default: all).", show_default=False)
+    ] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", "-d", help="Target directory (default: ./<rollout id>).")
+    ] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only paths starting so.")] = None,
+    as_zip: Annotated[bool, typer.Option("--zip", help="One zip file instead of files.")] = False,
+    zip_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--zip-file",
+            help="Where to write the zip (default: <rollout id>-artifacts.zip; - for stdout).",
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
+) -> None:
+    """Download artifacts (checked against their sha256), or all of them as a zip.
+
+    Example: envpools rollouts download ro_18ec37 --dir ./out
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.messages import success
+
+    conn = runtime.conn()
+    if as_zip or zip_file is not None:
+        target = zip_file or Path(f"{rollout_id}-artifacts.zip")
+        with ep.open_artifacts_zip(rollout_id, prefix=prefix, **conn) as response:
+            if str(target) == "-":
+                from envpools_cli.output.streams import is_tty
+
+                if is_tty():
+                    raise UsageProblem("refusing to write a zip to a terminal")
+                import sys
+
+                for chunk in response.iter_bytes(_CHUNK):
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                return
+            if target.exists() and not overwrite:
+                raise UsageProblem(f"{target} exists; use --overwrite")
+            with _progress() as progress:
+                task = progress.add_task(f"{rollout_id}.zip", total=None)
+                _write_atomic(
+                    target, response.iter_bytes(_CHUNK), lambda n: progress.advance(task, n)
+                )
+        success(f"wrote {target} ({target.stat().st_size} bytes)")
+        return
+
+    root = directory or Path(rollout_id)
+    entries = _manifest(rollout_id, prefix)
+    if paths:
+        wanted = {p.lstrip("/") for p in paths}
+        missing = wanted - {e["path"] for e in entries}
+        if missing:
+            raise CLIError(
+                f"no such artifact(s): {', '.join(sorted(missing))}", exit_code=6, code="not_found"
+            )
+        entries = [e for e in entries if e["path"] in wanted]
+    if not entries:
+        raise CLIError(
+            f"rollout {rollout_id} has no artifacts to download", exit_code=6, code="not_found"
+        )
+    plan = [(entry, safe_target(root, entry["path"])) for entry in entries]
+    clashes = [str(t) for _, t in plan if t.exists() and not overwrite]
+    if clashes:
+        raise UsageProblem(
+            f"{clashes[0]} exists (and {len(clashes) - 1} more); use --overwrite or another --dir"
+        )
+    total = sum(int(e.get("size_bytes") or 0) for e in entries)
+    with _progress() as progress:
+        task = progress.add_task(f"{len(entries)} files", total=total or None)
+        for entry, target in plan:
+            with ep.open_artifact(rollout_id, entry["path"], **conn) as response:
+                digest = _write_atomic(
+                    target, response.iter_bytes(_CHUNK), lambda n: progress.advance(task, n)
+                )
+            expected = entry.get("sha256")
+            if expected and digest != expected:
+                target.unlink(missing_ok=True)
+                raise CLIError(
+                    f"{entry['path']}: checksum mismatch (got {digest[:12]}, "
+                    f"expected {expected[:12]}); the file was removed",
+                    code="checksum_mismatch",
+                )
+    success(f"downloaded {len(entries)} file(s) to {root}/")

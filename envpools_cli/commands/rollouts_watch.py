@@ -1,0 +1,426 @@
+"""envpools rollouts wait / tail: follow rollouts until they finish, for people and CI."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from envpools_cli.cli_errors import (
+    EXIT_NOT_SUCCEEDED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    UsageProblem,
+)
+from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, QuietOpt, output_format
+from envpools_cli.models import TERMINAL_STATUSES
+from envpools_cli.runtime import runtime
+
+__all__ = ["follow_to_end", "status_exit_code", "tail", "wait", "wait_and_report"]
+
+_TRANSIENT_PAUSE = 1.0
+
+
+def _terminal(doc: dict[str, Any]) -> bool:
+    return str(doc.get("status", "")).lower() in TERMINAL_STATUSES
+
+
+def status_exit_code(
+    docs: list[dict[str, Any]], min_reward: float | None, *, timed_out: bool
+) -> int:
+    """0 all succeeded (and reached min_reward); 5 any ended otherwise; 3 any still going."""
+    failed = False
+    for doc in docs:
+        status = str(doc.get("status", "")).lower()
+        if not _terminal(doc):
+            continue
+        if status not in ("succeeded", "completed"):
+            failed = True
+        elif min_reward is not None:
+            reward = doc.get("reward_primary")
+            if not isinstance(reward, int | float) or reward < min_reward:
+                failed = True
+    if failed:
+        return EXIT_NOT_SUCCEEDED
+    if timed_out or any(not _terminal(d) for d in docs):
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def watch_one(
+    rollout_id: str, deadline: float, interval: float, on_status: Any = None
+) -> tuple[dict[str, Any], bool]:
+    """(final or last state, timed out). Follows the event stream; polls if it must."""
+    from envpools_cli import client as ep
+
+    conn = runtime.conn()
+    doc = ep.get_rollout(rollout_id, **conn)
+    seen = {"status": None}
+
+    def changed(status: Any) -> None:
+        if status and status != seen["status"]:
+            seen["status"] = status
+            if on_status is not None:
+                on_status(rollout_id, str(status))
+
+    changed(doc.get("status"))
+    while not _terminal(doc):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return doc, True
+        try:
+            last = ep.get_rollout_summary(rollout_id, **conn).get("last_event") or {}
+            cursor = str(last["id"]) if last.get("id") is not None else None
+            with ep.stream_rollout_events(
+                rollout_id,
+                cursor=cursor,
+                on_gap="ignore",
+                timeout=max(1.0, min(remaining, 45.0)),
+                **conn,
+            ) as stream:
+                for event in stream:
+                    data = event.get("data")
+                    if event.get("event") == "lifecycle" and isinstance(data, dict):
+                        changed(data.get("status"))
+                    if time.monotonic() >= deadline:
+                        break
+        except (ep.TransportError, ep.ServerError, ep.RateLimitError):
+            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+        try:
+            doc = ep.get_rollout(rollout_id, **conn)
+        except (ep.TransportError, ep.ServerError, ep.RateLimitError):
+            time.sleep(max(0.0, min(_TRANSIENT_PAUSE, deadline - time.monotonic())))
+            continue
+        changed(doc.get("status"))
+        if not _terminal(doc) and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
+    return doc, False
+
+
+def _write_junit(
+    path: Path, docs: list[dict[str, Any]], min_reward: float | None, timed_out: set[str]
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name="envpools", tests=str(len(docs)))
+    failures = errors = 0
+    total_time = 0.0
+    for doc in docs:
+        usage = doc.get("usage") or {}
+        seconds = float(usage.get("wall_time_sec") or 0.0)
+        total_time += seconds
+        task = doc.get("task_ref") or {}
+        agent = doc.get("agent") or {}
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"{task.get('dataset', 'rollouts')}",
+            name=f"{task.get('task_id', doc.get('rollout_id'))} [{agent.get('harness', '?')}] "
+            f"{doc.get('rollout_id')}",
+            time=f"{seconds:.3f}",
+        )
+        props = ET.SubElement(case, "properties")
+        for name in ("rollout_id", "status", "reward_primary", "pool_id"):
+            ET.SubElement(props, "property", name=name, value=str(doc.get(name)))
+        status = str(doc.get("status"))
+        reward = doc.get("reward_primary")
+        if doc.get("rollout_id") in timed_out:
+            errors += 1
+            ET.SubElement(
+                case, "error", type="timeout", message=f"still {status} when the wait timed out"
+            )
+        elif status not in ("succeeded", "completed"):
+            failures += 1
+            error = doc.get("error") or {}
+            failure = ET.SubElement(
+                case,
+                "failure",
+                type=str(error.get("code") or status),
+                message=f"rollout {status}: {error.get('message', '')}",
+            )
+            failure.text = str(error)
+        elif min_reward is not None and (
+            not isinstance(reward, int | float) or reward < min_reward
+        ):
+            failures += 1
+            ET.SubElement(
+                case,
+                "failure",
+                type="low_reward",
+                message=f"reward {reward} below --min-reward {min_reward}",
+            )
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"rollout {doc.get('rollout_id')} status={status} reward={reward}"
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("time", f"{total_time:.3f}")
+    root = ET.Element("testsuites")
+    root.append(suite)
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def wait_and_report(
+    ids: list[str],
+    *,
+    timeout: float,
+    min_reward: float | None,
+    junit: Path | None,
+    fmt: str,
+    fields: str | None,
+    interval: float = 2.0,
+) -> None:
+    """Wait for every rollout at once, print their final states, exit with the verdict."""
+    from envpools_cli.commands.rollouts import show_rollouts
+    from envpools_cli.output.messages import info
+
+    deadline = time.monotonic() + timeout
+    results: dict[str, tuple[dict[str, Any], bool]] = {}
+    failures: dict[str, BaseException] = {}
+    lock = threading.Lock()
+
+    def report(rollout_id: str, status: str) -> None:
+        with lock:
+            info(f"{rollout_id}: {status}")
+
+    def work(rollout_id: str) -> None:
+        try:
+            results[rollout_id] = watch_one(rollout_id, deadline, interval, report)
+        except BaseException as exc:  # handed to the main thread
+            failures[rollout_id] = exc
+
+    threads = [threading.Thread(target=work, args=(rid,), daemon=True) for rid in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    for exc in failures.values():
+        raise exc
+    docs = [results[rid][0] for rid in ids]
+    timed_out = {rid for rid in ids if results[rid][1]}
+    if junit is not None:
+        _write_junit(junit, docs, min_reward, timed_out)
+    show_rollouts(docs, fmt, fields)
+    code = status_exit_code(docs, min_reward, timed_out=bool(timed_out))
+    done = sum(1 for d in docs if str(d.get("status")) in ("succeeded", "completed"))
+    info(
+        f"{done}/{len(docs)} succeeded"
+        + (f", {len(timed_out)} still running after {timeout:g}s" if timed_out else "")
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+def wait(
+    rollout_ids: Annotated[list[str], typer.Argument(help="Rollout id(s).")],
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Overall seconds before giving up (exit 3).")
+    ] = 3600.0,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", min=0.1, help="Poll interval when the event stream is unavailable."
+        ),
+    ] = 2.0,
+    min_reward: Annotated[
+        float | None, typer.Option("--min-reward", help="A reward below this exits 5.")
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report for CI."),
+    ] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Wait until rollouts finish; exit 0 if all succeeded, 5 if not, 3 on timeout.
+
+    Returns the moment each rollout is terminal, following its events; network
+    trouble does not end the wait.
+
+    Example: envpools rollouts wait ro_1 ro_2 --timeout 1800 --min-reward 1 --junit report.xml
+    """
+    fmt = output_format(output, as_json, quiet)
+    if timeout <= 0:
+        raise UsageProblem("--timeout must be positive")
+    wait_and_report(
+        rollout_ids,
+        timeout=timeout,
+        min_reward=min_reward,
+        junit=junit,
+        fmt=fmt,
+        fields=fields,
+        interval=interval,
+    )
+
+
+def _stream_events(
+    rollout_id: str,
+    *,
+    follow: bool,
+    since: str | None,
+    cursor: str | None,
+    types: set[str] | None,
+    view: Any,
+    deadline: float | None,
+) -> str:
+    """Feed events to ``view``; return why it ended: terminal, caught_up, timeout, closed."""
+    from envpools_cli import client as ep
+
+    conn = runtime.conn()
+    stop_seq: int | None = None
+    if not follow:
+        last = ep.get_rollout_summary(rollout_id, **conn).get("last_event") or {}
+        stop_seq = int(last["seq"]) if isinstance(last.get("seq"), int) else 0
+        if stop_seq == 0:
+            return "caught_up"
+    read_timeout = 45.0 if deadline is None else max(1.0, min(45.0, deadline - time.monotonic()))
+    stream = ep.stream_rollout_events(
+        rollout_id,
+        since=since,
+        cursor=cursor,
+        auto_reconnect=True,
+        max_retries=12,
+        timeout=read_timeout,
+        on_gap="report",
+        on_reconnect=view.reconnecting,
+        **conn,
+    )
+    with stream:
+        for event in stream:
+            kind = event.get("event")
+            if kind == "heartbeat":
+                view.heartbeat()
+            elif kind == "gap":
+                view.notice("warning: " + _gap_text(event))
+                if types is None or "gap" in types:
+                    view.event(event)
+            elif types is None or kind in types or (kind == "lifecycle" and "status" in types):
+                view.event(event)
+            seq = event.get("seq")
+            if stop_seq is not None and isinstance(seq, int) and seq >= stop_seq:
+                return "caught_up"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+    return "terminal" if stream.finished_terminal else "closed"
+
+
+def _gap_text(event: dict[str, Any]) -> str:
+    from envpools_cli.output.rollouts import describe_event
+
+    return describe_event(event)
+
+
+def tail(
+    rollout_id: Annotated[str, typer.Argument(help="Rollout id.")],
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow/--no-follow",
+            "-f/-F",
+            help="Keep following until the rollout ends (default), or print what happened so "
+            "far and exit.",
+        ),
+    ] = True,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="RFC3339", help="Only events after this time.")
+    ] = None,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Only events after this event id.")
+    ] = None,
+    types: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            help="Only these event types, comma-separated (lifecycle, agent, verifier, reward).",
+        ),
+    ] = None,
+    exit_status: Annotated[
+        bool,
+        typer.Option(
+            "--exit-status", help="Exit 0 if the rollout succeeded, 5 if not, 3 if still going."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Stop following after this many seconds (exit 3)."),
+    ] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Follow a rollout's events: a live view on a terminal, plain lines or JSON otherwise.
+
+    Resumes by itself after dropped connections, without losing or repeating events,
+    and says so when the server could not replay some.
+
+    Example: envpools rollouts tail ro_18ec37 --type agent,reward -o jsonl | jq .data
+    """
+    fmt = output_format(output, as_json, False)
+    wanted = {t.strip() for t in types.split(",") if t.strip()} if types else None
+    known = {"lifecycle", "agent", "verifier", "reward", "gap", "status"}
+    if wanted and not wanted <= known:
+        raise UsageProblem(
+            f"unknown event type(s) {', '.join(sorted(wanted - known))}; "
+            f"use {', '.join(sorted(known - {'status'}))}"
+        )
+    follow_to_end(
+        rollout_id,
+        timeout=timeout,
+        exit_status=exit_status,
+        follow=follow,
+        since=since,
+        cursor=cursor,
+        types=wanted,
+        fmt=fmt,
+    )
+
+
+def follow_to_end(
+    rollout_id: str,
+    *,
+    timeout: float | None,
+    exit_status: bool,
+    follow: bool = True,
+    since: str | None = None,
+    cursor: str | None = None,
+    types: set[str] | None = None,
+    fmt: str = "table",
+) -> None:
+    from envpools_cli import client as ep
+    from envpools_cli.output.tail import make_view
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with make_view(rollout_id, fmt) as view:
+        reason = _stream_events(
+            rollout_id,
+            follow=follow,
+            since=since,
+            cursor=cursor,
+            types=types,
+            view=view,
+            deadline=deadline,
+        )
+        doc = ep.get_rollout(rollout_id, **runtime.conn())
+        view.end(reason, doc.get("status"))
+    if fmt == "table":
+        from envpools_cli.output.messages import info
+
+        reward = doc.get("reward_primary")
+        info(
+            f"{rollout_id}: {doc.get('status')}"
+            + (f", reward {reward:g}" if isinstance(reward, int | float) else "")
+        )
+    if reason == "timeout":
+        raise typer.Exit(EXIT_TIMEOUT)
+    if exit_status:
+        code = status_exit_code([doc], None, timed_out=False)
+        if code:
+            raise typer.Exit(code)

@@ -1,0 +1,146 @@
+"""Profiles in ``config.toml`` and the precedence flag > env > profile > default.
+
+    current_profile = "local"
+
+    [profiles.local]
+    api_url = "http://127.0.0.1:8000"
+    output = "table"
+    api_version = "v1"
+
+The profile in use is ``--profile``, else ``ENVPOOLS_PROFILE``, else ``current_profile``,
+else ``default``. API keys are not stored here (see ``keystore.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envpools_cli import paths
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "PROFILE_KEYS",
+    "Config",
+    "ConfigError",
+    "Resolved",
+    "config_file",
+    "load_config",
+    "resolve",
+]
+
+DEFAULT_API_URL = "https://api.usesynth.ai"
+DEFAULT_PROFILE = "default"
+PROFILE_KEYS = {
+    "api_url": "Backend URL of this profile",
+    "output": "Default output format (table, json, jsonl, yaml, name)",
+    "api_version": "API path version: v1 (default) or legacy",
+}
+
+
+class ConfigError(Exception):
+    """The configuration file or a value in it is unusable."""
+
+
+def config_file() -> Path:
+    return paths.config_dir() / "config.toml"
+
+
+@dataclass
+class Config:
+    current_profile: str | None
+    profiles: dict[str, dict[str, Any]]
+
+    def profile(self, name: str) -> dict[str, Any]:
+        return self.profiles.get(name, {})
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        document: dict[str, Any] = {}
+        if self.current_profile:
+            document["current_profile"] = self.current_profile
+        document["profiles"] = self.profiles
+        return tomli_w.dumps(document)
+
+    def save(self) -> Path:
+        target = config_file()
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = target.with_suffix(".toml.tmp")
+        temporary.write_text(self.to_toml())
+        os.chmod(temporary, 0o600)
+        temporary.replace(target)  # atomic: a crash never leaves half a file
+        return target
+
+
+def load_config() -> Config:
+    target = config_file()
+    if not target.is_file():
+        return Config(None, {})
+    try:
+        document = tomllib.loads(target.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{target} is not valid TOML: {exc}") from None
+    profiles = document.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{target}: 'profiles' must be a table")
+    current = document.get("current_profile")
+    return Config(
+        str(current) if current else None,
+        {str(k): dict(v) for k, v in profiles.items() if isinstance(v, dict)},
+    )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The settings a command runs with, and where each came from."""
+
+    profile: str
+    api_url: str
+    api_url_source: str
+    api_version: str | None
+    output: str | None
+
+
+def _env(*names: str) -> tuple[str, str] | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value, f"env {name}"
+    return None
+
+
+def selected_profile(flag: str | None, config: Config) -> str:
+    if flag:
+        return flag
+    from_env = _env("ENVPOOLS_PROFILE")
+    if from_env:
+        return from_env[0]
+    return config.current_profile or DEFAULT_PROFILE
+
+
+def resolve(profile_flag: str | None = None, api_url_flag: str | None = None) -> Resolved:
+    """Apply flag > env (ENVPOOLS_*, then SYNTH_*) > profile > default."""
+    config = load_config()
+    profile = selected_profile(profile_flag, config)
+    settings = config.profile(profile)
+    if api_url_flag:
+        api_url, source = api_url_flag, "flag --api-url"
+    elif found := _env("ENVPOOLS_API_URL", "SYNTH_BACKEND_URL"):
+        api_url, source = found
+    elif settings.get("api_url"):
+        api_url, source = str(settings["api_url"]), f"profile {profile}"
+    else:
+        api_url, source = DEFAULT_API_URL, "default"
+    version = _env("ENVPOOLS_API_VERSION", "ENV_POOLS_API_VERSION")
+    output = _env("ENVPOOLS_OUTPUT")
+    return Resolved(
+        profile=profile,
+        api_url=api_url,
+        api_url_source=source,
+        api_version=version[0] if version else settings.get("api_version"),
+        output=output[0] if output else settings.get("output"),
+    )

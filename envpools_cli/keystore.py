@@ -1,0 +1,215 @@
+"""API keys per profile: the OS keyring, with a 0600 file when no keyring works.
+
+Every keyring call runs in a worker thread with a timeout, because Secret Service
+backends can block forever (a locked collection, a missing D-Bus). When the keyring is
+unavailable, slow or failing, keys go to ``credentials.toml`` (mode 0600) in the config
+dir, with a warning. ``ENVPOOLS_API_KEY`` / ``SYNTH_API_KEY`` skip all of this: the
+keyring module is not even imported.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from envpools_cli import paths
+
+__all__ = [
+    "KeyNotFound",
+    "StoredKey",
+    "delete_key",
+    "env_key",
+    "get_key",
+    "mask",
+    "set_key",
+    "stored_key",
+]
+
+SERVICE = "envpools"
+READ_TIMEOUT = 3.0
+WRITE_TIMEOUT = 10.0
+T = TypeVar("T")
+
+
+class KeyNotFound(Exception):
+    """No API key for the profile anywhere."""
+
+
+class KeyringUnavailable(Exception):
+    """The OS keyring cannot be used (none, locked, too slow)."""
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    value: str
+    source: str
+    """``env ENVPOOLS_API_KEY``, ``keyring (<backend>)`` or ``file <path>``."""
+
+    def __repr__(self) -> str:  # never show the key, even in a debugger
+        return f"StoredKey(value={mask(self.value)!r}, source={self.source!r})"
+
+
+def mask(key: str) -> str:
+    """Enough to recognise a key, not enough to use it."""
+    if len(key) <= 12:
+        return "****"
+    return f"{key[:6]}…{key[-4:]}"
+
+
+def env_key() -> StoredKey | None:
+    for name in ("ENVPOOLS_API_KEY", "SYNTH_API_KEY"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return StoredKey(value, f"env {name}")
+    return None
+
+
+def key_file() -> Path:
+    return paths.config_dir() / "credentials.toml"
+
+
+def _read_file() -> dict[str, str]:
+    target = key_file()
+    if not target.is_file():
+        return {}
+    try:
+        document = tomllib.loads(target.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+    keys = document.get("api_keys") or {}
+    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
+
+
+def _write_file(keys: dict[str, str]) -> None:
+    import tomli_w
+
+    target = key_file()
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = target.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(tomli_w.dumps({"api_keys": keys}))
+    os.chmod(temporary, 0o600)
+    temporary.replace(target)
+
+
+def _forced_file() -> bool:
+    return os.environ.get("ENVPOOLS_KEYRING", "").lower() in ("file", "none", "off", "0")
+
+
+def _with_timeout(call: Callable[[], T], timeout: float) -> T:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyring")
+    future = pool.submit(call)
+    try:
+        return future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        raise KeyringUnavailable(f"the keyring did not answer within {timeout:g}s") from None
+    except Exception as exc:  # any backend failure means: use the file
+        raise KeyringUnavailable(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _backend() -> Any:
+    import keyring
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 1) <= 0:
+        raise KeyringUnavailable("no usable keyring backend")
+    return backend
+
+
+def _backend_name(backend: Any) -> str:
+    return f"{type(backend).__module__.rsplit('.', 1)[-1]}.{type(backend).__name__}"
+
+
+def get_key(profile: str, *, warn: Callable[[str], None] | None = None) -> StoredKey:
+    """The key for ``profile``: env, then keyring, then the file."""
+    return env_key() or stored_key(profile, warn=warn)
+
+
+def stored_key(profile: str, *, warn: Callable[[str], None] | None = None) -> StoredKey:
+    """The key stored for ``profile`` (keyring, then file), ignoring the environment."""
+    on_file = _read_file().get(profile)
+    if not _forced_file():
+        try:
+
+            def lookup() -> tuple[str | None, str]:
+                backend = _backend()
+                return backend.get_password(SERVICE, profile), _backend_name(backend)
+
+            value, name = _with_timeout(lookup, READ_TIMEOUT)
+            if value:
+                return StoredKey(value, f"keyring ({name})")
+        except KeyringUnavailable as exc:
+            if warn and not on_file:
+                warn(f"keyring unavailable ({exc}); looking in {key_file()}")
+    if on_file:
+        return StoredKey(on_file, f"file {key_file()}")
+    raise KeyNotFound(profile)
+
+
+def set_key(
+    profile: str,
+    value: str,
+    *,
+    warn: Callable[[str], None] | None = None,
+    insecure_storage: bool = False,
+) -> str:
+    """Store the key; return where it went."""
+    if not insecure_storage and not _forced_file():
+        try:
+
+            def store() -> str:
+                backend = _backend()
+                backend.set_password(SERVICE, profile, value)
+                return _backend_name(backend)
+
+            name = _with_timeout(store, WRITE_TIMEOUT)
+            keys = _read_file()
+            if keys.pop(profile, None) is not None:
+                _write_file(keys)
+            return f"keyring ({name})"
+        except KeyringUnavailable as exc:
+            if warn:
+                warn(
+                    f"keyring unavailable ({exc}); storing the key in {key_file()} "
+                    "(readable only by you)"
+                )
+    keys = _read_file()
+    keys[profile] = value
+    _write_file(keys)
+    return f"file {key_file()}"
+
+
+def delete_key(profile: str) -> list[str]:
+    """Remove the key everywhere; return where it was."""
+    removed = []
+    if not _forced_file():
+        try:
+
+            def remove() -> bool:
+                import keyring.errors
+
+                backend = _backend()
+                try:
+                    backend.delete_password(SERVICE, profile)
+                except keyring.errors.PasswordDeleteError:
+                    return False
+                return True
+
+            if _with_timeout(remove, WRITE_TIMEOUT):
+                removed.append("keyring")
+        except KeyringUnavailable:
+            pass
+    keys = _read_file()
+    if keys.pop(profile, None) is not None:
+        _write_file(keys)
+        removed.append("file")
+    return removed

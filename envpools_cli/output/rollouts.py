@@ -1,0 +1,187 @@
+"""How rollouts, their events and their artifacts read on a terminal."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from envpools_cli.output.formats import Column, plain_value
+from envpools_cli.output.sanitize import clean
+
+__all__ = [
+    "EVENT_STYLES",
+    "ROLLOUT_ORDER",
+    "STATUS_STYLES",
+    "artifact_columns",
+    "describe_event",
+    "human_bytes",
+    "rollout_columns",
+]
+
+STATUS_STYLES = {
+    "queued": "dim",
+    "starting": "cyan",
+    "running": "cyan",
+    "verifying": "blue",
+    "succeeded": "green",
+    "completed": "green",
+    "failed": "red",
+    "error": "red",
+    "cancelled": "yellow",
+}
+EVENT_STYLES = {
+    "lifecycle": "bold cyan",
+    "agent": "",
+    "verifier": "yellow",
+    "reward": "bold green",
+    "gap": "bold magenta",
+    "heartbeat": "dim",
+}
+ROLLOUT_ORDER = [
+    "rollout_id",
+    "status",
+    "pool_id",
+    "task_ref",
+    "agent",
+    "reward_primary",
+    "error",
+    "agent_exit_code",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "replay_of",
+    "metadata",
+]
+
+
+def _duration(item: dict[str, Any]) -> str:
+    start, end = item.get("started_at"), item.get("finished_at")
+    if not start:
+        return "-"
+    try:
+        began = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        ended = (
+            datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+            if end
+            else datetime.now(began.tzinfo)
+        )
+    except ValueError:
+        return "-"
+    seconds = max(0.0, (ended - began).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _task(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value.get('dataset', '?')}/{value.get('task_id', '?')}"
+    return plain_value(value)
+
+
+def _agent(value: Any) -> str:
+    if isinstance(value, dict):
+        harness = value.get("harness") or value.get("kind") or "?"
+        model = value.get("model_id")
+        return f"{harness}:{model}" if model else str(harness)
+    return plain_value(value)
+
+
+def _reward(value: Any) -> str:
+    return "-" if value is None else f"{float(value):g}"
+
+
+def rollout_columns() -> list[Column]:
+    """Table columns; rows need ``with_duration`` first."""
+    return [
+        Column("ROLLOUT", "rollout_id"),
+        Column("STATUS", "status"),
+        Column("POOL", "pool_id"),
+        Column("TASK", "task_ref", render=_task),
+        Column("AGENT", "agent", render=_agent),
+        Column("REWARD", "reward_primary", render=_reward),
+        Column("DURATION", "duration"),
+        Column("CREATED", "created_at"),
+    ]
+
+
+def with_duration(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**item, "duration": _duration(item)} for item in items]
+
+
+def human_bytes(size: Any) -> str:
+    if not isinstance(size, int | float):
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def artifact_columns() -> list[Column]:
+    return [
+        Column("PATH", "path"),
+        Column("SIZE", "size_bytes", render=human_bytes),
+        Column("FROM", "provenance"),
+        Column("TYPE", "content_type"),
+        Column("SHA256", "sha256", render=lambda v: str(v)[:12] if v else "-"),
+    ]
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = clean(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def describe_event(envelope: dict[str, Any]) -> str:
+    """One line for a human: what happened, agent text sanitised."""
+    event = envelope.get("event")
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        return _short(data)
+    if event == "lifecycle":
+        status = data.get("status", "?")
+        if data.get("message"):
+            return f"{status}: {_short(data['message'])}"
+        line = f"status {status}"
+        if data.get("previous"):
+            line += f" (was {data['previous']})"
+        if data.get("reward_primary") is not None:
+            line += f", reward {data['reward_primary']:g}"
+        error = data.get("error")
+        if isinstance(error, dict):
+            line += f" [{error.get('code')}] {_short(error.get('message', ''))}"
+        return line
+    if event == "reward":
+        rewards = data.get("rewards") or {}
+        extra = {k: v for k, v in rewards.items() if k != "reward"}
+        return f"reward {data.get('reward')}" + (f" {_short(extra)}" if extra else "")
+    if event == "gap":
+        return (
+            f"{data.get('missing')} event(s) missing after seq {data.get('after_seq')}: "
+            "the server could not replay them"
+        )
+    kind = data.get("kind")
+    if kind == "tool_call":
+        return f"[tool {data.get('tool')}] {_short(data.get('input', ''))}"
+    if kind == "command":
+        code = data.get("exit_code")
+        suffix = f" -> {code}" if code is not None else ""
+        return f"$ {_short(data.get('command', ''))}{suffix}"
+    if kind in ("message", "thinking", "result", "error") and "text" in data:
+        prefix = {"thinking": "(thinking) ", "error": "error: ", "result": "result: "}
+        return prefix.get(str(kind), "") + _short(data["text"], 2000)
+    if "text" in data:
+        return clean(str(data["text"]))
+    return _short(data)
+
+
+def event_time(envelope: dict[str, Any]) -> str:
+    stamp = envelope.get("timestamp")
+    if isinstance(stamp, str) and "T" in stamp:
+        return stamp.split("T", 1)[1].rstrip("Z")[:12]
+    return "--:--:--.---"

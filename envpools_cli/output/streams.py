@@ -1,0 +1,63 @@
+"""Terminal detection, colour policy and writes that survive a closed pipe."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+__all__ = ["PipeClosed", "color_enabled", "is_tty", "write_out"]
+
+_color_choice = "auto"
+
+
+class PipeClosed(Exception):
+    """stdout's reader went away (``| head -1``): stop quietly."""
+
+
+def set_color(choice: str) -> None:
+    global _color_choice
+    _color_choice = choice
+
+
+def is_tty(stream: TextIO | None = None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def color_enabled(stream: TextIO | None = None) -> bool:
+    """``--color``, then NO_COLOR / CLICOLOR / FORCE_COLOR / TERM=dumb, then the terminal."""
+    if _color_choice == "always":
+        return True
+    if _color_choice == "never":
+        return False
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR") or os.environ.get("CLICOLOR_FORCE", "0") not in ("", "0"):
+        return True
+    if os.environ.get("CLICOLOR") == "0" or os.environ.get("TERM") == "dumb":
+        return False
+    return is_tty(stream)
+
+
+def _silence_stdout() -> None:
+    # Per the Python docs on SIGPIPE: point stdout at devnull so the interpreter's
+    # final flush does not raise again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def write_out(text: str) -> None:
+    """Write data to stdout; a closed pipe raises PipeClosed (exit 0 at the boundary)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise PipeClosed() from None

@@ -1,0 +1,75 @@
+"""The usage panel: time, tokens, bytes and cost per provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envpools_cli.output.rollouts import human_bytes
+from envpools_cli.output.streams import color_enabled, is_tty, write_out
+
+__all__ = ["print_usage", "usage_rows"]
+
+
+def _money(value: Any) -> str:
+    return f"${float(value):.4f}" if isinstance(value, int | float) else "-"
+
+
+def _number(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, int | float) else "-"
+
+
+def usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
+    wall = usage.get("wall_time_sec")
+    minutes = usage.get("sandbox_minutes")
+    return [
+        ("Wall time", f"{float(wall):.1f} s" if isinstance(wall, int | float) else "-"),
+        ("Sandbox", f"{float(minutes):.2f} min" if isinstance(minutes, int | float) else "-"),
+        ("Tokens in", _number(usage.get("llm_input_tokens"))),
+        ("Tokens out", _number(usage.get("llm_output_tokens"))),
+        ("Uploaded", human_bytes(usage.get("bytes_uploaded"))),
+        ("Downloaded", human_bytes(usage.get("bytes_downloaded"))),
+    ]
+
+
+def print_usage(usage: dict[str, Any]) -> None:
+    rows = usage_rows(usage)
+    costs = usage.get("provider_costs") or {}
+    total = usage.get("cost_usd")
+    if not is_tty():
+        lines = [f"{label}\t{value}" for label, value in rows]
+        lines += [f"Cost {provider}\t{_money(cost)}" for provider, cost in sorted(costs.items())]
+        lines.append(f"Cost total\t{_money(total)}")
+        write_out("".join(line + "\n" for line in lines))
+        return
+    from rich import box
+    from rich.columns import Columns
+    from rich.console import Console, Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(no_color=not color_enabled(), highlight=False)
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim")
+    facts.add_column(justify="right")
+    for label, value in rows:
+        facts.add_row(label, value)
+    money = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    money.add_column("Provider")
+    money.add_column("Cost", justify="right")
+    for provider, cost in sorted(costs.items(), key=lambda item: -float(item[1] or 0)):
+        money.add_row(Text(str(provider)), _money(cost))  # server text: no markup
+    money.add_row("[bold]total[/bold]", f"[bold]{_money(total)}[/bold]")
+    title = f"usage · {usage.get('rollout_id', '')}"
+    if usage.get("final") is False:
+        title += " (running)"
+    panel = Panel(
+        Group(Columns([facts, money], padding=(0, 4))),
+        title=title,
+        title_align="left",
+        border_style="cyan",
+        expand=False,
+    )
+    with console.capture() as capture:
+        console.print(panel)
+    write_out(capture.get())
