@@ -61,7 +61,8 @@ def artifacts(
 def safe_target(root: Path, relative: str) -> Path:
     """Where an artifact goes under ``root``; the server's path is not trusted."""
     pure = PurePosixPath(relative)
-    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or "\\" in relative:
+    bad_part = any(part in ("..", "") for part in pure.parts)
+    if not pure.parts or pure.is_absolute() or bad_part or "\\" in relative:
         raise CLIError(
             f"refusing artifact path {relative!r}: it would leave {root}", code="unsafe_path"
         )

@@ -39,7 +39,13 @@ from envpools_cli.server.tasks import TaskError, load_task
 __all__ = ["EXAMPLE_DATASET", "Service", "examples_dir"]
 
 EXAMPLE_DATASET = "envpools-examples"
-_SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.I)
+# Names whose values are secrets: api_key, access_token, client-secret, password, ... but
+# not llm_input_tokens or similar counters.
+_SECRET_KEY = re.compile(
+    r"(^|[_-])(api_?key|key|token|secret|password|passwd|credentials?|credential_value|"
+    r"authorization|auth|cookie|private_key)$",
+    re.I,
+)
 _SUPPORTED_BACKENDS = {"harbor"}
 _KNOWN_BACKENDS = {"harbor", "openenv", "browser", "archipelago", "kernel"}
 
@@ -672,10 +678,10 @@ class Service:
                 break
             after = batch[-1]["seq"]
         return {
-            "rollout": self.rollout_view(doc),
+            "rollout": redact(self.rollout_view(doc)),
             "request": redact(self.store.get_request(rollout_id) or {}),
-            "routing": doc.get("routing"),
-            "events": events,
+            "routing": redact(doc.get("routing")),
+            "events": redact(events),
             "events_truncated": len(events) >= 5000,
             "artifacts": self.artifact_manifest(org, rollout_id, base_url, None, None, None),
             "usage": self.usage(org, rollout_id),

@@ -1,0 +1,10 @@
+_envpools_completion() {
+    local IFS=$'
+'
+    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
+                   COMP_CWORD=$COMP_CWORD \
+                   _ENVPOOLS_COMPLETE=complete_bash $1 ) )
+    return 0
+}
+
+complete -o default -F _envpools_completion envpools

@@ -1,0 +1,1 @@
+complete --command envpools --no-files --arguments "(env _ENVPOOLS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) envpools)" --condition "env _ENVPOOLS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) envpools"

@@ -1,0 +1,440 @@
+"""envpools rollouts: create, follow, wait, inspect, download, against the real backend."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from envpools_cli.commands.rollouts_files import safe_target
+
+from ..integration.conftest import make_task
+from .conftest import CLI, EXAMPLE, Local
+
+
+@pytest.fixture
+def pool(cli: CLI, backend: Local) -> str:
+    assert cli("pools", "create", "coding", "--local", str(EXAMPLE), "--concurrency", "2").code == 0
+    return "coding"
+
+
+def launch(cli: CLI, *extra: str, agent: str = "oracle") -> str:
+    result = cli(
+        "rollouts",
+        "create",
+        "--agent",
+        agent,
+        "--task",
+        "envpools-examples/fix-failing-test",
+        "--pool",
+        "coding",
+        "-q",
+        *extra,
+    )
+    assert result.code == 0, result.err
+    return result.out.strip()
+
+
+class TestCreate:
+    def test_quiet_prints_only_the_id(self, cli: CLI, pool: str) -> None:
+        rid = launch(cli, "--metadata", "team=ml", "--priority", "2", "--agent-timeout", "60")
+        assert rid.startswith("ro_") and "\n" not in rid
+        doc = cli("rollouts", "get", rid, "--json").json()
+        assert doc["metadata"] == {"team": "ml"}
+        assert doc["priority"] == 2
+        assert doc["timeouts"] == {"agent_sec": 60}
+
+    def test_invalid_model_fails_before_any_request(self, cli: CLI, pool: str) -> None:
+        result = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "codex",
+            "--model",
+            "gpt-4o",
+            "--task",
+            "d/t",
+            "--pool",
+            "coding",
+        )
+        assert result.code == 2
+        assert (
+            "Model 'gpt-4o' is not allowed for harness 'codex'. Allowed models: "
+            "['gpt-5.1-codex-mini', 'gpt-5.2-codex', 'gpt-5.3-codex-spark']"
+        ) in result.err
+        assert cli("rollouts", "list", "-q").out == ""
+
+    def test_unknown_agent_lists_the_backend_ones(self, cli: CLI, pool: str) -> None:
+        result = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "aider",
+            "--task",
+            "d/t",
+            "--pool",
+            "coding",
+            "-o",
+            "json",
+        )
+        assert result.code == 2
+        message = json.loads(result.err)["error"]["message"]
+        assert "Unknown harness 'aider'" in message and "oracle" in message
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("--agent", "oracle", "--task", "no-slash", "--pool", "coding"), "DATASET/TASK_ID"),
+            (("--agent", "oracle", "--task", "d/t"), "--pool, --pool-tag or --env-backend"),
+            (("--task", "d/t", "--pool", "coding"), "missing --agent"),
+            (
+                ("--agent", "oracle", "--task", "d/t", "--pool", "p", "--wait", "--follow"),
+                "--wait or --follow",
+            ),
+            (
+                ("--agent", "oracle", "--task", "d/t", "--pool", "p", "--metadata", "oops"),
+                "KEY=VALUE",
+            ),
+        ],
+    )
+    def test_usage_errors(
+        self, cli: CLI, backend: Local, args: tuple[str, ...], message: str
+    ) -> None:
+        result = cli("rollouts", "create", *args)
+        assert result.code == 2
+        assert message in result.err
+
+    def test_dry_run(self, cli: CLI, pool: str) -> None:
+        result = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "oracle",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--dry-run",
+            "--json",
+        )
+        assert result.code == 0
+        assert result.json()["selected_pool_id"] == "coding"
+        assert cli("rollouts", "list", "-q").out == ""
+
+    def test_count_uses_the_batch_endpoint(self, cli: CLI, pool: str) -> None:
+        result = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "nop",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--count",
+            "3",
+            "-q",
+        )
+        ids = result.lines()
+        assert len(ids) == 3 and len(set(ids)) == 3
+
+    def test_from_file_with_flag_overrides(self, cli: CLI, pool: str, tmp_path: Path) -> None:
+        request = {
+            "task_ref": {"dataset": "d", "task_id": "fix-failing-test"},
+            "agent": {"harness": "nop"},
+            "pool_id": "coding",
+            "task_app_id": "",
+            "timeouts": {"agent_sec": 30},
+            "metadata": {"a": "1"},
+        }
+        spec = tmp_path / "request.json"
+        spec.write_text(json.dumps(request))
+        rid = cli(
+            "rollouts",
+            "create",
+            "--from-file",
+            str(spec),
+            "--agent",
+            "oracle",
+            "--metadata",
+            "b=2",
+            "-q",
+        ).out.strip()
+        doc = cli("rollouts", "get", rid, "--json").json()
+        assert doc["agent"]["harness"] == "oracle"
+        assert doc["metadata"] == {"a": "1", "b": "2"}
+        assert doc["timeouts"] == {"agent_sec": 30}
+        rid2 = cli(
+            "rollouts", "create", "--from-file", "-", "-q", stdin=json.dumps(request)
+        ).out.strip()
+        assert rid2.startswith("ro_")
+
+    def test_idempotency_key_from_the_cli(self, cli: CLI, pool: str) -> None:
+        first = launch(cli, "--idempotency-key", "ci-run-42")
+        again = launch(cli, "--idempotency-key", "ci-run-42")
+        assert first == again
+
+    def test_wait_flag_exit_codes(self, cli: CLI, pool: str) -> None:
+        ok = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "oracle",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--wait",
+            "--min-reward",
+            "1",
+            "--json",
+        )
+        assert ok.code == 0, ok.err
+        assert ok.json()[0]["status"] == "succeeded"
+        low = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "nop",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--wait",
+            "--min-reward",
+            "1",
+            "-q",
+        )
+        assert low.code == 5
+        assert low.out.strip().startswith("ro_")
+
+    def test_follow_prints_events_then_exits_with_the_status(self, cli: CLI, pool: str) -> None:
+        result = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "oracle",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--follow",
+        )
+        assert result.code == 0, result.err
+        assert "patched textutils.slugify" in result.out
+        assert "status succeeded" in result.out
+
+
+class TestWaitAndTail:
+    def test_wait_many_with_junit(self, cli: CLI, pool: str, tmp_path: Path) -> None:
+        good, bad = launch(cli), launch(cli, agent="nop")
+        report = tmp_path / "out" / "junit.xml"
+        result = cli(
+            "rollouts",
+            "wait",
+            good,
+            bad,
+            "--min-reward",
+            "1",
+            "--junit",
+            str(report),
+            "--timeout",
+            "60",
+            "-o",
+            "json",
+        )
+        assert result.code == 5
+        assert {d["rollout_id"] for d in result.json()} == {good, bad}
+        suite = ET.parse(report).getroot().find("testsuite")
+        assert suite is not None
+        assert suite.get("tests") == "2" and suite.get("failures") == "1"
+        failure = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+        assert bad in failure[0].get("name", "")
+
+    def test_wait_times_out_with_3(self, cli: CLI, backend: Local) -> None:
+        cli("pools", "create", "paused", "--local", str(EXAMPLE), "--concurrency", "0")
+        rid = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "oracle",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "paused",
+            "-q",
+        ).out.strip()
+        started = time.monotonic()
+        result = cli("rollouts", "wait", rid, "--timeout", "1.5")
+        assert result.code == 3
+        assert time.monotonic() - started < 10
+        assert "still running" in result.err
+
+    def test_wait_not_found(self, cli: CLI, backend: Local) -> None:
+        assert cli("rollouts", "wait", "ro_nope", "--timeout", "5").code == 6
+
+    def test_tail_plain_and_jsonl(self, cli: CLI, pool: str) -> None:
+        rid = launch(cli)
+        plain = cli("rollouts", "tail", rid)
+        assert plain.code == 0
+        assert any("lifecycle" in line and "status queued" in line for line in plain.lines())
+        assert plain.lines()[-1].endswith("reward 1")
+        jsonl = cli("rollouts", "tail", rid, "-o", "jsonl")
+        events = [json.loads(line) for line in jsonl.lines()]
+        assert events[-1]["event"] == "end"
+        assert events[-1]["data"] == {"reason": "terminal", "status": "succeeded"}
+        seqs = [e["seq"] for e in events[:-1]]
+        assert seqs == list(range(1, len(seqs) + 1))
+        as_json = cli("rollouts", "tail", rid, "--json").json()
+        assert [e["seq"] for e in as_json] == seqs
+
+    def test_tail_filters_and_exit_status(self, cli: CLI, pool: str) -> None:
+        rid = launch(cli, agent="nop")
+        cli("rollouts", "wait", rid)
+        only = cli("rollouts", "tail", rid, "--type", "reward", "-o", "jsonl", "--exit-status")
+        assert only.code == 0, "succeeded (reward 0 is still a success of the rollout)"
+        kinds = {json.loads(line)["event"] for line in only.lines()}
+        assert kinds == {"reward", "end"}
+        bad = cli("rollouts", "tail", rid, "--type", "bogus")
+        assert bad.code == 2
+
+    def test_tail_no_follow_on_a_running_rollout(
+        self, cli: CLI, backend: Local, tmp_path: Path
+    ) -> None:
+        task = make_task(tmp_path, "slow", solve="echo hello; sleep 30")
+        cli("pools", "create", "slow", "--local", str(task))
+        rid = cli(
+            "rollouts", "create", "--agent", "oracle", "--task", "d/slow", "--pool", "slow", "-q"
+        ).out.strip()
+        deadline = time.monotonic() + 20
+        while "hello" not in cli("rollouts", "tail", rid, "--no-follow").out:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        started = time.monotonic()
+        result = cli("rollouts", "tail", rid, "--no-follow", "--exit-status")
+        assert time.monotonic() - started < 5, "caught up and returned"
+        assert result.code == 3, "still running"
+        timed = cli("rollouts", "tail", rid, "--timeout", "1")
+        assert timed.code == 3
+        cli("rollouts", "cancel", rid, "--yes")
+
+
+class TestInspect:
+    def test_get_list_summary_usage(self, cli: CLI, pool: str) -> None:
+        rid = launch(cli)
+        assert cli("rollouts", "wait", rid).code == 0
+        assert cli("rollouts", "get", rid, "--exit-status", "-q").code == 0
+        record = cli("rollouts", "get", rid)
+        assert any(line.startswith("status\tsucceeded") for line in record.lines())
+        listed = cli("rollouts", "list", "--status", "succeeded", "-o", "json").json()
+        assert [r["rollout_id"] for r in listed] == [rid]
+        table = cli("rollouts", "list")
+        assert table.lines()[0].startswith("ROLLOUT\tSTATUS")
+        summary = cli("rollouts", "summary", rid, "--json").json()
+        assert summary["status"] == "succeeded" and summary["event_count"] > 5
+        usage = cli("rollouts", "usage", rid)
+        assert "Wall time" in usage.out and "Cost total" in usage.out
+        usage_json = cli("rollouts", "usage", rid, "--json").json()
+        assert usage_json["rollout_id"] == rid and "provider_costs" in usage_json
+
+    def test_list_follows_pages(self, cli: CLI, pool: str) -> None:
+        cli("pools", "update", "coding", "--concurrency", "0")
+        ids = [launch(cli) for _ in range(7)]
+        listed = cli("rollouts", "list", "--limit", "7", "-q").lines()
+        assert listed == ids[::-1]
+        assert len(cli("rollouts", "list", "--limit", "3", "-q").lines()) == 3
+
+    def test_cancel_replay_validate(self, cli: CLI, pool: str) -> None:
+        cli("pools", "update", "coding", "--concurrency", "0")
+        rid = launch(cli)
+        assert cli("rollouts", "cancel", rid).code == 2, "asks for --yes when not interactive"
+        cancelled = cli("rollouts", "cancel", rid, "--yes", "--json").json()
+        assert cancelled[0]["status"] == "cancelled"
+        replay = cli(
+            "rollouts", "replay", rid, "--agent", "nop", "--metadata", "why=retry", "--json"
+        ).json()
+        assert replay["replay_of"] == rid and replay["agent"]["harness"] == "nop"
+        assert replay["metadata"]["why"] == "retry"
+        bad_model = cli("rollouts", "replay", rid, "--agent", "codex", "--model", "gpt-4o")
+        assert bad_model.code == 2
+        valid = cli(
+            "rollouts",
+            "validate",
+            "--agent",
+            "oracle",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--json",
+        )
+        assert valid.code == 0 and valid.json()["valid"] is True
+        invalid = cli(
+            "rollouts",
+            "validate",
+            "--agent",
+            "oracle",
+            "--task",
+            "d/x",
+            "--pool",
+            "coding",
+            "--json",
+        )
+        assert invalid.code == 1 and invalid.json()["valid"] is False
+
+    def test_artifacts_download_and_zip(
+        self, cli: CLI, pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        rid = launch(cli)
+        cli("rollouts", "wait", rid)
+        manifest = cli("rollouts", "artifacts", rid, "--json").json()
+        paths = {a["path"]: a for a in manifest}
+        assert "verifier/reward.txt" in paths
+        target = tmp_path / "dl"
+        result = cli("rollouts", "download", rid, "--dir", str(target))
+        assert result.code == 0, result.err
+        assert result.out == "", "progress and messages go to stderr"
+        for path, entry in paths.items():
+            data = (target / path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        again = cli("rollouts", "download", rid, "--dir", str(target))
+        assert again.code == 2 and "--overwrite" in again.err
+        one = cli(
+            "rollouts", "download", rid, "verifier/reward.txt", "--dir", str(tmp_path / "one")
+        )
+        assert one.code == 0
+        assert [p.name for p in (tmp_path / "one").rglob("*") if p.is_file()] == ["reward.txt"]
+        missing = cli("rollouts", "download", rid, "nope.txt", "--dir", str(tmp_path / "x"))
+        assert missing.code == 6
+        monkeypatch.chdir(tmp_path)
+        zipped = cli("rollouts", "download", rid, "--zip")
+        assert zipped.code == 0, zipped.err
+        with zipfile.ZipFile(tmp_path / f"{rid}-artifacts.zip") as archive:
+            assert sorted(archive.namelist()) == sorted(paths)
+        assert not list(tmp_path.rglob("*.part")), "no partial files left behind"
+
+    def test_support_bundle_never_holds_the_key(
+        self, cli: CLI, pool: str, backend: Local, tmp_path: Path
+    ) -> None:
+        rid = launch(cli, "--metadata", "api_token=shh-very-secret")
+        cli("rollouts", "wait", rid)
+        out = tmp_path / "bundle.json"
+        assert cli("rollouts", "support-bundle", rid, "--out", str(out)).code == 0
+        text = out.read_text()
+        assert backend.key not in text
+        assert "shh-very-secret" not in text
+        bundle = json.loads(text)
+        assert bundle["rollout"]["rollout_id"] == rid
+        assert json.loads(cli("rollouts", "support-bundle", rid).out)["events"]
+
+
+def test_safe_target_refuses_escapes(tmp_path: Path) -> None:
+    assert safe_target(tmp_path, "agent/log.txt") == tmp_path / "agent" / "log.txt"
+    for bad in ("../x", "/etc/passwd", "a/../../x", "a\\b", ""):
+        with pytest.raises(Exception, match="refusing"):
+            safe_target(tmp_path, bad)
