@@ -134,13 +134,25 @@ class _RedactingFormatter(logging.Formatter):
         return text.replace(key, "[REDACTED]") if key else text
 
 
+_DEBUG_LOGGERS = ("envpools", "httpx")
+_debug_handlers: list[logging.Handler] = []
+
+
 def _enable_debug_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("debug: %(name)s: %(message)s"))
-    for name in ("envpools", "httpx"):
+    _debug_handlers.append(handler)
+    for name in _DEBUG_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(logging.DEBUG)
         logger.addHandler(handler)
+
+
+def _disable_debug_logging() -> None:
+    while _debug_handlers:
+        handler = _debug_handlers.pop()
+        for name in _DEBUG_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
 
 
 # --- the error boundary ---------------------------------------------------------------------
@@ -265,3 +277,4 @@ def run(argv: list[str] | None = None) -> int:
         return code
     finally:
         runtime.close()
+        _disable_debug_logging()
