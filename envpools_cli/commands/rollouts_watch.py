@@ -16,7 +16,6 @@ from envpools_cli.cli_errors import (
     UsageProblem,
 )
 from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, QuietOpt, output_format
-from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.runtime import runtime
 
 __all__ = ["follow_to_end", "status_exit_code", "tail", "wait", "wait_and_report"]
@@ -25,6 +24,8 @@ _TRANSIENT_PAUSE = 1.0
 
 
 def _terminal(doc: dict[str, Any]) -> bool:
+    from envpools_cli.models import TERMINAL_STATUSES  # pydantic: not at import time
+
     return str(doc.get("status", "")).lower() in TERMINAL_STATUSES
 
 
