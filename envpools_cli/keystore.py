@@ -9,8 +9,8 @@ keyring module is not even imported.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
+import threading
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,16 +103,27 @@ def _forced_file() -> bool:
 
 
 def _with_timeout(call: Callable[[], T], timeout: float) -> T:
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyring")
-    future = pool.submit(call)
-    try:
-        return future.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
-        raise KeyringUnavailable(f"the keyring did not answer within {timeout:g}s") from None
-    except Exception as exc:  # any backend failure means: use the file
-        raise KeyringUnavailable(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    # A daemon thread, not an executor: a hung backend must not hold the process open
+    # at exit (executor threads are joined at interpreter shutdown).
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="keyring", daemon=True).start()
+    if not done.wait(timeout):
+        raise KeyringUnavailable(f"the keyring did not answer within {timeout:g}s")
+    if "error" in outcome:  # any backend failure means: use the file
+        error = outcome["error"]
+        raise KeyringUnavailable(f"{type(error).__name__}: {error}") from None
+    value: T = outcome["value"]
+    return value
 
 
 def _backend() -> Any:

@@ -48,8 +48,13 @@ def test_official_sdk_drives_the_local_backend(backend: Backend) -> None:
         "SYNTH_BACKEND_URL": backend.url + "/api",  # the SDK strips a trailing /api
         "SYNTH_API_KEY": backend.key,
     }
-    result = subprocess.run([str(python), str(DRIVER), str(EXAMPLE), free_key],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [str(python), str(DRIVER), str(EXAMPLE), free_key],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     checked = json.loads(result.stdout.strip().splitlines()[-1])["checked"]
     assert len(checked) == 38, checked  # every check in the driver ran and held

@@ -11,7 +11,6 @@ import warnings
 import zipfile
 
 import httpx
-
 from synth_ai.sdk import environment_pools as ep
 
 warnings.simplefilter("ignore")
@@ -27,11 +26,11 @@ def check(name, condition, detail=""):
 client = ep.EnvironmentPoolsClient()  # plan check against /api/v1/me
 check("plan check", client._account_info.get("plan") == "pro", client._account_info)
 
-task = ep.PoolTaskInstance(task_id="fix", backend="harbor",
-                           data_source=ep.PoolDataSource(type="local", path=task_dir))
+task = ep.PoolTaskInstance(
+    task_id="fix", backend="harbor", data_source=ep.PoolDataSource(type="local", path=task_dir)
+)
 pool = ep.create_pool(pool_id="sdk-pool", template=ep.PoolTemplate.HARBOR_CODING, tasks=[task])
-check("create_pool", pool.get("pool_id") == "sdk-pool" and pool.get("pool_type") == "sandbox",
-      pool)
+check("create_pool", pool.get("pool_id") == "sdk-pool" and pool.get("pool_type") == "sandbox", pool)
 check("list_pools", [p["pool_id"] for p in ep.list_pools()] == ["sdk-pool"])
 check("pools.list", client.pools.list()[0].pool_id == "sdk-pool")
 check("get_pool", ep.get_pool("sdk-pool")["tasks"][0]["task_id"] == "fix")
@@ -39,8 +38,11 @@ ep.update_pool("sdk-pool", request={"concurrency": 2})
 check("update_pool", client.pools.get("sdk-pool").concurrency == 2)
 check("list_pool_tasks", [t["task_id"] for t in ep.list_pool_tasks("sdk-pool")] == ["fix"])
 ep.create_pool_task("sdk-pool", request=ep.PoolTask.from_docker("img", "python:3.12"))
-ep.update_pool_task("sdk-pool", "img", request={"task_id": "img", "backend": "harbor",
-                                                "docker_image": "python:3.13"})
+ep.update_pool_task(
+    "sdk-pool",
+    "img",
+    request={"task_id": "img", "backend": "harbor", "docker_image": "python:3.13"},
+)
 ep.delete_pool_task("sdk-pool", "img")
 check("pool task crud", len(client.pools.tasks.list("sdk-pool")) == 1)
 
@@ -54,8 +56,7 @@ request = ep.RolloutRequestV1(
 dry = ep.create_rollout(request=request, dry_run=True)
 check("dry_run", dry.get("status") == "dry_run", dry)
 valid = ep.validate_rollout(request=request)
-check("validate", valid.get("valid") is True and valid.get("selected_pool_id") == "sdk-pool",
-      valid)
+check("validate", valid.get("valid") is True and valid.get("selected_pool_id") == "sdk-pool", valid)
 created = ep.create_rollout(request=request, idempotency_key="sdk-key-1")
 again = ep.create_rollout(request=request, idempotency_key="sdk-key-1")
 rollout_id = created["rollout_id"]
@@ -74,8 +75,10 @@ manifest = handle.artifacts()
 paths = [a["path"] for a in manifest["artifacts"]]
 check("artifacts", "verifier/reward.txt" in paths, paths)
 check("fetch_artifact", handle.download("verifier/reward.txt").strip() == b"1")
-check("fetch_artifact leading slash", ep.fetch_artifact(rollout_id, "/verifier/reward.txt")
-      .strip() == b"1")
+check(
+    "fetch_artifact leading slash",
+    ep.fetch_artifact(rollout_id, "/verifier/reward.txt").strip() == b"1",
+)
 archive = zipfile.ZipFile(io.BytesIO(handle.download_zip()))
 check("zip", sorted(archive.namelist()) == sorted(paths))
 usage = ep.UsageSnapshot(**handle.usage())
@@ -96,11 +99,13 @@ caps = client.capabilities.get()
 check("capabilities", any(a["name"] == "oracle" for a in caps["agents"]))
 check("openapi", "/v1/rollouts" in client.capabilities.openapi_schema()["paths"])
 check("schema", "RolloutRequestV1" in client.capabilities.schema_json()["schemas"])
-check("legacy prefix", ep.get_rollout(rollout_id, api_version="legacy")["rollout_id"]
-      == rollout_id)
+check("legacy prefix", ep.get_rollout(rollout_id, api_version="legacy")["rollout_id"] == rollout_id)
 
-stored = client.credentials.store(credential_name="REG", credential_type="DOCKER_REGISTRY",
-                                  credential_value={"username": "u", "token": "t"})
+stored = client.credentials.store(
+    credential_name="REG",
+    credential_type="DOCKER_REGISTRY",
+    credential_value={"username": "u", "token": "t"},
+)
 check("store_credential", "credential_value" not in stored)
 check("list_credentials", [c["credential_name"] for c in client.credentials.list()] == ["REG"])
 client.credentials.rotate(stored["credential_id"], new_value="t2")
