@@ -374,3 +374,21 @@ def test_priority_runs_first(backend: Backend, tmp_path: Path) -> None:
     backend.wait(low)
     docs = {i: ep.get_rollout(i, **backend.conn) for i in (low, high)}
     assert docs[high]["started_at"] < docs[low]["started_at"]
+
+
+def test_cancel_while_starting(backend: Backend) -> None:
+    """A cancel that lands while the workspace is being prepared ends the rollout there."""
+    from envpools_cli.server.runner import RolloutRunner
+
+    backend.pool("paused", local_task("fix-failing-test", EXAMPLE), concurrency=0)
+    rid = backend.rollout("paused", "fix-failing-test")["rollout_id"]
+    server = backend.thread.backend
+    assert server.scheduler._claim(rid), "queued -> starting"
+    runner = RolloutRunner(server.ctx, rid)
+    runner.cancel.set()
+    runner.run()
+    done = ep.get_rollout(rid, **backend.conn)
+    assert done["status"] == "cancelled" and done["started_at"] is None
+    events = backend.events(rid)
+    assert statuses(events) == ["starting", "cancelled"]
+    assert not any(e["event"] == "agent" for e in events), "the agent never ran"
