@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from envpools_cli.server.artifacts import index_trial, workspace_diff, workspace_tarball
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.harnesses import AgentContext, Harness, harness_class
-from envpools_cli.server.sandbox import Mount, SandboxSpec
+from envpools_cli.server.sandbox import Mount, RunResult, SandboxSpec
 from envpools_cli.server.store import now_iso
 from envpools_cli.server.tasks import HarborTask, TaskError, load_task
 from envpools_cli.server.usage import usage_snapshot
@@ -239,27 +239,17 @@ class RolloutRunner:
         ]
         if invocation.bind_solution:
             mounts.append(Mount(task.solution_dir, "/solution"))
+        spec = self._spec(
+            task,
+            workspace,
+            invocation.command,
+            mounts,
+            {**task.layout.env, **invocation.env},
+            invocation.network,
+            invocation.stdin,
+        )
         sink = _LineSink(self, "agent", self.trial / "agent" / harness.log_name, harness.on_line)
-        try:
-            result = self.ctx.driver.run(
-                self._spec(
-                    task,
-                    workspace,
-                    invocation.command,
-                    mounts,
-                    {**task.layout.env, **invocation.env},
-                    invocation.network,
-                    invocation.stdin,
-                ),
-                timeout=agent_timeout,
-                cancel=self.cancel,
-                on_line=sink,
-            )
-        finally:
-            sink.close()
-        self.sandbox_sec += result.duration_sec
-        if result.cancelled:
-            raise Cancelled()
+        result = self._phase(spec, agent_timeout, sink)
         if result.timed_out:
             return Outcome(
                 "failed",
@@ -288,27 +278,17 @@ class RolloutRunner:
             Mount(self.trial / "verifier", "/logs/verifier", writable=True),
             Mount(self.trial / "artifacts", "/logs/artifacts", writable=True),
         ]
+        spec = self._spec(
+            task,
+            workspace,
+            ["/bin/bash", "/tests/test.sh"],
+            mounts,
+            {**task.layout.env, **task.verifier_env},
+            task.verifier_network,
+            None,
+        )
         sink = _LineSink(self, "verifier", self.trial / "verifier" / "test-stdout.txt")
-        try:
-            result = self.ctx.driver.run(
-                self._spec(
-                    task,
-                    workspace,
-                    ["/bin/bash", "/tests/test.sh"],
-                    mounts,
-                    {**task.layout.env, **task.verifier_env},
-                    task.verifier_network,
-                    None,
-                ),
-                timeout=timeout,
-                cancel=self.cancel,
-                on_line=sink,
-            )
-        finally:
-            sink.close()
-        self.sandbox_sec += result.duration_sec
-        if result.cancelled:
-            raise Cancelled()
+        result = self._phase(spec, timeout, sink)
         if result.timed_out:
             return Outcome(
                 "failed",
@@ -330,6 +310,17 @@ class RolloutRunner:
             {"reward": primary, "rewards": rewards, "test_exit_code": result.exit_code},
         )
         return Outcome("succeeded", reward_primary=primary, rewards=rewards)
+
+    def _phase(self, spec: SandboxSpec, timeout: float, sink: _LineSink) -> RunResult:
+        """Run one sandboxed phase to its end; a cancel raises, a timeout is returned."""
+        try:
+            result = self.ctx.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
+        finally:
+            sink.close()
+        self.sandbox_sec += result.duration_sec
+        if result.cancelled:
+            raise Cancelled()
+        return result
 
     def _timeout(self, key: str, from_task: float | None, default: int) -> float:
         requested = (self.doc.get("timeouts") or {}).get(key)
