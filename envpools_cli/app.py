@@ -80,13 +80,18 @@ def root(
     profile: Annotated[
         str | None,
         typer.Option(
-            "--profile", "-p", help="Profile to use (env ENVPOOLS_PROFILE).", show_default=False
+            "--profile",
+            "-p",
+            metavar="NAME",
+            help="Profile to use (env ENVPOOLS_PROFILE).",
+            show_default=False,
         ),
     ] = None,
     api_url: Annotated[
         str | None,
         typer.Option(
             "--api-url",
+            metavar="URL",
             help="Backend URL (env ENVPOOLS_API_URL, then SYNTH_BACKEND_URL).",
             show_default=False,
         ),
@@ -104,7 +109,10 @@ def root(
         typer.Option("--no-input", help="Never prompt (also when CI or ENVPOOLS_NO_INPUT is set)."),
     ] = False,
     color: Annotated[
-        str, typer.Option("--color", help="Colour: auto, always or never (NO_COLOR is honoured).")
+        str,
+        typer.Option(
+            "--color", metavar="WHEN", help="Colour: auto, always or never (NO_COLOR is honoured)."
+        ),
     ] = "auto",
     version: Annotated[
         bool,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from envpools_cli.cli_errors import UsageProblem
+from envpools_cli.cli_errors import CLIError, UsageProblem
 from envpools_cli.commands import rollouts_files, rollouts_watch
 from envpools_cli.commands._options import (
     FieldsOpt,
@@ -138,6 +138,29 @@ def build_request(
     return request
 
 
+def _refuse_unavailable_agent(request: dict[str, Any], conn: dict[str, Any]) -> None:
+    """Fail now, not after queueing, when the backend says it cannot run this agent."""
+    from envpools_cli import client as ep
+
+    harness = (request.get("agent") or {}).get("harness")
+    try:
+        agents = ep.get_capabilities(**conn).get("agents") or []
+    except (ep.TransportError, ep.APIError):
+        return  # the create itself will report a real problem
+    for entry in agents:
+        if (
+            isinstance(entry, dict)
+            and entry.get("name") == harness
+            and (entry.get("available") is False)
+        ):
+            raise CLIError(
+                f"agent {harness!r} is not available on this backend: "
+                f"{entry.get('reason') or 'no reason given'}",
+                hint="'envpools capabilities get' lists the agents it can run",
+                code="agent_unavailable",
+            )
+
+
 @app.command("create")
 def create(
     task: Annotated[
@@ -251,6 +274,7 @@ def create(
         metadata=parse_pairs(metadata, "--metadata"),
     )
     conn = runtime.conn()
+    _refuse_unavailable_agent(request, conn)
     if dry_run:
         result = ep.create_rollout(
             request=request, dry_run=True, idempotency_key=idempotency_key, **conn

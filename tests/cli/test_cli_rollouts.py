@@ -438,3 +438,16 @@ def test_safe_target_refuses_escapes(tmp_path: Path) -> None:
     for bad in ("../x", "/etc/passwd", "a/../../x", "a\\b", ""):
         with pytest.raises(Exception, match="refusing"):
             safe_target(tmp_path, bad)
+
+
+def test_an_agent_the_backend_cannot_run_is_refused_up_front(cli: CLI, pool: str) -> None:
+    caps = cli("capabilities", "get", "--json").json()
+    codex = next(a for a in caps["agents"] if a["name"] == "codex")
+    if codex["available"]:
+        pytest.skip("codex is installed on this machine")
+    result = cli("rollouts", "create", "--agent", "codex", "--task", "d/fix-failing-test",
+                 "--pool", "coding")
+    assert result.code == 1
+    assert "agent 'codex' is not available on this backend" in result.err
+    assert "not installed" in result.err
+    assert cli("rollouts", "list", "-q").out == "", "nothing was queued"
