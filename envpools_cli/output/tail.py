@@ -115,6 +115,7 @@ class LiveView(TailView):
         self.started = time.monotonic()
         self.last_beat: float | None = None
         self.reconnect_note: str | None = None
+        self.last_refresh = 0.0
         self.live = Live(
             self._footer(),
             console=self.console,
@@ -169,6 +170,10 @@ class LiveView(TailView):
         line.append(f"{kind:<9}  ", style=style)
         line.append(describe_event(envelope), style=style if kind != "agent" else "")
         self.console.print(line, soft_wrap=True)
+        now = time.monotonic()
+        if now - self.last_refresh > 0.1:  # keep the status line current, at most 10/s
+            self.last_refresh = now
+            self.live.refresh()
 
     def close(self) -> None:
         self.live.stop()
