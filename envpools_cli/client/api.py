@@ -48,6 +48,7 @@ __all__ = [
     "create_pool_task",
     "create_rollout",
     "create_rollouts_batch",
+    "create_rollouts_concurrently",
     "delete_credential",
     "delete_pool",
     "delete_pool_task",
@@ -399,6 +400,51 @@ def create_rollouts_batch(
         headers={"Idempotency-Key": idempotency_key or new_idempotency_key()},
     )
     return _object(response)
+
+
+def create_rollouts_concurrently(
+    *,
+    backend_base: str | None = None,
+    api_key: str | None = None,
+    requests: Sequence[dict[str, Any] | RolloutRequestV1],
+    idempotency_key: str | None = None,
+    max_workers: int = 8,
+    timeout: float = 120.0,
+    api_version: str | None = None,
+    session: HTTPSession | None = None,
+) -> dict[str, Any]:
+    """Like the batch endpoint, with one create per request, at most ``max_workers`` at once.
+
+    For backends without ``rollouts/batch``. Each request gets its own Idempotency-Key
+    derived from ``idempotency_key``, so running the whole call again creates nothing twice.
+    Returns ``{"rollouts": [...], "errors": [{"index", "error"}]}`` in request order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    base_key = idempotency_key or new_idempotency_key()
+
+    def one(index: int) -> tuple[int, dict[str, Any] | None, dict[str, Any] | None]:
+        try:
+            created = create_rollout(
+                backend_base=backend_base,
+                api_key=api_key,
+                request=requests[index],
+                idempotency_key=f"{base_key}-{index}",
+                timeout=timeout,
+                api_version=api_version,
+                session=session,
+            )
+        except (APIError, TransportError, InvalidRequestError) as exc:
+            code = getattr(exc, "code", type(exc).__name__)
+            return index, None, {"code": code, "message": str(exc)}
+        return index, created, None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(requests) or 1))) as pool:
+        results = sorted(pool.map(one, range(len(requests))), key=lambda r: r[0])
+    return {
+        "rollouts": [created for _, created, _ in results if created is not None],
+        "errors": [{"index": i, "error": error} for i, _, error in results if error],
+    }
 
 
 def _rollout_get(

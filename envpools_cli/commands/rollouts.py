@@ -138,6 +138,43 @@ def build_request(
     return request
 
 
+def _batch_endpoint_missing(exc: Exception) -> bool:
+    """A backend without ``rollouts/batch`` (not a missing pool or task)."""
+    from envpools_cli import client as ep
+
+    if isinstance(exc, ep.APIError) and exc.status_code == 405:
+        return True
+    return isinstance(exc, ep.NotFoundError) and (
+        exc.message.startswith("no route") or exc.message == "Not Found"
+    )
+
+
+def _create_all(
+    requests: list[dict[str, Any]], idempotency_key: str | None, conn: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One create, or the batch endpoint, or bounded concurrent creates without it."""
+    from envpools_cli import client as ep
+    from envpools_cli.output.messages import warn
+
+    if len(requests) == 1:
+        return [ep.create_rollout(request=requests[0], idempotency_key=idempotency_key, **conn)]
+    key = idempotency_key or ep.new_idempotency_key()
+    try:
+        result = ep.create_rollouts_batch(requests=requests, idempotency_key=key, **conn)
+    except ep.APIError as exc:
+        if not _batch_endpoint_missing(exc):
+            raise
+        warn("this backend has no batch endpoint; creating the rollouts one by one, 8 at a time")
+        result = ep.create_rollouts_concurrently(requests=requests, idempotency_key=key, **conn)
+    for failure in result.get("errors") or []:
+        error = failure.get("error") or {}
+        warn(f"request {failure.get('index')}: {error.get('code')}: {error.get('message')}")
+    created = list(result.get("rollouts") or [])
+    if not created:
+        raise CLIError("the backend created none of the rollouts")
+    return created
+
+
 def _refuse_unavailable_agent(request: dict[str, Any], conn: dict[str, Any]) -> None:
     """Fail now, not after queueing, when the backend says it cannot run this agent."""
     from envpools_cli import client as ep
@@ -249,59 +286,55 @@ def create(
     fmt = output_format(output, as_json, quiet)
     if wait and follow:
         raise UsageProblem("choose --wait or --follow")
-    base: dict[str, Any] = {}
+    bases: list[dict[str, Any]] = [{}]
     if from_file:
         document = read_document(from_file)
-        if not isinstance(document, dict):
-            raise UsageProblem("--from-file must hold one request object")
-        base = document
-    request = build_request(
-        base=base,
-        task=task,
-        agent=agent,
-        model=model,
-        agent_version=agent_version,
-        pool=pool,
-        pool_tags=pool_tag,
-        env_backend=env_backend,
-        docker_image=docker_image,
-        task_app_url=task_app_url,
-        task_app_id=task_app_id,
-        agent_timeout=agent_timeout,
-        verifier_timeout=verifier_timeout,
-        build_timeout=build_timeout,
-        priority=priority,
-        metadata=parse_pairs(metadata, "--metadata"),
-    )
+        documents = document if isinstance(document, list) else [document]
+        if not documents or not all(isinstance(d, dict) for d in documents):
+            raise UsageProblem("--from-file must hold a request object or a list of them")
+        bases = documents
+    requests = [
+        build_request(
+            base=base,
+            task=task,
+            agent=agent,
+            model=model,
+            agent_version=agent_version,
+            pool=pool,
+            pool_tags=pool_tag,
+            env_backend=env_backend,
+            docker_image=docker_image,
+            task_app_url=task_app_url,
+            task_app_id=task_app_id,
+            agent_timeout=agent_timeout,
+            verifier_timeout=verifier_timeout,
+            build_timeout=build_timeout,
+            priority=priority,
+            metadata=parse_pairs(metadata, "--metadata"),
+        )
+        for base in bases
+    ] * count
     conn = runtime.conn()
-    _refuse_unavailable_agent(request, conn)
+    for request in requests:  # agent/model checks first: no request for preset agents
+        ep.validate_rollout_request(request, **conn)
+    for harness in {str((r.get("agent") or {}).get("harness")) for r in requests}:
+        _refuse_unavailable_agent({"agent": {"harness": harness}}, conn)
     if dry_run:
-        result = ep.create_rollout(
-            request=request, dry_run=True, idempotency_key=idempotency_key, **conn
-        )
-        from envpools_cli.output.formats import emit_record, parse_fields
+        from envpools_cli.output.formats import Column, emit, emit_record, parse_fields
 
-        emit_record(
-            result,
-            fmt if fmt != "name" else "json",
-            fields=parse_fields(fields),
-            id_key="rollout_id",
-        )
+        results = [ep.create_rollout(request=r, dry_run=True, **conn) for r in requests]
+        shown = "json" if fmt == "name" else fmt  # a dry run has no id to print
+        if len(results) == 1:
+            emit_record(results[0], shown, fields=parse_fields(fields))
+        else:
+            emit(
+                results,
+                shown,
+                fields=parse_fields(fields),
+                columns=[Column("STATUS", "status"), Column("POOL", "selected_pool_id")],
+            )
         return
-    if count == 1:
-        created = [ep.create_rollout(request=request, idempotency_key=idempotency_key, **conn)]
-    else:
-        batch = ep.create_rollouts_batch(
-            requests=[request] * count, idempotency_key=idempotency_key, **conn
-        )
-        created = list(batch.get("rollouts") or [])
-        for failure in batch.get("errors") or []:
-            error = failure.get("error") or {}
-            from envpools_cli.output.messages import warn
-
-            warn(f"request {failure.get('index')}: {error.get('code')}: {error.get('message')}")
-        if not created:
-            raise UsageProblem("the backend created none of the rollouts")
+    created = _create_all(requests, idempotency_key, conn)
     ids = [str(item.get("rollout_id")) for item in created]
     if fmt == "table":
         info(f"created {', '.join(ids)}")

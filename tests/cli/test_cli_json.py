@@ -16,20 +16,42 @@ from .conftest import CLI, EXAMPLE, Local
 def finished(cli: CLI, backend: Local, tmp_path: object) -> str:
     assert cli("pools", "create", "coding", "--local", str(EXAMPLE), "--tag", "t").code == 0
     cli("credentials", "store", "GH", "--type", "GITHUB_PAT", stdin="ghp_x")
-    rid = cli("rollouts", "create", "--agent", "oracle", "--task", "d/fix-failing-test",
-              "--pool", "coding", "--wait", "-q").out.strip()
+    rid = cli(
+        "rollouts",
+        "create",
+        "--agent",
+        "oracle",
+        "--task",
+        "d/fix-failing-test",
+        "--pool",
+        "coding",
+        "--wait",
+        "-q",
+    ).out.strip()
     assert rid.startswith("ro_")
     return rid
 
 
 READS = [
-    ("pools", "list"), ("pools", "get", "coding"), ("pools", "metrics", "coding"),
-    ("tasks", "list", "coding"), ("pools", "tasks", "list", "coding"),
-    ("rollouts", "list"), ("rollouts", "get", "{rid}"), ("rollouts", "summary", "{rid}"),
-    ("rollouts", "usage", "{rid}"), ("rollouts", "artifacts", "{rid}"),
-    ("rollouts", "tail", "{rid}"), ("rollouts", "wait", "{rid}"),
-    ("credentials", "list"), ("capabilities", "get"), ("capabilities", "openapi"),
-    ("capabilities", "schema"), ("queue", "status"), ("auth", "status"), ("config", "path"),
+    ("pools", "list"),
+    ("pools", "get", "coding"),
+    ("pools", "metrics", "coding"),
+    ("tasks", "list", "coding"),
+    ("pools", "tasks", "list", "coding"),
+    ("rollouts", "list"),
+    ("rollouts", "get", "{rid}"),
+    ("rollouts", "summary", "{rid}"),
+    ("rollouts", "usage", "{rid}"),
+    ("rollouts", "artifacts", "{rid}"),
+    ("rollouts", "tail", "{rid}"),
+    ("rollouts", "wait", "{rid}"),
+    ("credentials", "list"),
+    ("capabilities", "get"),
+    ("capabilities", "openapi"),
+    ("capabilities", "schema"),
+    ("queue", "status"),
+    ("auth", "status"),
+    ("config", "path"),
     ("config", "profiles"),
 ]
 
@@ -51,12 +73,24 @@ def test_every_machine_output_parses(cli: CLI, finished: str, fmt: str) -> None:
 
 
 def test_hostile_agent_output_is_defused(cli: CLI, backend: Local, tmp_path: object) -> None:
-    hostile = (r"printf 'A\033]8;;https://evil.example\007link\033]8;;\007 "
-               r"\033[2J\033[31mred [bold]markup[/bold] \033]0;title\007done\n'")
+    hostile = (
+        r"printf 'A\033]8;;https://evil.example\007link\033]8;;\007 "
+        r"\033[2J\033[31mred [bold]markup[/bold] \033]0;title\007done\n'"
+    )
     task = make_task(tmp_path, "hostile", solve=hostile)  # type: ignore[arg-type]
     cli("pools", "create", "h", "--local", str(task))
-    rid = cli("rollouts", "create", "--agent", "oracle", "--task", "d/hostile", "--pool", "h",
-              "--wait", "-q").out.strip()
+    rid = cli(
+        "rollouts",
+        "create",
+        "--agent",
+        "oracle",
+        "--task",
+        "d/hostile",
+        "--pool",
+        "h",
+        "--wait",
+        "-q",
+    ).out.strip()
     plain = cli("rollouts", "tail", rid)
     assert "\x1b" not in plain.out and "\x07" not in plain.out
     line = next(x for x in plain.lines() if "markup" in x)

@@ -445,9 +445,69 @@ def test_an_agent_the_backend_cannot_run_is_refused_up_front(cli: CLI, pool: str
     codex = next(a for a in caps["agents"] if a["name"] == "codex")
     if codex["available"]:
         pytest.skip("codex is installed on this machine")
-    result = cli("rollouts", "create", "--agent", "codex", "--task", "d/fix-failing-test",
-                 "--pool", "coding")
+    result = cli(
+        "rollouts", "create", "--agent", "codex", "--task", "d/fix-failing-test", "--pool", "coding"
+    )
     assert result.code == 1
     assert "agent 'codex' is not available on this backend" in result.err
     assert "not installed" in result.err
     assert cli("rollouts", "list", "-q").out == "", "nothing was queued"
+
+
+def test_from_file_list_and_no_batch_endpoint(
+    cli: CLI, pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list of requests uses the batch endpoint, or bounded concurrent creates without it."""
+    from envpools_cli import client as ep
+
+    requests = [
+        {
+            "task_ref": {"dataset": "d", "task_id": "fix-failing-test"},
+            "agent": {"harness": harness},
+            "pool_id": "coding",
+            "task_app_id": "",
+            "timeouts": {},
+        }
+        for harness in ("oracle", "nop", "oracle")
+    ]
+    spec = tmp_path / "many.json"
+    spec.write_text(json.dumps(requests))
+    dry = cli("rollouts", "create", "--from-file", str(spec), "--dry-run", "--json")
+    assert dry.code == 0 and len(dry.json()) == 3
+    assert cli("rollouts", "list", "-q").out == ""
+
+    def no_batch(**kwargs: object) -> None:
+        request = ep.errors.httpx.Request("POST", "http://h/v1/rollouts/batch")
+        response = ep.errors.httpx.Response(404, json={"detail": "Not Found"}, request=request)
+        raise ep.errors.error_from_response(response)
+
+    monkeypatch.setattr(ep, "create_rollouts_batch", no_batch)
+    result = cli(
+        "rollouts",
+        "create",
+        "--from-file",
+        str(spec),
+        "--count",
+        "2",
+        "-q",
+        "--idempotency-key",
+        "list-1",
+    )
+    assert result.code == 0, result.err
+    assert "no batch endpoint" in result.err
+    ids = result.lines()
+    assert len(ids) == 6 and len(set(ids)) == 6
+    again = cli(
+        "rollouts",
+        "create",
+        "--from-file",
+        str(spec),
+        "--count",
+        "2",
+        "-q",
+        "--idempotency-key",
+        "list-1",
+    )
+    assert sorted(again.lines()) == sorted(ids), "derived keys: nothing created twice"
+    harnesses = [cli("rollouts", "get", i, "--json").json()["agent"]["harness"] for i in ids]
+    assert sorted(harnesses) == ["nop", "nop", "oracle", "oracle", "oracle", "oracle"]

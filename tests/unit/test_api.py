@@ -601,3 +601,34 @@ def test_every_documented_name_is_importable() -> None:
 def test_json_bodies_are_plain_json(recorder: Recorder) -> None:
     ep.update_pool("p1", request={"tags": ["a"], "spend_limit_usd": 1.5})
     assert json.loads(recorder.last.content) == {"tags": ["a"], "spend_limit_usd": 1.5}
+
+
+def test_concurrent_creates_derive_one_key_per_request(recorder: Recorder) -> None:
+    import threading
+
+    lock = threading.Lock()
+    active = {"now": 0, "peak": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        import time
+
+        with lock:
+            active["now"] += 1
+            active["peak"] = max(active["peak"], active["now"])
+        time.sleep(0.02)
+        with lock:
+            active["now"] -= 1
+        if json.loads(request.content)["priority"] == 3:
+            return httpx.Response(
+                422, json={"error": {"code": "validation_error", "message": "nope"}}
+            )
+        return httpx.Response(201, json={"rollout_id": request.headers["idempotency-key"]})
+
+    recorder.handler = handler
+    requests = [{**REQUEST, "priority": i} for i in range(10)]
+    result = ep.create_rollouts_concurrently(requests=requests, idempotency_key="k", max_workers=4)
+    assert [r["rollout_id"] for r in result["rollouts"]] == [f"k-{i}" for i in range(10) if i != 3]
+    assert result["errors"] == [
+        {"index": 3, "error": {"code": "validation_error", "message": "nope"}}
+    ]
+    assert 1 < active["peak"] <= 4, "concurrent, and bounded"
