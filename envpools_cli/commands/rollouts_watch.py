@@ -273,7 +273,12 @@ def _stream_events(
     view: Any,
     deadline: float | None,
 ) -> str:
-    """Feed events to ``view``; return why it ended: terminal, caught_up, timeout, closed."""
+    """Feed events to ``view``; return why it ended: terminal, caught_up or timeout.
+
+    Reconnects itself (rather than leaving it to the stream) so that ``--timeout`` holds
+    even on a quiet connection, and so that a stream the server closed before the end
+    is resumed instead of taken for the end.
+    """
     from envpools_cli import client as ep
 
     conn = runtime.conn()
@@ -283,35 +288,57 @@ def _stream_events(
         stop_seq = int(last["seq"]) if isinstance(last.get("seq"), int) else 0
         if stop_seq == 0:
             return "caught_up"
-    read_timeout = 45.0 if deadline is None else max(1.0, min(45.0, deadline - time.monotonic()))
-    stream = ep.stream_rollout_events(
-        rollout_id,
-        since=since,
-        cursor=cursor,
-        auto_reconnect=True,
-        max_retries=12,
-        timeout=read_timeout,
-        on_gap="report",
-        on_reconnect=view.reconnecting,
-        **conn,
-    )
-    with stream:
-        for event in stream:
-            kind = event.get("event")
-            if kind == "heartbeat":
-                view.heartbeat()
-            elif kind == "gap":
-                view.notice("warning: " + _gap_text(event))
-                if types is None or "gap" in types:
-                    view.event(event)
-            elif types is None or kind in types or (kind == "lifecycle" and "status" in types):
-                view.event(event)
-            seq = event.get("seq")
-            if stop_seq is not None and isinstance(seq, int) and seq >= stop_seq:
-                return "caught_up"
-            if deadline is not None and time.monotonic() >= deadline:
-                return "timeout"
-    return "terminal" if stream.finished_terminal else "closed"
+    attempt = 0
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return "timeout"
+        stream = ep.stream_rollout_events(
+            rollout_id,
+            since=since,
+            cursor=cursor,
+            timeout=45.0 if remaining is None else max(0.5, min(45.0, remaining)),
+            on_gap="report",
+            **conn,
+        )
+        try:
+            with stream:
+                for event in stream:
+                    attempt = 0
+                    _show_event(event, types, view)
+                    seq = event.get("seq")
+                    if stop_seq is not None and isinstance(seq, int) and seq >= stop_seq:
+                        return "caught_up"
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return "timeout"
+            if stream.finished_terminal:
+                return "terminal"
+            if _terminal(ep.get_rollout(rollout_id, **conn)):
+                return "terminal"
+            error: Exception = ConnectionError("the server closed the stream")
+        except (ep.TransportError, ep.ServerError, ep.RateLimitError) as exc:
+            error = exc
+        cursor = stream.last_event_id or cursor
+        attempt += 1
+        if attempt > 12:
+            raise error
+        delay = min(0.5 * 2 ** (attempt - 1), 15.0)
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - time.monotonic()))
+        view.reconnecting(attempt, delay, error)
+        time.sleep(delay)
+
+
+def _show_event(event: dict[str, Any], types: set[str] | None, view: Any) -> None:
+    kind = event.get("event")
+    if kind == "heartbeat":
+        view.heartbeat()
+    elif kind == "gap":
+        view.notice("warning: " + _gap_text(event))
+        if types is None or "gap" in types:
+            view.event(event)
+    elif types is None or kind in types or (kind == "lifecycle" and "status" in types):
+        view.event(event)
 
 
 def _gap_text(event: dict[str, Any]) -> str:

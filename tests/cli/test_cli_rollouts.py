@@ -511,3 +511,89 @@ def test_from_file_list_and_no_batch_endpoint(
     assert sorted(again.lines()) == sorted(ids), "derived keys: nothing created twice"
     harnesses = [cli("rollouts", "get", i, "--json").json()["agent"]["harness"] for i in ids]
     assert sorted(harnesses) == ["nop", "nop", "oracle", "oracle", "oracle", "oracle"]
+
+
+def test_tail_timeout_holds_on_a_quiet_stream(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envpools_cli.server.serve import BackendThread
+    from envpools_cli.server.settings import ServerSettings
+
+    quiet = BackendThread(ServerSettings(data_dir=tmp_path / "q", heartbeat_sec=60)).start()
+    try:
+        _, key = quiet.create_key()
+        monkeypatch.setenv("ENVPOOLS_API_URL", quiet.url)
+        monkeypatch.setenv("ENVPOOLS_API_KEY", key)
+        task = make_task(tmp_path, "sleepy", solve="sleep 30")
+        cli("pools", "create", "q", "--local", str(task))
+        rid = cli(
+            "rollouts", "create", "--agent", "oracle", "--task", "d/sleepy", "--pool", "q", "-q"
+        ).out.strip()
+        started = time.monotonic()
+        result = cli("rollouts", "tail", rid, "--timeout", "1.5")
+        assert result.code == 3
+        assert time.monotonic() - started < 6, "no heartbeat for 60 s, yet it stopped on time"
+        cli("rollouts", "cancel", rid, "--yes")
+    finally:
+        quiet.stop()
+
+
+def test_tail_survives_a_backend_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import start_backend
+
+    first = start_backend(tmp_path / "data")
+    _, key = first.create_key()
+    env = {"ENVPOOLS_API_URL": first.url, "ENVPOOLS_API_KEY": key}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    task = make_task(tmp_path, "long", solve="echo before; sleep 60")
+
+    def envpools(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "envpools_cli", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    envpools("pools", "create", "p", "--local", str(task))
+    rid = envpools(
+        "rollouts", "create", "--agent", "oracle", "--task", "d/long", "--pool", "p", "-q"
+    )
+    tail = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "envpools_cli",
+            "rollouts",
+            "tail",
+            rid,
+            "-o",
+            "jsonl",
+            "--exit-status",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while "before" not in envpools("rollouts", "tail", rid, "--no-follow"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    first.stop()
+    time.sleep(1.0)
+    second = start_backend(tmp_path / "data", port=first.port)
+    try:
+        out, err = tail.communicate(timeout=90)
+    finally:
+        second.stop()
+    assert tail.returncode == 5, err
+    events = [json.loads(line) for line in out.splitlines()]
+    seqs = [e["seq"] for e in events if e["event"] not in ("heartbeat", "end")]
+    assert seqs == list(range(1, len(seqs) + 1)), "every event once, in order"
+    assert events[-2]["data"]["error"]["code"] == "backend_restarted"
+    assert events[-1]["data"]["reason"] == "terminal"
+    assert "reconnecting" in err
