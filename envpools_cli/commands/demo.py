@@ -42,7 +42,7 @@ def demo(
     from envpools_cli.commands import local, rollouts_files, rollouts_watch
     from envpools_cli.output.messages import info, success
     from envpools_cli.output.usage import print_usage
-    from envpools_cli.server.service import examples_dir
+    from envpools_cli.server.routing import examples_dir
 
     state = local.running_state()
     if state is None:

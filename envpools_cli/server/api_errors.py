@@ -6,13 +6,20 @@ import logging
 import secrets
 from typing import Any
 
+import pydantic
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ApiError", "RequestIdMiddleware", "install_error_handlers", "request_id_of"]
+__all__ = [
+    "ApiError",
+    "RequestIdMiddleware",
+    "install_error_handlers",
+    "invalid",
+    "request_id_of",
+]
 
 log = logging.getLogger("envpools.server")
 
@@ -51,6 +58,22 @@ class ApiError(Exception):
         self.details = details
         self.headers = headers or {}
         self.extra = extra
+
+
+def invalid(exc: pydantic.ValidationError) -> ApiError:
+    """A 422 ``validation_error`` naming the first problem, with all of them in details."""
+    details: list[dict[str, Any]] = [
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", "")).removeprefix("Value error, "),
+            "type": err.get("type"),
+        }
+        for err in exc.errors()
+    ]
+    first = details[0]
+    where = ".".join(first["loc"])
+    message = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return ApiError(422, "validation_error", message, details=details)
 
 
 def request_id_of(request: Request) -> str:

@@ -315,60 +315,60 @@ def list_pools(
     tag: str | None = None,
 ) -> list[dict[str, Any]]:
     """Pools as a bare JSON array."""
-    return svc.list_pools(org, type, tag)
+    return svc.pools.list_pools(org, type, tag)
 
 
 @pools_router.post("/pools", status_code=201, tags=["pools"])
 def create_pool(org: PoolsOrg, svc: Svc, body: JsonBody) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(422, "validation_error", "the request body must be a JSON object")
-    return svc.create_pool(org, body)
+    return svc.pools.create_pool(org, body)
 
 
 @pools_router.get("/pools/{pool_id}", tags=["pools"])
 def get_pool(org: PoolsOrg, svc: Svc, pool_id: str) -> dict[str, Any]:
-    return svc.get_pool(org, pool_id)
+    return svc.pools.get_pool(org, pool_id)
 
 
 @pools_router.put("/pools/{pool_id}", tags=["pools"])
 def update_pool(org: PoolsOrg, svc: Svc, pool_id: str, body: JsonBody) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(422, "validation_error", "the request body must be a JSON object")
-    return svc.update_pool(org, pool_id, body)
+    return svc.pools.update_pool(org, pool_id, body)
 
 
 @pools_router.delete("/pools/{pool_id}", status_code=204, tags=["pools"])
 def delete_pool(org: PoolsOrg, svc: Svc, pool_id: str) -> Response:
-    svc.delete_pool(org, pool_id)
+    svc.pools.delete_pool(org, pool_id)
     return Response(status_code=204)
 
 
 @pools_router.get("/pools/{pool_id}/metrics", tags=["pools"])
 def pool_metrics(org: PoolsOrg, svc: Svc, pool_id: str) -> dict[str, Any]:
-    return svc.pool_metrics(org, pool_id)
+    return svc.pools.pool_metrics(org, pool_id)
 
 
 @pools_router.get("/pools/{pool_id}/tasks", tags=["tasks"])
 def list_tasks(org: PoolsOrg, svc: Svc, pool_id: str) -> list[dict[str, Any]]:
     """Tasks of a pool as a bare JSON array."""
-    return svc.list_tasks(org, pool_id)
+    return svc.pools.list_tasks(org, pool_id)
 
 
 @pools_router.post("/pools/{pool_id}/tasks", status_code=201, tags=["tasks"])
 def create_task(org: PoolsOrg, svc: Svc, pool_id: str, body: JsonBody) -> dict[str, Any]:
-    return svc.create_task(org, pool_id, body)
+    return svc.pools.create_task(org, pool_id, body)
 
 
 @pools_router.put("/pools/{pool_id}/tasks/{task_id}", tags=["tasks"])
 def update_task(
     org: PoolsOrg, svc: Svc, pool_id: str, task_id: str, body: JsonBody
 ) -> dict[str, Any]:
-    return svc.update_task(org, pool_id, task_id, body)
+    return svc.pools.update_task(org, pool_id, task_id, body)
 
 
 @pools_router.delete("/pools/{pool_id}/tasks/{task_id}", status_code=204, tags=["tasks"])
 def delete_task(org: PoolsOrg, svc: Svc, pool_id: str, task_id: str) -> Response:
-    svc.delete_task(org, pool_id, task_id)
+    svc.pools.delete_task(org, pool_id, task_id)
     return Response(status_code=204)
 
 
