@@ -1,0 +1,204 @@
+"""The agent CLI adapters, end to end, with stand-ins for the real CLIs on the tool path.
+
+Each stand-in prints what the real CLI prints (reference/HARBOR_AND_HARNESSES.md §2),
+fixes the example task the way an agent would, and echoes the key it was given, which
+must never reach an event, a log or an artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envpools_cli import client as ep
+from envpools_cli.server.harnesses.agents import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
+
+from .conftest import EXAMPLE, fast_session, local_task, start_backend
+
+FIX = (
+    "python3 -c \"import pathlib; p = pathlib.Path('/app/textutils.py'); "
+    "p.write_text(p.read_text().replace('re.findall(r\\\"[a-z0-9]+\\\", text)', "
+    '\'re.findall(r\\"[a-z0-9]+\\", text.lower())\'))"'
+)
+
+STAND_INS = {
+    "codex": (
+        "OPENAI_API_KEY",
+        "sk-openai-test-secret-123",
+        f"""#!/bin/bash
+echo '{{"type":"thread.started","thread_id":"t1"}}'
+echo '{{"type":"item.completed","item":{{"id":"i1","type":"agent_message","text":"Fixing slugify"}}}}'
+echo '{{"type":"item.completed","item":{{"id":"i2","type":"command_execution","command":"bash -lc ls","aggregated_output":"README","exit_code":0,"status":"completed"}}}}'
+{FIX}
+echo "debug: my key is $CODEX_API_KEY and model $4"
+echo '{{"type":"turn.completed","usage":{{"input_tokens":24763,"cached_input_tokens":24448,"output_tokens":122}}}}'
+""",
+    ),
+    "claude": (
+        "ANTHROPIC_API_KEY",
+        "sk-ant-test-secret-456",
+        f"""#!/bin/bash
+read -r prompt
+echo '{{"type":"system","subtype":"init","model":"claude-sonnet-4-5"}}'
+echo '{{"type":"assistant","message":{{"id":"m1","content":[{{"type":"text","text":"Looking"}}],"usage":{{"input_tokens":2,"cache_read_input_tokens":9600,"output_tokens":58}}}}}}'
+echo '{{"type":"assistant","message":{{"id":"m1","content":[{{"type":"tool_use","name":"Edit","input":{{"file_path":"/app/textutils.py"}}}}],"usage":{{"input_tokens":2,"cache_read_input_tokens":9600,"output_tokens":58}}}}}}'
+{FIX}
+echo "leak: $ANTHROPIC_API_KEY"
+echo '{{"type":"result","subtype":"success","is_error":false,"num_turns":3,"result":"Done","total_cost_usd":0.0412,"usage":{{"input_tokens":9,"cache_creation_input_tokens":1200,"cache_read_input_tokens":27700,"output_tokens":77}}}}'
+""",
+    ),
+    "opencode": (
+        "ANTHROPIC_API_KEY",
+        "sk-ant-test-secret-789",
+        f"""#!/bin/bash
+echo '{{"type":"step_start","part":{{"type":"step-start"}}}}'
+echo '{{"type":"text","part":{{"type":"text","text":"I will fix it"}}}}'
+{FIX}
+echo '{{"type":"tool_use","part":{{"type":"tool","tool":"bash","state":{{"status":"completed","input":{{"command":"ls"}},"output":"README"}}}}}}'
+echo '{{"type":"step_finish","part":{{"type":"step-finish","reason":"tool-calls","cost":0.01,"tokens":{{"input":100,"output":20,"cache":{{"read":900,"write":0}}}}}}}}'
+echo '{{"type":"step_finish","part":{{"type":"step-finish","reason":"stop","cost":0.02,"tokens":{{"input":50,"output":10,"cache":{{"read":0,"write":0}}}}}}}}'
+echo "$ANTHROPIC_API_KEY"
+""",
+    ),
+}
+HARNESS_OF = {"codex": "codex", "claude": "claude-code", "opencode": "opencode"}
+
+
+@pytest.fixture
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    for name, (_, _, script) in STAND_INS.items():
+        path = folder / name
+        path.write_text(script)
+        path.chmod(0o755)
+    monkeypatch.setenv("ENVPOOLS_TOOL_PATH", str(folder))
+    yield folder
+
+
+@pytest.mark.parametrize("binary", ["codex", "claude", "opencode"])
+def test_agent_cli_adapter(tools: Path, tmp_path: Path, binary: str) -> None:
+    credential, secret, _ = STAND_INS[binary]
+    harness = HARNESS_OF[binary]
+    thread = start_backend(tmp_path / "data")
+    try:
+        _, key = thread.create_key()
+        conn = {"backend_base": thread.url, "api_key": key, "session": fast_session()}
+        agents = {a["name"]: a for a in ep.get_capabilities(**conn)["agents"]}
+        assert agents[harness]["available"], agents[harness]
+        ep.create_pool(
+            request={
+                "pool_id": "p",
+                "pool_type": "sandbox",
+                "tasks": [local_task("fix", EXAMPLE).model_dump()],
+            },
+            **conn,
+        )
+        request = {
+            "task_ref": {"dataset": "d", "task_id": "fix"},
+            "agent": {"harness": harness},
+            "pool_id": "p",
+            "task_app_id": "",
+            "timeouts": {"agent_sec": 60},
+        }
+        missing = ep.create_rollout(request=request, **conn)
+        failed = ep.RolloutHandle(missing["rollout_id"], **conn).wait(timeout=60)
+        assert failed["status"] == "error"
+        assert failed["error"]["code"] == "credentials_missing"
+
+        ep.store_credential(
+            credential_name=credential,
+            credential_type=credential,
+            credential_value=secret,
+            backend_base=thread.url,
+            api_key=key,
+        )
+        rid = ep.create_rollout(request=request, **conn)["rollout_id"]
+        events = list(ep.stream_rollout_events(rid, **conn))
+        done = ep.get_rollout(rid, **conn)
+        assert done["status"] == "succeeded", done
+        assert done["reward_primary"] == 1.0, "the stand-in agent fixed the task"
+        agent_data = [e["data"] for e in events if e["event"] == "agent"]
+        kinds = {d.get("kind") for d in agent_data}
+        assert "message" in kinds
+        usage = ep.get_rollout_usage(rid, **conn)
+        trial = tmp_path / "data" / "trials" / rid
+        every_text = (
+            json.dumps(events)
+            + json.dumps(usage)
+            + "".join(
+                p.read_text(errors="replace")
+                for p in trial.rglob("*")
+                if p.is_file() and p.suffix != ".gz"
+            )
+        )
+        assert secret not in every_text, "the agent's echo of its key was redacted"
+        assert "[REDACTED]" in every_text
+    finally:
+        thread.stop()
+    if binary == "codex":
+        assert usage["llm_input_tokens"] == 24763 and usage["llm_output_tokens"] == 122
+        expected = (315 * 1.25 + 24448 * 0.125 + 122 * 10.0) / 1_000_000
+        assert usage["provider_costs"]["openai"] == pytest.approx(expected, abs=1e-6)
+        assert {"command"} <= kinds
+    elif binary == "claude":
+        assert usage["llm_input_tokens"] == 9 + 1200 + 27700
+        assert usage["llm_output_tokens"] == 77
+        assert usage["provider_costs"]["anthropic"] == pytest.approx(0.0412)
+        assert {"tool_call", "result"} <= kinds
+    else:
+        assert usage["llm_input_tokens"] == 100 + 900 + 50
+        assert usage["llm_output_tokens"] == 30
+        assert usage["provider_costs"]["anthropic"] == pytest.approx(0.03)
+        assert {"tool_call", "step_finish"} <= kinds
+    assert usage["cost_usd"] == pytest.approx(sum(usage["provider_costs"].values()))
+
+
+def test_claude_usage_without_a_result_line_dedupes_messages() -> None:
+    harness = ClaudeCodeHarness()
+    line = json.dumps(
+        {
+            "type": "assistant",
+            "message": {
+                "id": "m1",
+                "content": [{"type": "text", "text": "hi"}],
+                "usage": {"input_tokens": 2, "cache_read_input_tokens": 100, "output_tokens": 5},
+            },
+        }
+    )
+    harness.on_line(line)
+    harness.on_line(line)  # one line per content block repeats the usage
+    assert (harness.usage.input_tokens, harness.usage.output_tokens) == (102, 5)
+    assert harness.usage.cost_usd is None, "priced from the table later"
+
+
+def test_adapters_tolerate_plain_text_lines() -> None:
+    for cls in (ClaudeCodeHarness, CodexHarness, OpenCodeHarness):
+        assert cls().on_line("npm WARN something") == {
+            "stream": "output",
+            "text": "npm WARN something",
+        }
+        assert cls().on_line("{not json")["text"] == "{not json"
+
+
+def test_commands_are_headless_and_never_carry_keys(tmp_path: Path) -> None:
+    from envpools_cli.server.harnesses import AgentContext
+    from envpools_cli.server.tasks import load_task
+
+    ctx = AgentContext(
+        instruction="Fix it.",
+        workdir="/app",
+        agent={"model_id": None},
+        task=load_task(EXAMPLE),
+        credentials={"OPENAI_API_KEY": ("OPENAI_API_KEY", "sk-1234567890")},
+    )
+    codex = CodexHarness().invocation(ctx)
+    assert codex.command[:2] == ["codex", "exec"] and "--json" in codex.command
+    assert codex.command[-1] == "Fix it." and codex.network
+    assert "sk-1234567890" not in " ".join(codex.command)
+    assert codex.env["CODEX_API_KEY"] == "sk-1234567890"
+    assert os.environ.get("CODEX_API_KEY") is None
