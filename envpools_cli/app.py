@@ -236,6 +236,16 @@ def report(exit_code: int, payload: dict[str, Any], hint: str | None) -> None:
         messages.hint(hint)
 
 
+def _name_metavars(command: Any) -> None:
+    """Help shows ``--pool POOL`` rather than Typer's ``--pool <str>``."""
+    for param in getattr(command, "params", []):
+        is_option = getattr(param, "param_type_name", "") == "option"
+        if is_option and param.metavar is None and not getattr(param, "is_flag", False):
+            param.metavar = (param.name or "value").upper()
+    for sub in getattr(command, "commands", {}).values():
+        _name_metavars(sub)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Invoke the CLI; return the exit code. Never lets an expected error escape."""
     from typer._click import exceptions as click_exceptions
@@ -247,6 +257,7 @@ def run(argv: list[str] | None = None) -> int:
     runtime.json_errors = _wants_json(argv)
     runtime.debug = "--debug" in argv or os.environ.get("ENVPOOLS_DEBUG", "") not in ("", "0")
     command = typer.main.get_command(app)
+    _name_metavars(command)
     if os.environ.get("_ENVPOOLS_COMPLETE"):
         # A Tab press: Typer registers its shell classes only with add_completion=True.
         from typer._completion_classes import completion_init

@@ -23,8 +23,17 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
     from envpools_cli import client as ep
     from envpools_cli.output.formats import Column, emit, emit_record, parse_fields
 
+    from envpools_cli import __version__
+    from envpools_cli.cli_errors import EXIT_CODES
+
     fmt = output_format(output, as_json, False)
     caps = ep.get_capabilities(**runtime.conn())
+    # What scripts and agents need to know about this CLI, beside what the backend offers.
+    caps["cli"] = {
+        "version": __version__,
+        "exit_codes": {str(code): meaning for code, meaning in EXIT_CODES.items()},
+        "output_formats": ["table", "json", "jsonl", "yaml", "name"],
+    }
     if fmt != "table" or fields:
         emit_record(caps, fmt, fields=parse_fields(fields))
         return
@@ -42,7 +51,7 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
             Column("NOTE", "reason"),
         ],
     )
-    rest = {k: v for k, v in caps.items() if k not in ("agents", "models")}
+    rest = {k: v for k, v in caps.items() if k not in ("agents", "models", "cli")}
     emit_record(rest, "table")
 
 

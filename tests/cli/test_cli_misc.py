@@ -60,6 +60,7 @@ class TestCapabilitiesAndQueue:
         assert "oracle" in table.out and "AVAILABLE" in table.out
         caps = cli("capabilities", "get", "--json").json()
         assert {a["name"] for a in caps["agents"]} >= {"oracle", "nop", "codex"}
+        assert caps["cli"]["exit_codes"]["5"].startswith("rollout ended without success")
         openapi = cli("capabilities", "openapi")
         assert openapi.code == 0 and "/v1/rollouts" in openapi.json()["paths"]
         schema = cli("capabilities", "schema", "-o", "yaml")
