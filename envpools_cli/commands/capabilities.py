@@ -20,11 +20,10 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
 
     Example: envpools capabilities get -o json | jq '.agents[] | select(.available)'
     """
-    from envpools_cli import client as ep
-    from envpools_cli.output.formats import Column, emit, emit_record, parse_fields
-
     from envpools_cli import __version__
+    from envpools_cli import client as ep
     from envpools_cli.cli_errors import EXIT_CODES
+    from envpools_cli.output.formats import Column, emit, emit_record, parse_fields
 
     fmt = output_format(output, as_json, False)
     caps = ep.get_capabilities(**runtime.conn())
