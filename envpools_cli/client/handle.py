@@ -124,22 +124,32 @@ class RolloutHandle:
         timeout: float = 600.0,
         poll_interval: float = 2.0,
         terminal: Iterable[str] | None = None,
+        on_status: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Return the rollout as soon as its status is terminal, or when ``timeout`` passes.
 
         Follows the event stream so the return is immediate, falling back to polling
         every ``poll_interval`` seconds when the stream is unavailable; transient errors
-        do not end the wait. Like the official SDK, a timeout returns the last state
-        rather than raising: check its ``status``.
+        do not end the wait. ``on_status`` hears every status the rollout passes through.
+        Like the official SDK, a timeout returns the last state rather than raising:
+        check its ``status``.
         """
         stop = {s.lower() for s in terminal} if terminal else set(TERMINAL_STATUSES)
         deadline = self.clock() + timeout
+        seen: list[str] = []
+
+        def report(status: Any) -> None:
+            if on_status is not None and status and (not seen or seen[-1] != status):
+                seen.append(str(status))
+                on_status(str(status))
+
         last = self.get()
+        report(last.get("status"))
         while not self._done(last, stop):
             remaining = deadline - self.clock()
             if remaining <= 0:
                 break
-            watched = self._watch(stop, deadline, self._cursor())
+            watched = self._watch(stop, deadline, self._cursor(), report)
             if not watched and deadline - self.clock() > 0:
                 self._sleep(min(poll_interval, deadline - self.clock()))
             try:
@@ -147,6 +157,8 @@ class RolloutHandle:
             except (TransportError, APIError) as exc:
                 if isinstance(exc, APIError) and not exc.retryable:
                     raise
+                continue
+            report(last.get("status"))
         return last
 
     @staticmethod
@@ -165,7 +177,9 @@ class RolloutHandle:
             return str(last_event["id"])
         return None
 
-    def _watch(self, stop: set[str], deadline: float, cursor: str | None) -> bool:
+    def _watch(
+        self, stop: set[str], deadline: float, cursor: str | None, report: Callable[[Any], None]
+    ) -> bool:
         """Follow events until a status in ``stop``; False if the stream was unusable."""
         remaining = deadline - self.clock()
         try:
@@ -178,12 +192,10 @@ class RolloutHandle:
             ) as stream:
                 for event in stream:
                     data = event.get("data")
-                    if (
-                        event.get("event") == "lifecycle"
-                        and isinstance(data, dict)
-                        and str(data.get("status", "")).lower() in stop
-                    ):
-                        return True
+                    if event.get("event") == "lifecycle" and isinstance(data, dict):
+                        report(data.get("status"))
+                        if str(data.get("status", "")).lower() in stop:
+                            return True
                     if self.clock() >= deadline:
                         return True
         except (TransportError, APIError):

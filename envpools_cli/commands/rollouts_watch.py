@@ -20,8 +20,6 @@ from envpools_cli.runtime import runtime
 
 __all__ = ["follow_to_end", "status_exit_code", "tail", "wait", "wait_and_report"]
 
-_TRANSIENT_PAUSE = 1.0
-
 
 def _terminal(doc: dict[str, Any]) -> bool:
     from envpools_cli.models import TERMINAL_STATUSES  # pydantic: not at import time
@@ -54,51 +52,16 @@ def status_exit_code(
 def watch_one(
     rollout_id: str, deadline: float, interval: float, on_status: Any = None
 ) -> tuple[dict[str, Any], bool]:
-    """(final or last state, timed out). Follows the event stream; polls if it must."""
+    """(final or last state, timed out), via RolloutHandle.wait: events first, polls if needed."""
     from envpools_cli import client as ep
 
-    conn = runtime.conn()
-    doc = ep.get_rollout(rollout_id, **conn)
-    seen = {"status": None}
-
-    def changed(status: Any) -> None:
-        if status and status != seen["status"]:
-            seen["status"] = status
-            if on_status is not None:
-                on_status(rollout_id, str(status))
-
-    changed(doc.get("status"))
-    while not _terminal(doc):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return doc, True
-        try:
-            last = ep.get_rollout_summary(rollout_id, **conn).get("last_event") or {}
-            cursor = str(last["id"]) if last.get("id") is not None else None
-            with ep.stream_rollout_events(
-                rollout_id,
-                cursor=cursor,
-                on_gap="ignore",
-                timeout=max(1.0, min(remaining, 45.0)),
-                **conn,
-            ) as stream:
-                for event in stream:
-                    data = event.get("data")
-                    if event.get("event") == "lifecycle" and isinstance(data, dict):
-                        changed(data.get("status"))
-                    if time.monotonic() >= deadline:
-                        break
-        except (ep.TransportError, ep.ServerError, ep.RateLimitError):
-            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
-        try:
-            doc = ep.get_rollout(rollout_id, **conn)
-        except (ep.TransportError, ep.ServerError, ep.RateLimitError):
-            time.sleep(max(0.0, min(_TRANSIENT_PAUSE, deadline - time.monotonic())))
-            continue
-        changed(doc.get("status"))
-        if not _terminal(doc) and time.monotonic() < deadline:
-            time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
-    return doc, False
+    handle = ep.RolloutHandle(rollout_id, **runtime.conn())
+    doc = handle.wait(
+        timeout=max(0.0, deadline - time.monotonic()),
+        poll_interval=interval,
+        on_status=None if on_status is None else lambda status: on_status(rollout_id, status),
+    )
+    return doc, not _terminal(doc)
 
 
 def _write_junit(

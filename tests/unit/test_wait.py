@@ -83,3 +83,22 @@ def test_wait_survives_transient_errors(recorder: Recorder) -> None:
 def test_custom_terminal_set(recorder: Recorder) -> None:
     recorder.handler = lambda r: httpx.Response(200, json={"status": "running"})
     assert RolloutHandle("r1").wait(terminal={"RUNNING"})["status"] == "running"
+
+
+def test_wait_reports_each_status_once(recorder: Recorder) -> None:
+    state = {"status": "running"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/summary"):
+            return httpx.Response(200, json={"last_event": {"id": "2"}})
+        if request.url.path.endswith("/events"):
+            state["status"] = "succeeded"
+            return httpx.Response(
+                200, content=lifecycle(3, "running") + lifecycle(4, "verifying")
+                + lifecycle(5, "succeeded"))
+        return httpx.Response(200, json={"rollout_id": "r1", **state})
+
+    recorder.handler = handler
+    seen: list[str] = []
+    RolloutHandle("r1").wait(timeout=30, on_status=seen.append)
+    assert seen == ["running", "verifying", "succeeded"]
