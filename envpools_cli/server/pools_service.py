@@ -25,7 +25,7 @@ class PoolService:
         self.scheduler = scheduler
         self.store = ctx.store
 
-    def _pool_or_404(self, org: Org, pool_id: str) -> dict[str, Any]:
+    def pool_or_404(self, org: Org, pool_id: str) -> dict[str, Any]:
         pool = self.store.get_pool(org.org_id, pool_id)
         if pool is None:
             raise ApiError(404, "not_found", f"pool {pool_id!r} not found")
@@ -50,7 +50,7 @@ class PoolService:
         return pools
 
     def get_pool(self, org: Org, pool_id: str) -> dict[str, Any]:
-        return self.pool_view(org, self._pool_or_404(org, pool_id))
+        return self.pool_view(org, self.pool_or_404(org, pool_id))
 
     def _check_task(self, body: Any) -> dict[str, Any]:
         try:
@@ -116,7 +116,7 @@ class PoolService:
         return self.pool_view(org, doc)
 
     def update_pool(self, org: Org, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        pool = self._pool_or_404(org, pool_id)
+        pool = self.pool_or_404(org, pool_id)
         if body.get("pool_id", pool_id) != pool_id:
             raise ApiError(422, "validation_error", "pool_id cannot be changed")
         tasks = body.get("tasks")
@@ -143,7 +143,7 @@ class PoolService:
         return self.pool_view(org, doc)
 
     def delete_pool(self, org: Org, pool_id: str) -> None:
-        self._pool_or_404(org, pool_id)
+        self.pool_or_404(org, pool_id)
         counts = self.store.count_rollouts(org.org_id, pool_id)
         active = sum(counts.get(s, 0) for s in ("queued", *ACTIVE_STATUSES))
         if active:
@@ -155,7 +155,7 @@ class PoolService:
         self.store.delete_pool(org.org_id, pool_id)
 
     def pool_metrics(self, org: Org, pool_id: str) -> dict[str, Any]:
-        pool = self._pool_or_404(org, pool_id)
+        pool = self.pool_or_404(org, pool_id)
         counts = self.store.count_rollouts(org.org_id, pool_id)
         finished = sum(counts.get(s, 0) for s in TERMINAL_STATUSES)
         running = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
@@ -178,11 +178,11 @@ class PoolService:
     # --- pool tasks -----------------------------------------------------------------------
 
     def list_tasks(self, org: Org, pool_id: str) -> list[dict[str, Any]]:
-        self._pool_or_404(org, pool_id)
+        self.pool_or_404(org, pool_id)
         return self.store.list_tasks(org.org_id, pool_id)
 
     def create_task(self, org: Org, pool_id: str, body: Any) -> dict[str, Any]:
-        self._pool_or_404(org, pool_id)
+        self.pool_or_404(org, pool_id)
         task = self._check_task(body)
         if self.store.get_task(org.org_id, pool_id, task["task_id"]) is not None:
             raise ApiError(
@@ -192,7 +192,7 @@ class PoolService:
         return task
 
     def update_task(self, org: Org, pool_id: str, task_id: str, body: Any) -> dict[str, Any]:
-        self._pool_or_404(org, pool_id)
+        self.pool_or_404(org, pool_id)
         existing = self.store.get_task(org.org_id, pool_id, task_id)
         if existing is None:
             raise ApiError(404, "not_found", f"task {task_id!r} not found in pool {pool_id!r}")
@@ -202,6 +202,6 @@ class PoolService:
         return task
 
     def delete_task(self, org: Org, pool_id: str, task_id: str) -> None:
-        self._pool_or_404(org, pool_id)
+        self.pool_or_404(org, pool_id)
         if not self.store.delete_task(org.org_id, pool_id, task_id):
             raise ApiError(404, "not_found", f"task {task_id!r} not found in pool {pool_id!r}")

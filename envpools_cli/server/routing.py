@@ -11,8 +11,9 @@ import pydantic
 from envpools_cli.models import PRESET_MODELS, RolloutRequestV1, check_agent_model
 from envpools_cli.server.api_errors import ApiError, invalid
 from envpools_cli.server.harnesses import HARNESSES
+from envpools_cli.server.pools_service import PoolService
 from envpools_cli.server.scheduler import ACTIVE_STATUSES
-from envpools_cli.server.store import Org, Store
+from envpools_cli.server.store import Org
 
 __all__ = ["EXAMPLE_DATASET", "Router", "examples_dir"]
 
@@ -25,14 +26,9 @@ def examples_dir() -> Path:
 
 
 class Router:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def _pool_or_404(self, org: Org, pool_id: str) -> dict[str, Any]:
-        pool = self.store.get_pool(org.org_id, pool_id)
-        if pool is None:
-            raise ApiError(404, "not_found", f"pool {pool_id!r} not found")
-        return pool
+    def __init__(self, pools: PoolService) -> None:
+        self.pools = pools
+        self.store = pools.store
 
     def parse_request(self, body: Any) -> RolloutRequestV1:
         if not isinstance(body, dict):
@@ -128,7 +124,7 @@ class Router:
         debug: dict[str, Any] = {}
         pool: dict[str, Any] | None = None
         if request.pool_id:
-            pool = self._pool_or_404(org, request.pool_id)
+            pool = self.pools.pool_or_404(org, request.pool_id)
             debug = {"strategy": "pool_id", "pool_id": request.pool_id}
         elif request.pool_tags:
             wanted = set(request.pool_tags)

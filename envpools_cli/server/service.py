@@ -72,7 +72,7 @@ class Service:
         self.scheduler = scheduler
         self.store = ctx.store
         self.pools = PoolService(ctx, scheduler)
-        self.router = Router(ctx.store)
+        self.router = Router(self.pools)
 
     # --- idempotency ----------------------------------------------------------------------
 
