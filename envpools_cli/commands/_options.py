@@ -22,6 +22,7 @@ __all__ = [
     "output_format",
     "parse_pairs",
     "read_document",
+    "read_object",
 ]
 
 OutputOpt = Annotated[
@@ -93,6 +94,16 @@ def read_document(source: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageProblem(f"{where} is neither JSON nor YAML: {exc}") from None
+
+
+def read_object(source: str | None, flag: str, what: str) -> dict[str, Any]:
+    """One JSON/YAML object from ``source`` (a file, or - for stdin); {} without one."""
+    if not source:
+        return {}
+    document = read_document(source)
+    if not isinstance(document, dict):
+        raise UsageProblem(f"{flag} must hold one {what} object")
+    return document
 
 
 def confirm_destructive(what: str, yes: bool) -> None:

@@ -17,7 +17,7 @@ from envpools_cli.commands._options import (
     YesOpt,
     confirm_destructive,
     output_format,
-    read_document,
+    read_object,
 )
 from envpools_cli.runtime import runtime
 
@@ -222,12 +222,7 @@ def create_pool(
     from envpools_cli import client as ep
 
     fmt = output_format(output, as_json, quiet)
-    body: dict[str, Any] = {}
-    if from_file:
-        document = read_document(from_file)
-        if not isinstance(document, dict):
-            raise UsageProblem("--from-file must hold one pool object")
-        body.update(document)
+    body = read_object(from_file, "--from-file", "pool")
     if pool_id:
         body["pool_id"] = pool_id
     if "pool_id" not in body:
@@ -290,12 +285,7 @@ def update_pool(
     from envpools_cli import client as ep
 
     fmt = output_format(output, as_json, quiet)
-    body: dict[str, Any] = {}
-    if from_file:
-        document = read_document(from_file)
-        if not isinstance(document, dict):
-            raise UsageProblem("--from-file must hold one object")
-        body.update(document)
+    body = read_object(from_file, "--from-file", "pool")
     body.update(
         _fields(
             pool_type,

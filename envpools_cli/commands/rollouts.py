@@ -19,6 +19,7 @@ from envpools_cli.commands._options import (
     output_format,
     parse_pairs,
     read_document,
+    read_object,
 )
 from envpools_cli.runtime import runtime
 
@@ -495,12 +496,7 @@ def replay(
     from envpools_cli import client as ep
 
     fmt = output_format(output, as_json, quiet)
-    changes: dict[str, Any] = {}
-    if overrides:
-        document = read_document(overrides)
-        if not isinstance(document, dict):
-            raise UsageProblem("--overrides must hold an object")
-        changes.update(document)
+    changes = read_object(overrides, "--overrides", "request-fields")
     if agent or model:
         spec = dict(changes.get("agent") or {})
         if agent:
@@ -551,12 +547,7 @@ def validate(
     from envpools_cli.output.formats import emit_record, parse_fields
 
     fmt = output_format(output, as_json, quiet)
-    base: dict[str, Any] = {}
-    if from_file:
-        document = read_document(from_file)
-        if not isinstance(document, dict):
-            raise UsageProblem("--from-file must hold one request object")
-        base = document
+    base = read_object(from_file, "--from-file", "request")
     request = build_request(
         base=base,
         task=task,

@@ -17,7 +17,7 @@ from envpools_cli.commands._options import (
     confirm_destructive,
     output_format,
     parse_pairs,
-    read_document,
+    read_object,
 )
 from envpools_cli.runtime import runtime
 
@@ -109,10 +109,7 @@ def _body(
     env_vars = parse_pairs(env, "--env") or None
     resources = {k: v for k, v in (("cpus", cpus), ("memory_mb", memory_mb)) if v} or None
     if from_file:
-        document = read_document(from_file)
-        if not isinstance(document, dict):
-            raise UsageProblem("--from-file must hold one task object")
-        body = dict(document)
+        body = read_object(from_file, "--from-file", "task")
         if task_id:
             body["task_id"] = task_id
     elif local:

@@ -45,11 +45,10 @@ class ClaudeCodeHarness(Harness):
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "ANTHROPIC_MODEL": model,
         }
-        secrets = []
-        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):
-            if value := ctx.secret(name):
-                env[name] = value
-                secrets.append(name)
+        keys, secrets = ctx.export(
+            "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"
+        )
+        env.update(keys)
         if base := ctx.secret("ANTHROPIC_BASE_URL"):
             env["ANTHROPIC_BASE_URL"] = base
         command = [
@@ -66,7 +65,7 @@ class ClaudeCodeHarness(Harness):
             env=env,
             stdin=ctx.instruction.encode(),
             network=True,
-            secret_env=tuple(secrets),
+            secret_env=secrets,
         )
 
     def on_line(self, line: str) -> dict[str, Any]:
@@ -152,11 +151,11 @@ class CodexHarness(Harness):
         model = ctx.model_id or "gpt-5.2-codex"
         self.usage.model = model
         env = {"CODEX_HOME": "/logs/agent/codex-home"}
-        secrets = []
+        secrets: tuple[str, ...] = ()
         if key := ctx.secret("CODEX_API_KEY", "OPENAI_API_KEY"):
-            env["CODEX_API_KEY"] = key
+            env["CODEX_API_KEY"] = key  # codex exec reads this one
             env["OPENAI_API_KEY"] = key
-            secrets = ["CODEX_API_KEY", "OPENAI_API_KEY"]
+            secrets = ("CODEX_API_KEY", "OPENAI_API_KEY")
         if base := ctx.secret("OPENAI_BASE_URL"):
             env["OPENAI_BASE_URL"] = base
         command = [
@@ -170,7 +169,7 @@ class CodexHarness(Harness):
             "--",
             ctx.instruction,
         ]
-        return Invocation(command, env=env, network=True, secret_env=tuple(secrets))
+        return Invocation(command, env=env, network=True, secret_env=secrets)
 
     def on_line(self, line: str) -> dict[str, Any]:
         message = json_line(line)
@@ -235,11 +234,8 @@ class OpenCodeHarness(Harness):
             "XDG_DATA_HOME": "/logs/agent/opencode/data",
             "XDG_STATE_HOME": "/logs/agent/opencode/state",
         }
-        secrets = []
-        for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"):
-            if value := ctx.secret(name):
-                env[name] = value
-                secrets.append(name)
+        keys, secrets = ctx.export("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY")
+        env.update(keys)
         command = [
             "opencode",
             f"--model={qualified}",
@@ -249,7 +245,7 @@ class OpenCodeHarness(Harness):
             "--",
             ctx.instruction,
         ]
-        return Invocation(command, env=env, network=True, secret_env=tuple(secrets))
+        return Invocation(command, env=env, network=True, secret_env=secrets)
 
     def on_line(self, line: str) -> dict[str, Any]:
         message = json_line(line)

@@ -32,6 +32,11 @@ class AgentContext:
         value = self.agent.get("model_id")
         return str(value) if value else None
 
+    def export(self, *names: str) -> tuple[dict[str, str], tuple[str, ...]]:
+        """The credentials among ``names`` as environment variables, and which are secret."""
+        env = {name: value for name in names if (value := self.secret(name))}
+        return env, tuple(env)
+
     def secret(self, *names: str) -> str | None:
         """The first credential whose name or type is one of ``names``."""
         for wanted in names:
