@@ -113,8 +113,8 @@ def demo(
         overwrite=True,
     )
     info(
-        f"next: envpools rollouts get {rollout_id} --profile {local.LOCAL_PROFILE}; "
-        f"envpools rollouts tail {rollout_id}; envpools local down"
+        f"next: envpools -p {local.LOCAL_PROFILE} rollouts get {rollout_id}; "
+        f"envpools -p {local.LOCAL_PROFILE} rollouts tail {rollout_id}; envpools local down"
     )
     if final.get("status") != "succeeded":
         raise typer.Exit(EXIT_NOT_SUCCEEDED)
