@@ -94,8 +94,11 @@ def test_wait_reports_each_status_once(recorder: Recorder) -> None:
         if request.url.path.endswith("/events"):
             state["status"] = "succeeded"
             return httpx.Response(
-                200, content=lifecycle(3, "running") + lifecycle(4, "verifying")
-                + lifecycle(5, "succeeded"))
+                200,
+                content=lifecycle(3, "running")
+                + lifecycle(4, "verifying")
+                + lifecycle(5, "succeeded"),
+            )
         return httpx.Response(200, json={"rollout_id": "r1", **state})
 
     recorder.handler = handler
