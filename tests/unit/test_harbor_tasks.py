@@ -34,7 +34,7 @@ def test_parse_dockerfile_final_stage() -> None:
     assert layout.env == {"PIP_NO_CACHE_DIR": "1", "LANG": "C.UTF-8", "OLD_STYLE": "some value"}
     assert [(c.sources, c.dest) for c in layout.copies] == [
         (["requirements.txt"], "/workspace/app/"),
-        (["src/"], "/workspace/app/lib"),
+        (["src/"], "/workspace/app/lib/"),
     ]
     assert layout.runs == ["pip install -r requirements.txt && echo done"]
     assert len(layout.skipped) == 2, "ADD <url> and COPY --from need Docker"
