@@ -60,7 +60,7 @@ def _logical_lines(text: str) -> list[str]:
         if stripped.startswith("#"):
             continue  # comment inside a continued instruction
         if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
+            current += stripped[:-1].rstrip() + " "
             continue
         current += stripped
         lines.append(current)
