@@ -30,7 +30,10 @@ class Runtime:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        """Back to a fresh invocation (the CLI can run several in one process, as in tests)."""
+        fresh = Runtime()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
 
     def resolved(self) -> Resolved:
         if self._resolved is None:

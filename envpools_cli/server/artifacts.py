@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any, cast
 
 __all__ = [
     "ArtifactPathError",
@@ -151,7 +151,8 @@ class _Sink:
 def zip_stream(trial: Path, paths: Iterable[str]) -> Iterator[bytes]:
     """Zip bytes produced file by file, never holding more than a chunk of any file."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[call-overload]
+    target = cast(IO[bytes], sink)  # write/tell/flush is all zipfile uses in "w" mode
+    with zipfile.ZipFile(target, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         for relative in paths:
             try:
                 _, source = resolve_artifact(trial, relative)

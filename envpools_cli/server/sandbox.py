@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 __all__ = [
     "BwrapDriver",
@@ -129,11 +130,12 @@ class SandboxDriver:
         if spec.stdin is not None and proc.stdin is not None:
             threading.Thread(target=_feed, args=(proc.stdin, spec.stdin), daemon=True).start()
         assert proc.stdout is not None
+        stdout = proc.stdout
         try:
-            for raw in iter(lambda: proc.stdout.readline(MAX_LINE), b""):  # type: ignore[union-attr]
+            for raw in iter(lambda: stdout.readline(MAX_LINE), b""):
                 on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
         finally:
-            proc.stdout.close()
+            stdout.close()
             exit_code = proc.wait()
             finished.set()
             guard.join()
@@ -146,12 +148,10 @@ class SandboxDriver:
         )
 
 
-def _feed(pipe: object, data: bytes) -> None:
-    try:
-        pipe.write(data)  # type: ignore[attr-defined]
-        pipe.close()  # type: ignore[attr-defined]
-    except OSError:
-        pass
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the command may exit without reading it all
+        pipe.write(data)
+        pipe.close()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -77,11 +78,16 @@ class Service:
     # --- idempotency ----------------------------------------------------------------------
 
     def idempotent(
-        self, org: Org, endpoint: str, key: str | None, body: Any, create: Any
+        self,
+        org: Org,
+        endpoint: str,
+        key: str | None,
+        body: Any,
+        create: Callable[[], tuple[int, Any]],
     ) -> tuple[int, Any]:
         """Run ``create()`` once per (key, body); a replay answers the first response again."""
         if not key:
-            return create()  # type: ignore[no-any-return]
+            return create()
         digest = _request_hash(body)
         found = self.store.idempotent_response(org.org_id, endpoint, key)
         if found is not None:
