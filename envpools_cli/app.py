@@ -221,10 +221,18 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
     raise exc
 
 
+def _scrub(value: Any) -> Any:
+    """Error text may quote anything, the key included: it never leaves in the clear."""
+    key = runtime._key.value if runtime._key else None
+    if key and isinstance(value, str):
+        return value.replace(key, "[REDACTED]")
+    return value
+
+
 def report(exit_code: int, payload: dict[str, Any], hint: str | None) -> None:
     from envpools_cli.output import messages
 
-    payload = {k: v for k, v in payload.items() if v is not None}
+    payload = {k: _scrub(v) for k, v in payload.items() if v is not None}
     if runtime.json_errors:
         messages.error_json({**payload, "exit_code": exit_code, **({"hint": hint} if hint else {})})
         return

@@ -207,6 +207,7 @@ class TestErrors:
         assert "internal error: RuntimeError" in result.err
         assert "Traceback" not in result.err
         assert "--debug" in result.err
+        assert backend.key not in result.err and "[REDACTED]" in result.err
 
     def test_usage_errors_exit_2(self, cli: CLI, backend: Local) -> None:
         assert cli("pools", "frobnicate").code == 2
