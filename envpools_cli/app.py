@@ -293,11 +293,14 @@ def run(argv: list[str] | None = None) -> int:
             code, payload, hint = classify(exc)
         except Exception:
             if runtime.debug:
-                raise
+                import traceback
+
+                sys.stderr.write(_scrub("".join(traceback.format_exception(exc))))
             report(
                 EXIT_ERROR,
                 {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"},
-                "this is a bug in envpools; run with --debug for the traceback",
+                "this is a bug in envpools"
+                + ("" if runtime.debug else "; run with --debug for the traceback"),
             )
             return EXIT_ERROR
         report(code, payload, hint)

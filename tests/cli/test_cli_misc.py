@@ -208,6 +208,9 @@ class TestErrors:
         assert "Traceback" not in result.err
         assert "--debug" in result.err
         assert backend.key not in result.err and "[REDACTED]" in result.err
+        debug = cli("--debug", "pools", "list")
+        assert "Traceback" in debug.err and "RuntimeError: boom" in debug.err
+        assert backend.key not in debug.err
 
     def test_usage_errors_exit_2(self, cli: CLI, backend: Local) -> None:
         assert cli("pools", "frobnicate").code == 2
