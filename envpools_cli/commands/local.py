@@ -188,7 +188,13 @@ def up(
         emit_record(result, fmt)
         return
     verb = "started" if started else "already running"
-    success(f"local backend {verb} at {state['url']} (pid {state['pid']})")
+    sandbox = (_healthy(str(state["url"])) or {}).get("sandbox", "?")
+    success(f"local backend {verb} at {state['url']} (pid {state['pid']}, sandbox: {sandbox})")
+    if sandbox == "process":
+        from envpools_cli.output.messages import warn
+
+        warn("bubblewrap is not available: rollouts run as plain processes, without "
+             "isolation (apt-get install bubblewrap)")
     info(f"profile {LOCAL_PROFILE!r}: key in {where}; data in {directory}")
     if not made_current:
         info(f"use it with --profile {LOCAL_PROFILE}, or 'envpools config use {LOCAL_PROFILE}'")

@@ -77,7 +77,9 @@ def _limits_prefix(spec: SandboxSpec) -> list[str]:
         f"ulimit -f {spec.max_file_mb * 1024 * 2}",  # 512-byte blocks in dash
     ]
     if spec.memory_mb:
-        limits.append(f"ulimit -v {spec.memory_mb * 1024}")
+        # The data limit (writable private memory), not the address-space one: runtimes
+        # such as Node reserve gigabytes of address space they never touch.
+        limits.append(f"ulimit -d {spec.memory_mb * 1024}")
     return ["/bin/sh", "-c", "; ".join(limits) + '; exec "$@"', "sandbox"]
 
 
