@@ -105,35 +105,30 @@ def _columns() -> list[Any]:
     ]
 
 
-def _fields(
-    pool_type: str | None,
-    template: str | None,
-    backend: str | None,
-    concurrency: int | None,
-    capacity: int | None,
-    max_queue: int | None,
-    max_running: int | None,
-    priority_weight: int | None,
-    tags: list[str] | None,
-    agents: list[str] | None,
-    models: list[str] | None,
-    spend: float | None,
-) -> dict[str, Any]:
-    values = {
-        "pool_type": pool_type,
-        "template": template,
-        "backend": backend,
-        "concurrency": concurrency,
-        "capacity": capacity,
-        "max_queue": max_queue,
-        "max_running": max_running,
-        "priority_weight": priority_weight,
-        "tags": tags or None,
-        "allowed_agents": agents or None,
-        "allowed_models": models or None,
-        "spend_limit_usd": spend,
+# option name -> wire name of the pool settings both create and update take
+_SETTINGS = {
+    "pool_type": "pool_type",
+    "template": "template",
+    "backend": "backend",
+    "concurrency": "concurrency",
+    "capacity": "capacity",
+    "max_queue": "max_queue",
+    "max_running": "max_running",
+    "priority_weight": "priority_weight",
+    "tag": "tags",
+    "allowed_agent": "allowed_agents",
+    "allowed_model": "allowed_models",
+    "spend_limit": "spend_limit_usd",
+}
+
+
+def _settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The pool settings given on the command line (a command passes its ``locals()``)."""
+    return {
+        wire: options[name]
+        for name, wire in _SETTINGS.items()
+        if options.get(name) is not None and options.get(name) != []
     }
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def _show(pool: dict[str, Any], fmt: str, fields: str | None) -> None:
@@ -227,22 +222,7 @@ def create_pool(
         body["pool_id"] = pool_id
     if "pool_id" not in body:
         raise UsageProblem("give a POOL_ID argument or a pool_id in --from-file")
-    body.update(
-        _fields(
-            pool_type,
-            template,
-            backend,
-            concurrency,
-            capacity,
-            max_queue,
-            max_running,
-            priority_weight,
-            tag,
-            allowed_agent,
-            allowed_model,
-            spend_limit,
-        )
-    )
+    body.update(_settings(locals()))
     if template and template not in [t.value for t in ep.PoolTemplate]:
         raise UsageProblem(
             f"unknown template {template!r}; use one of "
@@ -286,22 +266,7 @@ def update_pool(
 
     fmt = output_format(output, as_json, quiet)
     body = read_object(from_file, "--from-file", "pool")
-    body.update(
-        _fields(
-            pool_type,
-            template,
-            backend,
-            concurrency,
-            capacity,
-            max_queue,
-            max_running,
-            priority_weight,
-            tag,
-            allowed_agent,
-            allowed_model,
-            spend_limit,
-        )
-    )
+    body.update(_settings(locals()))
     if not body:
         raise UsageProblem("nothing to change: give at least one setting or --from-file")
     _show(ep.update_pool(pool_id, request=body, **runtime.conn()), fmt, fields)
