@@ -12,6 +12,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from envpools_cli import __version__
 from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.server.api_errors import ApiError
 from envpools_cli.server.artifacts import ArtifactPathError, resolve_artifact, zip_stream
@@ -464,8 +465,4 @@ def delete_credential(org: AnyOrg, svc: Svc, credential_id: str) -> Response:
 @account_router.get("/healthz", include_in_schema=False)
 def healthz(request: Request) -> dict[str, Any]:
     svc: Service = request.app.state.service
-    return {
-        "status": "ok",
-        "version": svc.capabilities()["version"],
-        "sandbox": svc.ctx.driver.name,
-    }
+    return {"status": "ok", "version": __version__, "sandbox": svc.ctx.driver.name}
