@@ -35,6 +35,13 @@ class Runtime:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(fresh, name))
 
+    def use_profile(self, name: str) -> None:
+        """Switch to profile ``name`` (its own URL and key) for the rest of this invocation."""
+        self.profile_flag = name
+        self.api_url_flag = None
+        self._resolved = None
+        self._key = None
+
     def resolved(self) -> Resolved:
         if self._resolved is None:
             try:

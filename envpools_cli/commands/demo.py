@@ -54,14 +54,10 @@ def demo(
             output=None,
             as_json=False,
         )
-        state = local.running_state()
     else:
         local.ensure_local_key(local.LOCAL_PROFILE, Path(state["data_dir"]))
-        local._record_profile(str(state["url"]))
-    runtime.profile_flag = local.LOCAL_PROFILE
-    runtime.api_url_flag = None
-    runtime._resolved = None
-    runtime._key = None
+        local.record_profile(str(state["url"]))
+    runtime.use_profile(local.LOCAL_PROFILE)
     conn = runtime.conn()
 
     task_dir = examples_dir() / DEMO_TASK

@@ -83,11 +83,10 @@ def running_state() -> dict[str, Any] | None:
         state: dict[str, Any] = json.loads(target.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    if not _alive(int(state.get("pid", -1))) or _healthy(str(state.get("url"))) is None:
-        if not _alive(int(state.get("pid", -1))):
-            target.unlink(missing_ok=True)
+    if not _alive(int(state.get("pid", -1))):
+        target.unlink(missing_ok=True)
         return None
-    return state
+    return state if _healthy(str(state.get("url"))) is not None else None
 
 
 def _store(data_dir: Path) -> Any:
@@ -131,8 +130,8 @@ def serve(
     from envpools_cli.server.serve import serve as run_server
     from envpools_cli.server.settings import ServerSettings
 
-    if running_state() is not None and port != 0:
-        state = running_state() or {}
+    state = running_state() if port != 0 else None
+    if state is not None:
         raise CLIError(
             f"a local backend is already running at {state.get('url')} (pid {state.get('pid')})",
             hint="stop it with 'envpools local down'",
@@ -170,7 +169,7 @@ def up(
     else:
         directory = Path(state.get("data_dir") or directory)
     where, fresh = ensure_local_key(LOCAL_PROFILE, directory)
-    made_current = _record_profile(str(state["url"]))
+    made_current = record_profile(str(state["url"]))
     result = {
         "running": True,
         "url": state["url"],
@@ -193,14 +192,16 @@ def up(
     if sandbox == "process":
         from envpools_cli.output.messages import warn
 
-        warn("bubblewrap is not available: rollouts run as plain processes, without "
-             "isolation (apt-get install bubblewrap)")
+        warn(
+            "bubblewrap is not available: rollouts run as plain processes, without "
+            "isolation (apt-get install bubblewrap)"
+        )
     info(f"profile {LOCAL_PROFILE!r}: key in {where}; data in {directory}")
     if not made_current:
         info(f"use it with --profile {LOCAL_PROFILE}, or 'envpools config use {LOCAL_PROFILE}'")
 
 
-def _record_profile(url: str) -> bool:
+def record_profile(url: str) -> bool:
     """Point the local profile at ``url``; make it current on a fresh machine."""
     from envpools_cli import keystore
     from envpools_cli.commands.auth import save_profile

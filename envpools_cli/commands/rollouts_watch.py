@@ -297,17 +297,13 @@ def _show_event(event: dict[str, Any], types: set[str] | None, view: Any) -> Non
     if kind == "heartbeat":
         view.heartbeat()
     elif kind == "gap":
-        view.notice("warning: " + _gap_text(event))
+        from envpools_cli.output.rollouts import describe_event
+
+        view.notice("warning: " + describe_event(event))
         if types is None or "gap" in types:
             view.event(event)
     elif types is None or kind in types or (kind == "lifecycle" and "status" in types):
         view.event(event)
-
-
-def _gap_text(event: dict[str, Any]) -> str:
-    from envpools_cli.output.rollouts import describe_event
-
-    return describe_event(event)
 
 
 def tail(

@@ -65,11 +65,6 @@ class TailView:
 
 
 class JsonLinesView(TailView):
-    def notice(self, text: str) -> None:
-        from envpools_cli.output.messages import info
-
-        info(text)
-
     def event(self, envelope: dict[str, Any]) -> None:
         self.count += 1
         write_out(dump_json(envelope, pretty=False) + "\n")
