@@ -12,7 +12,7 @@ import html
 import json
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from typing import Any
@@ -174,23 +174,19 @@ def pass_rate_chart(totals: Sequence[dict[str, Any]]) -> str:
 
 def _histogram(
     series: Sequence[tuple[str, Sequence[float]]],
-    edges: Sequence[float],
+    assign: Callable[[float], int],
     labels: Sequence[str],
     title: str,
 ) -> str:
-    """Grouped bars: for each bin, one bar per series (counts)."""
+    """Grouped bars: for each bin, one bar per series (counts); ``assign`` bins a value."""
     width, height, left, bottom, top = 640, 220, 40, 40, 16
     plot_w, plot_h = width - left - 10, height - bottom - top
-    bins = len(edges) - 1
+    bins = len(labels)
     counts = []
     for _, values in series:
         row = [0] * bins
         for value in values:
-            for b in range(bins):
-                last = b == bins - 1
-                if edges[b] <= value < edges[b + 1] or (last and value == edges[b + 1]):
-                    row[b] += 1
-                    break
+            row[min(max(assign(value), 0), bins - 1)] += 1
         counts.append(row)
     peak = max([max(row) for row in counts] + [1])
     slot = plot_w / bins
@@ -199,8 +195,8 @@ def _histogram(
     for tick in sorted({0, peak // 2, peak}):
         y = top + plot_h - plot_h * tick / peak
         parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" class="grid"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{tick}</text>'
+            _line(left, y, width - 10, y, "grid")
+            + f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{tick}</text>'
         )
     for b in range(bins):
         x0 = left + b * slot + slot * 0.1
@@ -220,6 +216,11 @@ def _histogram(
     return _svg(width, height, "".join(parts), title) + _legend([name for name, _ in series])
 
 
+def _linear_bins(values: Sequence[float], lo: float, hi: float, bins: int = 10) -> Any:
+    span = (hi - lo) or 1.0
+    return lambda value: int((value - lo) / span * bins) if value < hi else bins - 1
+
+
 def _legend(names: Sequence[str]) -> str:
     items = "".join(
         f'<span class="key"><i style="background:{_color(i)}"></i>{_text(n)}</span>'
@@ -228,43 +229,38 @@ def _legend(names: Sequence[str]) -> str:
     return f'<div class="legend">{items}</div>'
 
 
-def reward_chart(rows: Sequence[dict[str, Any]], agents: Sequence[str]) -> str:
-    series = [
-        (
-            a,
-            [
-                float(r["reward"])
-                for r in rows
-                if r["agent_label"] == a and r.get("reward") is not None
-            ],
-        )
+def _series(rows: Sequence[dict[str, Any]], agents: Sequence[str], key: str) -> list[Any]:
+    return [
+        (a, [float(r[key]) for r in rows if r["agent_label"] == a and r.get(key) is not None])
         for a in agents
     ]
-    lo = min([0.0] + [v for _, values in series for v in values])
-    hi = max([1.0] + [v for _, values in series for v in values])
-    bins = 10
-    edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
-    labels = [f"{edges[i]:.1f}" for i in range(bins)]
-    return _histogram(series, edges, labels, "reward distribution per agent and model")
+
+
+def reward_chart(rows: Sequence[dict[str, Any]], agents: Sequence[str]) -> str:
+    """Counts per reward: one bar per distinct value when there are few (0/1 rewards)."""
+    series = _series(rows, agents, "reward")
+    values = sorted({v for _, vs in series for v in vs})
+    if len(values) <= 11:
+        values = values or [0.0, 1.0]
+        index = {v: i for i, v in enumerate(values)}
+        return _histogram(
+            series, lambda v: index[v], [f"{v:g}" for v in values], "reward distribution"
+        )
+    lo, hi = min(values), max(values)
+    labels = [f"{lo + (hi - lo) * i / 10:.2g}" for i in range(10)]
+    return _histogram(series, _linear_bins(values, lo, hi), labels, "reward distribution")
 
 
 def duration_chart(rows: Sequence[dict[str, Any]], agents: Sequence[str]) -> str:
-    series = [
-        (
-            a,
-            [
-                float(r["duration_sec"])
-                for r in rows
-                if r["agent_label"] == a and r.get("duration_sec") is not None
-            ],
-        )
-        for a in agents
-    ]
+    series = _series(rows, agents, "duration_sec")
     hi = max([v for _, values in series for v in values] + [1e-3])
-    bins = 10
-    edges = [hi * i / bins for i in range(bins + 1)]
-    labels = [_duration(edges[i]) for i in range(bins)]
-    return _histogram(series, edges, labels, "rollout duration distribution per agent and model")
+    labels = [_duration(hi * i / 10, fine=True) for i in range(10)]
+    return _histogram(
+        series,
+        _linear_bins([], 0.0, hi),
+        labels,
+        "rollout duration distribution per agent and model (bins start at the label)",
+    )
 
 
 def cost_chart(totals: Sequence[dict[str, Any]]) -> str:
@@ -315,10 +311,12 @@ def cost_chart(totals: Sequence[dict[str, Any]]) -> str:
 # --- the page -------------------------------------------------------------------------------
 
 
-def _duration(seconds: Any) -> str:
+def _duration(seconds: Any, *, fine: bool = False) -> str:
     if seconds is None:
         return "-"
     seconds = float(seconds)
+    if fine and seconds < 1:
+        return f"{1000 * seconds:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, sec = divmod(round(seconds), 60)
@@ -345,10 +343,17 @@ def _anchor(rollout_id: str) -> str:
     return "ro-" + re.sub(r"[^A-Za-z0-9_-]", "_", rollout_id)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
-    head = "".join(f"<th>{h}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text: int = 1) -> str:
+    """A table whose first ``text`` columns are left-aligned text, the rest figures."""
+
+    def cell(tag: str, index: int, value: str) -> str:
+        return f'<{tag} class="l">{value}</{tag}>' if index < text else f"<{tag}>{value}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _heat(rate: Any) -> str:
@@ -451,6 +456,7 @@ def render_report(
             ]
             for g in groups
         ],
+        text=2,
     )
 
     def rollout_row(row: dict[str, Any]) -> list[str]:
@@ -482,6 +488,7 @@ def render_report(
     rollout_table = _table(
         ["rollout", "task", "agent / model", "#", "status", "reward", "time", "cost", "error", ""],
         [rollout_row(r) for r in rollouts],
+        text=3,
     )
     blocks = []
     for row in rollouts:
