@@ -98,7 +98,12 @@ def _pass_text(row: dict[str, Any]) -> str:
     return text + ("+" if missing > 0 else "")
 
 
-def _result_columns(k: int, *, totals: bool, wide: bool) -> list[Column]:
+def _result_columns(k: int, *, totals: bool, width: int | None) -> list[Column]:
+    """Columns for a terminal ``width`` wide (None: plain text, every column).
+
+    PASS@1 is the unbiased estimator with k=1, which is exactly passes/attempts: narrow
+    terminals keep the PASS column and leave it out.
+    """
     columns = (
         [Column("AGENT", "agent_label")]
         if totals
@@ -110,22 +115,21 @@ def _result_columns(k: int, *, totals: bool, wide: bool) -> list[Column]:
     columns.append(Column("PASS", "_pass"))
     if totals:
         columns.append(Column("RATE", "pass_rate", fmt_percent))
+    if k > 1 and (width is None or width >= 100):
+        columns.append(Column("PASS@1", "pass_at_1", fmt_rate))
     columns += [
-        Column("PASS@1", "pass_at_1", fmt_rate),
         Column(f"PASS@{k}", "pass_at_k", fmt_rate),
         Column("95% CI", "_ci"),
         Column("REWARD", "mean_reward", fmt_rate),
         Column("TIME", "mean_duration_sec", fmt_duration),
         Column("COST", "cost_usd", fmt_cost),
     ]
-    if wide:
+    if width is None or width >= 110:
         columns += [
             Column("ERR", "errors"),
             Column("TOKENS", "_tokens"),
             Column("$/PASS", "cost_per_success", fmt_cost),
         ]
-    if k == 1:
-        columns = [c for c in columns if c.header != "PASS@1"]
     return columns
 
 
@@ -205,8 +209,8 @@ def _rich_table(
         title_justify="left",
         header_style="bold",
         pad_edge=False,
-        collapse_padding=True,
-        padding=(0, 1),
+        # Narrow terminals get one space between columns (the box's divider) to fit 80.
+        padding=(0, 0) if console.width < 100 else (0, 1),
     )
     for column in columns:
         numeric = column.key not in ("task_id", "agent_label", "_ci")
@@ -256,7 +260,7 @@ def emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
         write_out(f"{job['id']}\n")
         return
     k = int(result["k"])
-    wide = not is_tty() or _console_width() >= 110
+    width = _console_width() if is_tty() else None
     groups = [_decorate(r) for r in result["groups"]]
     totals = [_decorate(r) for r in result["totals"]]
     if is_tty():
@@ -265,14 +269,9 @@ def emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
             f"{result['ended']}/{result['planned']} ended"
         )
         write_out(header + "\n")
-    write_out(_table(groups, _result_columns(k, totals=False, wide=wide)))
-    if is_tty():
-        write_out("\n")
-        write_out(_table(totals, _result_columns(k, totals=True, wide=wide)))
-    else:
-        # Plain output stays one table per invocation; totals get their own scope column.
-        write_out("\n")
-        write_out(_table(totals, _result_columns(k, totals=True, wide=wide)))
+    write_out(_table(groups, _result_columns(k, totals=False, width=width)))
+    write_out("\n")
+    write_out(_table(totals, _result_columns(k, totals=True, width=width)))
 
 
 _ROLLOUT_COLUMNS = [

@@ -22,7 +22,7 @@ from envpools_cli.server.serve import BackendThread
 from envpools_cli.server.settings import ServerSettings
 
 #: Sandbox minutes are priced so that cost is a real figure to check (it follows time).
-PRICES = 'sandbox_minute_usd = 0.6\n'
+PRICES = "sandbox_minute_usd = 0.6\n"
 
 CHECK_ANSWER = textwrap.dedent(
     """\
@@ -143,10 +143,10 @@ def make_suite(root: Path, *, delay: float = 0.0, coin: bool = False) -> Path:
         + 'if [ "$(cat /app/answer.txt)" = "42" ]; then r=1; else r=0; fi\n'
         + 'echo "{\\"reward\\": $r, \\"style\\": 0.25}" > /logs/verifier/reward.json',
     )
-    make_task(root, "delta-unsolvable", solve="echo 41 > /app/answer.txt", test=pause + CHECK_ANSWER)
     make_task(
-        root, "echo-half", solve="true", test=pause + "echo 0.5 > /logs/verifier/reward.txt"
+        root, "delta-unsolvable", solve="echo 41 > /app/answer.txt", test=pause + CHECK_ANSWER
     )
+    make_task(root, "echo-half", solve="true", test=pause + "echo 0.5 > /logs/verifier/reward.txt")
     make_task(
         root,
         "foxtrot-broken-verifier",
