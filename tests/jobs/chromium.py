@@ -10,6 +10,7 @@ not reported; the page's requests are, whatever their scheme.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -157,10 +158,8 @@ def open_page(url: str, *, expression: str | None = None, width: int = 1280) -> 
                 page.log.append(str(params["entry"].get("text")))
             elif method == "Runtime.consoleAPICalled":
                 page.log.append(json.dumps(params.get("args")))
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError):
             pipe.call("Browser.close")
-        except (RuntimeError, TimeoutError):
-            pass
     finally:
         for fd in (to_chrome_w, from_chrome_r):
             os.close(fd)

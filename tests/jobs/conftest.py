@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -173,10 +174,8 @@ def job_dirs(data_home: Path) -> list[Path]:
 def records(job_dir: Path) -> list[dict[str, Any]]:
     out = []
     for path in (job_dir / "trials").glob("*.json"):
-        try:
+        with contextlib.suppress(ValueError):  # a write in progress
             out.append(json.loads(path.read_text()))
-        except ValueError:
-            pass
     return out
 
 

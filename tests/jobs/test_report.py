@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from PIL import Image
@@ -72,7 +72,7 @@ def test_report_is_self_contained(report: tuple[Path, dict[str, Any]]) -> None:
 def test_report_renders_in_headless_chromium(
     report: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    path, document = report
+    path, _ = report
     page = open_page(file_url(path), expression=CHARTS)
     # The only request the page made is for the file itself.
     assert page.requests == [file_url(path)], page.requests
@@ -116,9 +116,9 @@ def test_report_renders_in_headless_chromium(
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[str] = []
+    seen: ClassVar[list[str]]
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.seen.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
