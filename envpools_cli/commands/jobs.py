@@ -304,6 +304,14 @@ def run_job(
 @app.command("resume")
 def resume_job(
     job_ref: JobArg,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors",
+            help="Also run again the rollouts that ended in 'error' (the platform could not "
+            "run them). Those a backend restart ended are always run again.",
+        ),
+    ] = False,
     concurrency: ConcurrencyOpt = None,
     timeout: TimeoutOpt = None,
     min_pass_rate: MinPassRateOpt = None,
@@ -315,7 +323,8 @@ def resume_job(
     """Continue a job: follow its rollouts still going, launch only the missing ones.
 
     A rollout is never launched twice: each record names its rollout as soon as it
-    exists, and a create repeated after a crash reuses its Idempotency-Key. A
+    exists, and a create repeated after a crash reuses its Idempotency-Key. Rollouts a
+    backend restart (a reboot) cut short are run again; the record keeps their ids. A
     cancelled job resumes too (what was cancelled stays cancelled).
 
     Example: envpools jobs resume job-20261128-101500-3fa2 --min-pass-rate 0.8
@@ -335,6 +344,7 @@ def resume_job(
         timeout=timeout,
         min_pass_rate=min_pass_rate,
         junit=junit,
+        retry_errors=retry_errors,
     )
 
 
@@ -348,6 +358,7 @@ def _run(
     timeout: float | None,
     min_pass_rate: float | None,
     junit: Path | None,
+    retry_errors: bool = False,
 ) -> None:
     from envpools_cli.jobs.lifecycle import describe, job_stats
     from envpools_cli.jobs.run import Runner
@@ -358,7 +369,13 @@ def _run(
     try:
         with store.lock(job):
             runner = Runner(
-                job, store, conn, make_progress(), concurrency=concurrency, deadline=deadline
+                job,
+                store,
+                conn,
+                make_progress(),
+                concurrency=concurrency,
+                deadline=deadline,
+                retry_errors=retry_errors,
             )
             outcome = runner.run()
     except JobBusy as exc:

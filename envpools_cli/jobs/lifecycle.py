@@ -99,9 +99,13 @@ def create_job(
         ep.create_pool(request=body, **conn)
     try:
         for agent in job.agents:
-            verdict = ep.validate_rollout(
-                request=rollout_request(job, Trial(task_ids[0], agent, 1)), **conn
-            )
+            try:
+                verdict = ep.validate_rollout(
+                    request=rollout_request(job, Trial(task_ids[0], agent, 1)), **conn
+                )
+            except ep.NotFoundError:
+                break  # a backend without rollouts:validate: its creates will say
+
             if verdict.get("valid") is False:
                 error = verdict.get("error") or {}
                 raise PlanError(

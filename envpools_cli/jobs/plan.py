@@ -127,9 +127,10 @@ class Trial:
         digest = hashlib.sha256(self.key.encode()).hexdigest()[:10]
         return f"{slug}__{self.attempt}__{digest}.json"
 
-    def idempotency_key(self, job_id: str) -> str:
+    def idempotency_key(self, job_id: str, generation: int = 0) -> str:
+        """One key per create; ``generation`` counts the rollouts this trial replaced."""
         digest = hashlib.sha256(self.key.encode()).hexdigest()[:32]
-        return f"envpools-job-{job_id}-{digest}"
+        return f"envpools-job-{job_id}-{digest}" + (f"-r{generation}" if generation else "")
 
 
 def trials(

@@ -192,6 +192,11 @@ class Outcome:
         return self.reason == "complete" and not self.launch_errors
 
 
+def _cut_short(result: Result) -> bool:
+    """The backend restarted while this rollout ran: it never finished."""
+    return result.status == "error" and (result.error or {}).get("code") == "backend_restarted"
+
+
 class _Stop(Exception):
     pass
 
@@ -215,6 +220,7 @@ class Runner:
         concurrency: int | None = None,
         deadline: float | None = None,
         launch_retries: int = 8,
+        retry_errors: bool = False,
     ) -> None:
         self.job = job
         self.store = store
@@ -223,6 +229,7 @@ class Runner:
         self.concurrency = max(1, concurrency or job.concurrency)
         self.deadline = deadline
         self.launch_retries = launch_retries
+        self.retry_errors = retry_errors
         self.stop = threading.Event()
         self.cancelled = threading.Event()
         self.progress = Progress(job, job.pass_reward, total=job.total)
@@ -235,17 +242,22 @@ class Runner:
 
     def run(self) -> Outcome:
         records = self.store.records(self.job)
+        # Rollouts already running come first: they hold a backend slot anyway.
+        following: list[tuple[Trial, Record | None]] = []
         pending: list[tuple[Trial, Record | None]] = []
         resumed = 0
         for trial in self.job.trials():
             record = records.get(trial.key)
-            if record is not None and record.result is not None:
+            if record is None:
+                pending.append((trial, None))
+            elif record.result is None and record.rollout_id:
+                following.append((trial, record))
+            elif record.result is not None and not self._rerun(record.result):
                 self.progress.count(record.result, this_run=False)
                 resumed += 1
-            elif record is not None and record.rollout_id:
-                pending.insert(sum(1 for _, r in pending if r is not None), (trial, record))
             else:
-                pending.append((trial, None))
+                pending.append((trial, record))
+        pending = following + pending
         work: queue.SimpleQueue[tuple[Trial, Record | None] | None] = queue.SimpleQueue()
         for item in pending:
             work.put(item)
@@ -298,6 +310,15 @@ class Runner:
                     self.cancelled.set()
         return "cancelled" if self.cancelled.is_set() else "complete"
 
+    def _rerun(self, result: Result) -> bool:
+        """Whether a recorded rollout never really ran and should be launched again.
+
+        A backend that restarted (a reboot) ends the rollouts it was running in ``error``
+        with ``backend_restarted``: those are run again on resume. ``retry_errors`` runs
+        every ``error`` (the platform could not run it) again.
+        """
+        return _cut_short(result) or (self.retry_errors and result.status == "error")
+
     def _cancel_requested(self) -> bool:
         return self.store.state(self.job).get("status") == "cancelled"
 
@@ -339,20 +360,46 @@ class Runner:
     # --- one trial ------------------------------------------------------------------------
 
     def _one(self, trial: Trial, record: Record | None, conn: dict[str, Any]) -> None:
-        if self.stop.is_set():
-            raise _Stop()
-        if record is None or not record.rollout_id:
-            if self.cancelled.is_set() or self._cancel_requested():
-                self.cancelled.set()
-                return
-            self.progress.set_running(trial, None, "queued")
-            self.listener.changed(self.progress)
-            rollout_id = self._create(trial, conn)
-            record = Record(trial, rollout_id, now_iso())
+        reruns = 0
+        while True:
+            if self.stop.is_set():
+                raise _Stop()
+            if record is not None and record.result is not None and record.rollout_id:
+                # Run again (see _rerun): the old rollout is kept in the record's history.
+                record = Record(trial, replaced=[*record.replaced, record.rollout_id])
+            if record is None or not record.rollout_id:
+                if self.cancelled.is_set() or self._cancel_requested():
+                    self.cancelled.set()
+                    return
+                record = self._launch(trial, record, conn)
+            result = self._result(trial, record, conn)
+            record.result = result
             self.store.save(self.job, record)
-            if self._cancel_requested():
-                # `jobs cancel` may have listed the records just before this one.
-                ep.cancel_rollout(rollout_id, **conn)
+            # A rollout the backend's restart cut short while this run followed it is run
+            # again at once (twice at most: a backend that keeps restarting is reported).
+            if _cut_short(result) and reruns < 2:
+                reruns += 1
+                self.listener.problem(
+                    self.progress, trial, f"{record.rollout_id} ended in error; running it again"
+                )
+                continue
+            self.progress.ended(trial, result)
+            self.listener.ended(self.progress, trial, result)
+            return
+
+    def _launch(self, trial: Trial, record: Record | None, conn: dict[str, Any]) -> Record:
+        self.progress.set_running(trial, None, "queued")
+        self.listener.changed(self.progress)
+        replaced = record.replaced if record is not None else []
+        rollout_id = self._create(trial, conn, generation=len(replaced))
+        launched = Record(trial, rollout_id, now_iso(), replaced=list(replaced))
+        self.store.save(self.job, launched)
+        if self._cancel_requested():
+            # `jobs cancel` may have listed the records just before this one.
+            ep.cancel_rollout(rollout_id, **conn)
+        return launched
+
+    def _result(self, trial: Trial, record: Record, conn: dict[str, Any]) -> Result:
         assert record.rollout_id is not None
         self.progress.set_running(trial, record.rollout_id, "queued")
         self.listener.changed(self.progress)
@@ -363,15 +410,11 @@ class Runner:
                 usage = ep.get_rollout_usage(record.rollout_id, **conn)
             except (ep.APIError, ep.TransportError):
                 usage = None
-        result = Result.from_rollout(trial, doc, usage)
-        record.result = result
-        self.store.save(self.job, record)
-        self.progress.ended(trial, result)
-        self.listener.ended(self.progress, trial, result)
+        return Result.from_rollout(trial, doc, usage)
 
-    def _create(self, trial: Trial, conn: dict[str, Any]) -> str:
+    def _create(self, trial: Trial, conn: dict[str, Any], *, generation: int = 0) -> str:
         request = rollout_request(self.job, trial)
-        key = trial.idempotency_key(self.job.id)
+        key = trial.idempotency_key(self.job.id, generation)
         attempt = 0
         while True:
             if self.stop.is_set():

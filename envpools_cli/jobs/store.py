@@ -182,6 +182,8 @@ class Record:
     rollout_id: str | None = None
     launched_at: str | None = None
     result: Result | None = None
+    replaced: list[str] = field(default_factory=list)
+    """Rollouts of this trial that ended in ``error`` and were run again on resume."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,6 +197,7 @@ class Record:
             "rollout_id": self.rollout_id,
             "launched_at": self.launched_at,
             "result": self.result.to_dict() if self.result else None,
+            "replaced": list(self.replaced),
         }
 
     @classmethod
@@ -207,6 +210,7 @@ class Record:
             rollout_id=data.get("rollout_id"),
             launched_at=data.get("launched_at"),
             result=Result.from_dict(result) if isinstance(result, dict) else None,
+            replaced=[str(r) for r in data.get("replaced") or []],
         )
 
 
