@@ -126,16 +126,20 @@ def _job_conn(job: Job) -> dict[str, Any]:
     conn = runtime.conn()
     if job.api_version and job.api_version != conn.get("api_version"):
         conn["api_version"] = job.api_version
+    try:
+        # One cheap request: a backend that is down fails here, not in every worker.
+        ep.get_pool(job.pool_id, **conn)
+    except ep.NotFoundError:
+        where = (
+            "" if conn["backend_base"] == job.backend_base else f" (it ran on {job.backend_base})"
+        )
+        raise UsageProblem(
+            f"the backend at {conn['backend_base']} has no pool {job.pool_id!r} for job "
+            f"{job.id}{where}",
+            hint=f"pass --api-url {job.backend_base}"
+            + (f" or --profile {job.profile}" if job.profile else ""),
+        ) from None
     if conn["backend_base"] != job.backend_base:
-        try:
-            ep.get_pool(job.pool_id, **conn)
-        except ep.NotFoundError:
-            raise UsageProblem(
-                f"job {job.id} ran on {job.backend_base}, and the backend at "
-                f"{conn['backend_base']} has no pool {job.pool_id!r}",
-                hint=f"pass --api-url {job.backend_base}"
-                + (f" or --profile {job.profile}" if job.profile else ""),
-            ) from None
         warn(
             f"job {job.id} ran on {job.backend_base}; continuing on {conn['backend_base']}, "
             f"which has its pool {job.pool_id}"
@@ -401,8 +405,8 @@ def _exit_code(outcome: Outcome, stats: JobStats, min_pass_rate: float | None) -
         return EXIT_TIMEOUT
     if outcome.reason == "cancelled":
         return EXIT_ERROR
-    if outcome.launch_errors:
-        for trial, message in outcome.launch_errors[:5]:
+    if outcome.errors:
+        for trial, message in outcome.errors[:5]:
             error(f"{trial.task_id} {trial.agent.label} #{trial.attempt}: {message}")
         return EXIT_TRANSIENT if outcome.transient_only else EXIT_ERROR
     if min_pass_rate is not None:

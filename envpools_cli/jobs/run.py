@@ -184,12 +184,12 @@ class Outcome:
     """How a run ended: complete, or why not (``interrupted``, ``timeout``, ``cancelled``)."""
 
     reason: str
-    launch_errors: list[tuple[Trial, str]] = field(default_factory=list)
+    errors: list[tuple[Trial, str]] = field(default_factory=list)
     transient_only: bool = True
 
     @property
     def complete(self) -> bool:
-        return self.reason == "complete" and not self.launch_errors
+        return self.reason == "complete" and not self.errors
 
 
 def _cut_short(result: Result) -> bool:
@@ -219,7 +219,7 @@ class Runner:
         *,
         concurrency: int | None = None,
         deadline: float | None = None,
-        launch_retries: int = 8,
+        launch_retries: int = 6,
         retry_errors: bool = False,
     ) -> None:
         self.job = job
@@ -291,8 +291,10 @@ class Runner:
             if reason == "complete" and not self._errors:
                 self.store.set_state(self.job, "finished")
             self.listener.finished(self.progress, outcome)
-            for session in self._own_sessions:
-                session.close()
+            if reason == "complete":
+                # Otherwise workers may still be reading: their sessions go with the process.
+                for session in self._own_sessions:
+                    session.close()
         return outcome
 
     def _wait(self, threads: list[threading.Thread]) -> str:
@@ -347,15 +349,18 @@ class Runner:
                 self.progress.forget(trial)
                 return
             except _LaunchFailed as exc:
-                self.progress.forget(trial)
-                with self._lock:
-                    self._errors.append((trial, str(exc), exc.transient))
-                self.listener.problem(self.progress, trial, f"not launched: {exc}")
+                self._failed(trial, f"not launched: {exc}", transient=exc.transient)
             except Exception as exc:  # one rollout's trouble must not end the job
-                self.progress.forget(trial)
-                with self._lock:
-                    self._errors.append((trial, f"{type(exc).__name__}: {exc}", True))
-                self.listener.problem(self.progress, trial, f"{type(exc).__name__}: {exc}")
+                transient = isinstance(exc, ep.TransportError | ep.ServerError | ep.RateLimitError)
+                self._failed(trial, f"{type(exc).__name__}: {exc}", transient=transient)
+
+    def _failed(self, trial: Trial, message: str, *, transient: bool) -> None:
+        self.progress.forget(trial)
+        if self.stop.is_set():
+            return  # the run is over; what a leftover worker hits is not news
+        with self._lock:
+            self._errors.append((trial, message, transient))
+        self.listener.problem(self.progress, trial, message)
 
     # --- one trial ------------------------------------------------------------------------
 
@@ -426,7 +431,7 @@ class Runner:
                 if attempt > self.launch_retries:
                     raise _LaunchFailed(str(exc), transient=True) from None
                 self.listener.problem(self.progress, trial, f"{exc}; retrying")
-                self._pause(min(2.0**attempt, 30.0))
+                self._pause(min(2.0**attempt, 10.0))
                 continue
             except (ep.APIError, ep.InvalidRequestError) as exc:
                 raise _LaunchFailed(str(exc), transient=False) from None

@@ -501,9 +501,9 @@ def _finish_message(progress: Progress, outcome: Outcome) -> str:
         )
     if outcome.reason == "cancelled":
         return text + "; cancelled"
-    if outcome.launch_errors:
+    if outcome.errors:
         return text + (
-            f"; {len(outcome.launch_errors)} could not be launched. "
+            f"; {len(outcome.errors)} have no result (see the errors above). "
             f"Try again with: envpools jobs resume {job_id}"
         )
     return text

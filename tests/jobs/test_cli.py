@@ -233,3 +233,41 @@ def test_delete_needs_yes_when_not_interactive(cli: CLI, backend: Backend, suite
     ran = cli("jobs", "run", "--tasks", str(suite), "--include", "alpha", "-a", "nop", "-q")
     result = cli("jobs", "delete", ran.out.strip())
     assert result.code == 2 and "without --yes" in result.err
+
+
+def test_rollouts_the_backend_refuses_leave_the_job_resumable(
+    cli: CLI, backend: Backend, suite: Path
+) -> None:
+    from envpools_cli.jobs.lifecycle import create_job
+    from envpools_cli.jobs.plan import AgentChoice
+    from envpools_cli.jobs.spec import JobSpec
+    from envpools_cli.jobs.store import JobStore
+
+    store = JobStore()
+    spec = JobSpec(agents=[AgentChoice("oracle")], tasks_dir=suite, include=["alpha", "bravo"])
+    job = create_job(spec, store, backend.conn, profile=None)
+    # The pool's policy changes under the job: every create is now refused (422).
+    ep.update_pool(job.pool_id, request={"allowed_agents": ["nop"]}, **backend.conn)
+    refused = cli("jobs", "resume", job.id)
+    assert refused.code == 1, refused.err
+    assert "alpha oracle #1: not launched: pool" in refused.err
+    assert "does not allow agent 'oracle'" in refused.err
+    assert (
+        f"2 have no result (see the errors above). Try again with: envpools jobs resume {job.id}"
+        in refused.err
+    )
+    assert cli("jobs", "list", "-o", "json").json()[0]["status"] == "interrupted"
+
+    ep.update_pool(job.pool_id, request={"allowed_agents": []}, **backend.conn)
+    fixed = cli("jobs", "resume", job.id, "-o", "json")
+    assert fixed.code == 0, fixed.err
+    assert fixed.json()["job"]["passes"] == 2
+
+
+def test_resume_refuses_a_backend_without_the_job(cli: CLI, backend: Backend, suite: Path) -> None:
+    ran = cli("jobs", "run", "--tasks", str(suite), "--include", "alpha", "-a", "nop", "-q")
+    job_id = ran.out.strip()
+    ep.delete_pool(job_id, **backend.conn)
+    result = cli("jobs", "resume", job_id)
+    assert result.code == 2
+    assert f"has no pool '{job_id}' for job {job_id}" in result.err
