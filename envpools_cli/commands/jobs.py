@@ -51,6 +51,7 @@ ConcurrencyOpt = Annotated[
     typer.Option(
         "--concurrency",
         "-n",
+        metavar="N",
         min=1,
         max=1024,
         help="Rollouts in flight at once (default 4; the pool may cap it further).",
@@ -61,6 +62,7 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option(
         "--timeout",
+        metavar="SEC",
         min=0.001,
         help="Stop after this many seconds (exit 3); rollouts go on, resume later.",
         show_default=False,
@@ -70,6 +72,7 @@ MinPassRateOpt = Annotated[
     float | None,
     typer.Option(
         "--min-pass-rate",
+        metavar="RATE",
         min=0.0,
         max=1.0,
         help="Exit 5 when any agent/model's pass rate is below this fraction.",
@@ -188,6 +191,7 @@ def run_job(
         typer.Option(
             "--attempts",
             "-k",
+            metavar="K",
             min=1,
             max=10_000,
             help="Attempts per task x agent (the k of pass@k; default 1).",

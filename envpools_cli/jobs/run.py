@@ -112,6 +112,10 @@ class Progress:
                 self.failures.append((trial, result))
         self.count(result, this_run=True)
 
+    def passed(self, result: Result) -> bool:
+        """Whether ``result`` counts as a pass in this job."""
+        return passed(result, self.pass_reward)
+
     def forget(self, trial: Trial) -> None:
         with self._lock:
             self.running.pop(trial.key, None)

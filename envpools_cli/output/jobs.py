@@ -194,6 +194,12 @@ def _console_width() -> int:
     return Console(file=sys.stdout).width
 
 
+#: Columns of words (left-aligned, may fold); every other column holds a figure.
+_TEXT_KEYS = frozenset(
+    {"task_id", "agent_label", "_ci", "id", "name", "status", "change", "rollout_id", "error"}
+)
+
+
 def _rich_table(
     rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None
 ) -> str:
@@ -213,7 +219,7 @@ def _rich_table(
         padding=(0, 0) if console.width < 100 else (0, 1),
     )
     for column in columns:
-        numeric = column.key not in ("task_id", "agent_label", "_ci")
+        numeric = column.key not in _TEXT_KEYS
         table.add_column(
             column.header,
             overflow="fold",
@@ -469,10 +475,8 @@ def _summary_line(snap: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def _result_line(trial: Trial, result: Result, pass_reward: float) -> str:
-    from envpools_cli.jobs.stats import passed
-
-    if passed(result, pass_reward):
+def _result_line(trial: Trial, result: Result, passed: bool) -> str:
+    if passed:
         verdict = "pass"
     elif result.status in ("succeeded", "completed"):
         verdict = "fail"  # it ran and was scored, below --pass-reward
@@ -541,7 +545,7 @@ class LineProgress:
         width = len(str(snap["total"]))
         self._write(
             f"[{snap['done']:>{width}}/{snap['total']}] "
-            + _result_line(trial, result, progress.pass_reward)
+            + _result_line(trial, result, progress.passed(result))
         )
 
     def problem(self, progress: Progress, trial: Trial | None, message: str) -> None:
@@ -610,12 +614,10 @@ class LiveProgress(LineProgress):
         return Group(*parts)
 
     def ended(self, progress: Progress, trial: Trial, result: Result) -> None:
-        from envpools_cli.jobs.stats import passed
-
-        if not passed(result, progress.pass_reward) and self.live is not None:
+        if not progress.passed(result) and self.live is not None:
             from rich.text import Text
 
-            line = Text("✗ " + _result_line(trial, result, progress.pass_reward), style="red")
+            line = Text("✗ " + _result_line(trial, result, progress.passed(result)), style="red")
             self.live.console.print(line)
 
     def problem(self, progress: Progress, trial: Trial | None, message: str) -> None:
