@@ -515,6 +515,7 @@ def render_report(
                 ]
                 for a in detail["artifacts"]
             ],
+            text=3,
         )
         blocks.append(
             f'<details id="{_anchor(rid)}"><summary><code>{_text(rid)}</code> '
