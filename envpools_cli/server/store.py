@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,12 +183,28 @@ class Store:
             yield db
             return
         db.execute("BEGIN IMMEDIATE")
+        self._local.after_commit = []
         try:
             yield db
         except BaseException:
+            self._local.after_commit = None
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        callbacks, self._local.after_commit = self._local.after_commit, None
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this thread's transaction commits (now, outside one).
+
+        Waking a reader before the commit would let it look, find nothing, and sleep.
+        """
+        pending: list[Callable[[], None]] | None = getattr(self._local, "after_commit", None)
+        if pending is None:
+            callback()
+        else:
+            pending.append(callback)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
