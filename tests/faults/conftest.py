@@ -163,16 +163,18 @@ def _healthy(url: str) -> bool:
 
 
 def _leftovers(marker: str) -> list[int]:
-    """Processes whose command line names ``marker`` (sandboxes a SIGKILL orphaned)."""
+    """Processes whose command line or folder is under ``marker`` (sandboxes a SIGKILL
+    orphaned)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if marker.encode() in cmdline:
+        if marker.encode() in cmdline or cwd.startswith(marker):
             found.append(int(entry.name))
     return found
 
