@@ -13,6 +13,7 @@ from envpools_cli.server.api_errors import ApiError, invalid
 from envpools_cli.server.harnesses import HARNESSES
 from envpools_cli.server.pools_service import PoolService
 from envpools_cli.server.scheduler import ACTIVE_STATUSES
+from envpools_cli.server.schemas import LocalRolloutRequest
 from envpools_cli.server.store import Org
 
 __all__ = ["EXAMPLE_DATASET", "Router", "examples_dir"]
@@ -34,7 +35,7 @@ class Router:
         if not isinstance(body, dict):
             raise ApiError(422, "validation_error", "the request body must be a JSON object")
         try:
-            request = RolloutRequestV1.model_validate(body)
+            request: RolloutRequestV1 = LocalRolloutRequest.model_validate(body)
         except pydantic.ValidationError as exc:
             raise invalid(exc) from None
         harness = request.agent.harness
@@ -61,8 +62,8 @@ class Router:
             match = next((t for t in tasks if t["task_id"] == task_id), None)
             if match is None and tasks:
                 raise ApiError(
-                    422,
-                    "validation_error",
+                    404,
+                    "not_found",
                     f"task {task_id!r} is not in pool {pool['pool_id']!r}; its tasks: "
                     f"{sorted(t['task_id'] for t in tasks)}",
                 )
@@ -77,8 +78,8 @@ class Router:
             path = examples_dir() / task_id
             if not path.is_dir():
                 raise ApiError(
-                    422,
-                    "validation_error",
+                    404,
+                    "not_found",
                     f"{EXAMPLE_DATASET} has no task {task_id!r}; it has "
                     f"{sorted(p.name for p in examples_dir().iterdir())}",
                 )
@@ -142,10 +143,8 @@ class Router:
                             candidate,
                         )
                     )
-            if not candidates:
-                raise ApiError(
-                    422, "validation_error", f"no pool has all the tags {sorted(wanted)}"
-                )
+            if not candidates:  # like a pool_id that names no pool
+                raise ApiError(404, "not_found", f"no pool has all the tags {sorted(wanted)}")
             candidates.sort(key=lambda c: c[:3])
             pool = candidates[0][3]
             debug = {
@@ -165,18 +164,19 @@ class Router:
     def _check_pool_policy(self, org: Org, pool: dict[str, Any], request: RolloutRequestV1) -> None:
         pool_id = pool["pool_id"]
         agents = pool.get("allowed_agents")
+        # The pool's policy forbids what the request is otherwise entitled to: 403.
         if agents and request.agent.harness not in agents:
             raise ApiError(
-                422,
-                "validation_error",
+                403,
+                "forbidden",
                 f"pool {pool_id!r} does not allow agent {request.agent.harness!r}; "
                 f"allowed: {sorted(agents)}",
             )
         models = pool.get("allowed_models")
         if models and request.agent.model_id and request.agent.model_id not in models:
             raise ApiError(
-                422,
-                "validation_error",
+                403,
+                "forbidden",
                 f"pool {pool_id!r} does not allow model {request.agent.model_id!r}; "
                 f"allowed: {sorted(models)}",
             )

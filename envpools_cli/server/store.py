@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -121,11 +122,21 @@ def now_iso() -> str:
 
 
 def parse_time(value: str) -> str:
-    """Normalise a caller's RFC 3339 timestamp to the stored format (raises ValueError)."""
-    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    """Normalise a caller's RFC 3339 timestamp to the stored format (raises ValueError).
+
+    RFC 3339 allows a lower-case ``t``/``z`` and a leap second (read as :59); a time whose
+    UTC falls outside years 1-9999 is clamped to their ends (nothing is stored beyond them).
+    """
+    text = value.strip().upper().replace("Z", "+00:00")
+    text = re.sub(r"(T\d\d:\d\d):60", r"\1:59", text)
+    parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def hash_key(api_key: str) -> str:
