@@ -116,6 +116,7 @@ class Router:
             "task_id": task.get("task_id"),
             "reason": reason,
             "resources": task.get("resources"),
+            "env_vars": task.get("env_vars") or {},
         }
 
     def route(
@@ -158,7 +159,8 @@ class Router:
         if pool is not None:
             self._check_pool_policy(org, pool, request)
         source = self._task_source(org, pool, request, body)
-        debug["task_source"] = {k: v for k, v in source.items() if k != "resources"}
+        shown = {k: v for k, v in source.items() if k not in ("resources", "env_vars")}
+        debug["task_source"] = {**shown, "env_var_names": sorted(source.get("env_vars") or {})}
         return pool, source, debug
 
     def _check_pool_policy(self, org: Org, pool: dict[str, Any], request: RolloutRequestV1) -> None:
