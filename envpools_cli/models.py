@@ -651,29 +651,13 @@ class Pool(PoolConfigV1):
     updated_at: str | None = None
 
 
-class PoolUpdate(OpenWireModel):
+class PoolUpdate(PoolConfigV1):
     """``PUT pools/{pool_id}``: any subset of the pool's fields; ``tasks`` replaces them all."""
 
-    pool_id: str | None = Field(default=None, description="If given, the pool's own id")
-    pool_type: str | None = None
-    backend: str | None = None
-    template: str | None = None
-    capacity: int | None = None
-    concurrency: int | None = None
-    priority_weight: int | None = None
-    resources: PoolResources | None = None
-    tags: list[str] | None = None
-    policy_tags: list[str] | None = None
-    allowed_agents: list[str] | None = None
-    allowed_models: list[str] | None = None
-    tasks: list[PoolTaskInstance] | None = None
-    max_queue: int | None = None
-    max_running: int | None = None
-    spend_limit_usd: float | None = None
-    idle_timeout_sec: int | None = None
-    max_session_age_sec: int | None = None
-    reuse_policy: str | None = None
-    prewarm: int | None = None
+    pool_id: str | None = Field(  # type: ignore[assignment]
+        default=None, description="If given, the pool's own id"
+    )
+    pool_type: str | None = None  # type: ignore[assignment]
 
 
 class PoolMetrics(OpenWireModel):

@@ -24,6 +24,7 @@ from envpools_cli.models import (
     PRESET_MODELS,
     TEMPLATE_DEFAULTS,
     AgentSpec,
+    OpenWireModel,
     PoolConfigV1,
     PoolResources,
     PoolTaskInstance,
@@ -139,36 +140,29 @@ class LocalPoolTaskUpdate(LocalPoolTask):
     )
 
 
-class LocalPoolCreate(PoolConfigV1):
+class _LocalPoolLimits(OpenWireModel):
+    """What this backend accepts in a pool's fields, for creating and changing one."""
+
+    template: str | None = Field(default=None, json_schema_extra={"enum": _TEMPLATES})
+    resources: LocalResources | None = None
+    tasks: list[LocalPoolTask] | None = None
+    capacity: Count | None = None
+    concurrency: Count | None = None
+    priority_weight: Signed | None = None
+    max_queue: Count | None = None
+    max_running: Count | None = None
+    spend_limit_usd: Usd | None = None
+    idle_timeout_sec: Count | None = None
+    max_session_age_sec: Count | None = None
+    prewarm: Count | None = None
+
+
+class LocalPoolCreate(_LocalPoolLimits, PoolConfigV1):
     """``POST pools``: ``pool_type`` defaults from the template, else ``sandbox``."""
 
     pool_id: str = Field(..., json_schema_extra={"pattern": POOL_ID_PATTERN})
     pool_type: str | None = None  # type: ignore[assignment]
-    template: str | None = Field(default=None, json_schema_extra={"enum": _TEMPLATES})
-    resources: LocalResources | None = None
-    tasks: list[LocalPoolTask] | None = None  # type: ignore[assignment]
-    capacity: Count | None = None
-    concurrency: Count | None = None
-    priority_weight: Signed | None = None
-    max_queue: Count | None = None
-    max_running: Count | None = None
-    spend_limit_usd: Usd | None = None
-    idle_timeout_sec: Count | None = None
-    max_session_age_sec: Count | None = None
-    prewarm: Count | None = None
 
 
-class LocalPoolUpdate(PoolUpdate):
+class LocalPoolUpdate(_LocalPoolLimits, PoolUpdate):
     pool_type: str = Field(default=None, description="Cannot be cleared")  # type: ignore[assignment]
-    template: str | None = Field(default=None, json_schema_extra={"enum": _TEMPLATES})
-    resources: LocalResources | None = None
-    tasks: list[LocalPoolTask] | None = None  # type: ignore[assignment]
-    capacity: Count | None = None
-    concurrency: Count | None = None
-    priority_weight: Signed | None = None
-    max_queue: Count | None = None
-    max_running: Count | None = None
-    spend_limit_usd: Usd | None = None
-    idle_timeout_sec: Count | None = None
-    max_session_age_sec: Count | None = None
-    prewarm: Count | None = None
