@@ -27,6 +27,7 @@ from envpools_cli.cli_errors import (
     CLIError,
 )
 from envpools_cli.commands import (
+    agents,
     auth,
     capabilities,
     completion,
@@ -65,6 +66,7 @@ app.add_typer(queue.app, name="queue")
 app.add_typer(auth.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(local.app, name="local")
+app.add_typer(agents.app, name="agents")
 app.add_typer(completion.app, name="completion")
 app.command(name="demo")(demo.demo)
 

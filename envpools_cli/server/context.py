@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envpools_cli.server.agent_installs import AgentTools
 from envpools_cli.server.events import EventBus
 from envpools_cli.server.sandbox import SandboxDriver, make_driver
 from envpools_cli.server.settings import ServerSettings
@@ -30,6 +31,10 @@ class ServerContext:
     driver_warning: str | None
     prices: dict[str, Any]
     tool_paths: list[Path] = field(default_factory=list)
+    agents: AgentTools = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.agents = AgentTools(self.settings.agents_path, self.tool_paths, self.driver)
 
     @classmethod
     def create(cls, settings: ServerSettings) -> ServerContext:

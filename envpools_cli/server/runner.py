@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from envpools_cli.server.agent_installs import tool_path_tree
+from envpools_cli.server.agent_launch import agent_failure, prepare_agent
 from envpools_cli.server.artifacts import index_trial, workspace_diff, workspace_tarball
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.harnesses import AgentContext, Harness, harness_class
@@ -211,9 +213,11 @@ class RolloutRunner:
         cls = harness_class(name)
         if cls is None:
             raise TaskError("harness_unavailable", f"unknown harness {name!r}")
-        available, reason = cls.availability(self.ctx.search_path)
-        if not available:
-            raise TaskError("harness_unavailable", f"harness {name!r} cannot run here: {reason}")
+        status = self.ctx.agents.availability(name, cls.binary)
+        if not status.available:
+            raise TaskError(
+                "harness_unavailable", f"harness {name!r} cannot run here: {status.reason}"
+            )
         self.harness = harness = cls()
         context = AgentContext(
             instruction=task.instruction,
@@ -224,32 +228,41 @@ class RolloutRunner:
         )
         if missing := harness.required_secret(context):
             raise TaskError("credentials_missing", f"harness {name!r}: {missing}")
-        invocation = harness.invocation(context)
-        self.secrets = [
-            invocation.env[k] for k in invocation.secret_env if len(invocation.env.get(k, "")) >= 6
-        ]
 
         self.transition("running", started_at=now_iso())
         agent_timeout = self._timeout(
             "agent_sec", task.agent_timeout_sec, self.ctx.settings.default_agent_timeout_sec
         )
-        mounts = [
-            Mount(self.trial / "agent", "/logs/agent", writable=True),
-            Mount(self.trial / "artifacts", "/logs/artifacts", writable=True),
-        ]
-        if invocation.bind_solution:
-            mounts.append(Mount(task.solution_dir, "/solution"))
-        spec = self._spec(
-            task,
-            workspace,
-            invocation.command,
-            mounts,
-            {**task.layout.env, **invocation.env},
-            invocation.network,
-            invocation.stdin,
+        launch = prepare_agent(
+            harness,
+            context,
+            self.ctx.agents,
+            isolated=self.ctx.driver.isolated,
+            host_path=self.ctx.search_path,
         )
-        sink = _LineSink(self, "agent", self.trial / "agent" / harness.log_name, harness.on_line)
-        result = self._phase(spec, agent_timeout, sink)
+        try:
+            self.secrets = launch.secrets
+            mounts = [
+                Mount(self.trial / "agent", "/logs/agent", writable=True),
+                Mount(self.trial / "artifacts", "/logs/artifacts", writable=True),
+                *launch.mounts,
+            ]
+            if launch.bind_solution:
+                mounts.append(Mount(task.solution_dir, "/solution"))
+            spec = self._spec(
+                task,
+                workspace,
+                launch.command,
+                mounts,
+                {**task.layout.env, **launch.env},
+                launch.network,
+                launch.stdin,
+            )
+            log_file = self.trial / "agent" / harness.log_name
+            sink = _LineSink(self, "agent", log_file, harness.on_line)
+            result = self._phase(spec, agent_timeout, sink)
+        finally:
+            launch.close()
         if result.timed_out:
             return Outcome(
                 "failed",
@@ -259,6 +272,8 @@ class RolloutRunner:
                 },
             )
         self.doc = self.ctx.store.update_rollout(self.rollout_id, agent_exit_code=result.exit_code)
+        if failure := agent_failure(harness, result, launch):
+            return Outcome("error", failure)
         if result.exit_code:
             (self.trial / "agent" / "exit-code.txt").write_text(f"{result.exit_code}\n")
             self.note(f"the agent exited with code {result.exit_code}; running the tests anyway")
@@ -338,7 +353,8 @@ class RolloutRunner:
         network: bool,
         stdin: bytes | None,
     ) -> SandboxSpec:
-        extra = [Mount(p, str(p)) for p in self.ctx.tool_paths if p.is_dir()]
+        taken = {m.target for m in mounts}
+        extra = [m for m in tool_path_tree(self.ctx.tool_paths).mounts if m.target not in taken]
         if self.ctx.tool_paths:
             env = {"PATH": self.ctx.search_path, **env}
         resources = self.doc.get("resources") or {}

@@ -342,7 +342,7 @@ class Service:
     # --- account, capabilities, queue -----------------------------------------------------
 
     def capabilities(self) -> dict[str, Any]:
-        agents = describe_harnesses(self.ctx.search_path)
+        agents = describe_harnesses(self.ctx.agents)
         return {
             "agents": agents,
             "models": {a["name"]: a["models"] for a in agents if a["models"]},

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from envpools_cli import paths
 
-__all__ = ["ServerSettings"]
+__all__ = ["ServerSettings", "agents_dir_for"]
+
+
+def agents_dir_for(data_dir: Path) -> Path:
+    """Where agent CLIs are installed for a backend: ``ENVPOOLS_AGENTS_DIR``, else its data dir."""
+    value = os.environ.get("ENVPOOLS_AGENTS_DIR")
+    return Path(value) if value else data_dir / "agents"
 
 
 def _cpu_count() -> int:
@@ -32,6 +38,8 @@ class ServerSettings:
     """``auto`` (bwrap when installed, else the plain-process driver), ``bwrap`` or ``process``."""
     price_table: Path | None = None
     event_batch: int = 500
+    agents_dir: Path | None = None
+    """Where ``envpools agents install`` puts the agent CLIs (default ``data_dir/agents``)."""
 
     @property
     def db_path(self) -> Path:
@@ -40,6 +48,10 @@ class ServerSettings:
     @property
     def trials_dir(self) -> Path:
         return self.data_dir / "trials"
+
+    @property
+    def agents_path(self) -> Path:
+        return self.agents_dir or agents_dir_for(self.data_dir)
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> ServerSettings:
