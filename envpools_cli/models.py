@@ -12,7 +12,7 @@ import os
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -48,6 +48,8 @@ PRESET_MODELS: dict[str, frozenset[str]] = {
     "opencode": frozenset({"claude-sonnet-4.5"}),
     "codex": frozenset({"gpt-5.2-codex", "gpt-5.1-codex-mini", "gpt-5.3-codex-spark"}),
 }
+HARNESS_ALIASES: dict[str, str] = {"claude": "claude-code"}
+"""Other names people use for a harness (the CLI's binary), accepted in ``AgentSpec``."""
 PRESET_DEFAULT_MODELS: dict[str, str] = {
     "claude-code": "claude-sonnet-4.5",
     "opencode": "claude-sonnet-4.5",
@@ -113,6 +115,11 @@ class AgentSpec(OpenWireModel):
     permission_mode: str | None = None
     agent_mode: str | None = None
     variant: str | None = None
+
+    @field_validator("harness")
+    @classmethod
+    def _canonical_harness(cls, value: str) -> str:
+        return HARNESS_ALIASES.get(value, value)
 
     @classmethod
     def preset(

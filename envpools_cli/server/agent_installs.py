@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from envpools_cli.models import HARNESS_ALIASES
 from envpools_cli.server.sandbox import Mount, SandboxDriver, SandboxSpec
 
 __all__ = [
@@ -70,12 +71,11 @@ AGENT_PACKAGES: dict[str, AgentPackage] = {
         AgentPackage("opencode", "opencode-ai", "1.18.33", "opencode"),
     )
 }
-_ALIASES = {"claude": "claude-code", "open-code": "opencode", "codex-cli": "codex"}
 
 
 def canonical_agent(name: str) -> str:
     """The harness name for ``name`` (``claude`` is ``claude-code``)."""
-    return _ALIASES.get(name, name)
+    return HARNESS_ALIASES.get(name, name)
 
 
 class AgentInstallError(Exception):

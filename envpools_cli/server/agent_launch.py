@@ -118,6 +118,8 @@ def _hint(harness: Harness, launch: AgentLaunch, exit_code: int | None) -> str:
             "the provider answered 404: check the model id and the base URL credential "
             "(an OpenAI-style base URL ends in /v1, an Anthropic one does not)"
         )
+    if own := harness.diagnose():
+        return own
     if exit_code in (126, 127):
         return (
             f"the {harness.binary} command could not start in the sandbox: install it "

@@ -110,6 +110,7 @@ class Service:
         try:
             request = self.router.parse_request(body)
             pool, _, debug = self.router.route(org, request, body)
+            self.router.check_credentials(org, request)
         except ApiError as exc:
             error = {"code": exc.code, "message": exc.message}
             if exc.details is not None:
@@ -128,6 +129,7 @@ class Service:
         request = self.router.parse_request(body)
         pool, source, debug = self.router.route(org, request, body)
         if request.dry_run:
+            self.router.check_credentials(org, request)
             return 200, {
                 "rollout_id": None,
                 "status": "dry_run",

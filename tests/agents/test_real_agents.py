@@ -113,11 +113,15 @@ def _zip_text(data: bytes) -> str:
         return "\n".join(archive.read(name).decode(errors="replace") for name in archive.namelist())
 
 
-def run_agent(tmp_path: Path, case: AgentCase, **agent: Any) -> Iterator[Run]:
+def run_agent(
+    tmp_path: Path, case: AgentCase, command: str | None = None, **settings: Any
+) -> Iterator[Run]:
+    """One rollout of ``case``; the scripted tool call fixes the task, then scans for the key."""
     marker = uuid.uuid4().hex
     key = f"sk-test-{marker}"
-    stub = ProviderStub(command=f"{FIX_COMMAND}; {scan_for(marker)}", expected_key=key).start()
-    thread = start_backend(tmp_path / "data")
+    command = command or f"{FIX_COMMAND}; {scan_for(marker)}"
+    stub = ProviderStub(command=command, expected_key=key).start()
+    thread = start_backend(tmp_path / "data", **settings)
     session = fast_session()
     try:
         _, api_key = thread.create_key()
@@ -137,7 +141,7 @@ def run_agent(tmp_path: Path, case: AgentCase, **agent: Any) -> Iterator[Run]:
             },
             **conn,
         )
-        spec = {"harness": case.harness, **agent}
+        spec: dict[str, Any] = {"harness": case.harness}
         if case.model:
             spec["model_id"] = case.model
         request = {
@@ -207,6 +211,21 @@ def test_real_agent_fixes_the_task_through_the_gateway(
         assert run.usage["model_id"]
 
         assert run.marker not in run.visible, "the provider key leaked"
+
+
+def test_without_isolation_the_agent_still_goes_through_the_gateway(
+    agents_dir: Path, tmp_path: Path
+) -> None:
+    """The plain-process driver: no sandbox, but the key still stays with the backend."""
+    require_agent("codex")
+    # Unsandboxed, the workspace is not at /app: the agent works in its own directory
+    # (and scanning the host for the key would prove nothing).
+    fix = FIX_COMMAND.replace("cd /app && ", "")
+    for run in run_agent(tmp_path, CASES["codex"], fix, sandbox="process"):
+        assert run.rollout["status"] == "succeeded", run.rollout
+        assert run.rollout["reward_primary"] == 1.0
+        assert run.stub.keys_seen == {f"sk-test-{run.marker}"}
+        assert run.marker not in run.visible
 
 
 def test_token_totals_are_the_stubs_fixed_numbers() -> None:

@@ -17,7 +17,7 @@ import pytest
 from envpools_cli import client as ep
 from envpools_cli.server.harnesses.agents import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
 
-from .conftest import EXAMPLE, fast_session, local_task, start_backend
+from .conftest import EXAMPLE, Backend, fast_session, local_task, start_backend
 
 FIX = (
     "python3 -c \"import pathlib; p = pathlib.Path('/app/textutils.py'); "
@@ -230,3 +230,52 @@ def test_commands_are_headless_and_never_carry_keys(tmp_path: Path) -> None:
         text = " ".join(invocation.command) + json.dumps(invocation.env)
         assert "sk-1234567890" not in text and "sk-ant-0987654321" not in text
     assert os.environ.get("CODEX_API_KEY") is None
+
+
+def test_dry_run_and_validate_find_a_missing_credential(backend: Backend) -> None:
+    backend.pool("p", local_task("fix", EXAMPLE))
+    request = {
+        "task_ref": {"dataset": "d", "task_id": "fix"},
+        "agent": {"harness": "claude"},
+        "pool_id": "p",
+        "task_app_id": "",
+        "timeouts": {},
+    }
+    with pytest.raises(ep.ValidationError, match="store a ANTHROPIC_API_KEY credential") as info:
+        ep.create_rollout(request=request, dry_run=True, **backend.conn)
+    assert info.value.code == "credentials_missing"
+    checked = ep.validate_rollout(request=request, **backend.conn)
+    assert checked["valid"] is False and checked["error"]["code"] == "credentials_missing"
+
+    ep.store_credential(
+        credential_name="ANTHROPIC_API_KEY",
+        credential_type="ANTHROPIC_API_KEY",
+        credential_value="sk-ant-0123456789",
+        **backend.conn,
+    )
+    assert ep.create_rollout(request=request, dry_run=True, **backend.conn)["valid"] is True
+    created = ep.create_rollout(request=request, **backend.conn)
+    assert created["agent"]["harness"] == "claude-code", "--agent claude is claude-code"
+    assert created["agent"]["model_id"] == "claude-sonnet-4.5", "the model is resolved"
+
+
+def test_an_unknown_provider_needs_its_base_url(backend: Backend) -> None:
+    """opencode with a self-hosted provider: its key and its base URL are both needed."""
+    backend.pool("p", local_task("fix", EXAMPLE))
+    request = {
+        "task_ref": {"dataset": "d", "task_id": "fix"},
+        "agent": {"harness": "opencode", "model_id": "vllm/qwen3-coder"},
+        "pool_id": "p",
+        "task_app_id": "",
+        "timeouts": {},
+    }
+    with pytest.raises(ep.ValidationError, match="VLLM_API_KEY"):
+        ep.create_rollout(request=request, dry_run=True, **backend.conn)
+    ep.store_credential(
+        credential_name="VLLM_API_KEY",
+        credential_type="VLLM_API_KEY",
+        credential_value="local-0123456789",
+        **backend.conn,
+    )
+    with pytest.raises(ep.ValidationError, match="VLLM_BASE_URL"):
+        ep.create_rollout(request=request, dry_run=True, **backend.conn)

@@ -29,7 +29,7 @@ class AgentContext:
     instruction: str
     workdir: str
     agent: dict[str, Any]
-    task: HarborTask
+    task: HarborTask | None
     credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Credential name -> (type, value) of the rollout's organisation."""
     gateway_urls: dict[str, str] = field(default_factory=dict)
@@ -113,6 +113,17 @@ class Harness:
         if text:
             self.errors.append(text)
         return {"kind": "error", "text": text}
+
+    def diagnose(self) -> str | None:
+        """What to do, when the agent's own last words say it (else None)."""
+        for line in reversed(self.tail):
+            if "HOME" in line and ("does not exist" in line or "No such file" in line):
+                return (
+                    "the agent's home folder does not exist in the sandbox: the task sets "
+                    "it (an ENV line in environment/Dockerfile, e.g. HOME or CODEX_HOME); "
+                    "remove that line, the agent keeps its state in the sandbox's own home"
+                )
+        return None
 
     def required_secret(self, ctx: AgentContext) -> str | None:
         """A message when a credential the harness needs is missing, else None."""
