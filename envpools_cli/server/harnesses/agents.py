@@ -241,6 +241,14 @@ class CodexHarness(Harness):
             "model_provider=envpools",
             "-c",
             f"model_providers.envpools={gateway}",
+            # Nothing but the provider is reachable: telemetry export on exit would wait
+            # seconds for ab.chatgpt.com, and plugin or update checks fail anyway.
+            "-c",
+            "analytics.enabled=false",
+            "-c",
+            "features.plugins=false",
+            "-c",
+            "check_for_update_on_startup=false",
             "--model",
             model,
             "--json",
