@@ -9,7 +9,6 @@ no bubblewrap, no npm, or the npm registry unreachable.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from envpools_cli.server.agent_installs import (
     install_agent,
     installed_agents,
 )
-from envpools_cli.server.sandbox import bwrap_works
+from envpools_cli.server.sandbox import make_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 _problems: dict[str, str] = {}
@@ -37,9 +36,10 @@ _SHARED = _agents_dir()  # read before the autouse fixture drops ENVPOOLS_* vari
 @pytest.fixture(scope="session")
 def installed_cli_dir() -> Path:
     """The agents dir with the pinned CLIs, installed on first use."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None or not bwrap_works(bwrap):
-        pytest.skip("bubblewrap is missing or cannot create namespaces here")
+    try:
+        make_driver("bwrap")
+    except RuntimeError as exc:
+        pytest.skip(f"the agent tests run the CLIs in bubblewrap: {exc}")
     present = installed_agents(_SHARED)
     for harness, package in AGENT_PACKAGES.items():
         if harness in _problems:
