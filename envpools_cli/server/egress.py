@@ -325,7 +325,7 @@ class EgressGateway:
     def _run(self) -> None:
         asyncio.run(self._server.serve(sockets=[self._sock]))
 
-    def start(self, timeout: float = 10.0) -> EgressGateway:
+    def start(self, timeout: float = 30.0) -> EgressGateway:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
