@@ -169,7 +169,7 @@ class TestPoolsAndTasks:
             ep.create_pool_task(
                 "p", request=ep.PoolTask.from_local("t", "/nonexistent/task"), **backend.conn
             )
-        assert "does not exist" in info.value.message
+        assert "is not a Harbor task folder" in info.value.message
         with pytest.raises(ep.ValidationError):
             ep.create_pool_task("p", request={"task_id": "x", "backend": "podman"}, **backend.conn)
 
