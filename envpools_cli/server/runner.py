@@ -36,6 +36,7 @@ from envpools_cli.server.scrub import Scrubber
 from envpools_cli.server.store import now_iso
 from envpools_cli.server.tasks import HarborTask, TaskError, expand_env, load_task
 from envpools_cli.server.usage import usage_snapshot
+from envpools_cli.server.vault import VaultError
 from envpools_cli.server.workspace_outputs import Stopped, write_diff, write_tarball
 
 __all__ = ["Outcome", "RolloutRunner", "read_reward"]
@@ -375,7 +376,10 @@ class RolloutRunner:
         )
         for message in notes:
             self.note(message)
-        credentials = self.ctx.store.credential_values(self.doc["org_id"])
+        try:
+            credentials = self.ctx.store.credential_values(self.doc["org_id"])
+        except VaultError as exc:
+            raise TaskError("credentials_unreadable", str(exc)) from None
         self.scrubber = Scrubber(value for _, value in credentials.values())
         workspace = self._prepare(task)
         if self.ctx.driver_warning:
@@ -408,7 +412,7 @@ class RolloutRunner:
             *(invocation.env[k] for k in invocation.secret_env if invocation.env.get(k))
         )
 
-        self.transition("running", started_at=now_iso())
+        self.transition("running", started_at=now_iso(), limits=self.limits.describe())
         agent_timeout = self._timeout(
             "agent_sec", task.agent_timeout_sec, self.ctx.settings.default_agent_timeout_sec
         )

@@ -8,29 +8,23 @@ log, ``workspace.diff``, ``workspace.tar.gz`` and the files under ``/logs`` pass
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
+
+from envpools_cli.redaction import REDACTED, secret_forms
 
 __all__ = ["REDACTED", "Scrubber"]
 
-REDACTED = "[REDACTED]"
 _MIN_SECRET = 8  # shorter values would redact ordinary words
-
-
-def _forms(secret: str) -> set[str]:
-    """The value as written, and as JSON or Python escape it (keys with odd bytes)."""
-    return {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        repr(secret)[1:-1],
-    }
 
 
 class Scrubber:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         found = {
-            form for secret in secrets if len(secret) >= _MIN_SECRET for form in _forms(secret)
+            form
+            for value in secrets
+            if len(value) >= _MIN_SECRET
+            for form in secret_forms(value)
+            if len(form) >= _MIN_SECRET
         }
         # Longest first: a value that contains another is replaced whole.
         self.texts = sorted(found, key=len, reverse=True)
