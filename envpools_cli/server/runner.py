@@ -15,7 +15,6 @@ the rollout at any stage, the finishing step included.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -30,7 +29,17 @@ from envpools_cli.server.artifacts import TrialIndex, index_trial
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.harnesses import AgentContext, Harness, harness_class
 from envpools_cli.server.limits import Limits, resolve_limits
-from envpools_cli.server.safefs import Walk, chown_tree, open_dir, read_at, tree_usage, write_at
+from envpools_cli.server.phase_log import PhaseLog
+from envpools_cli.server.rewards import read_reward
+from envpools_cli.server.safefs import (
+    MAX_DEPTH,
+    MAX_ENTRIES,
+    Walk,
+    chown_tree,
+    open_dir,
+    tree_usage,
+    write_at,
+)
 from envpools_cli.server.sandbox import Mount, RunResult, SandboxSpec, SandboxUser
 from envpools_cli.server.scrub import Scrubber
 from envpools_cli.server.store import now_iso
@@ -43,7 +52,6 @@ __all__ = ["Outcome", "RolloutRunner", "read_reward"]
 
 log = logging.getLogger("envpools.server.runner")
 
-_REWARD_LIMIT = 64 * 1024
 _LOG_DIRS = ("agent", "verifier", "artifacts")
 
 
@@ -57,63 +65,6 @@ class Outcome:
     error: dict[str, Any] | None = None
     reward_primary: float | None = None
     rewards: dict[str, float] = field(default_factory=dict)
-
-
-def _reward_file(folder_fd: int, name: str) -> tuple[bytes | None, str | None]:
-    data = read_at(folder_fd, name, _REWARD_LIMIT + 1)
-    if data is not None and len(data) > _REWARD_LIMIT:
-        return None, f"{name} is larger than {_REWARD_LIMIT // 1024} KiB"
-    return data, None
-
-
-def read_reward(folder: Path) -> tuple[float | None, dict[str, float], str | None]:
-    """(primary reward, all rewards, problem): reward.json wins, reward.txt fills ``reward``.
-
-    Only regular files are read (a link or FIFO the verifier left there is ignored), and
-    only their first 64 KiB.
-    """
-    rewards: dict[str, float] = {}
-    problem = None
-    try:
-        folder_fd = open_dir(folder)
-    except OSError:
-        return None, {}, None
-    try:
-        raw_json, problem = _reward_file(folder_fd, "reward.json")
-        if raw_json is not None:
-            try:
-                loaded = json.loads(raw_json)
-            except ValueError as exc:
-                loaded, problem = None, f"reward.json is not valid JSON: {exc}"
-            if isinstance(loaded, dict):
-                for key, value in loaded.items():
-                    if (
-                        isinstance(value, int | float)
-                        and not isinstance(value, bool)
-                        and (value == value and abs(value) != float("inf"))
-                    ):
-                        rewards[str(key)] = float(value)
-            elif isinstance(loaded, int | float) and not isinstance(loaded, bool):
-                rewards["reward"] = float(loaded)
-        raw_txt, txt_problem = (
-            _reward_file(folder_fd, "reward.txt") if "reward" not in rewards else (None, None)
-        )
-    finally:
-        os.close(folder_fd)
-    problem = problem or txt_problem
-    if raw_txt is not None:
-        text = raw_txt.decode("utf-8", errors="replace").strip()
-        try:
-            rewards["reward"] = float(text.split()[0]) if text else float("nan")
-        except ValueError:
-            problem = f"reward.txt does not hold a number: {text[:80]!r}"
-        if rewards.get("reward") != rewards.get("reward"):  # NaN: empty file
-            rewards.pop("reward")
-            problem = "reward.txt is empty"
-    if not rewards:
-        return None, {}, problem
-    primary = rewards.get("reward", next(iter(rewards.values())))
-    return primary, rewards, None
 
 
 def _regular_bytes(root: Path) -> int:
@@ -132,82 +83,6 @@ def _credential(credentials: dict[str, tuple[str, str]], wanted: str) -> str | N
     if wanted in credentials and credentials[wanted][1]:
         return credentials[wanted][1]
     return next((v for t, v in credentials.values() if t == wanted and v), None)
-
-
-class _LineSink:
-    """Writes a phase's output to its log file and publishes each line as an event.
-
-    At most ``limits.output_mb`` and ``limits.output_lines`` of a phase become events
-    and log lines; past that one event of kind ``truncated`` says so and the rest is
-    counted and dropped (but still parsed, so an agent's token counts stay right).
-    """
-
-    def __init__(
-        self,
-        runner: RolloutRunner,
-        event: str,
-        log_file: Path,
-        parse: Any = None,
-    ) -> None:
-        self.runner = runner
-        self.event = event
-        self.parse = parse
-        self.count = 0
-        self.kept_bytes = 0
-        self.dropped_lines = 0
-        self.dropped_bytes = 0
-        self.limits = runner.limits
-        self.log_name = f"{log_file.parent.name}/{log_file.name}"
-        folder = open_dir(log_file.parent)
-        try:
-            # The folder is the sandbox's: whatever it left under this name is replaced.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(log_file.name, dir_fd=folder)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(log_file.name, flags, 0o644, dir_fd=folder)
-        finally:
-            os.close(folder)
-        self.handle = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
-
-    def __call__(self, line: str) -> None:
-        line = self.runner.redact(line)
-        data = self.parse(line) if self.parse else {"text": line}
-        size = len(line.encode("utf-8", "replace")) + 1
-        over = (
-            self.count >= self.limits.output_lines
-            or self.kept_bytes + size > self.limits.output_mb * 1024 * 1024
-        )
-        if over or self.dropped_lines:
-            if not self.dropped_lines:
-                self.runner.publish(
-                    self.event,
-                    {
-                        "kind": "truncated",
-                        "truncated": True,
-                        "line": self.count + 1,
-                        "text": f"[output truncated: this phase printed more than "
-                        f"{self.limits.output_mb} MB or {self.limits.output_lines} lines; "
-                        f"the rest is not kept]",
-                        "limit_bytes": self.limits.output_mb * 1024 * 1024,
-                        "limit_lines": self.limits.output_lines,
-                    },
-                )
-            self.dropped_lines += 1
-            self.dropped_bytes += size
-            return
-        self.count += 1
-        self.kept_bytes += size
-        self.handle.write(line + "\n")
-        self.runner.publish(self.event, {"line": self.count, **data})
-
-    def close(self) -> None:
-        self.handle.close()
-        if self.dropped_lines:
-            self.runner.note(
-                f"{self.event} output: {self.dropped_lines} more lines "
-                f"({self.dropped_bytes} bytes) were dropped after the limit",
-                truncated=True,
-            )
 
 
 class RolloutRunner:
@@ -362,7 +237,8 @@ class RolloutRunner:
             {
                 "code": "storage_limit",
                 "message": f"the sandbox wrote more than {self.limits.storage_mb} MB to its "
-                "workspace and /logs (storage_mb); it was stopped",
+                f"workspace and /logs (storage_mb), more than {MAX_ENTRIES:,} files, or "
+                f"folders deeper than {MAX_DEPTH}; it was stopped",
             },
         )
 
@@ -425,7 +301,9 @@ class RolloutRunner:
         spec = self._spec(
             task, workspace, invocation.command, mounts, env, invocation.network, invocation.stdin
         )
-        sink = _LineSink(self, "agent", self.trial / "agent" / harness.log_name, harness.on_line)
+        sink = PhaseLog(
+            self, "agent", self.trial / "agent" / harness.log_name, self.limits, harness.on_line
+        )
         result = self._phase(spec, agent_timeout, sink)
         if result.storage_exceeded:
             return self._storage_outcome()
@@ -491,7 +369,7 @@ class RolloutRunner:
             task.verifier_network,
             None,
         )
-        sink = _LineSink(self, "verifier", self.trial / "verifier" / "test-stdout.txt")
+        sink = PhaseLog(self, "verifier", self.trial / "verifier" / "test-stdout.txt", self.limits)
         result = self._phase(spec, timeout, sink)
         if result.storage_exceeded:
             return self._storage_outcome()
@@ -516,7 +394,7 @@ class RolloutRunner:
         )
         return Outcome("succeeded", reward_primary=primary, rewards=rewards)
 
-    def _phase(self, spec: SandboxSpec, timeout: float, sink: _LineSink) -> RunResult:
+    def _phase(self, spec: SandboxSpec, timeout: float, sink: PhaseLog) -> RunResult:
         """Run one sandboxed phase to its end; a cancel raises, a timeout is returned."""
         try:
             result = self.ctx.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
@@ -525,9 +403,8 @@ class RolloutRunner:
         self.sandbox_sec += result.duration_sec
         if result.cancelled:
             raise Cancelled()
-        if not result.storage_exceeded and (
-            tree_usage(spec.watch) > self.limits.storage_mb * 1024 * 1024
-        ):
+        usage = tree_usage(spec.watch)
+        if usage.bytes > self.limits.storage_mb * 1024 * 1024 or not usage.complete:
             result.storage_exceeded = True  # written faster than the watchdog looked
         return result
 

@@ -24,6 +24,7 @@ from typing import BinaryIO
 __all__ = [
     "CHUNK",
     "Entry",
+    "Usage",
     "Walk",
     "chown_tree",
     "chunks_of",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 CHUNK = 64 * 1024
+MAX_DEPTH = 256
+"""Folders deeper than this are not walked (and count as a broken storage limit)."""
+MAX_ENTRIES = 1_000_000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: should a FIFO appear between lstat and open, open() returns at once.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -189,7 +193,7 @@ class Walk:
         *,
         skip: Iterable[str] = (),
         max_entries: int = 200_000,
-        max_depth: int = 64,
+        max_depth: int = MAX_DEPTH,
     ) -> None:
         self.root_fd = root_fd
         self.skip = frozenset(skip)
@@ -235,9 +239,18 @@ class Walk:
                 os.close(child)
 
 
-def tree_usage(roots: Iterable[Path], *, max_entries: int = 200_000) -> int:
-    """Bytes of disk the trees use (allocated blocks, so sparse files count what they hold)."""
-    total = 0
+@dataclass(frozen=True)
+class Usage:
+    bytes: int
+    entries: int
+    complete: bool
+    """False when a tree held more than ``MAX_ENTRIES`` entries or was deeper than ``MAX_DEPTH``."""
+
+
+def tree_usage(roots: Iterable[Path], *, max_entries: int = MAX_ENTRIES) -> Usage:
+    """Disk the trees use (allocated blocks, so sparse files count what they hold)."""
+    total = entries = 0
+    complete = True
     for root in roots:
         try:
             fd = open_dir(root)
@@ -245,11 +258,14 @@ def tree_usage(roots: Iterable[Path], *, max_entries: int = 200_000) -> int:
             continue
         try:
             total += os.fstat(fd).st_blocks * 512
-            for entry in Walk(fd, max_entries=max_entries):
+            walk = Walk(fd, max_entries=max_entries - entries)
+            for entry in walk:
                 total += entry.info.st_blocks * 512
+            entries += walk.seen
+            complete = complete and not walk.skipped
         finally:
             os.close(fd)
-    return total
+    return Usage(total, entries, complete)
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:
@@ -257,7 +273,7 @@ def chown_tree(root: Path, uid: int, gid: int) -> None:
     fd = open_dir(root)
     try:
         os.chown(fd, uid, gid)
-        for entry in Walk(fd, max_entries=10_000_000, max_depth=4096):
+        for entry in Walk(fd, max_entries=10_000_000):
             os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
     finally:
         os.close(fd)

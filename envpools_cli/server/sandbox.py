@@ -281,12 +281,12 @@ class SandboxDriver:
                     reason["timeout"] = True
                     break
                 if spec.watch and now >= next_check:
-                    used = tree_usage(spec.watch)
+                    usage = tree_usage(spec.watch)
                     # Measuring a big tree costs time: look again after 10x what it took.
                     next_check = time.monotonic() + max(
                         _DISK_CHECK_SEC, 10 * (time.monotonic() - now)
                     )
-                    if used > storage_limit:
+                    if usage.bytes > storage_limit or not usage.complete:
                         reason["storage"] = True
                         break
                 finished.wait(0.05)

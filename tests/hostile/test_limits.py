@@ -156,3 +156,19 @@ def test_asking_above_the_backend_maximum_is_lowered_and_said(
     notes = [str(e["data"].get("message")) for e in run.events if e["event"] == "lifecycle"]
     assert any("memory_mb 100000" in n and "256" in n for n in notes), notes
     assert ep.get_rollout(run.rollout_id, **backend.conn)["status"] == "succeeded"
+
+
+def test_deep_folders_cannot_hide_disk_use(backend: Backend, tmp_path: Path) -> None:
+    task = make_task(
+        tmp_path,
+        "deep-fill",
+        toml="[environment]\nstorage_mb = 40\n",
+        solve="""
+        deep=/app/$(printf 'd/%.0s' $(seq 300))
+        mkdir -p "$deep" && dd if=/dev/zero of="$deep/fill" bs=1M count=60 2>/dev/null
+        sleep 3
+        """,
+    )
+    run = hostile_run(backend, task)
+    assert run.doc["status"] == "failed"
+    assert run.doc["error"]["code"] == "storage_limit"
