@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
 from envpools_cli.server.safefs import (
+    MAX_DEPTH,
     Walk,
     chunks_of,
     open_dir,
@@ -43,6 +44,8 @@ LOG_DIRS = ("agent", "verifier", "artifacts")
 WORKER_FILES = ("workspace.diff", "workspace.tar.gz", "result.json")
 _TEXT_SUFFIXES = {".txt", ".log", ".diff", ".patch", ".md", ".jsonl", ".sh", ".py", ".toml"}
 _CHUNK = 64 * 1024
+MAX_INDEXED = 100_000
+"""Entries of each /logs folder looked at; the rest is left out of the manifest."""
 
 
 class ArtifactPathError(ValueError):
@@ -81,8 +84,9 @@ class TrialIndex:
     skipped: dict[str, int] = field(default_factory=dict)
     scrubbed: list[str] = field(default_factory=list)
 
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+    def skip(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
 
 
 def _entry(relative: str, info: os.stat_result, digest: str) -> dict[str, Any]:
@@ -149,8 +153,9 @@ def index_trial(
                 folder = open_dir_at(trial_fd, top)
             except OSError:
                 continue
+            walk = Walk(folder, max_entries=MAX_INDEXED)
             try:
-                for item in Walk(folder):
+                for item in walk:
                     if stop():
                         return found
                     relative = f"{top}/{item.path}"
@@ -164,6 +169,8 @@ def index_trial(
                         _index_file(item.dir_fd, item.name, relative, scrubber, found)
             finally:
                 os.close(folder)
+            too_many = f"more than {MAX_INDEXED:,} entries or deeper than {MAX_DEPTH}"
+            found.skip(too_many, walk.skipped)
         for name in WORKER_FILES:  # written by the backend itself, already scrubbed
             if os.path.lexists(trial / name):
                 _index_file(trial_fd, name, name, Scrubber(), found)
