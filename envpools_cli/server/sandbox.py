@@ -143,11 +143,15 @@ class SandboxUsers:
 
     def take(self) -> SandboxUser:
         with self._lock:
-            while True:
+            for _ in range(10 * self.span):
                 uid = self.base + secrets.randbelow(self.span)
                 if uid not in self._taken and not _has_account(uid):
                     self._taken.add(uid)
                     return SandboxUser(uid, uid)
+        raise RuntimeError(
+            f"no free sandbox uid in {self.base}..{self.base + self.span - 1} "
+            "(all taken, or they belong to accounts)"
+        )
 
     def release(self, user: SandboxUser) -> None:
         with self._lock:
