@@ -252,10 +252,12 @@ class RolloutRunner:
         )
         for message in notes:
             self.note(message)
+        unreadable = None
         try:
             credentials = self.ctx.store.credential_values(self.doc["org_id"])
-        except VaultError as exc:
-            raise TaskError("credentials_unreadable", str(exc)) from None
+        except VaultError as exc:  # a task that needs none still runs
+            credentials, unreadable = {}, str(exc)
+            self.note(f"stored credentials cannot be read: {exc}", warning=True)
         self.scrubber = Scrubber(value for _, value in credentials.values())
         workspace = self._prepare(task)
         if self.ctx.driver_warning:
@@ -279,6 +281,8 @@ class RolloutRunner:
             credentials=credentials,
         )
         if missing := harness.required_secret(context):
+            if unreadable:
+                raise TaskError("credentials_unreadable", f"harness {name!r}: {unreadable}")
             raise TaskError("credentials_missing", f"harness {name!r}: {missing}")
         invocation = harness.invocation(context)
         env = {**task.layout.env, **invocation.env}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from envpools_cli import client as ep
 from tests.cli.test_cli_processes import secret_service  # a real Secret Service
 
-from .conftest import Backend
+from .conftest import Backend, hostile_run, make_task
 
 __all__ = ["secret_service"]
 
@@ -60,7 +61,9 @@ def test_database_files_are_private_and_hold_no_secret_in_clear(
                 assert _mode(path) & 0o077 == 0, f"{path.name} is readable by others"
 
 
-def test_the_credential_key_is_kept_outside_the_database(backend_factory: object) -> None:
+def test_the_credential_key_is_kept_outside_the_database(
+    backend_factory: object, tmp_path: Path
+) -> None:
     backend: Backend = backend_factory()  # type: ignore[operator]
     stored = ep.store_credential(
         credential_name="ANTHROPIC_API_KEY",
@@ -78,6 +81,10 @@ def test_the_credential_key_is_kept_outside_the_database(backend_factory: object
     with pytest.raises(ep.APIError) as lost:
         ep.rotate_credential(stored["credential_id"], new_value="x" * 20, **backend.conn)
     assert lost.value.status_code == 503 and "credentials.key" in lost.value.message
+    if shutil.which("bwrap"):  # a task that needs no credential still runs, with a warning
+        run = hostile_run(backend, make_task(tmp_path, "no-credentials-needed"))
+        assert run.doc["status"] == "succeeded"
+        assert any("cannot be read" in str(e["data"].get("message")) for e in run.events)
     ep.delete_credential(stored["credential_id"], **backend.conn)
     ep.store_credential(
         credential_name="ANTHROPIC_API_KEY",
