@@ -8,6 +8,7 @@ user where the machine allows.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -81,8 +82,7 @@ class Run:
         return found
 
     def everything(self) -> str:
-        import json
-
+        """The rollout and every event as one text, to search for what must not be there."""
         return json.dumps([self.doc, self.events])
 
 
