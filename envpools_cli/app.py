@@ -33,6 +33,7 @@ from envpools_cli.commands import (
     config_cmd,
     credentials,
     demo,
+    jobs,
     local,
     pools,
     queue,
@@ -59,6 +60,7 @@ app = typer.Typer(
 app.add_typer(pools.app, name="pools")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(rollouts.app, name="rollouts")
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(capabilities.app, name="capabilities")
 app.add_typer(queue.app, name="queue")
