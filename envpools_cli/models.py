@@ -104,6 +104,15 @@ def check_agent_model(harness: str, model_id: str | None) -> str | None:
     return model_id
 
 
+def model_id_problem(model_id: str) -> str | None:
+    """Why ``model_id`` cannot be any provider's model id, or None when it can be."""
+    if not model_id.strip() or model_id != model_id.strip():
+        return f"{model_id!r} is not a model id (it is blank or has spaces around it)"
+    if model_id.startswith("/") or model_id.endswith("/") or "//" in model_id:
+        return f"{model_id!r} is not a model id (write provider/model, or just the model)"
+    return None
+
+
 class AgentSpec(OpenWireModel):
     harness: str = Field(
         ...,

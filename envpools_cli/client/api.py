@@ -28,6 +28,7 @@ from envpools_cli.models import (
     PoolTemplate,
     RolloutRequestV1,
     check_agent_model,
+    model_id_problem,
 )
 
 from .errors import APIError, InvalidRequestError, PlanGatingError, TransportError
@@ -280,6 +281,8 @@ def validate_rollout_request(
             # model ids are welcome where the backend says it takes any model.
             if not _takes_any_model(harness, backend_base, api_key, api_version, session):
                 raise InvalidRequestError(str(exc)) from None
+            if model_id is not None and (problem := model_id_problem(model_id)):
+                raise InvalidRequestError(problem) from None
         return
     offered = _backend_agents(backend_base, api_key, api_version, session)
     if offered is None:

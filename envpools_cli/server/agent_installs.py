@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from envpools_cli.models import HARNESS_ALIASES
-from envpools_cli.server.sandbox import Mount, SandboxDriver, SandboxSpec
+from envpools_cli.server.sandbox import Mount, SandboxDriver, SandboxSpec, SandboxUser
 
 __all__ = [
     "AGENT_PACKAGES",
@@ -321,10 +321,18 @@ class Availability:
 class AgentTools:
     """The agent CLIs of one backend: where each comes from and whether it runs."""
 
-    def __init__(self, agents_dir: Path, tool_paths: list[Path], driver: SandboxDriver) -> None:
+    def __init__(
+        self,
+        agents_dir: Path,
+        tool_paths: list[Path],
+        driver: SandboxDriver,
+        users: tuple[Callable[[], SandboxUser], Callable[[SandboxUser], None]] | None = None,
+    ) -> None:
         self.agents_dir = agents_dir
         self.tool_paths = tool_paths
         self.driver = driver
+        self.users = users
+        """Take and release a sandbox uid: the probe runs as a rollout would."""
         self._probes: dict[tuple[Any, ...], tuple[float, Availability]] = {}
         self._lock = threading.Lock()
 
@@ -370,8 +378,10 @@ class AgentTools:
 
     def _probe(self, harness: str, binary: str, tree: ToolTree) -> Availability:
         hint = f"install it with `envpools agents install {harness}`"
+        user = self.users[0]() if self.users else None
         with tempfile.TemporaryDirectory(prefix="envpools-probe-") as scratch:
             workspace = Path(scratch)
+            workspace.chmod(0o755)  # the sandbox's own uid starts in it
             base = _SANDBOX_PATH if self.driver.isolated else os.environ.get("PATH", "")
             search = ":".join([*tree.path, base])
             spec = SandboxSpec(
@@ -380,6 +390,7 @@ class AgentTools:
                 workdir="/app" if self.driver.isolated else str(workspace),
                 mounts=list(tree.mounts),
                 env={"PATH": search},
+                user=user,
             )
             lines: list[str] = []
             try:
@@ -388,6 +399,9 @@ class AgentTools:
                 )
             except OSError as exc:
                 return Availability(False, f"the sandbox could not start: {exc}")
+            finally:
+                if self.users and user is not None:
+                    self.users[1](user)
         output = "\n".join(lines[-5:]).strip()
         if result.timed_out:
             return Availability(

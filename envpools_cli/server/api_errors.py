@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from envpools_cli.server.vault import VaultError
+
 __all__ = [
     "ApiError",
     "RequestIdMiddleware",
@@ -142,6 +144,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             request, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {}))
         )
+
+    @app.exception_handler(VaultError)
+    async def _vault(request: Request, exc: VaultError) -> JSONResponse:
+        return error_response(request, ApiError(503, "credential_key_unavailable", str(exc)))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

@@ -13,6 +13,7 @@ from envpools_cli.models import (
     PRESET_MODELS,
     RolloutRequestV1,
     check_agent_model,
+    model_id_problem,
 )
 from envpools_cli.server.api_errors import ApiError, invalid
 from envpools_cli.server.harnesses import HARNESSES, AgentContext
@@ -54,8 +55,8 @@ class Router:
             request.agent.model_id = PRESET_DEFAULT_MODELS[harness]
         elif HARNESSES[harness].accepts_any_model:
             # Any id: a gateway's or proxy's names are its own (presets are suggestions).
-            if model is not None and (not model.strip() or model.startswith("/")):
-                raise ApiError(422, "validation_error", f"{model!r} is not a model id")
+            if model is not None and (problem := model_id_problem(model)):
+                raise ApiError(422, "validation_error", problem)
         elif harness in PRESET_MODELS:
             try:
                 check_agent_model(harness, model)

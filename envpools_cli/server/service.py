@@ -140,7 +140,9 @@ class Service:
             }
         now = now_iso()
         rollout_id = f"ro_{time.time_ns():x}{secrets.token_hex(3)}"
-        agent = request.agent.model_dump(mode="json")
+        # Secrets belong in stored credentials: a secret-looking field of the agent or the
+        # environment is kept (and echoed by create/get/list) only as "[REDACTED]".
+        agent = redact(request.agent.model_dump(mode="json"))
         agent["kind"] = agent["harness"]
         doc = {
             "rollout_id": rollout_id,
@@ -150,7 +152,7 @@ class Service:
             "pool_id": pool["pool_id"] if pool else None,
             "task_ref": request.task_ref.model_dump(mode="json"),
             "agent": agent,
-            "environment": request.environment.model_dump(mode="json")
+            "environment": redact(request.environment.model_dump(mode="json"))
             if request.environment
             else None,
             "timeouts": request.timeouts.model_dump(mode="json") if request.timeouts else {},
@@ -172,7 +174,11 @@ class Service:
             "routing": debug,
             "usage": None,
         }
-        self.store.insert_rollout(doc, body)
+        stored = dict(body)
+        for part in ("agent", "environment"):
+            if part in stored:
+                stored[part] = redact(stored[part])
+        self.store.insert_rollout(doc, stored)
         self.ctx.publish(rollout_id, "lifecycle", {"status": "queued", "pool_id": doc["pool_id"]})
         self.scheduler.wake()
         return 201, self.rollout_view(doc)

@@ -49,7 +49,7 @@ def installed_cli_dir() -> Path:
             continue
         try:
             install_agent(_SHARED, harness)
-        except AgentInstallError as exc:
+        except (AgentInstallError, OSError) as exc:  # OSError: e.g. a read-only checkout
             _problems[harness] = str(exc)
     return _SHARED
 

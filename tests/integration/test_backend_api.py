@@ -169,7 +169,7 @@ class TestPoolsAndTasks:
             ep.create_pool_task(
                 "p", request=ep.PoolTask.from_local("t", "/nonexistent/task"), **backend.conn
             )
-        assert "does not exist" in info.value.message
+        assert "is not a Harbor task folder" in info.value.message
         with pytest.raises(ep.ValidationError):
             ep.create_pool_task("p", request={"task_id": "x", "backend": "podman"}, **backend.conn)
 
@@ -228,6 +228,10 @@ class TestRolloutRequests:
         )
         assert response.status_code == 422
         assert "is not a model id" in response.json()["error"]["message"]
+        assert ep.validate_rollout(
+            request={**REQUEST, "agent": {"harness": "opencode", "model_id": "vllm//m"}},
+            **backend.conn,
+        )["error"]["message"].startswith("'vllm//m' is not a model id")
         response = raw(
             backend, "POST", "/v1/rollouts", json={**REQUEST, "agent": {"harness": "aider"}}
         )
