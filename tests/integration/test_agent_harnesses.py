@@ -1,8 +1,9 @@
-"""The agent CLI adapters, end to end, with stand-ins for the real CLIs on the tool path.
+"""The agent CLI adapters' parsing, with stand-ins for the CLIs on the tool path.
 
 Each stand-in prints what the real CLI prints (reference/HARBOR_AND_HARNESSES.md §2),
-fixes the example task the way an agent would, and echoes the key it was given, which
-must never reach an event, a log or an artifact.
+fixes the example task the way an agent would, and echoes the key it was given (the
+gateway's placeholder: the stored key never enters the sandbox), which must never reach
+an event, a log or an artifact. The real CLIs run in tests/agents.
 """
 
 from __future__ import annotations
