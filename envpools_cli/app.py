@@ -27,6 +27,7 @@ from envpools_cli.cli_errors import (
     CLIError,
 )
 from envpools_cli.commands import (
+    agents,
     auth,
     capabilities,
     completion,
@@ -67,6 +68,7 @@ app.add_typer(queue.app, name="queue")
 app.add_typer(auth.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(local.app, name="local")
+app.add_typer(agents.app, name="agents")
 app.add_typer(completion.app, name="completion")
 app.command(name="demo")(demo.demo)
 
@@ -139,9 +141,7 @@ def root(
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        key = runtime._key.value if runtime._key else None
-        return text.replace(key, "[REDACTED]") if key else text
+        return _scrub_text(super().format(record))
 
 
 _DEBUG_LOGGERS = ("envpools", "httpx")
@@ -223,11 +223,23 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
     raise exc
 
 
-def _scrub(value: Any) -> Any:
-    """Error text may quote anything, the key included: it never leaves in the clear."""
+def _scrub_text(text: str) -> str:
+    """Error text may quote anything, the key included, in any escaped or broken form."""
+    from envpools_cli.redaction import redact_text
+
     key = runtime._key.value if runtime._key else None
-    if key and isinstance(value, str):
-        return value.replace(key, "[REDACTED]")
+    keys = [key] if key else []
+    keys += [os.environ[n] for n in ("ENVPOOLS_API_KEY", "SYNTH_API_KEY") if os.environ.get(n)]
+    return redact_text(text, keys, pieces=True) if keys else text
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _scrub_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
     return value
 
 
@@ -235,6 +247,7 @@ def report(exit_code: int, payload: dict[str, Any], hint: str | None) -> None:
     from envpools_cli.output import messages
 
     payload = {k: _scrub(v) for k, v in payload.items() if v is not None}
+    hint = _scrub(hint)
     if runtime.json_errors:
         messages.error_json({**payload, "exit_code": exit_code, **({"hint": hint} if hint else {})})
         return
@@ -297,7 +310,7 @@ def run(argv: list[str] | None = None) -> int:
             if runtime.debug:
                 import traceback
 
-                sys.stderr.write(_scrub("".join(traceback.format_exception(exc))))
+                sys.stderr.write(_scrub_text("".join(traceback.format_exception(exc))))
             report(
                 EXIT_ERROR,
                 {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"},

@@ -21,10 +21,13 @@ from envpools_cli import paths
 
 __all__ = [
     "KeyNotFound",
+    "KeyringUnavailable",
     "StoredKey",
     "delete_key",
     "env_key",
     "get_key",
+    "keyring_get",
+    "keyring_set",
     "mask",
     "set_key",
     "stored_key",
@@ -138,6 +141,31 @@ def _backend() -> Any:
 
 def _backend_name(backend: Any) -> str:
     return f"{type(backend).__module__.rsplit('.', 1)[-1]}.{type(backend).__name__}"
+
+
+def keyring_get(service: str, account: str) -> str | None:
+    """A secret from the OS keyring, bounded in time; raises ``KeyringUnavailable``."""
+    if _forced_file():
+        raise KeyringUnavailable("ENVPOOLS_KEYRING=file")
+
+    def lookup() -> str | None:
+        value = _backend().get_password(service, account)
+        return str(value) if value is not None else None
+
+    return _with_timeout(lookup, READ_TIMEOUT)
+
+
+def keyring_set(service: str, account: str, value: str) -> str:
+    """Store a secret in the OS keyring; return the backend's name, or raise."""
+    if _forced_file():
+        raise KeyringUnavailable("ENVPOOLS_KEYRING=file")
+
+    def store() -> str:
+        backend = _backend()
+        backend.set_password(service, account, value)
+        return _backend_name(backend)
+
+    return _with_timeout(store, WRITE_TIMEOUT)
 
 
 def get_key(profile: str, *, warn: Callable[[str], None] | None = None) -> StoredKey:

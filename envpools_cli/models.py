@@ -12,7 +12,7 @@ import os
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -74,6 +74,8 @@ PRESET_MODELS: dict[str, frozenset[str]] = {
     "opencode": frozenset({"claude-sonnet-4.5"}),
     "codex": frozenset({"gpt-5.2-codex", "gpt-5.1-codex-mini", "gpt-5.3-codex-spark"}),
 }
+HARNESS_ALIASES: dict[str, str] = {"claude": "claude-code"}
+"""Other names people use for a harness (the CLI's binary), accepted in ``AgentSpec``."""
 PRESET_DEFAULT_MODELS: dict[str, str] = {
     "claude-code": "claude-sonnet-4.5",
     "opencode": "claude-sonnet-4.5",
@@ -128,6 +130,15 @@ def check_agent_model(harness: str, model_id: str | None) -> str | None:
     return model_id
 
 
+def model_id_problem(model_id: str) -> str | None:
+    """Why ``model_id`` cannot be any provider's model id, or None when it can be."""
+    if not model_id.strip() or model_id != model_id.strip():
+        return f"{model_id!r} is not a model id (it is blank or has spaces around it)"
+    if model_id.startswith("/") or model_id.endswith("/") or "//" in model_id:
+        return f"{model_id!r} is not a model id (write provider/model, or just the model)"
+    return None
+
+
 class AgentSpec(OpenWireModel):
     harness: str = Field(
         ...,
@@ -139,6 +150,11 @@ class AgentSpec(OpenWireModel):
     permission_mode: str | None = None
     agent_mode: str | None = None
     variant: str | None = None
+
+    @field_validator("harness")
+    @classmethod
+    def _canonical_harness(cls, value: str) -> str:
+        return HARNESS_ALIASES.get(value, value)
 
     @classmethod
     def preset(

@@ -26,4 +26,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    # Never the user's real keyring (the local backend keeps its credential key there
+    # when one answers); keyring tests delete this and bring their own Secret Service.
+    monkeypatch.setenv("ENVPOOLS_KEYRING", "file")
     yield home

@@ -21,12 +21,14 @@ import httpx
 import pydantic
 
 from envpools_cli.models import (
+    HARNESS_ALIASES,
     PRESET_MODELS,
     TEMPLATE_DEFAULTS,
     PoolTaskInstance,
     PoolTemplate,
     RolloutRequestV1,
     check_agent_model,
+    model_id_problem,
 )
 
 from .errors import APIError, InvalidRequestError, PlanGatingError, TransportError
@@ -160,6 +162,8 @@ def _payload(request: Any) -> dict[str, Any]:
     if isinstance(agent, dict):
         if "harness" not in agent and "kind" in agent:
             agent["harness"] = agent["kind"]
+        if agent.get("harness") in HARNESS_ALIASES:
+            agent["harness"] = agent["kind"] = HARNESS_ALIASES[agent["harness"]]
         if "kind" not in agent and "harness" in agent:
             agent["kind"] = agent["harness"]
     return payload
@@ -177,13 +181,13 @@ def clear_capabilities_cache() -> None:
         _capabilities_cache.clear()
 
 
-def _backend_agents(
+def _backend_capabilities(
     backend_base: str | None,
     api_key: str | None,
     api_version: str | None,
     session: HTTPSession | None,
-) -> dict[str, list[str] | None] | None:
-    """Harness -> allowed models (None: any) the backend offers, or None if unknown."""
+) -> dict[str, Any] | None:
+    """The backend's capabilities, fetched once per process, or None if unknown."""
     cache_key = f"{resolve_backend_base(backend_base)}|{api_version or ''}"
     with _capabilities_lock:
         caps = _capabilities_cache.get(cache_key)
@@ -199,6 +203,19 @@ def _backend_agents(
             return None
         with _capabilities_lock:
             _capabilities_cache[cache_key] = caps
+    return caps
+
+
+def _backend_agents(
+    backend_base: str | None,
+    api_key: str | None,
+    api_version: str | None,
+    session: HTTPSession | None,
+) -> dict[str, list[str] | None] | None:
+    """Harness -> allowed models (None: any) the backend offers, or None if unknown."""
+    caps = _backend_capabilities(backend_base, api_key, api_version, session)
+    if caps is None:
+        return None
     agents: dict[str, list[str] | None] = {}
     models = caps.get("models") if isinstance(caps.get("models"), dict) else {}
     for entry in caps.get("agents") or []:
@@ -212,6 +229,23 @@ def _backend_agents(
             allowed = models.get(name)
         agents[name] = list(allowed) if isinstance(allowed, list) and allowed else None
     return agents
+
+
+def _takes_any_model(
+    harness: str,
+    backend_base: str | None,
+    api_key: str | None,
+    api_version: str | None,
+    session: HTTPSession | None,
+) -> bool:
+    """Whether the backend's capabilities say it accepts any model id for ``harness``."""
+    caps = _backend_capabilities(backend_base, api_key, api_version, session) or {}
+    return any(
+        isinstance(entry, dict)
+        and entry.get("name") == harness
+        and entry.get("accepts_any_model") is True
+        for entry in caps.get("agents") or []
+    )
 
 
 def _format_pydantic(exc: pydantic.ValidationError) -> list[str]:
@@ -243,7 +277,12 @@ def validate_rollout_request(
         try:
             check_agent_model(harness, model_id)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            # Beyond the presets' lists, the backend's capabilities decide: a gateway's
+            # model ids are welcome where the backend says it takes any model.
+            if not _takes_any_model(harness, backend_base, api_key, api_version, session):
+                raise InvalidRequestError(str(exc)) from None
+            if model_id is not None and (problem := model_id_problem(model_id)):
+                raise InvalidRequestError(problem) from None
         return
     offered = _backend_agents(backend_base, api_key, api_version, session)
     if offered is None:

@@ -46,6 +46,7 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
         columns=[
             Column("AGENT", "name"),
             Column("AVAILABLE", "available"),
+            Column("VERSION", "version", render=lambda v: v or "-"),
             Column("MODELS", "models", render=lambda v: ", ".join(v) if v else "-"),
             Column("NOTE", "reason"),
         ],

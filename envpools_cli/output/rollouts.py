@@ -168,12 +168,22 @@ def describe_event(envelope: dict[str, Any]) -> str:
     kind = data.get("kind")
     if kind == "tool_call":
         return f"[tool {data.get('tool')}] {_short(data.get('input', ''))}"
+    if kind == "tool_result":
+        code = data.get("exit_code")
+        status = " error" if data.get("is_error") else (f" -> {code}" if code is not None else "")
+        return f"[result{status}] {_short(data.get('output', ''))}"
     if kind == "command":
         code = data.get("exit_code")
         suffix = f" -> {code}" if code is not None else ""
         return f"$ {_short(data.get('command', ''))}{suffix}"
-    if kind in ("message", "thinking", "result", "error") and "text" in data:
-        prefix = {"thinking": "(thinking) ", "error": "error: ", "result": "result: "}
+    if kind in ("message", "thinking", "result", "error", "warning", "retry") and "text" in data:
+        prefix = {
+            "thinking": "(thinking) ",
+            "error": "error: ",
+            "result": "result: ",
+            "warning": "warning: ",
+            "retry": "retry: ",
+        }
         return prefix.get(str(kind), "") + _short(data["text"], 2000)
     if "text" in data:
         return clean(str(data["text"]))

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from envpools_cli.server.vault import VaultError
+
 __all__ = [
     "ApiError",
     "RequestIdMiddleware",
@@ -193,6 +195,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed)
             message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
         return error_response(request, ApiError(exc.status_code, code, message, headers=headers))
+
+    @app.exception_handler(VaultError)
+    async def _vault(request: Request, exc: VaultError) -> JSONResponse:
+        return error_response(request, ApiError(503, "credential_key_unavailable", str(exc)))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

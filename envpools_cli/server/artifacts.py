@@ -3,29 +3,40 @@
 The trial folder mirrors Harbor's layout: ``agent/``, ``verifier/`` and ``artifacts/``
 (bound at ``/logs/...`` in the sandbox), plus ``workspace.diff``, ``workspace.tar.gz``
 and ``result.json`` written by the worker. Paths are relative to the trial folder;
-nothing outside those entries is ever served, and symlinks are never followed.
+nothing outside those entries is ever served, and every file is opened through
+``safefs``: no symlink is followed, no FIFO or device is opened.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import mimetypes
 import os
-import stat
-import tarfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
+from envpools_cli.server.safefs import (
+    MAX_DEPTH,
+    Walk,
+    chunks_of,
+    open_dir,
+    open_dir_at,
+    open_file_at,
+    open_relative,
+    write_at,
+)
+from envpools_cli.server.scrub import Scrubber
+
 __all__ = [
     "ArtifactPathError",
+    "TrialIndex",
     "index_trial",
+    "open_artifact",
     "resolve_artifact",
-    "workspace_diff",
-    "workspace_tarball",
     "zip_stream",
 ]
 
@@ -33,6 +44,8 @@ LOG_DIRS = ("agent", "verifier", "artifacts")
 WORKER_FILES = ("workspace.diff", "workspace.tar.gz", "result.json")
 _TEXT_SUFFIXES = {".txt", ".log", ".diff", ".patch", ".md", ".jsonl", ".sh", ".py", ".toml"}
 _CHUNK = 64 * 1024
+MAX_INDEXED = 100_000
+"""Entries of each /logs folder looked at; the rest is left out of the manifest."""
 
 
 class ArtifactPathError(ValueError):
@@ -54,52 +67,116 @@ def content_type(path: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+def _valid_name(relative: str) -> bool:
+    """Artifact paths travel as JSON and URLs: UTF-8, no backslashes or control characters."""
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ch == "\\" or ord(ch) < 32 or ord(ch) == 127 for ch in relative)
+
+
+@dataclass
+class TrialIndex:
+    """What ``index_trial`` found: manifest entries, and what it left out and why."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    scrubbed: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+
+def _entry(relative: str, info: os.stat_result, digest: str) -> dict[str, Any]:
+    return {
+        "path": relative,
+        "size_bytes": info.st_size,
+        "sha256": digest,
+        "content_type": content_type(relative),
+        "provenance": _provenance(relative),
+        "created_at": datetime.fromtimestamp(info.st_mtime, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+    }
+
+
+def _index_file(
+    dir_fd: int, name: str, relative: str, scrubber: Scrubber, found: TrialIndex
+) -> None:
+    fd = open_file_at(dir_fd, name)
+    if fd is None:
+        found.skip("not a regular file")
+        return
+    try:
+        if scrubber and scrubber.found_in(chunks_of(fd)):
+            os.lseek(fd, 0, os.SEEK_SET)
+            write_at(dir_fd, name, scrubber.stream(chunks_of(fd)))
+            found.scrubbed.append(relative)
+            os.close(fd)
+            fd = open_file_at(dir_fd, name)
+            if fd is None:
+                return
+        os.lseek(fd, 0, os.SEEK_SET)
+        digest = hashlib.sha256()
+        for chunk in chunks_of(fd):
             digest.update(chunk)
-    return digest.hexdigest()
+        found.entries.append(_entry(relative, os.fstat(fd), digest.hexdigest()))
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
-def _regular_files(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not Path(folder, d).is_symlink())
-        for name in sorted(files):
-            path = Path(folder, name)
-            if stat.S_ISREG(path.lstat().st_mode):
-                yield path
+def index_trial(
+    trial: Path,
+    scrubber: Scrubber | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    found: TrialIndex | None = None,
+) -> TrialIndex:
+    """Manifest entries for every regular file an artifact may be.
 
-
-def index_trial(trial: Path) -> list[dict[str, Any]]:
-    """Manifest entries for every regular file an artifact may be."""
-    candidates: list[Path] = []
-    for name in LOG_DIRS:
-        folder = trial / name
-        if folder.is_dir() and not folder.is_symlink():
-            candidates += list(_regular_files(folder))
-    candidates += [
-        trial / name
-        for name in WORKER_FILES
-        if (trial / name).is_file() and not (trial / name).is_symlink()
-    ]
-    entries = []
-    for path in candidates:
-        relative = path.relative_to(trial).as_posix()
-        info = path.lstat()
-        entries.append(
-            {
-                "path": relative,
-                "size_bytes": info.st_size,
-                "sha256": _sha256(path),
-                "content_type": content_type(relative),
-                "provenance": _provenance(relative),
-                "created_at": datetime.fromtimestamp(info.st_mtime, UTC)
-                .isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z"),
-            }
-        )
-    return entries
+    The log folders were written by the sandbox: nothing in them is followed, special
+    files and names that cannot travel as text are left out (and counted), and a file
+    holding a stored credential value is rewritten without it before it is indexed.
+    ``found`` is filled as the walk goes, so a caller that stops waiting keeps what is done.
+    """
+    scrubber = scrubber or Scrubber()
+    found = found if found is not None else TrialIndex()
+    try:
+        trial_fd = open_dir(trial)
+    except OSError:
+        return found
+    try:
+        for top in LOG_DIRS:
+            try:
+                folder = open_dir_at(trial_fd, top)
+            except OSError:
+                continue
+            walk = Walk(folder, max_entries=MAX_INDEXED)
+            try:
+                for item in walk:
+                    if stop():
+                        return found
+                    relative = f"{top}/{item.path}"
+                    if item.is_dir:
+                        continue
+                    if not item.is_file:
+                        found.skip("not a regular file")
+                    elif not _valid_name(relative):
+                        found.skip("name is not printable UTF-8")
+                    else:
+                        _index_file(item.dir_fd, item.name, relative, scrubber, found)
+            finally:
+                os.close(folder)
+            too_many = f"more than {MAX_INDEXED:,} entries or deeper than {MAX_DEPTH}"
+            found.skip(too_many, walk.skipped)
+        for name in WORKER_FILES:  # written by the backend itself, already scrubbed
+            if os.path.lexists(trial / name):
+                _index_file(trial_fd, name, name, Scrubber(), found)
+    finally:
+        os.close(trial_fd)
+    return found
 
 
 def resolve_artifact(trial: Path, requested: str) -> tuple[str, Path]:
@@ -112,16 +189,12 @@ def resolve_artifact(trial: Path, requested: str) -> tuple[str, Path]:
     relative = "/".join(parts)
     if parts[0] not in LOG_DIRS and relative not in WORKER_FILES:
         raise ArtifactPathError(f"{relative!r} is not an artifact of this rollout")
-    candidate = trial.joinpath(*parts)
-    current = trial
-    for part in parts:  # refuse symlinks anywhere on the way
-        current = current / part
-        if current.is_symlink():
-            raise ArtifactPathError(f"artifact path {relative!r} goes through a symlink")
-    real = Path(os.path.realpath(candidate))
-    if not real.is_relative_to(Path(os.path.realpath(trial))):
-        raise ArtifactPathError(f"artifact path {requested!r} leaves the rollout's folder")
-    return relative, candidate
+    return relative, trial.joinpath(*parts)
+
+
+def open_artifact(trial: Path, relative: str) -> int | None:
+    """A descriptor of the artifact's regular file, reached through directories only."""
+    return open_relative(trial, relative.split("/"))
 
 
 class _Sink:
@@ -155,14 +228,19 @@ def zip_stream(trial: Path, paths: Iterable[str]) -> Iterator[bytes]:
     with zipfile.ZipFile(target, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         for relative in paths:
             try:
-                _, source = resolve_artifact(trial, relative)
+                relative, _ = resolve_artifact(trial, relative)
             except ArtifactPathError:
                 continue
-            if not source.is_file():
+            fd = open_artifact(trial, relative)
+            if fd is None:
                 continue
-            info = zipfile.ZipInfo.from_file(source, arcname=relative)
+            status = os.fstat(fd)
+            stamp = datetime.fromtimestamp(status.st_mtime).timetuple()[:6]
+            info = zipfile.ZipInfo(relative, date_time=max(stamp, (1980, 1, 1, 0, 0, 0)))
+            info.external_attr = (status.st_mode & 0xFFFF) << 16
+            info.file_size = status.st_size
             info.compress_type = zipfile.ZIP_DEFLATED
-            with source.open("rb") as handle, archive.open(info, mode="w") as entry:
+            with os.fdopen(fd, "rb") as handle, archive.open(info, mode="w") as entry:
                 for chunk in iter(lambda: handle.read(_CHUNK), b""):
                     entry.write(chunk)
                     if data := sink.take():
@@ -171,66 +249,3 @@ def zip_stream(trial: Path, paths: Iterable[str]) -> Iterator[bytes]:
                 yield data
     if data := sink.take():
         yield data
-
-
-def _files(root: Path) -> dict[str, Path]:
-    if not root.is_dir():
-        return {}
-    found = {}
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in files:
-            path = Path(folder, name)
-            found[path.relative_to(root).as_posix()] = path
-    return found
-
-
-def _lines(path: Path) -> list[str] | None:
-    try:
-        if path.is_symlink():
-            return [f"-> {os.readlink(path)}\n"]
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if b"\0" in data[:8192]:
-        return None
-    return data.decode("utf-8", errors="replace").splitlines(keepends=True)
-
-
-def workspace_diff(baseline: Path, workspace: Path, limit_bytes: int = 8 * 1024 * 1024) -> str:
-    """A unified diff from the seeded workspace to the final one (``.git`` ignored)."""
-    before, after = _files(baseline), _files(workspace)
-    chunks: list[str] = []
-    size = 0
-    for name in sorted(set(before) | set(after)):
-        old = _lines(before[name]) if name in before else []
-        new = _lines(after[name]) if name in after else []
-        if old is None or new is None:
-            if (
-                name not in before
-                or name not in after
-                or (before[name].read_bytes() != after[name].read_bytes())
-            ):
-                chunks.append(f"Binary files a/{name} and b/{name} differ\n")
-            continue
-        if old == new:
-            continue
-        diff = difflib.unified_diff(
-            old,
-            new,
-            fromfile=f"a/{name}" if name in before else "/dev/null",
-            tofile=f"b/{name}" if name in after else "/dev/null",
-        )
-        for line in diff:
-            text = line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-            chunks.append(text)
-            size += len(text)
-            if size > limit_bytes:
-                chunks.append("... diff truncated ...\n")
-                return "".join(chunks)
-    return "".join(chunks)
-
-
-def workspace_tarball(workspace: Path, target: Path) -> None:
-    with tarfile.open(target, "w:gz") as archive:
-        archive.add(workspace, arcname="workspace")

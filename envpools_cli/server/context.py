@@ -8,8 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envpools_cli.server.agent_installs import AgentTools
 from envpools_cli.server.events import EventBus
-from envpools_cli.server.sandbox import SandboxDriver, make_driver
+from envpools_cli.server.sandbox import (
+    DEFAULT_SANDBOX_UID,
+    SandboxDriver,
+    SandboxUser,
+    SandboxUsers,
+    backend_user,
+    make_driver,
+)
 from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.store import Store
 from envpools_cli.server.usage import load_prices
@@ -30,12 +38,24 @@ class ServerContext:
     driver_warning: str | None
     prices: dict[str, Any]
     tool_paths: list[Path] = field(default_factory=list)
+    sandbox_users: SandboxUsers = field(default_factory=SandboxUsers)
+    agents: AgentTools = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.agents = AgentTools(
+            self.settings.agents_path,
+            self.tool_paths,
+            self.driver,
+            users=(self.take_sandbox_user, self.release_sandbox_user),
+        )
 
     @classmethod
     def create(cls, settings: ServerSettings) -> ServerContext:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        settings.trials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (settings.data_dir, settings.trials_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
         driver, warning = make_driver(settings.sandbox)
+        users = SandboxUsers(settings.sandbox_uid or DEFAULT_SANDBOX_UID)
         if warning:
             log.warning("%s", warning)
         tools = [Path(p) for p in os.environ.get("ENVPOOLS_TOOL_PATH", "").split(os.pathsep) if p]
@@ -47,6 +67,7 @@ class ServerContext:
             driver_warning=warning,
             prices=load_prices(settings.price_table),
             tool_paths=tools,
+            sandbox_users=users,
         )
 
     @property
@@ -55,6 +76,14 @@ class ServerContext:
         if self.driver.isolated:
             return os.pathsep.join([*map(str, self.tool_paths), _SANDBOX_PATH])
         return os.pathsep.join([*map(str, self.tool_paths), os.environ.get("PATH", "")])
+
+    def take_sandbox_user(self) -> SandboxUser:
+        """Who one rollout's commands run as: a uid of its own where the driver can."""
+        return self.sandbox_users.take() if self.driver.switches_user else backend_user()
+
+    def release_sandbox_user(self, user: SandboxUser) -> None:
+        if self.driver.switches_user:
+            self.sandbox_users.release(user)
 
     def publish(self, rollout_id: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
         envelope = self.store.append_event(rollout_id, event, data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -46,7 +47,12 @@ from envpools_cli.models import (
     UsageSnapshot,
 )
 from envpools_cli.server.api_errors import ApiError
-from envpools_cli.server.artifacts import ArtifactPathError, resolve_artifact, zip_stream
+from envpools_cli.server.artifacts import (
+    ArtifactPathError,
+    open_artifact,
+    resolve_artifact,
+    zip_stream,
+)
 from envpools_cli.server.auth import current_org, pools_org
 from envpools_cli.server.events import heartbeat_frame, sse_frame
 from envpools_cli.server.schemas import (
@@ -444,22 +450,24 @@ def fetch_artifact(org: PoolsOrg, svc: Svc, rollout_id: str, path: str) -> Strea
     svc.get_rollout(org, rollout_id)
     trial = svc.ctx.trial_dir(rollout_id)
     try:
-        relative, file = resolve_artifact(trial, path)
+        relative, _ = resolve_artifact(trial, path)
     except ArtifactPathError as exc:  # names no artifact of this rollout
         raise ApiError(404, "not_found", str(exc)) from None
     indexed = {e["path"]: e for e in svc.store.list_artifacts(rollout_id, prefix=relative)}
     entry = indexed.get(relative)
-    if entry is None or not file.is_file():
+    fd = open_artifact(trial, relative) if entry is not None else None
+    if entry is None or fd is None:
         raise ApiError(404, "not_found", f"rollout {rollout_id!r} has no artifact {relative!r}")
+    size = os.fstat(fd).st_size
 
     def chunks() -> Any:
-        with file.open("rb") as handle:
+        with os.fdopen(fd, "rb") as handle:
             yield from iter(lambda: handle.read(64 * 1024), b"")
 
     return StreamingResponse(
         chunks(),
         media_type=entry["content_type"],
-        headers={"Content-Length": str(file.stat().st_size), "ETag": f'"{entry["sha256"]}"'},
+        headers={"Content-Length": str(size), "ETag": f'"{entry["sha256"]}"'},
     )
 
 

@@ -8,9 +8,15 @@ from typing import Any
 
 import pydantic
 
-from envpools_cli.models import PRESET_MODELS, RolloutRequestV1, check_agent_model
+from envpools_cli.models import (
+    PRESET_DEFAULT_MODELS,
+    PRESET_MODELS,
+    RolloutRequestV1,
+    check_agent_model,
+    model_id_problem,
+)
 from envpools_cli.server.api_errors import ApiError, invalid
-from envpools_cli.server.harnesses import HARNESSES
+from envpools_cli.server.harnesses import HARNESSES, AgentContext
 from envpools_cli.server.pools_service import PoolService
 from envpools_cli.server.scheduler import ACTIVE_STATUSES
 from envpools_cli.server.schemas import LocalRolloutRequest
@@ -45,12 +51,36 @@ class Router:
                 "validation_error",
                 f"unknown harness {harness!r}; this backend offers {sorted(HARNESSES)}",
             )
-        if harness in PRESET_MODELS:
+        model = request.agent.model_id
+        if model is None and harness in PRESET_DEFAULT_MODELS:
+            request.agent.model_id = PRESET_DEFAULT_MODELS[harness]
+        elif HARNESSES[harness].accepts_any_model:
+            # Any id: a gateway's or proxy's names are its own (presets are suggestions).
+            if model is not None and (problem := model_id_problem(model)):
+                raise ApiError(422, "validation_error", problem)
+        elif harness in PRESET_MODELS:
             try:
-                check_agent_model(harness, request.agent.model_id)
+                check_agent_model(harness, model)
             except ValueError as exc:
                 raise ApiError(422, "validation_error", str(exc)) from None
         return request
+
+    def check_credentials(self, org: Org, request: RolloutRequestV1) -> None:
+        """Refuse now what would end in ``credentials_missing``: for dry runs and validate."""
+        cls = HARNESSES[request.agent.harness]
+        if cls.binary is None:  # oracle, nop: nothing to check
+            return
+        context = AgentContext(
+            instruction="",
+            workdir="/app",
+            agent=request.agent.model_dump(mode="json"),
+            task=None,
+            credentials=self.store.credential_values(org.org_id),
+        )
+        if missing := cls().required_secret(context):
+            raise ApiError(
+                422, "credentials_missing", f"harness {request.agent.harness!r}: {missing}"
+            )
 
     def _task_source(
         self, org: Org, pool: dict[str, Any] | None, request: RolloutRequestV1, body: dict[str, Any]

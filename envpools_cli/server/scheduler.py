@@ -14,7 +14,7 @@ from typing import Any
 
 from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.server.context import ServerContext
-from envpools_cli.server.runner import RolloutRunner
+from envpools_cli.server.runner import Outcome, RolloutRunner
 from envpools_cli.server.store import now_iso
 
 __all__ = ["ACTIVE_STATUSES", "Scheduler"]
@@ -119,11 +119,12 @@ class Scheduler:
             key = (doc["org_id"], doc.get("pool_id"))
             if busy.get(key, 0) >= self._limit(*key):
                 continue
-            if not self._claim(doc["rollout_id"]):
-                continue
-            busy[key] = busy.get(key, 0) + 1
-            total += 1
-            self._launch(doc["rollout_id"])
+            with self._cond:  # a cancel sees the rollout either queued or with its runner
+                if not self._claim(doc["rollout_id"]):
+                    continue
+                busy[key] = busy.get(key, 0) + 1
+                total += 1
+                self._launch(doc["rollout_id"])
 
     def _claim(self, rollout_id: str) -> bool:
         """queued -> starting, unless something else (a cancel) got there first."""
@@ -141,12 +142,12 @@ class Scheduler:
             runner = RolloutRunner(self.ctx, rollout_id)
         except KeyError:
             return
-        with self._cond:
-            self._runners[rollout_id] = runner
         thread = threading.Thread(
             target=self._work, args=(runner,), name=f"rollout-{rollout_id}", daemon=True
         )
-        self._threads[rollout_id] = thread
+        with self._cond:
+            self._runners[rollout_id] = runner
+            self._threads[rollout_id] = thread
         thread.start()
 
     def _work(self, runner: RolloutRunner) -> None:
@@ -154,8 +155,9 @@ class Scheduler:
             runner.run()
         finally:
             with self._cond:
-                self._runners.pop(runner.rollout_id, None)
-                self._threads.pop(runner.rollout_id, None)
+                if self._runners.get(runner.rollout_id) is runner:
+                    self._runners.pop(runner.rollout_id, None)
+                    self._threads.pop(runner.rollout_id, None)
                 self._cond.notify_all()
 
     # --- cancel ---------------------------------------------------------------------------
@@ -187,9 +189,46 @@ class Scheduler:
             return doc
         with self._cond:
             runner = self._runners.get(rollout_id)
+            thread = self._threads.get(rollout_id)
         if runner is not None:
             runner.cancel.set()
-            thread = self._threads.get(rollout_id)
             if thread is not None:
-                thread.join(timeout=30)
+                thread.join(timeout=self.ctx.settings.cancel_grace_sec)
+            if not runner.ended:
+                # The runner did not get there in time (a stuck step): end it regardless.
+                # Its thread may still finish its step, but can no longer change the rollout.
+                runner.end(
+                    Outcome(
+                        "cancelled",
+                        {
+                            "code": "cancelled",
+                            "message": "cancelled by request; it did not stop within "
+                            f"{self.ctx.settings.cancel_grace_sec:g}s and was ended regardless",
+                        },
+                    )
+                )
+                with self._cond:
+                    if self._runners.get(rollout_id) is runner:
+                        self._runners.pop(rollout_id, None)
+                        self._threads.pop(rollout_id, None)
+                    self._cond.notify_all()
+        else:
+            self._end_orphan(rollout_id)
         return store.get_rollout(rollout_id) or doc
+
+    def _end_orphan(self, rollout_id: str) -> None:
+        """An active rollout with no runner (its runner failed to start): end it here."""
+        store = self.ctx.store
+        with self._cond, store.tx():
+            if rollout_id in self._runners:
+                return
+            doc = store.get_rollout(rollout_id)
+            if doc is None or doc["status"] not in ACTIVE_STATUSES:
+                return
+            error = {"code": "cancelled", "message": "cancelled by request"}
+            store.update_rollout(rollout_id, status="cancelled", finished_at=now_iso(), error=error)
+        self.ctx.publish(
+            rollout_id,
+            "lifecycle",
+            {"status": "cancelled", "previous": doc["status"], "error": error},
+        )

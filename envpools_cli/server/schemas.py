@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from envpools_cli.models import (
+    HARNESS_ALIASES,
     PRESET_MODELS,
     TEMPLATE_DEFAULTS,
     AgentSpec,
@@ -37,6 +38,7 @@ from envpools_cli.server.harnesses import HARNESSES
 __all__ = [
     "BACKENDS",
     "CURSOR_PATTERN",
+    "MODEL_ID_PATTERN",
     "POOL_ID_PATTERN",
     "LocalPoolCreate",
     "LocalPoolTask",
@@ -86,22 +88,33 @@ class LocalTimeouts(TimeoutSpec):
     build_sec: Seconds | None = None
 
 
+# A subset of what ``model_id_problem`` lets through: segments without spaces or control
+# characters (Python strips \x1c-\x1f and \x85, which a JSON Schema \s does not cover), one
+# "/" apart.
+_SEGMENT = r"[^\s/\x00-\x1f\x7f-\x9f]+"
+MODEL_ID_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
+
+
 def _agent_schema(schema: dict[str, Any]) -> None:
-    """Harnesses this backend runs; a preset harness takes only its own models."""
-    presets = sorted(PRESET_MODELS)
-    others = sorted(set(HARNESSES) - set(presets))
-    schema["properties"]["harness"]["enum"] = sorted(HARNESSES)
-    branches: list[dict[str, Any]] = [
-        {
-            "properties": {
-                "harness": {"const": name},
-                "model_id": {"anyOf": [{"enum": sorted(PRESET_MODELS[name])}, {"type": "null"}]},
-            }
-        }
-        for name in presets
-    ]
-    if others:
-        branches.append({"properties": {"harness": {"enum": others}}})
+    """Harnesses this backend runs (and their aliases), and the model ids each takes."""
+    names = {name: name for name in HARNESSES}
+    names.update({alias: name for alias, name in HARNESS_ALIASES.items() if name in HARNESSES})
+    schema["properties"]["harness"]["enum"] = sorted(names)
+    branches: list[dict[str, Any]] = []
+    free = []
+    for name, target in sorted(names.items()):
+        model: dict[str, Any]
+        if HARNESSES[target].accepts_any_model:
+            model = {"type": "string", "pattern": MODEL_ID_PATTERN}
+        elif target in PRESET_MODELS:
+            model = {"enum": sorted(PRESET_MODELS[target])}
+        else:
+            free.append(name)
+            continue
+        model_id = {"anyOf": [model, {"type": "null"}]}
+        branches.append({"properties": {"harness": {"const": name}, "model_id": model_id}})
+    if free:
+        branches.append({"properties": {"harness": {"enum": free}}})
     schema["anyOf"] = branches
 
 

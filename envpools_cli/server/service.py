@@ -115,6 +115,7 @@ class Service:
         try:
             request = self.router.parse_request(body)
             pool, _, debug = self.router.route(org, request, body)
+            self.router.check_credentials(org, request)
         except ApiError as exc:
             error = {"code": exc.code, "message": exc.message}
             if exc.details is not None:
@@ -133,6 +134,7 @@ class Service:
         request = self.router.parse_request(body)
         pool, source, debug = self.router.route(org, request, body)
         if request.dry_run:
+            self.router.check_credentials(org, request)
             return 200, {
                 "rollout_id": None,
                 "status": "dry_run",
@@ -143,7 +145,9 @@ class Service:
             }
         now = now_iso()
         rollout_id = f"ro_{time.time_ns():x}{secrets.token_hex(3)}"
-        agent = request.agent.model_dump(mode="json")
+        # Secrets belong in stored credentials: a secret-looking field of the agent or the
+        # environment is kept (and echoed by create/get/list) only as "[REDACTED]".
+        agent = redact(request.agent.model_dump(mode="json"))
         agent["kind"] = agent["harness"]
         doc = {
             "rollout_id": rollout_id,
@@ -153,7 +157,7 @@ class Service:
             "pool_id": pool["pool_id"] if pool else None,
             "task_ref": request.task_ref.model_dump(mode="json"),
             "agent": agent,
-            "environment": request.environment.model_dump(mode="json")
+            "environment": redact(request.environment.model_dump(mode="json"))
             if request.environment
             else None,
             "timeouts": request.timeouts.model_dump(mode="json") if request.timeouts else {},
@@ -175,7 +179,11 @@ class Service:
             "routing": debug,
             "usage": None,
         }
-        self.store.insert_rollout(doc, body)
+        stored = dict(body)
+        for part in ("agent", "environment"):
+            if part in stored:
+                stored[part] = redact(stored[part])
+        self.store.insert_rollout(doc, stored)
         self.ctx.publish(rollout_id, "lifecycle", {"status": "queued", "pool_id": doc["pool_id"]})
         self.store.after_commit(self.scheduler.wake)
         return 201, self.rollout_view(doc)
@@ -347,7 +355,7 @@ class Service:
     # --- account, capabilities, queue -----------------------------------------------------
 
     def capabilities(self) -> dict[str, Any]:
-        agents = describe_harnesses(self.ctx.search_path)
+        agents = describe_harnesses(self.ctx.agents)
         return {
             "agents": agents,
             "models": {a["name"]: a["models"] for a in agents if a["models"]},

@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envpools_cli import paths
+from envpools_cli.server.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, Limits, parse_limits
 
-__all__ = ["ServerSettings"]
+__all__ = ["ServerSettings", "agents_dir_for"]
+
+
+def agents_dir_for(data_dir: Path) -> Path:
+    """Where agent CLIs are installed for a backend: ``ENVPOOLS_AGENTS_DIR``, else its data dir."""
+    value = os.environ.get("ENVPOOLS_AGENTS_DIR")
+    return Path(value) if value else data_dir / "agents"
 
 
 def _cpu_count() -> int:
@@ -32,6 +39,18 @@ class ServerSettings:
     """``auto`` (bwrap when installed, else the plain-process driver), ``bwrap`` or ``process``."""
     price_table: Path | None = None
     event_batch: int = 500
+    agents_dir: Path | None = None
+    """Where ``envpools agents install`` puts the agent CLIs (default ``data_dir/agents``)."""
+    sandbox_uid: int | None = None
+    """Host uid/gid a root backend runs sandboxes as (None: ``DEFAULT_SANDBOX_UID``)."""
+    limits: Limits = DEFAULT_LIMITS
+    """What a sandbox gets unless its task asks for more or less."""
+    limit_maxima: Limits = DEFAULT_MAXIMA
+    """The most a task may ask for."""
+    finish_timeout_sec: float = 300.0
+    """Collecting artifacts (diff, tarball, index) after the sandbox has stopped."""
+    cancel_grace_sec: float = 10.0
+    """How long ``cancel`` waits for a rollout to stop before ending it regardless."""
 
     @property
     def db_path(self) -> Path:
@@ -40,6 +59,10 @@ class ServerSettings:
     @property
     def trials_dir(self) -> Path:
         return self.data_dir / "trials"
+
+    @property
+    def agents_path(self) -> Path:
+        return self.agents_dir or agents_dir_for(self.data_dir)
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> ServerSettings:
@@ -52,4 +75,10 @@ class ServerSettings:
             settings.price_table = Path(value)
         if value := os.environ.get("ENVPOOLS_MAX_RUNNING"):
             settings.max_running = int(value)
+        if value := os.environ.get("ENVPOOLS_SANDBOX_UID"):
+            settings.sandbox_uid = int(value)
+        settings.limits = parse_limits(os.environ.get("ENVPOOLS_SANDBOX_LIMITS"), settings.limits)
+        settings.limit_maxima = parse_limits(
+            os.environ.get("ENVPOOLS_SANDBOX_MAX_LIMITS"), settings.limit_maxima
+        )
         return settings

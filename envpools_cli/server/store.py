@@ -3,10 +3,16 @@
 Each thread gets its own connection; writes go through ``tx()`` (``BEGIN IMMEDIATE``)
 so that read-modify-write sequences, such as allocating the next event ``seq``, are
 atomic across the request threads and the rollout workers.
+
+Secrets: the folder is 0700 and the database, its WAL and shared-memory files are 0600
+whatever the umask; API keys are stored as SHA-256 hashes; credential values are
+encrypted (``vault.Vault``) with a key kept outside the database; deleted rows are
+overwritten (``secure_delete``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from envpools_cli.server.vault import Vault, VaultError
 
 __all__ = ["Org", "Store", "hash_key", "now_iso", "parse_time"]
 
@@ -77,7 +85,7 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp TEXT NOT NULL,
     data TEXT NOT NULL,
     PRIMARY KEY (rollout_id, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS artifacts (
     rollout_id TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -98,6 +106,10 @@ CREATE TABLE IF NOT EXISTS credentials (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     org_id TEXT NOT NULL,
@@ -160,13 +172,68 @@ class Org:
         )
 
 
+#: An older layout kept events in a WITHOUT ROWID table, where every event over ~1 KB
+#: took an overflow page of its own (4x the space): moved once into a rowid table.
+_MIGRATE_EVENTS = """
+ALTER TABLE events RENAME TO events_without_rowid;
+CREATE TABLE events (
+    rollout_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (rollout_id, seq)
+);
+INSERT INTO events SELECT * FROM events_without_rowid ORDER BY rollout_id, seq;
+DROP TABLE events_without_rowid;
+"""
+
+
+def _private_files(path: Path) -> None:
+    """The folder 0700, the database and its WAL/shared-memory files 0600.
+
+    SQLite gives the -wal and -shm files the database file's mode, so the database is
+    created 0600 before SQLite opens it; files left by an older version are fixed too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    # Only a file that does not exist yet is opened here: closing a descriptor of a
+    # database would drop the POSIX locks of every SQLite connection of this process.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.parent / name, 0o600)
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_files(path)
         self._local = threading.local()
         self.db.executescript(SCHEMA)  # runs its own transaction
-        os.chmod(path, 0o600)
+        _private_files(path)  # the WAL and shared memory exist now
+        self.vault = Vault(path.parent, self.get_meta, self.set_meta)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        row = self.db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone()
+        if row is not None and "WITHOUT ROWID" in row["sql"].upper():
+            self.db.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_EVENTS} COMMIT;")
+        plain = self.db.execute(
+            "SELECT credential_id, credential_value FROM credentials "
+            "WHERE credential_value != '' AND credential_value NOT LIKE 'fernet:%'"
+        ).fetchall()
+        if plain:  # stored by a version that did not encrypt
+            with self.tx() as db:
+                for row in plain:
+                    db.execute(
+                        "UPDATE credentials SET credential_value = ? WHERE credential_id = ?",
+                        (self.vault.seal(row["credential_value"]), row["credential_id"]),
+                    )
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no clear copy left in the WAL
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -175,6 +242,7 @@ class Store:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA secure_delete=ON")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
@@ -222,6 +290,20 @@ class Store:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    # --- meta -----------------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return str(row["value"]) if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = "
+                "excluded.value",
+                (name, value),
+            )
 
     # --- orgs and keys --------------------------------------------------------------------
 
@@ -563,10 +645,11 @@ class Store:
     ) -> dict[str, Any]:
         credential_id = f"cred_{secrets.token_hex(8)}"
         stamp = now_iso()
+        sealed = self._seal(value)
         with self.tx() as db:
             db.execute(
                 "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (credential_id, org_id, name, ctype, value, json.dumps(metadata), stamp, stamp),
+                (credential_id, org_id, name, ctype, sealed, json.dumps(metadata), stamp, stamp),
             )
         found = self.get_credential(org_id, credential_id)
         assert found is not None
@@ -587,13 +670,27 @@ class Store:
         return [_credential(row) for row in rows]
 
     def rotate_credential(self, org_id: str, credential_id: str, value: str) -> bool:
+        sealed = self._seal(value)
         with self.tx() as db:
             cur = db.execute(
                 "UPDATE credentials SET credential_value = ?, updated_at = ? "
                 "WHERE org_id = ? AND credential_id = ? AND active = 1",
-                (value, now_iso(), org_id, credential_id),
+                (sealed, now_iso(), org_id, credential_id),
             )
         return cur.rowcount > 0
+
+    def _seal(self, value: str) -> str:
+        """The value encrypted; a lost key is replaced only when nothing still needs it."""
+        try:
+            return self.vault.seal(value)
+        except VaultError:
+            (needed,) = self.db.execute(
+                "SELECT COUNT(*) FROM credentials WHERE credential_value LIKE 'fernet:%'"
+            ).fetchone()
+            if needed:
+                raise
+            self.vault.reset()
+            return self.vault.seal(value)
 
     def deactivate_credential(self, org_id: str, credential_id: str) -> bool:
         with self.tx() as db:
@@ -612,7 +709,10 @@ class Store:
             (org_id,),
         ).fetchall()
         return {
-            row["credential_name"]: (row["credential_type"], row["credential_value"])
+            row["credential_name"]: (
+                row["credential_type"],
+                self.vault.open(row["credential_value"]),
+            )
             for row in rows
         }
 

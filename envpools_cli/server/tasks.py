@@ -10,18 +10,38 @@ are reported so that a failure from a missing tool is easy to read.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
+import re
 import shlex
 import shutil
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DockerLayout", "HarborTask", "TaskError", "load_task", "parse_dockerfile"]
+__all__ = [
+    "DockerLayout",
+    "HarborTask",
+    "TaskError",
+    "expand_env",
+    "load_task",
+    "parse_dockerfile",
+]
 
 DEFAULT_WORKDIR = "/app"
+#: ``${credential:NAME}``: the one way a task's env values reach beyond their own text.
+_CREDENTIAL = re.compile(r"\$\{credential:([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_HOST_VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}?")
+#: Parts of a task folder that must be what they say, not links to elsewhere on the host.
+_NO_LINKS = (
+    "instruction.md",
+    "task.toml",
+    "environment",
+    "environment/Dockerfile",
+    "tests",
+    "solution",
+)
 
 
 class TaskError(Exception):
@@ -166,21 +186,22 @@ class HarborTask:
 
     @property
     def verifier_env(self) -> dict[str, str]:
-        return _expand_env(self._section("verifier").get("env"))
+        """``[verifier.env]`` as written: see ``expand_env`` for ``${credential:NAME}``."""
+        return _env_table(self._section("verifier").get("env"))
 
     @property
     def solution_env(self) -> dict[str, str]:
-        return _expand_env(self._section("solution").get("env"))
+        return _env_table(self._section("solution").get("env"))
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        """``[environment]``: resources (``cpus``, ``memory_mb``, ...) and network policy."""
+        return self._section("environment")
 
     @property
     def verifier_network(self) -> bool:
         env = self._section("environment")
         return env.get("allow_internet") is True or env.get("network_mode") == "public"
-
-    @property
-    def memory_mb(self) -> int | None:
-        value = self._section("environment").get("memory_mb")
-        return int(value) if isinstance(value, int) else None
 
     def seed_workspace(self, workspace: Path) -> list[str]:
         """Lay out the workspace; return notes for the rollout's events."""
@@ -205,10 +226,45 @@ class HarborTask:
         return notes
 
 
-def _expand_env(value: Any) -> dict[str, str]:
+def _env_table(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
-    return {str(k): os.path.expandvars(str(v)) for k, v in value.items()}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def expand_env(
+    values: dict[str, str], section: str, credential: Callable[[str], str | None]
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """(env, secret values, notes): values are literal but for ``${credential:NAME}``.
+
+    Harbor expands ``${VAR}`` from the host's environment; here the host is the backend,
+    whose environment is nobody's business, so such text is passed as written (with a
+    note saying how to pass a stored credential instead). A missing credential raises.
+    """
+    env: dict[str, str] = {}
+    secrets: list[str] = []
+    notes: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        value = credential(match[1])
+        if value is None:
+            raise TaskError(
+                "credentials_missing",
+                f"task.toml [{section}] refers to credential {match[1]!r}, which is not "
+                "stored (envpools credentials store)",
+            )
+        secrets.append(value)
+        return value
+
+    for name, raw in values.items():
+        env[name] = _CREDENTIAL.sub(substitute, raw)
+        if _HOST_VARIABLE.search(_CREDENTIAL.sub("", raw)):
+            notes.append(
+                f"task.toml [{section}] {name} is passed as written ({raw[:60]!r}): the local "
+                "backend does not expand its own environment; use ${credential:NAME} to pass "
+                "a stored credential"
+            )
+    return env, secrets, notes
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -253,29 +309,47 @@ def _apply_copy(step: CopyStep, context: Path, workspace: Path, workdir: str) ->
     return notes
 
 
+def _not_a_task(path: str | Path) -> TaskError:
+    # One message whether the folder is missing, unreadable or not a task: the API must
+    # not tell a caller which host paths exist.
+    return TaskError(
+        "bad_task_source",
+        f"{str(path)!r} is not a Harbor task folder the local backend can read "
+        "(it needs instruction.md and tests/test.sh)",
+    )
+
+
 def load_task(path: str | Path) -> HarborTask:
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise TaskError("bad_task_source", f"task directory {str(root)!r} does not exist")
-    instruction_file = root / "instruction.md"
-    if not instruction_file.is_file():
-        raise TaskError("bad_task_source", f"{root}: instruction.md is missing (not a Harbor task)")
-    if not (root / "tests" / "test.sh").is_file():
-        raise TaskError("bad_task_source", f"{root}: tests/test.sh is missing (not a Harbor task)")
-    config: dict[str, Any] = {}
-    toml_file = root / "task.toml"
-    if toml_file.is_file():
-        try:
-            config = tomllib.loads(toml_file.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise TaskError("bad_task_source", f"{toml_file}: invalid TOML: {exc}") from None
-    dockerfile = root / "environment" / "Dockerfile"
-    layout = DockerLayout()
-    if dockerfile.is_file():
-        layout = parse_dockerfile(dockerfile.read_text(errors="replace"))
+    try:
+        if not (root.is_dir() and (root / "instruction.md").is_file()):
+            raise _not_a_task(path)
+        if not (root / "tests" / "test.sh").is_file():
+            raise _not_a_task(path)
+        for part in _NO_LINKS:
+            if (root / part).is_symlink():
+                raise TaskError(
+                    "bad_task_source",
+                    f"{str(path)!r}: {part} is a symbolic link; a task folder must hold its "
+                    "own files (a link could copy any host folder into the sandbox)",
+                )
+        instruction = (root / "instruction.md").read_text(errors="replace")
+        config: dict[str, Any] = {}
+        toml_file = root / "task.toml"
+        if toml_file.is_file():
+            try:
+                config = tomllib.loads(toml_file.read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise TaskError("bad_task_source", f"task.toml: invalid TOML: {exc}") from None
+        dockerfile = root / "environment" / "Dockerfile"
+        layout = DockerLayout()
+        if dockerfile.is_file():
+            layout = parse_dockerfile(dockerfile.read_text(errors="replace"))
+    except OSError:
+        raise _not_a_task(path) from None
     return HarborTask(
         root=root,
-        instruction=instruction_file.read_text(errors="replace"),
+        instruction=instruction,
         config=config,
         layout=layout,
         has_dockerfile=dockerfile.is_file(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,22 @@ def load_prices(path: Path | None) -> dict[str, Any]:
     return prices
 
 
+def _price_entry(prices: dict[str, Any], model: str) -> dict[str, Any] | None:
+    """The price of ``model``, also as ``provider/model`` or with dashes for dots."""
+    table: dict[str, Any] = prices["models"]
+    bare = model.rsplit("/", 1)[-1]
+    dotted = re.sub(r"(?<=\d)-(?=\d)", ".", bare)
+    for candidate in (model, bare, dotted):
+        if candidate in table:
+            entry: dict[str, Any] = table[candidate]
+            return entry
+    return None
+
+
 def _token_cost(tokens: TokenUsage, prices: dict[str, Any]) -> tuple[str | None, float]:
     if tokens.cost_usd is not None:
         return tokens.provider, tokens.cost_usd
-    entry = prices["models"].get(tokens.model or "")
+    entry = _price_entry(prices, tokens.model or "")
     if not entry:
         return tokens.provider, 0.0
     fresh_input = max(0, tokens.input_tokens - tokens.cache_tokens)

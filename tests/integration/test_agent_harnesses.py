@@ -1,8 +1,9 @@
-"""The agent CLI adapters, end to end, with stand-ins for the real CLIs on the tool path.
+"""The agent CLI adapters' parsing, with stand-ins for the CLIs on the tool path.
 
 Each stand-in prints what the real CLI prints (reference/HARBOR_AND_HARNESSES.md §2),
-fixes the example task the way an agent would, and echoes the key it was given, which
-must never reach an event, a log or an artifact.
+fixes the example task the way an agent would, and echoes the key it was given (the
+gateway's placeholder: the stored key never enters the sandbox), which must never reach
+an event, a log or an artifact. The real CLIs run in tests/agents.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from envpools_cli import client as ep
 from envpools_cli.server.harnesses.agents import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
 
-from .conftest import EXAMPLE, fast_session, local_task, start_backend
+from .conftest import EXAMPLE, Backend, fast_session, local_task, start_backend
 
 FIX = (
     "python3 -c \"import pathlib; p = pathlib.Path('/app/textutils.py'); "
@@ -61,7 +62,7 @@ echo '{{"type":"text","part":{{"type":"text","text":"I will fix it"}}}}'
 echo '{{"type":"tool_use","part":{{"type":"tool","tool":"bash","state":{{"status":"completed","input":{{"command":"ls"}},"output":"README"}}}}}}'
 echo '{{"type":"step_finish","part":{{"type":"step-finish","reason":"tool-calls","cost":0.01,"tokens":{{"input":100,"output":20,"cache":{{"read":900,"write":0}}}}}}}}'
 echo '{{"type":"step_finish","part":{{"type":"step-finish","reason":"stop","cost":0.02,"tokens":{{"input":50,"output":10,"cache":{{"read":0,"write":0}}}}}}}}'
-echo "$ANTHROPIC_API_KEY"
+echo "$OPENCODE_CONFIG_CONTENT"
 """,
     ),
 }
@@ -144,7 +145,7 @@ def test_agent_cli_adapter(tools: Path, tmp_path: Path, binary: str) -> None:
         assert usage["llm_input_tokens"] == 24763 and usage["llm_output_tokens"] == 122
         expected = (315 * 1.25 + 24448 * 0.125 + 122 * 10.0) / 1_000_000
         assert usage["provider_costs"]["openai"] == pytest.approx(expected, abs=1e-6)
-        assert {"command"} <= kinds
+        assert {"tool_result"} <= kinds
     elif binary == "claude":
         assert usage["llm_input_tokens"] == 9 + 1200 + 27700
         assert usage["llm_output_tokens"] == 77
@@ -186,19 +187,96 @@ def test_adapters_tolerate_plain_text_lines() -> None:
 
 
 def test_commands_are_headless_and_never_carry_keys(tmp_path: Path) -> None:
+    """Each CLI is pointed at the gateway its own way and only ever holds the placeholder."""
     from envpools_cli.server.harnesses import AgentContext
     from envpools_cli.server.tasks import load_task
 
-    ctx = AgentContext(
-        instruction="Fix it.",
-        workdir="/app",
-        agent={"model_id": None},
-        task=load_task(EXAMPLE),
-        credentials={"OPENAI_API_KEY": ("OPENAI_API_KEY", "sk-1234567890")},
-    )
-    codex = CodexHarness().invocation(ctx)
+    def context(model: str | None) -> AgentContext:
+        return AgentContext(
+            instruction="Fix it.",
+            workdir="/app",
+            agent={"model_id": model},
+            task=load_task(EXAMPLE),
+            credentials={
+                "OPENAI_API_KEY": ("OPENAI_API_KEY", "sk-1234567890"),
+                "ANTHROPIC_API_KEY": ("ANTHROPIC_API_KEY", "sk-ant-0987654321"),
+            },
+            gateway_urls={"openai": "http://gw/openai", "anthropic": "http://gw/anthropic"},
+            placeholder="sk-envpools-placeholder",
+        )
+
+    codex = CodexHarness().invocation(context(None))
     assert codex.command[:2] == ["codex", "exec"] and "--json" in codex.command
-    assert codex.command[-1] == "Fix it." and codex.network
-    assert "sk-1234567890" not in " ".join(codex.command)
-    assert codex.env["CODEX_API_KEY"] == "sk-1234567890"
+    assert codex.command[-1] == "Fix it." and not codex.network
+    provider = next(a for a in codex.command if a.startswith("model_providers.envpools="))
+    assert 'base_url="http://gw/openai"' in provider and "supports_websockets=false" in provider
+    assert codex.env == {"CODEX_API_KEY": "sk-envpools-placeholder"}
+
+    claude = ClaudeCodeHarness().invocation(context(None))
+    assert claude.env["ANTHROPIC_BASE_URL"] == "http://gw/anthropic"
+    assert claude.env["ANTHROPIC_API_KEY"] == "sk-envpools-placeholder"
+    assert claude.env["ANTHROPIC_MODEL"] == "claude-sonnet-4-5"
+
+    opencode = OpenCodeHarness().invocation(context("openai/gpt-4.1"))
+    assert "--model=openai/gpt-4.1" in opencode.command
+    config = json.loads(opencode.env["OPENCODE_CONFIG_CONTENT"])
+    options = config["provider"]["openai"]["options"]
+    assert options == {"baseURL": "http://gw/openai", "apiKey": "sk-envpools-placeholder"}
+    anthropic = json.loads(
+        OpenCodeHarness().invocation(context(None)).env["OPENCODE_CONFIG_CONTENT"]
+    )
+    assert anthropic["provider"]["anthropic"]["options"]["baseURL"] == "http://gw/anthropic/v1"
+
+    for invocation in (codex, claude, opencode):
+        text = " ".join(invocation.command) + json.dumps(invocation.env)
+        assert "sk-1234567890" not in text and "sk-ant-0987654321" not in text
     assert os.environ.get("CODEX_API_KEY") is None
+
+
+def test_dry_run_and_validate_find_a_missing_credential(backend: Backend) -> None:
+    backend.pool("p", local_task("fix", EXAMPLE))
+    request = {
+        "task_ref": {"dataset": "d", "task_id": "fix"},
+        "agent": {"harness": "claude"},
+        "pool_id": "p",
+        "task_app_id": "",
+        "timeouts": {},
+    }
+    with pytest.raises(ep.ValidationError, match="store a ANTHROPIC_API_KEY credential") as info:
+        ep.create_rollout(request=request, dry_run=True, **backend.conn)
+    assert info.value.code == "credentials_missing"
+    checked = ep.validate_rollout(request=request, **backend.conn)
+    assert checked["valid"] is False and checked["error"]["code"] == "credentials_missing"
+
+    ep.store_credential(
+        credential_name="ANTHROPIC_API_KEY",
+        credential_type="ANTHROPIC_API_KEY",
+        credential_value="sk-ant-0123456789",
+        **backend.conn,
+    )
+    assert ep.create_rollout(request=request, dry_run=True, **backend.conn)["valid"] is True
+    created = ep.create_rollout(request=request, **backend.conn)
+    assert created["agent"]["harness"] == "claude-code", "--agent claude is claude-code"
+    assert created["agent"]["model_id"] == "claude-sonnet-4.5", "the model is resolved"
+
+
+def test_an_unknown_provider_needs_its_base_url(backend: Backend) -> None:
+    """opencode with a self-hosted provider: its key and its base URL are both needed."""
+    backend.pool("p", local_task("fix", EXAMPLE))
+    request = {
+        "task_ref": {"dataset": "d", "task_id": "fix"},
+        "agent": {"harness": "opencode", "model_id": "vllm/qwen3-coder"},
+        "pool_id": "p",
+        "task_app_id": "",
+        "timeouts": {},
+    }
+    with pytest.raises(ep.ValidationError, match="VLLM_API_KEY"):
+        ep.create_rollout(request=request, dry_run=True, **backend.conn)
+    ep.store_credential(
+        credential_name="VLLM_API_KEY",
+        credential_type="VLLM_API_KEY",
+        credential_value="local-0123456789",
+        **backend.conn,
+    )
+    with pytest.raises(ep.ValidationError, match="VLLM_BASE_URL"):
+        ep.create_rollout(request=request, dry_run=True, **backend.conn)

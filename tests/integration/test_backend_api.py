@@ -169,7 +169,7 @@ class TestPoolsAndTasks:
             ep.create_pool_task(
                 "p", request=ep.PoolTask.from_local("t", "/nonexistent/task"), **backend.conn
             )
-        assert "does not exist" in info.value.message
+        assert "is not a Harbor task folder" in info.value.message
         with pytest.raises(ep.ValidationError):
             ep.create_pool_task("p", request={"task_id": "x", "backend": "podman"}, **backend.conn)
 
@@ -207,17 +207,31 @@ class TestRolloutRequests:
             )
 
     def test_server_checks_models_for_requests_the_client_does_not(self, backend: Backend) -> None:
+        """Any model id for an agent CLI (a gateway's names are its own), but not nonsense."""
         backend.pool("coding", local_task("fix-failing-test", EXAMPLE))
+        agents = {a["name"]: a for a in ep.get_capabilities(**backend.conn)["agents"]}
+        assert agents["codex"]["accepts_any_model"] is True
+        assert agents["opencode"]["model_format"].startswith("provider/model")
         response = raw(
             backend,
             "POST",
             "/v1/rollouts",
-            json={**REQUEST, "agent": {"harness": "codex", "model_id": "gpt-4o"}},
+            json={**REQUEST, "agent": {"harness": "codex", "model_id": "openai/gpt-4o"}},
+        )
+        assert response.status_code == 201
+        assert response.json()["agent"]["model_id"] == "openai/gpt-4o"
+        response = raw(
+            backend,
+            "POST",
+            "/v1/rollouts",
+            json={**REQUEST, "agent": {"harness": "codex", "model_id": " "}},
         )
         assert response.status_code == 422
-        assert response.json()["error"]["message"].startswith(
-            "Model 'gpt-4o' is not allowed for harness 'codex'"
-        )
+        assert "is not a model id" in response.json()["error"]["message"]
+        assert ep.validate_rollout(
+            request={**REQUEST, "agent": {"harness": "opencode", "model_id": "vllm//m"}},
+            **backend.conn,
+        )["error"]["message"].startswith("'vllm//m' is not a model id")
         response = raw(
             backend, "POST", "/v1/rollouts", json={**REQUEST, "agent": {"harness": "aider"}}
         )

@@ -154,10 +154,15 @@ def test_fallback_driver_rewrites_container_paths(tmp_path: Path) -> None:
 
 
 def test_memory_limit_stops_a_runaway_agent(backend: Backend, tmp_path: Path) -> None:
-    task = make_task(tmp_path, "hog", toml="[environment]\nmemory_mb = 64\n", solve="""
+    task = make_task(
+        tmp_path,
+        "hog",
+        toml="[environment]\nmemory_mb = 64\n",
+        solve="""
         python3 -c "b = bytearray(200 * 1024 * 1024); print('allocated')" || echo "refused"
         node -e "console.log('node starts')" 2>/dev/null || true
-    """)
+    """,
+    )
     backend.pool("p", local_task("hog", task))
     rid = backend.rollout("p", "hog")["rollout_id"]
     texts = [e["data"]["text"] for e in backend.events(rid) if e["event"] == "agent"]

@@ -295,7 +295,30 @@ def test_dict_requests_are_validated_before_sending(
     with pytest.raises(InvalidRequestError) as info:
         ep.create_rollout(request=request)
     assert message in str(info.value)
-    assert recorder.requests == [], "nothing is sent"
+    sent = [r for r in recorder.requests if r.method != "GET"]
+    assert sent == [], "nothing is sent (the backend's capabilities may be asked)"
+
+
+def test_a_backend_that_takes_any_model_id_decides(recorder: Recorder) -> None:
+    """Beyond the presets' lists, the capabilities say whether a model id is taken."""
+    capabilities = {"agents": [{"name": "codex", "available": True, "accepts_any_model": True}]}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/capabilities"):
+            return httpx.Response(200, json=capabilities)
+        return httpx.Response(201, json={"rollout_id": "ro_1", "status": "queued"})
+
+    recorder.handler = answer
+    request = {**REQUEST, "agent": {"harness": "codex", "model_id": "openai/gpt-4o"}}
+    ep.create_rollout(request=request)
+    assert recorder.last.method == "POST"
+    assert recorder.body()["agent"]["model_id"] == "openai/gpt-4o"
+
+
+def test_claude_is_claude_code(recorder: Recorder) -> None:
+    recorder.handler = lambda request: httpx.Response(201, json={"rollout_id": "ro_1"})
+    ep.create_rollout(request={**REQUEST, "agent": {"harness": "claude"}})
+    assert recorder.body()["agent"]["harness"] == "claude-code"
 
 
 def test_batch_validation_names_the_index(recorder: Recorder) -> None:

@@ -122,7 +122,7 @@ def test_task_toml_settings(tmp_path: Path) -> None:
     task = load_task(root)
     assert task.agent_timeout_sec == 120.0 and task.verifier_timeout_sec == 30.0
     assert task.verifier_env == {"MODE": "strict"}
-    assert task.verifier_network is True and task.memory_mb == 512
+    assert task.verifier_network is True and task.environment["memory_mb"] == 512
     assert not task.has_solution
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envpools_cli.server.harnesses.agents import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
 from envpools_cli.server.harnesses.base import AgentContext, Harness, Invocation, TokenUsage
 from envpools_cli.server.harnesses.builtin import NopHarness, OracleHarness
+
+if TYPE_CHECKING:
+    from envpools_cli.server.agent_installs import AgentTools
 
 __all__ = [
     "HARNESSES",
@@ -28,17 +31,24 @@ def harness_class(name: str) -> type[Harness] | None:
     return HARNESSES.get(name)
 
 
-def describe_harnesses(search_path: str) -> list[dict[str, Any]]:
+def describe_harnesses(tools: AgentTools) -> list[dict[str, Any]]:
+    """Each harness, whether it runs here (tried in the sandbox) and which models it takes."""
     described = []
     for name, cls in HARNESSES.items():
-        available, reason = cls.availability(search_path)
+        status = tools.availability(name, cls.binary)
         entry: dict[str, Any] = {
             "name": name,
-            "available": available,
+            "available": status.available,
             "description": cls.description,
             "models": list(cls.models) if cls.models else None,
+            "accepts_any_model": cls.accepts_any_model,
         }
-        if reason:
-            entry["reason"] = reason
+        if cls.model_format:
+            entry["model_format"] = cls.model_format
+        if cls.binary:
+            entry["version"] = status.version
+            entry["source"] = status.source
+        if status.reason:
+            entry["reason"] = status.reason
         described.append(entry)
     return described

@@ -3,13 +3,17 @@
 A harness turns a rollout's agent spec and task into one command run in the sandbox
 (``invocation``), turns each line the command prints into the data of an ``agent``
 event (``on_line``), and reports the tokens and cost it saw (``usage``).
+
+A harness that talks to an LLM names the providers it needs (``providers``): the backend
+opens an egress gateway to exactly those and hands the harness, in its context, the
+gateway's base URL per provider and a placeholder key (see ``server/egress.py``). A
+harness never sees a stored provider key.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -17,25 +21,26 @@ from envpools_cli.server.tasks import HarborTask
 
 __all__ = ["AgentContext", "Harness", "Invocation", "TokenUsage"]
 
+_TAIL_LINES = 20
+
 
 @dataclass
 class AgentContext:
     instruction: str
     workdir: str
     agent: dict[str, Any]
-    task: HarborTask
+    task: HarborTask | None
     credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Credential name -> (type, value) of the rollout's organisation."""
+    gateway_urls: dict[str, str] = field(default_factory=dict)
+    """Provider -> the base URL the agent uses for it (the egress gateway)."""
+    placeholder: str = ""
+    """The key the agent presents; the gateway swaps it for the stored one."""
 
     @property
     def model_id(self) -> str | None:
         value = self.agent.get("model_id")
         return str(value) if value else None
-
-    def export(self, *names: str) -> tuple[dict[str, str], tuple[str, ...]]:
-        """The credentials among ``names`` as environment variables, and which are secret."""
-        env = {name: value for name in names if (value := self.secret(name))}
-        return env, tuple(env)
 
     def secret(self, *names: str) -> str | None:
         """The first credential whose name or type is one of ``names``."""
@@ -44,6 +49,10 @@ class AgentContext:
                 if wanted in (name, ctype) and value:
                     return value
         return None
+
+    def which(self, *names: str) -> str | None:
+        """The first of ``names`` that a stored credential provides."""
+        return next((name for name in names if self.secret(name)), None)
 
 
 @dataclass
@@ -72,24 +81,49 @@ class Harness:
     binary: ClassVar[str | None] = None
     description: ClassVar[str] = ""
     models: ClassVar[tuple[str, ...] | None] = None
+    accepts_any_model: ClassVar[bool] = False
+    model_format: ClassVar[str | None] = None
     log_name: ClassVar[str] = "agent.txt"
 
     def __init__(self) -> None:
         self.usage = TokenUsage()
+        self.progress = False
+        """Whether the agent got anywhere: a model answer, a tool call, tokens."""
+        self.errors: list[str] = []
+        self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        """The last plain-text lines (stderr, mostly): what a failed start said."""
 
-    @classmethod
-    def availability(cls, search_path: str) -> tuple[bool, str | None]:
-        if cls.binary is None:
-            return True, None
-        if shutil.which(cls.binary, path=search_path):
-            return True, None
-        return False, f"the {cls.binary!r} command is not installed on this machine"
+    def providers(self, ctx: AgentContext) -> list[str]:
+        """The LLM providers this run talks to (the egress gateway's routes)."""
+        return []
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         raise NotImplementedError
 
     def on_line(self, line: str) -> dict[str, Any]:
+        return self.plain(line)
+
+    def plain(self, line: str) -> dict[str, Any]:
+        """A line that is not the agent's JSON: kept for the failure message."""
+        if line.strip():
+            self.tail.append(line)
         return {"stream": "output", "text": line}
+
+    def error(self, text: str) -> dict[str, Any]:
+        if text:
+            self.errors.append(text)
+        return {"kind": "error", "text": text}
+
+    def diagnose(self) -> str | None:
+        """What to do, when the agent's own last words say it (else None)."""
+        for line in reversed(self.tail):
+            if "HOME" in line and ("does not exist" in line or "No such file" in line):
+                return (
+                    "the agent's home folder does not exist in the sandbox: the task sets "
+                    "it (an ENV line in environment/Dockerfile, e.g. HOME or CODEX_HOME); "
+                    "remove that line, the agent keeps its state in the sandbox's own home"
+                )
+        return None
 
     def required_secret(self, ctx: AgentContext) -> str | None:
         """A message when a credential the harness needs is missing, else None."""
@@ -108,9 +142,12 @@ def json_line(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def env_name(value: str) -> bool:
-    return value.replace("_", "").isalnum() and value.upper() == value and not value[0].isdigit()
-
-
-def host_env(*names: str) -> dict[str, str]:
-    return {name: os.environ[name] for name in names if os.environ.get(name)}
+def bounded(value: Any, limit: int = 4000) -> Any:
+    """``value`` as JSON data if it is small, else its JSON text clipped to ``limit``."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + "…"
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return bounded(str(value), limit)
+    return value if len(text) <= limit else text[:limit] + "…"

@@ -13,11 +13,12 @@ class OracleHarness(Harness):
     log_name = "oracle.txt"
 
     def invocation(self, ctx: AgentContext) -> Invocation:
+        assert ctx.task is not None
         env = {"DEBIAN_FRONTEND": "noninteractive", **ctx.task.solution_env}
         return Invocation(["/bin/bash", "/solution/solve.sh"], env=env, bind_solution=True)
 
     def required_secret(self, ctx: AgentContext) -> str | None:
-        if not ctx.task.has_solution:
+        if ctx.task is not None and not ctx.task.has_solution:
             return "the task has no solution/solve.sh for the oracle to run"
         return None
 

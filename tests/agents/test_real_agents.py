@@ -1,0 +1,261 @@
+"""The real codex, claude and opencode CLIs, in the bubblewrap sandbox, against the stub.
+
+Each test runs the bundled example task with one agent through the real local backend:
+the CLI reaches the scripted provider only through the rollout's egress gateway, fixes
+the task with the scripted shell tool call, and ends with the scripted message. The
+provider key carries a unique marker that must appear nowhere the user can see: events,
+logs, artifacts (downloaded as a zip too), the support bundle, the usage. The scripted
+tool call also looks for it inside the sandbox (environment, every process's environment
+and command line, the files the agent can write): it must not be there either.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envpools_cli import client as ep
+from tests.agents.conftest import require_agent
+from tests.agents.provider_stub import FIX_COMMAND, TURN_USAGE, ProviderStub, Usage
+from tests.integration.conftest import EXAMPLE, fast_session, local_task, start_backend
+
+pytestmark = pytest.mark.sandbox
+
+SEEN = "KEY-VISIBLE-IN-SANDBOX"
+SCANNED = "SANDBOX-SCAN-DONE"
+
+
+def scan_for(marker: str, folders: tuple[str, ...] = ("/tmp", "/app", "/logs", "/run")) -> str:
+    """A shell line that prints SEEN if ``marker`` is anywhere the agent could read it.
+
+    The marker and both words are split in the command, so that the command itself (which
+    events show, and which sits in every /proc/*/cmdline of the scan) never holds them.
+    """
+    half = len(marker) // 2
+    script = (
+        "import os,pathlib,stat;"
+        f"m={marker[:half]!r}+{marker[half:]!r};"
+        "P=pathlib.Path;"
+        "r=lambda f:(f.read_bytes() if stat.S_ISREG(f.lstat().st_mode) "
+        "and f.lstat().st_size<2**24 else b'');"
+        "t=repr(dict(os.environ)).encode();"
+        "fs=[p/f for p in P('/proc').iterdir() if p.name.isdigit() for f in ('environ','cmdline')];"
+        f"fs+=[P(a,n) for d in {folders!r} for a,_,ns in os.walk(d) for n in ns];"
+        "\nfor f in fs:\n try: t+=r(f)\n except OSError: pass\n"
+        "m=m.encode();"
+        "print(('KEY-VISIBLE'+'-IN-SANDBOX') if m in t else ('SANDBOX-SCAN'+'-DONE'))"
+    )
+    return f'python3 -c "{script}"'
+
+
+@dataclass
+class AgentCase:
+    harness: str
+    key_name: str
+    base_url_name: str
+    base_url_suffix: str
+    model: str | None
+    turns: tuple[str, ...]
+    """The stub's answers the agent's own usage report covers."""
+
+
+CASES = {
+    "codex": AgentCase(
+        "codex", "OPENAI_API_KEY", "OPENAI_BASE_URL", "/v1", None, ("tool_call", "final")
+    ),
+    "claude-code": AgentCase(
+        "claude-code", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "", None, ("tool_call", "final")
+    ),
+    "opencode": AgentCase(
+        "opencode", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "", None, ("tool_call", "final")
+    ),
+}
+
+
+@dataclass
+class Run:
+    stub: ProviderStub
+    marker: str
+    rollout: dict[str, Any]
+    events: list[dict[str, Any]]
+    usage: dict[str, Any]
+    visible: str
+    """Everything the user can read about the rollout, as one text."""
+
+
+def _trial_text(trial: Path) -> str:
+    parts = []
+    for path in sorted(trial.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        if path.suffix == ".gz":
+            with tarfile.open(path) as tar:
+                for member in tar.getmembers():
+                    handle = tar.extractfile(member) if member.isfile() else None
+                    if handle is not None:
+                        parts.append(handle.read().decode(errors="replace"))
+        else:
+            parts.append(path.read_text(errors="replace"))
+    return "\n".join(parts)
+
+
+def _zip_text(data: bytes) -> str:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return "\n".join(archive.read(name).decode(errors="replace") for name in archive.namelist())
+
+
+def run_agent(
+    tmp_path: Path, case: AgentCase, command: str | None = None, **settings: Any
+) -> Iterator[Run]:
+    """One rollout of ``case``; the scripted tool call fixes the task, then scans for the key."""
+    marker = uuid.uuid4().hex
+    key = f"sk-test-{marker}"
+    command = command or f"{FIX_COMMAND}; {scan_for(marker)}"
+    stub = ProviderStub(command=command, expected_key=key).start()
+    thread = start_backend(tmp_path / "data", **settings)
+    session = fast_session()
+    try:
+        _, api_key = thread.create_key()
+        conn = {"backend_base": thread.url, "api_key": api_key, "session": session}
+        for name, value in (
+            (case.key_name, key),
+            (case.base_url_name, stub.url + case.base_url_suffix),
+        ):
+            ep.store_credential(
+                credential_name=name, credential_type=name, credential_value=value, **conn
+            )
+        ep.create_pool(
+            request={
+                "pool_id": "agents",
+                "pool_type": "sandbox",
+                "tasks": [local_task("fix", EXAMPLE).model_dump()],
+            },
+            **conn,
+        )
+        spec: dict[str, Any] = {"harness": case.harness}
+        if case.model:
+            spec["model_id"] = case.model
+        request = {
+            "task_ref": {"dataset": "d", "task_id": "fix"},
+            "agent": spec,
+            "pool_id": "agents",
+            "task_app_id": "",
+            "timeouts": {"agent_sec": 240},
+        }
+        rid = ep.create_rollout(request=request, **conn)["rollout_id"]
+        done = ep.RolloutHandle(rid, **conn).wait(timeout=300)
+        events = list(ep.stream_rollout_events(rid, **conn))
+        usage = ep.get_rollout_usage(rid, **conn)
+        bundle = ep.get_rollout_support_bundle(rid, **conn)
+        archive = ep.download_artifacts_zip(rid, **conn)
+        visible = "\n".join(
+            [
+                json.dumps(done),
+                json.dumps(events),
+                json.dumps(usage),
+                json.dumps(bundle),
+                _zip_text(archive),
+                _trial_text(tmp_path / "data" / "trials" / rid),
+            ]
+        )
+        yield Run(stub, marker, done, events, usage, visible)
+    finally:
+        session.close()
+        thread.stop()
+        stub.stop()
+
+
+def agent_data(run: Run) -> list[dict[str, Any]]:
+    return [e["data"] for e in run.events if e["event"] == "agent"]
+
+
+@pytest.mark.parametrize("harness", ["codex", "claude-code", "opencode"])
+def test_real_agent_fixes_the_task_through_the_gateway(
+    harness: str, agents_dir: Path, tmp_path: Path
+) -> None:
+    require_agent(harness)
+    case = CASES[harness]
+    for run in run_agent(tmp_path, case):
+        assert run.rollout["status"] == "succeeded", run.rollout
+        assert run.rollout["reward_primary"] == 1.0, "the scripted tool call fixed the task"
+
+        data = agent_data(run)
+        calls = [d for d in data if d.get("kind") == "tool_call"]
+        assert calls, data
+        assert any("sed -i" in json.dumps(d.get("input")) for d in calls), calls
+        assert any(isinstance(d.get("input"), dict) for d in calls), "tool input as JSON"
+        texts = [d.get("text") for d in data if d.get("kind") in ("message", "result")]
+        assert run.stub.final_text in texts, texts
+        assert SEEN not in run.visible, "the provider key was visible inside the sandbox"
+        assert SCANNED in json.dumps(data), "the scan inside the sandbox ran"
+
+        # The stub saw only the real key (the gateway swapped the placeholder for it),
+        # and the agent's turns were the scripted ones.
+        assert run.stub.keys_seen == {f"sk-test-{run.marker}"}
+        assert [t for t in run.stub.turns() if t != "side"] == ["tool_call", "final"]
+
+        expected: Usage = run.stub.totals(*case.turns)
+        assert run.usage["llm_input_tokens"] == expected.prompt
+        assert run.usage["llm_cache_tokens"] == expected.cached
+        assert run.usage["llm_output_tokens"] == expected.output
+        assert run.usage["cost_usd"] > 0
+        assert run.usage["model_id"]
+
+        assert run.marker not in run.visible, "the provider key leaked"
+
+
+def test_without_isolation_the_agent_still_goes_through_the_gateway(
+    agents_dir: Path, tmp_path: Path
+) -> None:
+    """The plain-process driver: no sandbox, but the key still stays with the backend."""
+    require_agent("codex")
+    # Unsandboxed, the workspace is not at /app: the agent works in its own directory
+    # (and scanning the host for the key would prove nothing).
+    fix = FIX_COMMAND.replace("cd /app && ", "")
+    for run in run_agent(tmp_path, CASES["codex"], fix, sandbox="process"):
+        assert run.rollout["status"] == "succeeded", run.rollout
+        assert run.rollout["reward_primary"] == 1.0
+        assert run.stub.keys_seen == {f"sk-test-{run.marker}"}
+        assert run.marker not in run.visible
+
+
+def test_token_totals_are_the_stubs_fixed_numbers() -> None:
+    """The expectations above are the fixed numbers, not whatever the stub happened to do."""
+    both = (TURN_USAGE["tool_call"], TURN_USAGE["final"])
+    assert sum(u.prompt for u in both) == 2700
+    assert sum(u.cached for u in both) == 1300
+    assert sum(u.output for u in both) == 65
+
+
+def test_the_sandbox_scan_finds_a_visible_key(tmp_path: Path) -> None:
+    """The scan would have said so: a marker in the environment or in a file is found."""
+    import os
+    import subprocess
+
+    marker = uuid.uuid4().hex
+    folder = tmp_path / "scanned"
+    folder.mkdir()
+
+    def scan(**env: str) -> str:
+        done = subprocess.run(
+            ["bash", "-c", scan_for(marker, (str(folder),))],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    assert SCANNED in scan() and SEEN not in scan()
+    assert SEEN in scan(LEAK=f"sk-{marker}")
+    (folder / "state.json").write_text(json.dumps({"key": f"sk-{marker}"}))
+    assert SEEN in scan()
