@@ -262,15 +262,16 @@ class Store:
             yield db
             return
         db.execute("BEGIN IMMEDIATE")
-        self._local.after_commit = []
+        callbacks: list[Callable[[], None]] = []
+        self._local.after_commit = callbacks
         try:
             yield db
         except BaseException:
-            self._local.after_commit = None
             db.execute("ROLLBACK")
             raise
+        finally:
+            self._local.after_commit = None
         db.execute("COMMIT")
-        callbacks, self._local.after_commit = self._local.after_commit, None
         for callback in callbacks:
             callback()
 
