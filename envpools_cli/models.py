@@ -257,7 +257,7 @@ def _rollout_request_schema(schema: dict[str, Any]) -> None:
     """What ``_check_required`` enforces, in JSON Schema: a target, a task app, timeouts."""
     target = [
         {"required": ["pool_id"], "properties": {"pool_id": {"type": "string", "minLength": 1}}},
-        {"required": ["pool_tags"], "properties": {"pool_tags": {"minItems": 1}}},
+        {"required": ["pool_tags"], "properties": {"pool_tags": {"type": "array", "minItems": 1}}},
         {"required": ["environment"], "properties": {"environment": {"type": "object"}}},
     ]
     app = [
