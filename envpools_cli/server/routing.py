@@ -78,8 +78,9 @@ class Router:
             credentials=self.store.credential_values(org.org_id),
         )
         if missing := cls().required_secret(context):
+            # A valid request the organisation's state cannot serve yet (store the key): 409.
             raise ApiError(
-                422, "credentials_missing", f"harness {request.agent.harness!r}: {missing}"
+                409, "credentials_missing", f"harness {request.agent.harness!r}: {missing}"
             )
 
     def _task_source(
