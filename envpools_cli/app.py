@@ -289,11 +289,16 @@ def run(argv: list[str] | None = None) -> int:
     try:
         result = command.main(args=argv, prog_name="envpools", standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK
+    except click_exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # a bare group: its help, on stderr
+        return exc.exit_code
     except click_exceptions.ClickException as exc:
-        if runtime.json_errors:
-            report(exc.exit_code, {"code": "usage_error", "message": exc.format_message()}, None)
-        else:
-            exc.show()
+        # The same shape as every other error (one line, then a hint), not Click's
+        # usage block: scripts and people look for "error:" on the first line.
+        message = " ".join(exc.format_message().split())
+        context = getattr(exc, "ctx", None)
+        hint = f"see '{context.command_path} --help'" if context is not None else None
+        report(exc.exit_code, {"code": "usage_error", "message": message}, hint)
         return exc.exit_code
     except typer.Abort:
         return EXIT_INTERRUPTED
