@@ -26,6 +26,7 @@ __all__ = [
     "delete_key",
     "env_key",
     "get_key",
+    "key_problem",
     "keyring_get",
     "keyring_set",
     "mask",
@@ -62,6 +63,18 @@ def mask(key: str) -> str:
     if len(key) <= 12:
         return "****"
     return f"{key[:6]}…{key[-4:]}"
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be an API key (it must fit an HTTP header as is), or None."""
+    for position, char in enumerate(key):
+        if char.isspace():
+            return f"holds whitespace at position {position}: copy it again without spaces"
+        if not char.isascii():
+            return f"holds a non-ASCII character at position {position}: API keys are ASCII"
+        if not char.isprintable():
+            return f"holds a control character at position {position}"
+    return None
 
 
 def env_key() -> StoredKey | None:

@@ -76,6 +76,10 @@ class Runtime:
                     exit_code=EXIT_AUTH,
                     code="auth_missing",
                 ) from None
+            problem = keystore.key_problem(self._key.value)
+            if problem:
+                source, self._key = self._key.source, None
+                raise UsageProblem(f"the API key from {source} {problem}")
         return self._key
 
     def session(self) -> HTTPSession:

@@ -23,6 +23,7 @@ __all__ = [
     "parse_pairs",
     "read_document",
     "read_object",
+    "read_text",
 ]
 
 OutputOpt = Annotated[
@@ -71,17 +72,48 @@ def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return pairs
 
 
+def read_text(source: str | Path, *, stdin_ok: bool = True) -> tuple[str, str]:
+    """(text, where from) of a file, or of stdin for ``-``; anything but UTF-8 text is refused."""
+    if stdin_ok and str(source) == "-":
+        where = "stdin"
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise UsageProblem(f"stdin is not UTF-8 text (byte {exc.start} is not)") from None
+    else:
+        where = str(source)
+        path = Path(source)
+        if path.is_dir():
+            raise UsageProblem(f"{where} is a directory; give a file")
+        if not path.exists():
+            raise UsageProblem(f"{where}: no such file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageProblem(f"{where}: cannot read it ({exc.strerror or exc})") from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise UsageProblem(
+                f"{where} is not UTF-8 text (byte {exc.start} is not; a binary file?)"
+            ) from None
+    if "\x00" in text:
+        raise UsageProblem(f"{where} holds NUL bytes: a binary file, not text")
+    return text, where
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's multi-line report as one line: what, and where."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def read_document(source: str) -> Any:
     """JSON or YAML from a file, or from stdin with ``-``."""
-    if source == "-":
-        text = sys.stdin.read()
-        where = "stdin"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UsageProblem(f"{source}: no such file")
-        text = path.read_text()
-        where = source
+    text, where = read_text(source)
     if not text.strip():
         raise UsageProblem(f"{where} is empty")
     try:
@@ -93,7 +125,7 @@ def read_document(source: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UsageProblem(f"{where} is neither JSON nor YAML: {exc}") from None
+        raise UsageProblem(f"{where} is neither JSON nor YAML: {_yaml_problem(exc)}") from None
 
 
 def read_object(source: str | None, flag: str, what: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from envpools_cli.cli_errors import UsageProblem
+from envpools_cli.commands._options import read_text
 from envpools_cli.runtime import runtime
 
 __all__ = ["read_secret"]
@@ -13,11 +14,9 @@ __all__ = ["read_secret"]
 
 def read_secret(what: str, value_file: Path | None = None) -> str:
     if value_file is not None:
-        if not value_file.is_file():
-            raise UsageProblem(f"{value_file}: no such file")
-        value = value_file.read_text()
+        value, _ = read_text(value_file, stdin_ok=False)
     elif not sys.stdin.isatty():
-        value = sys.stdin.read()
+        value, _ = read_text("-")
     elif runtime.interactive:
         import getpass
 

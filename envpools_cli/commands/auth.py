@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from envpools_cli.cli_errors import EXIT_AUTH, CLIError
+from envpools_cli.cli_errors import EXIT_AUTH, CLIError, UsageProblem
 from envpools_cli.commands._options import JsonOpt, OutputOpt, output_format
 from envpools_cli.commands._secrets import read_secret
 from envpools_cli.runtime import runtime
@@ -60,6 +60,9 @@ def login(
     resolved = runtime.resolved()
     base = ep.normalize_backend_base(api_url or resolved.api_url)
     key = read_secret("API key", key_file)
+    problem = keystore.key_problem(key)
+    if problem:
+        raise UsageProblem(f"this API key {problem}; nothing was stored")
     try:
         account = ep.get_account(backend_base=base, api_key=key, session=runtime.session())
     except ep.AuthenticationError:
