@@ -216,6 +216,12 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
         )
     if isinstance(exc, ep.InvalidRequestError | ep.ConfigurationError):
         return EXIT_USAGE, {"code": "invalid_request", "message": str(exc)}, None
+    if isinstance(exc, ep.InvalidResponseError):
+        return (
+            EXIT_ERROR,
+            {"code": "invalid_response", "message": str(exc)},
+            "is the backend URL right? 'envpools auth status' shows which one is used",
+        )
     if isinstance(exc, ep.StreamGapError):
         return EXIT_ERROR, {"code": "stream_gap", "message": str(exc)}, None
     if isinstance(exc, ep.EnvPoolsError):

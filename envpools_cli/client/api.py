@@ -31,7 +31,13 @@ from envpools_cli.models import (
     model_id_problem,
 )
 
-from .errors import APIError, InvalidRequestError, PlanGatingError, TransportError
+from .errors import (
+    APIError,
+    InvalidRequestError,
+    InvalidResponseError,
+    PlanGatingError,
+    TransportError,
+)
 from .http import HTTPSession, default_session
 from .settings import (
     api_url,
@@ -137,7 +143,11 @@ def _decode(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        return None
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        raise InvalidResponseError(
+            f"{response.request.method} {response.request.url} answered "
+            f"{response.status_code} with {kind}, not JSON"
+        ) from None
 
 
 def _object(response: httpx.Response) -> dict[str, Any]:

@@ -6,6 +6,7 @@
     ├── InvalidRequestError (ValueError)      a request body fails client-side validation
     ├── TransportError (httpx.TransportError) the network failed, after the retries
     ├── StreamGapError                        the event stream skipped events it cannot replay
+    ├── InvalidResponseError                  a 2xx whose body is not the JSON the API sends
     └── APIError (httpx.HTTPStatusError)      the server answered non-2xx
         ├── ValidationError                   400, 422
         ├── AuthenticationError               401
@@ -39,6 +40,7 @@ __all__ = [
     "ConflictError",
     "EnvPoolsError",
     "InvalidRequestError",
+    "InvalidResponseError",
     "MissingAPIKeyError",
     "NotFoundError",
     "PaymentRequiredError",
@@ -82,6 +84,10 @@ class InvalidRequestError(EnvPoolsError, ValueError):
     def __init__(self, message: str, *, errors: list[str] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or [message]
+
+
+class InvalidResponseError(EnvPoolsError):
+    """A 2xx response that is not JSON: the URL is not an envpools backend (a proxy page...)."""
 
 
 class TransportError(EnvPoolsError, httpx.TransportError):

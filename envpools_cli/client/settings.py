@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from .errors import ConfigurationError, MissingAPIKeyError
+from .errors import ConfigurationError, InvalidRequestError, MissingAPIKeyError
 
 __all__ = [
     "DEFAULT_BACKEND_URL",
@@ -43,7 +43,11 @@ def _env(*names: str) -> str | None:
 
 def normalize_backend_base(url: str) -> str:
     """Scheme + host + optional prefix; a trailing ``/v1`` then ``/api`` is dropped."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parses the port: out of range or not a number raises here
+    except ValueError as exc:
+        raise ConfigurationError(f"backend URL {url!r} is malformed: {exc}") from None
     if not parts.scheme or not parts.netloc:
         raise ConfigurationError(
             f"backend URL {url!r} is not an absolute http(s) URL (e.g. http://127.0.0.1:8000)"
@@ -89,7 +93,13 @@ def resolve_api_version(api_version: str | None = None) -> str:
 
 def quote_segment(value: str) -> str:
     """Percent-encode one path segment (an id), so ``/`` or ``?`` in it cannot re-route."""
-    return quote(str(value), safe="")
+    text = str(value)
+    if not text.strip():
+        raise InvalidRequestError(f"an id cannot be empty or blank, got {text!r}")
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError:  # undecodable bytes on argv arrive as lone surrogates
+        raise InvalidRequestError(f"id {text!r} is not valid UTF-8") from None
 
 
 def api_url(base: str, suffix: str, *, api_version: str | None = None) -> str:

@@ -701,8 +701,8 @@ CASES = [
         code=NOT_FOUND,
         says="passwd",
     ),
-    case("get-empty-id", "rollouts", "get", "", code=USAGE, says="rollout id"),
-    case("get-whitespace-id", "rollouts", "get", "  ", code=USAGE, says="rollout id"),
+    case("get-empty-id", "rollouts", "get", "", code=USAGE, says="empty or blank"),
+    case("get-whitespace-id", "rollouts", "get", "  ", code=USAGE, says="empty or blank"),
     case(
         "artifacts-unknown-rollout-jsonl",
         "rollouts",
@@ -1028,15 +1028,7 @@ KNOWN_FAILURES = {
     "config-set-bad-output",
     "wait-junit-in-missing-folder",
     "download-dir-is-a-file",
-    "get-empty-id",
-    "get-whitespace-id",
     "env-api-version-bad",
-    "flag-url-malformed",
-    "flag-url-bad-port",
-    "html-list",
-    "html-get-json",
-    "html-credentials",
-    "argv-not-utf8",
     "down-tail-jsonl",
 }
 
@@ -1253,7 +1245,7 @@ def test_corpus_is_large_and_covers_every_command_group() -> None:
 # --- cases that need a real process -----------------------------------------------------------
 
 PROCESS_CASES = [
-    case("argv-not-utf8", "rollouts", "get", "ro_\udcff\udcfe", code=NOT_FOUND, says="ro_"),
+    case("argv-not-utf8", "rollouts", "get", "ro_\udcff\udcfe", code=USAGE, says="not valid UTF-8"),
     case(
         "startup-broken-config-debug-env",
         "pools",
