@@ -129,7 +129,7 @@ def root(
     from envpools_cli.output.streams import set_color
 
     if color not in ("auto", "always", "never"):
-        raise typer.BadParameter("use auto, always or never", param_hint="--color")
+        raise typer.BadParameter(f"{color!r}: use auto, always or never", param_hint="--color")
     set_color(color)
     runtime.profile_flag = profile
     runtime.api_url_flag = api_url

@@ -22,8 +22,10 @@ from typing import Any
 from envpools_cli import paths
 
 __all__ = [
+    "API_VERSIONS",
     "DEFAULT_API_URL",
     "PROFILE_KEYS",
+    "BadSetting",
     "Config",
     "ConfigError",
     "Resolved",
@@ -43,6 +45,13 @@ PROFILE_KEYS = {
 
 class ConfigError(Exception):
     """The configuration file or a value in it is unusable."""
+
+
+class BadSetting(ConfigError):
+    """A setting (from the environment or a profile) has a value that means nothing."""
+
+
+API_VERSIONS = ("v1", "legacy")
 
 
 def config_file() -> Path:
@@ -136,11 +145,18 @@ def resolve(profile_flag: str | None = None, api_url_flag: str | None = None) ->
     else:
         api_url, source = DEFAULT_API_URL, "default"
     version = _env("ENVPOOLS_API_VERSION", "ENV_POOLS_API_VERSION")
+    if version is None and settings.get("api_version"):
+        version = str(settings["api_version"]), f"profile {profile}"
+    if version is not None and version[0].lower() not in API_VERSIONS:
+        raise BadSetting(
+            f"api_version {version[0]!r} (from {version[1]}) is not one of "
+            f"{', '.join(API_VERSIONS)}"
+        )
     output = _env("ENVPOOLS_OUTPUT")
     return Resolved(
         profile=profile,
         api_url=api_url,
         api_url_source=source,
-        api_version=version[0] if version else settings.get("api_version"),
+        api_version=version[0] if version else None,
         output=output[0] if output else settings.get("output"),
     )

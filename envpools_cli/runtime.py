@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from envpools_cli.cli_errors import EXIT_AUTH, CLIError, UsageProblem
-from envpools_cli.config import ConfigError, Resolved, resolve
+from envpools_cli.config import BadSetting, ConfigError, Resolved, resolve
 
 if TYPE_CHECKING:
     from envpools_cli.client import HTTPSession
@@ -46,6 +46,8 @@ class Runtime:
         if self._resolved is None:
             try:
                 self._resolved = resolve(self.profile_flag, self.api_url_flag)
+            except BadSetting as exc:
+                raise UsageProblem(str(exc)) from None
             except ConfigError as exc:
                 raise CLIError(str(exc), hint="fix or delete the file shown") from None
         return self._resolved

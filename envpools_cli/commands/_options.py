@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,9 @@ __all__ = [
     "OutputOpt",
     "QuietOpt",
     "YesOpt",
+    "check_choice",
+    "check_time",
+    "check_writable_file",
     "confirm_destructive",
     "output_format",
     "parse_pairs",
@@ -60,6 +64,40 @@ def output_format(output: str | None, as_json: bool, quiet: bool) -> str:
     if fmt in ("json", "jsonl", "yaml"):
         runtime.json_errors = True
     return fmt
+
+
+def check_choice(value: str | None, flag: str, choices: Iterable[str]) -> None:
+    """Refuse a value outside a known set before any request, naming the set."""
+    allowed = list(choices)
+    if value is not None and value not in allowed:
+        raise UsageProblem(f"{flag} {value!r} is not one of {', '.join(allowed)}")
+
+
+def check_time(value: str | None, flag: str) -> None:
+    """Refuse a timestamp that is not RFC 3339 (2026-01-31T12:00:00Z) before any request."""
+    if value is None:
+        return
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageProblem(
+            f"{flag} {value!r} is not an RFC 3339 time (e.g. 2026-01-31T12:00:00Z)"
+        ) from None
+
+
+def check_writable_file(target: Path | None, flag: str) -> None:
+    """A report written at the end must be writable from the start: fail before waiting."""
+    if target is None or str(target) == "-":
+        return
+    if target.is_dir():
+        raise UsageProblem(f"{flag} {target} is a directory; give a file name")
+    for folder in target.parents:  # missing folders are created; a file in the way is not
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageProblem(f"{flag} {target}: {folder} is a file, not a folder")
+            break
 
 
 def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:

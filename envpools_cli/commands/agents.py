@@ -113,6 +113,7 @@ def install(
         AgentInstallError,
         canonical_agent,
         install_agent,
+        is_version,
     )
 
     fmt = output_format(output, as_json, quiet)
@@ -124,6 +125,9 @@ def install(
         )
     if version and len(names) != 1:
         raise UsageProblem("--version applies to one agent at a time")
+    if version is not None and not is_version(version):
+        example = AGENT_PACKAGES[names[0]].version
+        raise UsageProblem(f"--version {version!r} is not a version (for example {example})")
     target = _agents_dir(data_dir)
     for name in dict.fromkeys(names):
 

@@ -71,13 +71,15 @@ def set_(key: KeyArg, value: Annotated[str, typer.Argument(help="The value.")]) 
 
     Example: envpools --profile prod config set api_url https://api.usesynth.ai
     """
-    from envpools_cli.config import load_config
+    from envpools_cli.config import API_VERSIONS, load_config
     from envpools_cli.output.formats import FORMATS
     from envpools_cli.output.messages import success
 
     _check_key(key)
     if key == "output" and value not in FORMATS:
-        raise UsageProblem(f"output must be one of {', '.join(FORMATS)}")
+        raise UsageProblem(f"output {value!r} is not one of {', '.join(FORMATS)}")
+    if key == "api_version" and value.lower() not in API_VERSIONS:
+        raise UsageProblem(f"api_version {value!r} is not one of {', '.join(API_VERSIONS)}")
     if key == "api_url":
         from envpools_cli.client import ConfigurationError, normalize_backend_base
 

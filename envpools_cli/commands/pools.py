@@ -124,6 +124,13 @@ _SETTINGS = {
 
 def _settings(options: dict[str, Any]) -> dict[str, Any]:
     """The pool settings given on the command line (a command passes its ``locals()``)."""
+    import math
+
+    for name in _SETTINGS:
+        value = options.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            flag = "--" + name.replace("_", "-")
+            raise UsageProblem(f"{flag} must be a finite number, got {value}")
     return {
         wire: options[name]
         for name, wire in _SETTINGS.items()

@@ -15,6 +15,8 @@ from envpools_cli.commands._options import (
     OutputOpt,
     QuietOpt,
     YesOpt,
+    check_choice,
+    check_time,
     confirm_destructive,
     output_format,
     parse_pairs,
@@ -405,8 +407,12 @@ def list_(
     Example: envpools rollouts list --status failed --limit 20 -q
     """
     from envpools_cli import client as ep
+    from envpools_cli.models import RolloutStatus
 
     fmt = output_format(output, as_json, quiet)
+    check_choice(status, "--status", [s.value for s in RolloutStatus])
+    check_time(created_after, "--created-after")
+    check_time(created_before, "--created-before")
     conn = runtime.conn()
     found: list[dict[str, Any]] = []
     page_cursor = cursor

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
-from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, QuietOpt, output_format
+from envpools_cli.commands._options import (
+    FieldsOpt,
+    JsonOpt,
+    OutputOpt,
+    QuietOpt,
+    check_writable_file,
+    output_format,
+)
 from envpools_cli.runtime import runtime
 
 __all__ = ["artifacts", "download", "safe_target"]
@@ -150,6 +157,9 @@ def download(
     from envpools_cli import client as ep
     from envpools_cli.output.messages import success
 
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise UsageProblem(f"--dir {directory} is a file, not a directory")
+    check_writable_file(zip_file, "--zip-file")
     conn = runtime.conn()
     if as_zip or zip_file is not None:
         target = zip_file or Path(f"{rollout_id}-artifacts.zip")

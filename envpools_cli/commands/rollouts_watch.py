@@ -15,7 +15,15 @@ from envpools_cli.cli_errors import (
     EXIT_TIMEOUT,
     UsageProblem,
 )
-from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, QuietOpt, output_format
+from envpools_cli.commands._options import (
+    FieldsOpt,
+    JsonOpt,
+    OutputOpt,
+    QuietOpt,
+    check_time,
+    check_writable_file,
+    output_format,
+)
 from envpools_cli.runtime import runtime
 
 __all__ = ["follow_to_end", "status_exit_code", "tail", "wait", "wait_and_report"]
@@ -215,6 +223,7 @@ def wait(
     fmt = output_format(output, as_json, quiet)
     if timeout <= 0:
         raise UsageProblem("--timeout must be positive")
+    check_writable_file(junit, "--junit")
     wait_and_report(
         rollout_ids,
         timeout=timeout,
@@ -252,6 +261,7 @@ def _stream_events(
         if stop_seq == 0:
             return "caught_up"
     attempt = 0
+    reached = False  # the backend answered at least once in this run
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
@@ -267,7 +277,7 @@ def _stream_events(
         try:
             with stream:
                 for event in stream:
-                    attempt = 0
+                    attempt, reached = 0, True
                     _show_event(event, types, view)
                     seq = event.get("seq")
                     if stop_seq is not None and isinstance(seq, int) and seq >= stop_seq:
@@ -281,6 +291,12 @@ def _stream_events(
             error: Exception = ConnectionError("the server closed the stream")
         except (ep.TransportError, ep.ServerError, ep.RateLimitError) as exc:
             error = exc
+            if not reached:
+                # Never reached it: ask once the ordinary way (with the client's retries). If
+                # that fails too the backend is down (exit 7 like any command), not a dropped
+                # stream to wait out.
+                ep.get_rollout(rollout_id, **conn)
+                reached = True
         cursor = stream.last_event_id or cursor
         attempt += 1
         if attempt > 12:
@@ -351,6 +367,9 @@ def tail(
     Example: envpools rollouts tail ro_18ec37 --type agent,reward -o jsonl | jq .data
     """
     fmt = output_format(output, as_json, False)
+    check_time(since, "--since")
+    if timeout is not None and timeout <= 0:
+        raise UsageProblem(f"--timeout must be positive, got {timeout:g}")
     wanted = {t.strip() for t in types.split(",") if t.strip()} if types else None
     known = {"lifecycle", "agent", "verifier", "reward", "gap", "status"}
     if wanted and not wanted <= known:

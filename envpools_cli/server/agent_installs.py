@@ -145,6 +145,11 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def is_version(text: str) -> bool:
+    """An npm version as we pass it on: letters, digits, dots and dashes (never a shell word)."""
+    return bool(text) and text.replace(".", "").replace("-", "").isalnum() and text.isascii()
+
+
 def install_agent(
     agents_dir: Path,
     harness: str,
@@ -162,7 +167,7 @@ def install_agent(
             f"no agent named {harness!r}; installable agents: {sorted(AGENT_PACKAGES)}"
         )
     version = version or package.version
-    if not version.replace(".", "").replace("-", "").isalnum():
+    if not is_version(version):
         raise AgentInstallError(f"{version!r} is not a version (for example {package.version})")
     current = installed_agents(agents_dir).get(harness)
     if current is not None and current.version == version and not force:

@@ -581,14 +581,34 @@ CASES = [
         says="{empty}",
     ),
     case(
-        "wait-junit-in-missing-folder",
+        "wait-junit-under-a-file",
         "rollouts",
         "wait",
         MISSING_ROLLOUT,
         "--junit",
-        "{missing}/report.xml",
+        "{empty}/report.xml",
         code=USAGE,
         says="report.xml",
+    ),
+    case(
+        "wait-junit-is-a-folder",
+        "rollouts",
+        "wait",
+        MISSING_ROLLOUT,
+        "--junit",
+        "{dir}",
+        code=USAGE,
+        says="directory",
+    ),
+    case(
+        "download-zip-under-a-file",
+        "rollouts",
+        "download",
+        MISSING_ROLLOUT,
+        "--zip-file",
+        "{empty}/a.zip",
+        code=USAGE,
+        says="not a folder",
     ),
     case(
         "download-dir-is-a-file",
@@ -1016,34 +1036,6 @@ CASES = [
 ]
 
 
-# Found by this corpus and not fixed yet: each is removed with its fix.
-KNOWN_FAILURES = {
-    "status-bad-enum",
-    "created-after-not-a-date",
-    "color-bad-enum",
-    "tail-since-not-a-date",
-    "tail-timeout-negative-jsonl",
-    "pool-spend-limit-inf",
-    "agents-install-version-injection",
-    "config-set-bad-output",
-    "wait-junit-in-missing-folder",
-    "download-dir-is-a-file",
-    "env-api-version-bad",
-    "down-tail-jsonl",
-}
-
-
-def _params(cases: list[Case]) -> list[object]:
-    return [
-        pytest.param(
-            c, id=c.id, marks=[pytest.mark.xfail(strict=True, run=c.id != "down-tail-jsonl")]
-        )
-        if c.id in KNOWN_FAILURES
-        else pytest.param(c, id=c.id)
-        for c in cases
-    ]
-
-
 # --- fixtures ---------------------------------------------------------------------------------
 
 
@@ -1176,7 +1168,7 @@ def assert_clean_failure(
 # --- in-process cases -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", _params(CASES))
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(
     case: Case,
     files: dict[str, str],
@@ -1257,7 +1249,7 @@ PROCESS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", _params(PROCESS_CASES))
+@pytest.mark.parametrize("case", PROCESS_CASES, ids=[c.id for c in PROCESS_CASES])
 def test_bad_input_in_a_real_process(
     case: Case, live_backend: tuple[str, str], isolated_environment: Path
 ) -> None:
