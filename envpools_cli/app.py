@@ -226,6 +226,15 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
         return EXIT_ERROR, {"code": "stream_gap", "message": str(exc)}, None
     if isinstance(exc, ep.EnvPoolsError):
         return EXIT_ERROR, {"code": "error", "message": str(exc)}, None
+    if isinstance(exc, OSError) and exc.filename:
+        # A path that cannot be used (a file where a folder should be, no permission, a
+        # full disk): the environment, not a bug.
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        return (
+            EXIT_ERROR,
+            {"code": "file_error", "message": f"{where}: {exc.strerror or exc}"},
+            "check the path (and the ENVPOOLS_*_DIR variables)",
+        )
     raise exc
 
 

@@ -996,6 +996,32 @@ CASES = [
             "ENVPOOLS_API_URL": "",
         },
     ),
+    case(
+        "env-debug-not-a-bool",
+        "pools",
+        "list",
+        code=USAGE,
+        says="ENVPOOLS_DEBUG",
+        env={"ENVPOOLS_DEBUG": "maybe"},
+    ),
+    case(
+        "env-config-dir-is-a-file",
+        "config",
+        "set",
+        "output",
+        "json",
+        code=ERROR,
+        says="{empty}",
+        env={"ENVPOOLS_CONFIG_DIR": "{empty}"},
+    ),
+    case(
+        "env-state-dir-is-a-file",
+        "local",
+        "status",
+        code=ERROR,
+        says="{empty}",
+        env={"ENVPOOLS_STATE_DIR": "{empty}"},
+    ),
     # --- the backend: down, or not an envpools backend ---------------------------------------
     case("down-list", "rollouts", "list", code=TRANSIENT, says="failed", backend="down"),
     case(
@@ -1198,7 +1224,7 @@ def test_bad_input(
             config.parent.mkdir(parents=True, exist_ok=True)
             config.write_bytes(value.encode("utf-8", "surrogateescape"))
         else:
-            monkeypatch.setenv(name, value)
+            monkeypatch.setenv(name, value.format(**files))
     argv = [arg.format(**files) for arg in case.argv]
     says = case.says.format(**files)
     stdin = io.TextIOWrapper(io.BytesIO(case.stdin or b""), encoding="utf-8")
