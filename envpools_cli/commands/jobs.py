@@ -20,6 +20,7 @@ from envpools_cli.commands._options import (
     JsonOpt,
     QuietOpt,
     YesOpt,
+    check_writable_file,
     confirm_destructive,
     output_format,
     read_document,
@@ -284,6 +285,9 @@ def run_job(
         )
     except PlanError as exc:
         raise _plan_error(exc) from None
+    if spec.pass_reward != spec.pass_reward or abs(spec.pass_reward) == float("inf"):
+        raise UsageProblem(f"--pass-reward must be a finite number, got {spec.pass_reward}")
+    check_writable_file(spec.junit, "--junit")
     from envpools_cli.jobs.lifecycle import create_job
 
     store = _store()
@@ -338,6 +342,7 @@ def resume_job(
     Example: envpools jobs resume job-20261128-101500-3fa2 --min-pass-rate 0.8
     """
     fmt = _format(output, as_json, quiet)
+    check_writable_file(junit, "--junit")
     store = _store()
     job = _load(job_ref)
     conn = _job_conn(job)
