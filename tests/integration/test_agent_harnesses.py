@@ -270,7 +270,7 @@ def test_an_unknown_provider_needs_its_base_url(backend: Backend) -> None:
         "task_app_id": "",
         "timeouts": {},
     }
-    with pytest.raises(ep.ValidationError, match="VLLM_API_KEY"):
+    with pytest.raises(ep.ConflictError, match="VLLM_API_KEY"):
         ep.create_rollout(request=request, dry_run=True, **backend.conn)
     ep.store_credential(
         credential_name="VLLM_API_KEY",
@@ -278,5 +278,5 @@ def test_an_unknown_provider_needs_its_base_url(backend: Backend) -> None:
         credential_value="local-0123456789",
         **backend.conn,
     )
-    with pytest.raises(ep.ValidationError, match="VLLM_BASE_URL"):
+    with pytest.raises(ep.ConflictError, match="VLLM_BASE_URL"):
         ep.create_rollout(request=request, dry_run=True, **backend.conn)
