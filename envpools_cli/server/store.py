@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from envpools_cli.server.frames import FRAME_SQL, TERMINAL_SQL, data_text, frame_text
 from envpools_cli.server.vault import Vault, VaultError
 
 __all__ = ["Org", "Store", "hash_key", "now_iso", "parse_time"]
@@ -550,7 +551,14 @@ class Store:
     # --- events ---------------------------------------------------------------------------
 
     def append_event(self, rollout_id: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        return self.append_event_frame(rollout_id, event, data)[0]
+
+    def append_event_frame(
+        self, rollout_id: str, event: str, data: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        """Store one event; its envelope and its SSE frame (``frames.frame_text``)."""
         timestamp = now_iso()
+        text = data_text(data)
         with self.tx() as db:
             (last,) = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id = ?", (rollout_id,)
@@ -558,9 +566,27 @@ class Store:
             seq = int(last) + 1
             db.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
-                (rollout_id, seq, event, timestamp, json.dumps(data)),
+                (rollout_id, seq, event, timestamp, text),
             )
-        return envelope(seq, event, timestamp, data)
+        return envelope(seq, event, timestamp, data), frame_text(seq, event, timestamp, text)
+
+    def event_frames_after(
+        self, rollout_id: str, after_seq: int, *, limit: int, since: str | None = None
+    ) -> list[tuple[int, int, str]]:
+        """``(seq, terminal, frame)`` of the events after ``after_seq``, encoded by SQLite."""
+        sql = (
+            f"SELECT seq, {TERMINAL_SQL}, {FRAME_SQL} FROM events"
+            " WHERE rollout_id = ? AND seq > ?"
+        )
+        args: list[Any] = [rollout_id, after_seq]
+        if since is not None:
+            sql += " AND timestamp > ?"
+            args.append(since)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        cursor = self.db.cursor()
+        cursor.row_factory = None  # plain tuples: no sqlite3.Row per event
+        return cursor.execute(sql, args).fetchall()
 
     def events_after(
         self, rollout_id: str, after_seq: int, *, limit: int = 500, since: str | None = None
