@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import itertools
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from envpools_cli.server.store import now_iso
 
 __all__ = ["EventBus", "Frame", "heartbeat_frame"]
 
-#: ``(seq, terminal, frame text)``, as ``Store.event_frames_after`` returns them.
-Frame = tuple[int, int, str]
+#: ``(seq, terminal, frame)``, as ``Store.event_frames_after`` returns them.
+Frame = tuple[int, int, bytes]
 
 #: Newest frames kept per rollout that has tailers.
 RECENT_FRAMES = 1024
@@ -37,7 +36,7 @@ class EventBus:
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
             defaultdict(set)
         )
-        self._recent: dict[str, dict[int, tuple[int, str]]] = {}
+        self._recent: dict[str, dict[int, tuple[int, bytes]]] = {}
 
     @contextmanager
     def subscribe(self, rollout_id: str) -> Iterator[asyncio.Event]:
@@ -57,7 +56,10 @@ class EventBus:
                         self._recent.pop(rollout_id, None)
 
     def notify(
-        self, rollout_id: str, seq: int | None = None, frame: str | None = None,
+        self,
+        rollout_id: str,
+        seq: int | None = None,
+        frame: bytes | None = None,
         terminal: bool = False,
     ) -> None:
         """Wake ``rollout_id``'s tailers; ``frame`` is event ``seq``'s, committed already."""

@@ -9,7 +9,6 @@ their shape; each route documents what it answers, its errors included, with the
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -375,7 +374,7 @@ async def rollout_events(
                     batch = await to_thread.run_sync(read, last, wanted)
                 end = next((i + 1 for i, row in enumerate(batch) if row[1]), len(batch))
                 if batch:
-                    yield "".join([row[2] for row in batch[:end]]).encode()
+                    yield b"".join([row[2] for row in batch[:end]])
                     last, sent = batch[end - 1][0], sent + end
                     if end < len(batch) or batch[end - 1][1]:
                         return  # the terminal lifecycle event went out
