@@ -20,17 +20,23 @@ import os
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-__all__ = ["fast_read"]
+__all__ = ["fast_read", "get_json"]
 
 _JSON_FLAGS = (["-o", "json"], ["--output", "json"], ["-ojson"], ["--output=json"], ["--json"])
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _LIST_LIMIT = 50  # the default of ``rollouts list --limit``
 
 
+_JSONL_FLAGS = (["-o", "jsonl"], ["--output", "jsonl"], ["-ojsonl"], ["--output=jsonl"])
+
+
 def _plan(argv: list[str]) -> tuple[str, str | None] | None:
-    """``("get", id)`` or ``("list", None)`` when argv is a plain read, else None."""
+    """``("get", id)``, ``("list", None)`` or ``("tail", id)`` for a plain read, else None."""
     if len(argv) < 3 or argv[0] != "rollouts":
         return None
+    if argv[1] == "tail" and len(argv) >= 4 and not argv[2].startswith("-"):
+        if argv[3:] in _JSONL_FLAGS:
+            return "tail", argv[2]
     if argv[1] == "get" and len(argv) >= 4 and not argv[2].startswith("-"):
         if argv[3:] in _JSON_FLAGS:
             return "get", argv[2]
@@ -63,7 +69,8 @@ def _base_url() -> tuple[str, str] | None:
     return f"{parts.netloc}\n{path}{prefix}", key.value
 
 
-def _get(netloc: str, path: str, key: str) -> Any:
+def get_json(netloc: str, path: str, key: str) -> Any:
+    """The JSON of a 200 answer to GET ``path``; None for any other answer."""
     import http.client
 
     from envpools_cli import __version__
@@ -100,8 +107,12 @@ def fast_read(argv: list[str]) -> int | None:
         where, key = target
         netloc, root = where.split("\n", 1)
         kind, rollout_id = plan
+        if kind == "tail":
+            from envpools_cli.fasttail import tail_jsonl
+
+            return tail_jsonl(netloc, root, key, str(rollout_id), argv)
         if kind == "get":
-            found = _get(netloc, f"{root}/rollouts/{quote(str(rollout_id), safe='')}", key)
+            found = get_json(netloc, f"{root}/rollouts/{quote(str(rollout_id), safe='')}", key)
             if not isinstance(found, dict):
                 return None
             shown: Any = found
@@ -112,7 +123,7 @@ def fast_read(argv: list[str]) -> int | None:
                 query = {"limit": str(min(500, _LIST_LIMIT - len(items)))}
                 if cursor:
                     query["cursor"] = cursor
-                page = _get(netloc, f"{root}/rollouts?{urlencode(query)}", key)
+                page = get_json(netloc, f"{root}/rollouts?{urlencode(query)}", key)
                 if not isinstance(page, dict) or not isinstance(page.get("rollouts", []), list):
                     return None
                 items += page.get("rollouts") or []
