@@ -15,6 +15,7 @@ prints an error of its own, so it cannot disagree with the full one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -34,12 +35,11 @@ def _plan(argv: list[str]) -> tuple[str, str | None] | None:
     """``("get", id)``, ``("list", None)`` or ``("tail", id)`` for a plain read, else None."""
     if len(argv) < 3 or argv[0] != "rollouts":
         return None
-    if argv[1] == "tail" and len(argv) >= 4 and not argv[2].startswith("-"):
-        if argv[3:] in _JSONL_FLAGS:
-            return "tail", argv[2]
-    if argv[1] == "get" and len(argv) >= 4 and not argv[2].startswith("-"):
-        if argv[3:] in _JSON_FLAGS:
-            return "get", argv[2]
+    plain_id = len(argv) >= 4 and not argv[2].startswith("-")
+    if argv[1] == "tail" and plain_id and argv[3:] in _JSONL_FLAGS:
+        return "tail", argv[2]
+    if argv[1] == "get" and plain_id and argv[3:] in _JSON_FLAGS:
+        return "get", argv[2]
     if argv[1] == "list" and argv[2:] in _JSON_FLAGS:
         return "list", None
     return None
@@ -139,8 +139,6 @@ def fast_read(argv: list[str]) -> int | None:
 
     # As output.formats.dump_json: indented for a person, one line for a pipe.
     text = json.dumps(shown, indent=2 if is_tty() else None, ensure_ascii=False, default=str)
-    try:
+    with contextlib.suppress(PipeClosed):  # `| head -c 10`: quiet, as the full CLI
         write_out(text + "\n")
-    except PipeClosed:
-        pass
     return 0

