@@ -156,47 +156,72 @@ def stream_figures(backend: Backend, rollout_id: str, events: int, runs: int) ->
     rate = events / median_wall(samples)
     return [
         Figure(
-            f"server replay, {events:,} events (curl)", rate, "events/s", "goal", 200_000,
-            rate / 200_000, ">= 200k events/s", rate >= 200_000,
+            f"server replay, {events:,} events (curl)",
+            rate,
+            "events/s",
+            "goal",
+            200_000,
+            rate / 200_000,
+            ">= 200k events/s",
+            rate >= 200_000,
         )
     ]
 
 
-def tail_figures(
-    backend: Backend, small: str, large: str, events: int, runs: int
-) -> list[Figure]:
+def tail_figures(backend: Backend, small: str, large: str, events: int, runs: int) -> list[Figure]:
     url = f"{backend.url}/v1/rollouts/{large}/events"
     env = backend.env_vars
     cases = {
         "envpools": [ENVPOOLS, "rollouts", "tail", large, "-o", "jsonl"],
         "sdk": [SDK_PYTHON, "-c", SDK_STREAM, large],
-        "curl": ["curl", "-sSfN", "-o", "/dev/null", "-H", f"Authorization: Bearer {backend.key}",
-                 url],
+        "curl": [
+            "curl",
+            "-sSfN",
+            "-o",
+            "/dev/null",
+            "-H",
+            f"Authorization: Bearer {backend.key}",
+            url,
+        ],
     }
     got = interleave(cases, runs, env)
     ours = got["envpools"]
     sdk_over_ours = 1 / paired_ratio(ours, got["sdk"])
     ours_over_curl = paired_ratio(ours, got["curl"])
     rss_small = statistics.median(
-        peak_rss_kib([ENVPOOLS, "rollouts", "tail", small, "-o", "jsonl"], env)
-        for _ in range(3)
+        peak_rss_kib([ENVPOOLS, "rollouts", "tail", small, "-o", "jsonl"], env) for _ in range(3)
     )
     rss_large = statistics.median(peak_rss_kib(cases["envpools"], env) for _ in range(3))
     growth = rss_large / rss_small
     return [
         Figure(
-            f"tail -o jsonl, {events:,} events", events / median_wall(ours), "events/s",
-            "SDK stream_rollout_events", events / median_wall(got["sdk"]), sdk_over_ours,
-            ">= 2x the SDK", sdk_over_ours >= 2.0,
+            f"tail -o jsonl, {events:,} events",
+            events / median_wall(ours),
+            "events/s",
+            "SDK stream_rollout_events",
+            events / median_wall(got["sdk"]),
+            sdk_over_ours,
+            ">= 2x the SDK",
+            sdk_over_ours >= 2.0,
         ),
         Figure(
-            "tail -o jsonl time / raw curl", ms(median_wall(ours)), "ms", "curl",
-            ms(median_wall(got["curl"])), ours_over_curl, "<= 1.3x curl",
+            "tail -o jsonl time / raw curl",
+            ms(median_wall(ours)),
+            "ms",
+            "curl",
+            ms(median_wall(got["curl"])),
+            ours_over_curl,
+            "<= 1.3x curl",
             ours_over_curl <= 1.3,
         ),
         Figure(
-            f"tail peak RSS, {events:,} vs {events // 10:,} events", rss_large / 1024, "MiB",
-            f"{events // 10:,} events", rss_small / 1024, growth, "<= 1.10x",
+            f"tail peak RSS, {events:,} vs {events // 10:,} events",
+            rss_large / 1024,
+            "MiB",
+            f"{events // 10:,} events",
+            rss_small / 1024,
+            growth,
+            "<= 1.10x",
             growth <= 1.10,
         ),
     ]
@@ -220,23 +245,46 @@ def startup_figures(backend: Backend, rollout_id: str, runs: int) -> list[Figure
     figures = []
     for name in ("--version", "completion bash"):
         ratio = paired_ratio(got[name], bare)
-        figures.append(Figure(
-            f"envpools {name}", ms(median_wall(got[name])), "ms", "python -c pass",
-            ms(median_wall(bare)), ratio, "<= 1.2x python", ratio <= 1.2,
-        ))
+        figures.append(
+            Figure(
+                f"envpools {name}",
+                ms(median_wall(got[name])),
+                "ms",
+                "python -c pass",
+                ms(median_wall(bare)),
+                ratio,
+                "<= 1.2x python",
+                ratio <= 1.2,
+            )
+        )
     for name in ("--help", "rollouts --help"):
         wall = ms(median_wall(got[name]))
-        figures.append(Figure(
-            f"envpools {name}", wall, "ms", "python -c pass", ms(median_wall(bare)),
-            paired_ratio(got[name], bare), "<= 100 ms", wall <= 100,
-        ))
+        figures.append(
+            Figure(
+                f"envpools {name}",
+                wall,
+                "ms",
+                "python -c pass",
+                ms(median_wall(bare)),
+                paired_ratio(got[name], bare),
+                "<= 100 ms",
+                wall <= 100,
+            )
+        )
     for name, sdk in (("get -o json", "sdk get"), ("list -o json", "sdk list")):
         ratio = paired_ratio(got[name], got[sdk])
-        figures.append(Figure(
-            f"envpools rollouts {name}", ms(median_wall(got[name])), "ms",
-            f"SDK {sdk.split()[1]} (fresh process)", ms(median_wall(got[sdk])), ratio,
-            "<= 0.8x the SDK", ratio <= 0.8,
-        ))
+        figures.append(
+            Figure(
+                f"envpools rollouts {name}",
+                ms(median_wall(got[name])),
+                "ms",
+                f"SDK {sdk.split()[1]} (fresh process)",
+                ms(median_wall(got[sdk])),
+                ratio,
+                "<= 0.8x the SDK",
+                ratio <= 0.8,
+            )
+        )
     return figures
 
 
@@ -253,10 +301,18 @@ def backend_figures(root: Path, rollouts: int, latency_runs: int) -> list[Figure
             walls.append(time.perf_counter() - started)
             assert status == "succeeded", status
         latency = ms(statistics.median(walls))
-        figures.append(Figure(
-            "nop rollout create -> succeeded (median)", latency, "ms", "goal", 300,
-            latency / 300, "<= 300 ms", latency <= 300,
-        ))
+        figures.append(
+            Figure(
+                "nop rollout create -> succeeded (median)",
+                latency,
+                "ms",
+                "goal",
+                300,
+                latency / 300,
+                "<= 300 ms",
+                latency <= 300,
+            )
+        )
     for concurrency in (1, 4, 16):
         with Backend(root / f"c{concurrency}", ENVPOOLS_MAX_RUNNING=str(concurrency)) as backend:
             backend.pool("nop", {"nop-task": task}, concurrency=concurrency)
@@ -267,21 +323,44 @@ def backend_figures(root: Path, rollouts: int, latency_runs: int) -> list[Figure
             elapsed = time.perf_counter() - started
             assert set(statuses) == {"succeeded"}, set(statuses)
             rate = rollouts / elapsed
-            figures.append(Figure(
-                f"nop rollouts/s, concurrency {concurrency} ({rollouts})", rate, "rollouts/s",
-                "", None, None, "report", None,
-            ))
+            figures.append(
+                Figure(
+                    f"nop rollouts/s, concurrency {concurrency} ({rollouts})",
+                    rate,
+                    "rollouts/s",
+                    "",
+                    None,
+                    None,
+                    "report",
+                    None,
+                )
+            )
             if concurrency == 16:
                 rss_after, db_after = backend.rss_kib(), backend.db_bytes()
-                figures.append(Figure(
-                    f"backend RSS growth per rollout ({rollouts})",
-                    (rss_after - rss_before) / rollouts, "KiB", "RSS before -> after (MiB)",
-                    rss_before / 1024, rss_after / rss_before, "report (flat)", None,
-                ))
-                figures.append(Figure(
-                    f"database bytes per rollout ({rollouts})",
-                    (db_after - db_before) / rollouts, "bytes", "", None, None, "report", None,
-                ))
+                figures.append(
+                    Figure(
+                        f"backend RSS growth per rollout ({rollouts})",
+                        (rss_after - rss_before) / rollouts,
+                        "KiB",
+                        "RSS before -> after (MiB)",
+                        rss_before / 1024,
+                        rss_after / rss_before,
+                        "report (flat)",
+                        None,
+                    )
+                )
+                figures.append(
+                    Figure(
+                        f"database bytes per rollout ({rollouts})",
+                        (db_after - db_before) / rollouts,
+                        "bytes",
+                        "",
+                        None,
+                        None,
+                        "report",
+                        None,
+                    )
+                )
     return figures
 
 
@@ -293,12 +372,24 @@ def live_figures(root: Path) -> list[Figure]:
     p99 = result["publish_p99_ms"]
     return [
         Figure(
-            "live event to 32 tailers, p99 (publish)", p99, "ms", "p50", result["publish_p50_ms"],
-            None, "<= 50 ms", p99 <= 50,
+            "live event to 32 tailers, p99 (publish)",
+            p99,
+            "ms",
+            "p50",
+            result["publish_p50_ms"],
+            None,
+            "<= 50 ms",
+            p99 <= 50,
         ),
         Figure(
-            "live event to 32 tailers, p99 (agent print)", result["print_p99_ms"], "ms", "p50",
-            result["print_p50_ms"], None, "report", None,
+            "live event to 32 tailers, p99 (agent print)",
+            result["print_p99_ms"],
+            "ms",
+            "p50",
+            result["print_p50_ms"],
+            None,
+            "report",
+            None,
         ),
     ]
 

@@ -7,8 +7,10 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from envpools_cli.client.sse import SSEDecoder
 from envpools_cli.server.events import RECENT_FRAMES, EventBus
@@ -91,16 +93,30 @@ def test_the_bus_cache_serves_only_runs_without_gaps() -> None:
     asyncio.run(scenario())
 
 
-def test_a_replay_is_sent_in_few_large_writes(backend: Backend, tmp_path: Path) -> None:
-    """Many frames per ASGI message: a regression to one message per event shows here."""
+def test_a_replay_is_sent_in_few_large_writes(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many frames per ASGI message, no JSON work per event: a regression to one message
+    per event, or to decoding and encoding each event again, shows here."""
     task = make_task(tmp_path, "chatty", solve="seq 1 3000")
     backend.pool("p", local_task("chatty", task))
     rollout_id = backend.rollout("p", "chatty")["rollout_id"]
     backend.wait(rollout_id)
     chunks: list[bytes] = []
+    calls = {"loads": 0, "dumps": 0}
+    for name in calls:
+        real = getattr(json, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(json, name, counted)
     url = f"{backend.url}/v1/rollouts/{rollout_id}/events"
     with httpx.stream("GET", url, headers={"Authorization": f"Bearer {backend.key}"}) as answer:
         chunks.extend(answer.iter_raw())
+    monkeypatch.undo()
+    assert calls["loads"] + calls["dumps"] < 50, calls
     events = list(SSEDecoder().feed(b"".join(chunks)))
     assert sum(1 for e in events if e.event == "agent") >= 3000
     assert [int(e.id) for e in events] == list(range(1, len(events) + 1))
