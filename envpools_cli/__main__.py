@@ -1,4 +1,5 @@
-"""Entry point. ``--version`` and ``completion`` answer before anything heavy is imported."""
+"""Entry point. ``--version``, ``completion`` and plain reads (``fastpath.py``) answer before
+anything heavy is imported."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def _fast(argv: list[str]) -> int | None:
     if len(argv) == 2 and argv[0] == "completion" and argv[1] in SHELLS:
         sys.stdout.write(completion_script(argv[1]))
         return 0
+    if argv[:1] == ["rollouts"]:
+        from envpools_cli.fastpath import fast_read
+
+        return fast_read(argv)
     return None
 
 

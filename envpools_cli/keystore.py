@@ -3,8 +3,8 @@
 Every keyring call runs in a worker thread with a timeout, because Secret Service
 backends can block forever (a locked collection, a missing D-Bus). When the keyring is
 unavailable, slow or failing, keys go to ``credentials.toml`` (mode 0600) in the config
-dir, with a warning. ``ENVPOOLS_API_KEY`` / ``SYNTH_API_KEY`` skip all of this: the
-keyring module is not even imported.
+dir, with a warning. ``ENVPOOLS_API_KEY`` / ``SYNTH_API_KEY``, or a key in that file,
+skip the keyring: its module is not even imported.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "keyring_set",
     "mask",
     "set_key",
+    "stored_file_key",
     "stored_key",
 ]
 
@@ -186,9 +187,22 @@ def get_key(profile: str, *, warn: Callable[[str], None] | None = None) -> Store
     return env_key() or stored_key(profile, warn=warn)
 
 
+def stored_file_key(profile: str) -> StoredKey | None:
+    """The key the 0600 file holds for ``profile``, if any (the keyring is not asked)."""
+    value = _read_file().get(profile)
+    return StoredKey(value, f"file {key_file()}") if value else None
+
+
 def stored_key(profile: str, *, warn: Callable[[str], None] | None = None) -> StoredKey:
-    """The key stored for ``profile`` (keyring, then file), ignoring the environment."""
-    on_file = _read_file().get(profile)
+    """The key stored for ``profile`` (file, then keyring), ignoring the environment.
+
+    A key is in the file only when the keyring could not take it (``set_key`` removes
+    the file's copy once the keyring holds one): then the keyring is not even imported
+    (~75 ms, and a D-Bus round trip, on every command).
+    """
+    on_file = stored_file_key(profile)
+    if on_file is not None:
+        return on_file
     if not _forced_file():
         try:
 
@@ -200,10 +214,8 @@ def stored_key(profile: str, *, warn: Callable[[str], None] | None = None) -> St
             if value:
                 return StoredKey(value, f"keyring ({name})")
         except KeyringUnavailable as exc:
-            if warn and not on_file:
-                warn(f"keyring unavailable ({exc}); looking in {key_file()}")
-    if on_file:
-        return StoredKey(on_file, f"file {key_file()}")
+            if warn:
+                warn(f"keyring unavailable ({exc}); no key in {key_file()} either")
     raise KeyNotFound(profile)
 
 

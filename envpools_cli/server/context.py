@@ -10,6 +10,7 @@ from typing import Any
 
 from envpools_cli.server.agent_installs import AgentTools
 from envpools_cli.server.events import EventBus
+from envpools_cli.server.frames import is_terminal
 from envpools_cli.server.sandbox import (
     DEFAULT_SANDBOX_UID,
     SandboxDriver,
@@ -86,8 +87,9 @@ class ServerContext:
             self.sandbox_users.release(user)
 
     def publish(self, rollout_id: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        envelope = self.store.append_event(rollout_id, event, data)
-        self.store.after_commit(lambda: self.bus.notify(rollout_id))
+        envelope, frame = self.store.append_event_frame(rollout_id, event, data)
+        seq, terminal = envelope["seq"], is_terminal(event, data)
+        self.store.after_commit(lambda: self.bus.notify(rollout_id, seq, frame, terminal))
         return envelope
 
     def trial_dir(self, rollout_id: str) -> Path:

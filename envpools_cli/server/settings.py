@@ -38,7 +38,8 @@ class ServerSettings:
     sandbox: str = "auto"
     """``auto`` (bwrap when installed, else the plain-process driver), ``bwrap`` or ``process``."""
     price_table: Path | None = None
-    event_batch: int = 500
+    event_batch: int = 2000
+    """Events per read and per ASGI message of a stream (frames are ~200 bytes)."""
     agents_dir: Path | None = None
     """Where ``envpools agents install`` puts the agent CLIs (default ``data_dir/agents``)."""
     sandbox_uid: int | None = None

@@ -28,6 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from envpools_cli.server.frames import (
+    FRAME_SQL,
+    TERMINAL_SQL,
+    data_text,
+    frame_envelope,
+    frame_text,
+    is_terminal,
+)
 from envpools_cli.server.vault import Vault, VaultError
 
 __all__ = ["Org", "Store", "hash_key", "now_iso", "parse_time"]
@@ -83,7 +91,8 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER NOT NULL,
     event TEXT NOT NULL,
     timestamp TEXT NOT NULL,
-    data TEXT NOT NULL,
+    terminal INTEGER NOT NULL,
+    frame BLOB NOT NULL,
     PRIMARY KEY (rollout_id, seq)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -188,6 +197,22 @@ INSERT INTO events SELECT * FROM events_without_rowid ORDER BY rollout_id, seq;
 DROP TABLE events_without_rowid;
 """
 
+#: An older layout kept each event's ``data`` JSON; the stream then built every frame
+#: again at each replay. Events keep their SSE frame now (``frames.py``), built once.
+_EVENTS_TABLE = SCHEMA[
+    SCHEMA.index("CREATE TABLE IF NOT EXISTS events (") : SCHEMA.index(
+        "CREATE TABLE IF NOT EXISTS artifacts"
+    )
+]
+_MIGRATE_EVENT_FRAMES = f"""
+ALTER TABLE events RENAME TO events_with_data;
+{_EVENTS_TABLE}
+INSERT INTO events
+    SELECT rollout_id, seq, event, timestamp, {TERMINAL_SQL}, CAST({FRAME_SQL} AS BLOB)
+    FROM events_with_data ORDER BY rollout_id, seq;
+DROP TABLE events_with_data;
+"""
+
 
 def _private_files(path: Path) -> None:
     """The folder 0700, the database and its WAL/shared-memory files 0600.
@@ -222,6 +247,9 @@ class Store:
         ).fetchone()
         if row is not None and "WITHOUT ROWID" in row["sql"].upper():
             self.db.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_EVENTS} COMMIT;")
+            row = {"sql": "data TEXT"}
+        if row is not None and "frame BLOB" not in row["sql"]:
+            self.db.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_EVENT_FRAMES} COMMIT;")
         plain = self.db.execute(
             "SELECT credential_id, credential_value FROM credentials "
             "WHERE credential_value != '' AND credential_value NOT LIKE 'fernet:%'"
@@ -550,42 +578,56 @@ class Store:
     # --- events ---------------------------------------------------------------------------
 
     def append_event(self, rollout_id: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        return self.append_event_frame(rollout_id, event, data)[0]
+
+    def append_event_frame(
+        self, rollout_id: str, event: str, data: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
+        """Store one event; its envelope and its SSE frame (``frames.frame_text``)."""
         timestamp = now_iso()
+        terminal = is_terminal(event, data)
+        text = data_text(data)
         with self.tx() as db:
             (last,) = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id = ?", (rollout_id,)
             ).fetchone()
             seq = int(last) + 1
+            frame = frame_text(seq, event, timestamp, text).encode()
             db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
-                (rollout_id, seq, event, timestamp, json.dumps(data)),
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                (rollout_id, seq, event, timestamp, int(terminal), frame),
             )
-        return envelope(seq, event, timestamp, data)
+        return envelope(seq, event, timestamp, data), frame
 
-    def events_after(
-        self, rollout_id: str, after_seq: int, *, limit: int = 500, since: str | None = None
-    ) -> list[dict[str, Any]]:
-        sql = "SELECT seq, event, timestamp, data FROM events WHERE rollout_id = ? AND seq > ?"
+    def event_frames_after(
+        self, rollout_id: str, after_seq: int, *, limit: int, since: str | None = None
+    ) -> list[tuple[int, int, bytes]]:
+        """``(seq, terminal, frame)`` of the events after ``after_seq``, as stored."""
+        sql = "SELECT seq, terminal, frame FROM events WHERE rollout_id = ? AND seq > ?"
         args: list[Any] = [rollout_id, after_seq]
         if since is not None:
             sql += " AND timestamp > ?"
             args.append(since)
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
+        cursor = self.db.cursor()
+        cursor.row_factory = None  # plain tuples: no sqlite3.Row per event
+        return cursor.execute(sql, args).fetchall()
+
+    def events_after(
+        self, rollout_id: str, after_seq: int, *, limit: int = 500, since: str | None = None
+    ) -> list[dict[str, Any]]:
         return [
-            envelope(row["seq"], row["event"], row["timestamp"], json.loads(row["data"]))
-            for row in self.db.execute(sql, args)
+            frame_envelope(row[2])
+            for row in self.event_frames_after(rollout_id, after_seq, limit=limit, since=since)
         ]
 
     def last_event(self, rollout_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT seq, event, timestamp, data FROM events WHERE rollout_id = ? "
-            "ORDER BY seq DESC LIMIT 1",
+            "SELECT frame FROM events WHERE rollout_id = ? ORDER BY seq DESC LIMIT 1",
             (rollout_id,),
         ).fetchone()
-        if row is None:
-            return None
-        return envelope(row["seq"], row["event"], row["timestamp"], json.loads(row["data"]))
+        return None if row is None else frame_envelope(row["frame"])
 
     def count_events(self, rollout_id: str) -> int:
         (count,) = self.db.execute(
