@@ -438,6 +438,16 @@ class PoolResponse(ContainerNames, OpenWireModel):
         return cls.model_validate(body)
 
 
+def _task_app_url(task_app_url: str | None, container_url: str | None, *, given: bool) -> str:
+    """The one task app URL of a factory call, under either name."""
+    if task_app_url is not None and container_url is not None and task_app_url != container_url:
+        raise ValueError("give task_app_url or container_url, not both")
+    url = task_app_url if task_app_url is not None else container_url
+    if url is None and not given:
+        raise TypeError("task_app_url (or container_url) is required")
+    return url or ""
+
+
 def _resources(value: PoolResources | dict[str, Any] | None) -> PoolResources | None:
     if isinstance(value, dict):
         return PoolResources.model_validate(value)
@@ -472,20 +482,23 @@ class PoolTask:
     @staticmethod
     def from_openenv(
         task_id: str,
-        task_app_url: str,
+        task_app_url: str | None = None,
         *,
+        container_url: str | None = None,
         env: dict[str, str] | None = None,
         resources: PoolResources | dict[str, Any] | None = None,
         openenv_deployment: dict[str, Any] | None = None,
         openenv_rollout: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
     ) -> PoolTaskInstance:
+        """An OpenEnv task; ``container_url=`` is SDK 0.9.6's name for ``task_app_url``."""
+        url = _task_app_url(task_app_url, container_url, given=openenv_deployment is not None)
         return PoolTaskInstance(
             task_id=task_id,
             backend="openenv",
             env_vars=env,
             resources=_resources(resources),
-            openenv_deployment=openenv_deployment or {"task_app_url": task_app_url},
+            openenv_deployment=openenv_deployment or {"task_app_url": url},
             openenv_rollout=openenv_rollout,
             config=config,
         )
@@ -493,15 +506,18 @@ class PoolTask:
     @staticmethod
     def from_browser(
         task_id: str,
-        task_app_url: str,
+        task_app_url: str | None = None,
         *,
+        container_url: str | None = None,
         profile: str | None = None,
         env: dict[str, str] | None = None,
         resources: PoolResources | dict[str, Any] | None = None,
         browser: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
     ) -> PoolTaskInstance:
-        browser_config = dict(browser) if browser else {"task_app_url": task_app_url}
+        """A browser task; ``container_url=`` is SDK 0.9.6's name for ``task_app_url``."""
+        url = _task_app_url(task_app_url, container_url, given=bool(browser))
+        browser_config = dict(browser) if browser else {"task_app_url": url}
         if profile is not None:
             browser_config.setdefault("profile", profile)
         return PoolTaskInstance(

@@ -755,20 +755,31 @@ def list_rollout_artifacts(
     return _object(response)
 
 
+def _one_path(artifact_path: str | None, path: str | None) -> str:
+    """The product page says ``artifact_path``, SDK 0.9.6 says ``path``: either, not both."""
+    if artifact_path is not None and path is not None and artifact_path != path:
+        raise TypeError("give artifact_path or path, not both")
+    chosen = artifact_path if artifact_path is not None else path
+    if chosen is None:
+        raise TypeError("artifact_path is required")
+    return chosen
+
+
 def fetch_artifact(
     rollout_id: str,
-    path: str,
+    artifact_path: str | None = None,
     *,
+    path: str | None = None,
     backend_base: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
     api_version: str | None = None,
     session: HTTPSession | None = None,
 ) -> bytes:
-    """The bytes of one artifact."""
+    """The bytes of one artifact (``artifact_path``, or ``path=`` as SDK 0.9.6 spells it)."""
     response = _send(
         "GET",
-        _artifact_suffix(rollout_id, path),
+        _artifact_suffix(rollout_id, _one_path(artifact_path, path)),
         backend_base=backend_base,
         api_key=api_key,
         api_version=api_version,
@@ -827,8 +838,9 @@ def _open_stream(
 
 def open_artifact(
     rollout_id: str,
-    path: str,
+    artifact_path: str | None = None,
     *,
+    path: str | None = None,
     backend_base: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
@@ -837,7 +849,7 @@ def open_artifact(
 ) -> Any:
     """Context manager: the streaming response of one artifact (for large files)."""
     return _open_stream(
-        _artifact_suffix(rollout_id, path),
+        _artifact_suffix(rollout_id, _one_path(artifact_path, path)),
         backend_base=backend_base,
         api_key=api_key,
         api_version=api_version,

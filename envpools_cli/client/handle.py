@@ -79,8 +79,9 @@ class RolloutHandle:
         cursor: str | None = None,
         limit: int | None = None,
         timeout: float | None = None,
-        auto_reconnect: bool = False,
+        auto_reconnect: bool = True,
     ) -> EventStream:
+        """The rollout's events; resumes after dropped connections unless told not to."""
         return api.stream_rollout_events(
             self.rollout_id,
             since=since,
