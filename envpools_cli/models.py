@@ -17,21 +17,47 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "Account",
     "AgentSpec",
     "ArtifactManifest",
     "ArtifactManifestEntry",
+    "ArtifactPage",
+    "Capabilities",
+    "Credential",
+    "CredentialCreate",
+    "CredentialRotate",
     "DatasetProvenance",
     "EnvironmentSpec",
+    "ErrorBody",
+    "ErrorResponse",
     "EventEnvelope",
+    "Pool",
     "PoolConfigV1",
     "PoolDataSource",
+    "PoolMetrics",
     "PoolResources",
     "PoolResponse",
     "PoolTask",
     "PoolTaskInstance",
     "PoolTemplate",
+    "PoolUpdate",
+    "QueueEntry",
+    "QueueStatus",
+    "ReplayRequest",
     "ReproMetadata",
+    "Rollout",
+    "RolloutBatchError",
+    "RolloutBatchRequest",
+    "RolloutBatchResult",
+    "RolloutDryRun",
+    "RolloutError",
+    "RolloutPage",
     "RolloutRequestV1",
+    "RolloutStatus",
+    "RolloutSummary",
+    "RolloutValidation",
+    "SchemaDocument",
+    "SupportBundle",
     "TaskRef",
     "TimeoutSpec",
     "UsageSnapshot",
@@ -293,7 +319,32 @@ class PoolTaskInstance(OpenWireModel):
     config: dict[str, Any] | None = None
 
 
+def _rollout_request_schema(schema: dict[str, Any]) -> None:
+    """What ``_check_required`` enforces, in JSON Schema: a target, a task app, timeouts."""
+    target = [
+        {"required": ["pool_id"], "properties": {"pool_id": {"type": "string", "minLength": 1}}},
+        {"required": ["pool_tags"], "properties": {"pool_tags": {"type": "array", "minItems": 1}}},
+        {"required": ["environment"], "properties": {"environment": {"type": "object"}}},
+    ]
+    app = [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("task_app_url", "task_app_id")
+    ]
+    schema["allOf"] = [{"anyOf": target}, {"anyOf": app}]
+    schema.setdefault("required", []).append("timeouts")
+    schema["properties"]["timeouts"] = {
+        "allOf": [
+            {"type": "object"},
+            schema["properties"]["timeouts"],
+        ]
+    }
+
+
 class RolloutRequestV1(ContainerNames, OpenWireModel):
+    model_config = ConfigDict(
+        populate_by_name=True, extra="allow", json_schema_extra=_rollout_request_schema
+    )
+
     task_ref: TaskRef
     agent: AgentSpec
     environment: EnvironmentSpec | None = None
@@ -547,3 +598,225 @@ class PoolTask:
             resources=_resources(resources),
             config=config,
         )
+
+
+# --- documents the API answers with (CONTRACT §2), and the error envelope (§6) ---------------
+#
+# They describe responses: every field a server may leave out is optional, and unknown fields
+# are allowed (a newer server may add some). The local backend documents its OpenAPI with them.
+
+
+class RolloutStatus(StrEnum):
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+    COMPLETED = "completed"
+
+
+class ErrorBody(OpenWireModel):
+    code: str = Field(..., description="Stable machine-readable code, e.g. not_found")
+    message: str
+    request_id: str | None = Field(default=None, description="Also in the x-request-id header")
+    retryable: bool = False
+    details: Any = Field(default=None, description="For validation_error: the fields at fault")
+
+
+class ErrorResponse(OpenWireModel):
+    """Every non-2xx response body."""
+
+    error: ErrorBody
+
+
+class RolloutError(OpenWireModel):
+    code: str
+    message: str
+
+
+class Rollout(OpenWireModel):
+    rollout_id: str
+    status: RolloutStatus
+    pool_id: str | None = None
+    task_ref: TaskRef | None = None
+    agent: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    timeouts: dict[str, Any] | None = None
+    priority: int | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    reward_primary: float | None = None
+    rewards: dict[str, float] | None = None
+    error: RolloutError | None = None
+    agent_exit_code: int | None = None
+    replay_of: str | None = None
+    usage: UsageSnapshot | None = None
+
+
+class RolloutDryRun(OpenWireModel):
+    """``POST rollouts`` with ``dry_run``: what would happen, nothing created."""
+
+    rollout_id: None = None
+    status: str = "dry_run"
+    dry_run: bool = True
+    valid: bool = True
+    selected_pool_id: str | None = None
+    routing_debug: dict[str, Any] | None = None
+
+
+class RolloutValidation(OpenWireModel):
+    valid: bool
+    selected_pool_id: str | None = None
+    routing_debug: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class RolloutBatchRequest(OpenWireModel):
+    requests: list[dict[str, Any]] = Field(
+        ...,
+        max_length=1000,
+        description="RolloutRequestV1 objects; each is checked on its own and a failure is "
+        "reported in `errors` by its index",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Merged into every request's metadata"
+    )
+
+
+class RolloutBatchError(OpenWireModel):
+    index: int
+    error: RolloutError
+
+
+class RolloutBatchResult(OpenWireModel):
+    rollouts: list[Rollout]
+    errors: list[RolloutBatchError]
+
+
+class RolloutPage(OpenWireModel):
+    rollouts: list[Rollout]
+    next_cursor: str | None = None
+
+
+class RolloutSummary(OpenWireModel):
+    rollout_id: str
+    status: RolloutStatus
+    reward_primary: float | None = None
+    rewards: dict[str, float] | None = None
+    error: RolloutError | None = None
+    last_event: EventEnvelope | None = None
+    event_count: int | None = None
+
+
+class ReplayRequest(OpenWireModel):
+    overrides: dict[str, Any] | None = Field(
+        default=None, description="Deep-merged into the original request"
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Merged into the original metadata"
+    )
+
+
+class ArtifactPage(ArtifactManifest):
+    next_cursor: str | None = None
+    complete: bool | None = Field(default=None, description="False while the rollout runs")
+
+
+class SupportBundle(OpenWireModel):
+    """Everything about one rollout for a bug report; secret-looking values redacted."""
+
+    rollout: dict[str, Any]
+    request: dict[str, Any]
+    routing: dict[str, Any] | None = None
+    events: list[EventEnvelope]
+    events_truncated: bool | None = None
+    artifacts: ArtifactPage
+    usage: UsageSnapshot
+    backend: dict[str, Any] | None = None
+    generated_at: str | None = None
+
+
+class Pool(PoolConfigV1):
+    """A pool as the API returns it: its configuration, tasks and state."""
+
+    status: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class PoolUpdate(PoolConfigV1):
+    """``PUT pools/{pool_id}``: any subset of the pool's fields; ``tasks`` replaces them all."""
+
+    pool_id: str | None = Field(  # type: ignore[assignment]
+        default=None, description="If given, the pool's own id"
+    )
+    pool_type: str | None = None  # type: ignore[assignment]
+
+
+class PoolMetrics(OpenWireModel):
+    pool_id: str
+    queue_depth: int
+    running: int
+    total_count: int
+    success_rate: float | None = None
+    concurrency: int | None = None
+
+
+class QueueEntry(OpenWireModel):
+    pool_id: str | None = None
+    queued: int
+    running: int
+
+
+class QueueStatus(OpenWireModel):
+    pools: list[QueueEntry]
+    total_queued: int
+    total_running: int
+    max_running: int | None = None
+
+
+class Capabilities(OpenWireModel):
+    agents: list[dict[str, Any]]
+    models: dict[str, list[str]] | None = None
+    pool_types: list[str] | None = None
+    backends: dict[str, Any] | None = None
+    features: dict[str, bool] | None = None
+
+
+class SchemaDocument(OpenWireModel):
+    version: str
+    schemas: dict[str, Any]
+
+
+class Account(OpenWireModel):
+    org_id: str
+    plan: str
+    feature_flags: dict[str, Any] = Field(default_factory=dict)
+
+
+class CredentialCreate(OpenWireModel):
+    credential_name: str = Field(..., min_length=1)
+    credential_type: str = Field(..., min_length=1)
+    credential_value: str = Field(..., min_length=1, description="Stored; never returned")
+    metadata: dict[str, Any] | None = None
+
+
+class CredentialRotate(OpenWireModel):
+    credential_value: str = Field(..., min_length=1)
+
+
+class Credential(OpenWireModel):
+    """A stored credential, without its value."""
+
+    credential_id: str
+    credential_name: str
+    credential_type: str
+    metadata: dict[str, Any] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    active: bool | None = None

@@ -229,7 +229,7 @@ def update_task(
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
 ) -> None:
-    """Replace a task's definition.
+    """Replace a task's definition (what the new one leaves out, such as --env, is gone).
 
     Example: envpools tasks update web-pool login --docker ghcr.io/acme/login:2
     """

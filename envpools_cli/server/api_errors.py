@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -11,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from envpools_cli.server.vault import VaultError
@@ -18,13 +22,16 @@ from envpools_cli.server.vault import VaultError
 __all__ = [
     "ApiError",
     "RequestIdMiddleware",
+    "Resource",
     "install_error_handlers",
     "invalid",
     "request_id_of",
+    "resources",
 ]
 
 log = logging.getLogger("envpools.server")
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
 _CODES = {
     400: "bad_request",
@@ -122,6 +129,42 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
+@dataclass(frozen=True)
+class Resource:
+    """A path the app serves and the methods it answers there, for ``Allow``."""
+
+    pattern: re.Pattern[str]
+    params: int
+    methods: frozenset[str]
+
+
+def resources(paths: Iterable[tuple[str, Iterable[str]]]) -> list[Resource]:
+    """``(path template, methods)`` pairs, several per path, grouped into resources."""
+    grouped: dict[str, set[str]] = {}
+    for path, methods in paths:
+        grouped.setdefault(path, set()).update(m.upper() for m in methods)
+    return [
+        Resource(compile_path(path)[0], path.count("{"), frozenset(methods))
+        for path, methods in grouped.items()
+    ]
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the resource a 405 answers for, for its ``Allow`` header.
+
+    Starlette names only the first route whose path matched. Here every route of the path
+    counts, and where a literal path (``/rollouts/batch``) and a parameter
+    (``/rollouts/{rollout_id}``) both match, the literal one is the resource meant.
+    """
+    table: list[Resource] = getattr(request.app.state, "resources", [])
+    path = request.url.path
+    matched = [r for r in table if r.pattern.match(path)]
+    if not matched:
+        return []
+    fewest = min(r.params for r in matched)
+    return sorted(set().union(*(r.methods for r in matched if r.params == fewest)))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -139,11 +182,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODES.get(exc.status_code, f"http_{exc.status_code}")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400 and message == _UNPARSABLE_BODY:  # FastAPI's, e.g. not UTF-8
+            text = "the body is not valid JSON"
+            details = [{"loc": ["body"], "msg": text, "type": "json_invalid"}]
+            invalid_body = ApiError(422, "validation_error", text, details=details)
+            return error_response(request, invalid_body)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
-        return error_response(
-            request, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {}))
-        )
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+        return error_response(request, ApiError(exc.status_code, code, message, headers=headers))
 
     @app.exception_handler(VaultError)
     async def _vault(request: Request, exc: VaultError) -> JSONResponse:

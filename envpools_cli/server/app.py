@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from envpools_cli import __version__, models
-from envpools_cli.server.api_errors import RequestIdMiddleware, install_error_handlers
+from envpools_cli.server.api_errors import RequestIdMiddleware, install_error_handlers, resources
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.routes import account_router, pools_router
 from envpools_cli.server.scheduler import Scheduler
@@ -75,4 +76,12 @@ def create_app(backend: LocalBackend) -> FastAPI:
     for index, prefix in enumerate(PREFIXES):
         app.include_router(pools_router, prefix=prefix, include_in_schema=index == 0)
     app.include_router(account_router)
+    app.state.resources = resources(
+        [(prefix + path, methods) for prefix in PREFIXES for path, methods in _paths(pools_router)]
+        + _paths(account_router)
+    )
     return app
+
+
+def _paths(router: APIRouter) -> list[tuple[str, set[str]]]:
+    return [(r.path, r.methods or set()) for r in router.routes if isinstance(r, APIRoute)]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from anyio import to_thread
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from envpools_cli.server.api_errors import ApiError
 from envpools_cli.server.store import Org, Store
@@ -24,7 +25,16 @@ def _presented_key(request: Request) -> str | None:
     return api_key or None
 
 
-async def current_org(request: Request) -> Org:
+# Declared for the OpenAPI document (either one authenticates); ``_presented_key`` reads them.
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
+
+
+async def current_org(
+    request: Request,
+    _bearer_key: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _header_key: Annotated[str | None, Depends(_api_key)],
+) -> Org:
     """The organisation of the presented key; 401 without a valid one."""
     key = _presented_key(request)
     if key is None:

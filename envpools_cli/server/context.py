@@ -87,7 +87,7 @@ class ServerContext:
 
     def publish(self, rollout_id: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
         envelope = self.store.append_event(rollout_id, event, data)
-        self.bus.notify(rollout_id)
+        self.store.after_commit(lambda: self.bus.notify(rollout_id))
         return envelope
 
     def trial_dir(self, rollout_id: str) -> Path:

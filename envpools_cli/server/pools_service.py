@@ -7,16 +7,17 @@ from typing import Any
 
 import pydantic
 
-from envpools_cli.models import TEMPLATE_DEFAULTS, TERMINAL_STATUSES, PoolConfigV1, PoolTaskInstance
+from envpools_cli.models import TEMPLATE_DEFAULTS, TERMINAL_STATUSES
 from envpools_cli.server.api_errors import ApiError, invalid
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.scheduler import ACTIVE_STATUSES, Scheduler
+from envpools_cli.server.schemas import BACKENDS, POOL_ID_PATTERN, LocalPoolCreate, LocalPoolTask
 from envpools_cli.server.store import Org, now_iso
 from envpools_cli.server.tasks import TaskError, load_task
 
 __all__ = ["KNOWN_BACKENDS", "PoolService"]
 
-KNOWN_BACKENDS = {"harbor", "openenv", "browser", "archipelago", "kernel"}
+KNOWN_BACKENDS = frozenset(BACKENDS)
 
 
 class PoolService:
@@ -54,7 +55,7 @@ class PoolService:
 
     def _check_task(self, body: Any) -> dict[str, Any]:
         try:
-            task = PoolTaskInstance.model_validate(body)
+            task = LocalPoolTask.model_validate(body)
         except pydantic.ValidationError as exc:
             raise invalid(exc) from None
         doc = task.model_dump(mode="json")
@@ -78,23 +79,18 @@ class PoolService:
 
     def create_pool(self, org: Org, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
-        template = body.get("template")
-        if template is not None and template not in TEMPLATE_DEFAULTS:
-            raise ApiError(
-                422,
-                "validation_error",
-                f"template {template!r} is not one of {sorted(TEMPLATE_DEFAULTS)}",
-            )
-        if template:
-            body.setdefault("pool_type", TEMPLATE_DEFAULTS[template][0])
-            body.setdefault("backend", TEMPLATE_DEFAULTS[template][1])
-        body.setdefault("pool_type", "sandbox")
+        template = _template(body)
+        pool_type, backend = TEMPLATE_DEFAULTS[template] if template else ("sandbox", None)
+        if body.get("pool_type") is None:
+            body["pool_type"] = pool_type
+        if body.get("backend") is None and backend:
+            body["backend"] = backend
         tasks = body.pop("tasks", None) or []
         try:
-            pool = PoolConfigV1.model_validate(body)
+            pool = LocalPoolCreate.model_validate(body)
         except pydantic.ValidationError as exc:
             raise invalid(exc) from None
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", pool.pool_id):
+        if not re.fullmatch(POOL_ID_PATTERN, pool.pool_id):
             raise ApiError(
                 422,
                 "validation_error",
@@ -117,12 +113,15 @@ class PoolService:
 
     def update_pool(self, org: Org, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
         pool = self.pool_or_404(org, pool_id)
-        if body.get("pool_id", pool_id) != pool_id:
-            raise ApiError(422, "validation_error", "pool_id cannot be changed")
+        if body.get("pool_id", pool_id) not in (pool_id, None):
+            raise ApiError(
+                409, "conflict", f"the body's pool_id is not {pool_id!r}: it cannot change"
+            )
+        _template(body)
         tasks = body.get("tasks")
         merged = {**pool, **{k: v for k, v in body.items() if k not in ("tasks", "pool_id")}}
         try:
-            checked_pool = PoolConfigV1.model_validate(merged)
+            checked_pool = LocalPoolCreate.model_validate(merged)
         except pydantic.ValidationError as exc:
             raise invalid(exc) from None
         checked_tasks = [self._check_task(t) for t in tasks] if isinstance(tasks, list) else None
@@ -191,13 +190,18 @@ class PoolService:
         self.store.put_task(org.org_id, pool_id, task)
         return task
 
-    def update_task(self, org: Org, pool_id: str, task_id: str, body: Any) -> dict[str, Any]:
+    def update_task(
+        self, org: Org, pool_id: str, task_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace the task's definition (PUT): fields left out are gone, not kept."""
         self.pool_or_404(org, pool_id)
-        existing = self.store.get_task(org.org_id, pool_id, task_id)
-        if existing is None:
+        if self.store.get_task(org.org_id, pool_id, task_id) is None:
             raise ApiError(404, "not_found", f"task {task_id!r} not found in pool {pool_id!r}")
-        merged = {**existing, **(body if isinstance(body, dict) else {}), "task_id": task_id}
-        task = self._check_task(merged)
+        if body.get("task_id", task_id) not in (task_id, None):
+            raise ApiError(
+                409, "conflict", f"the body's task_id is not {task_id!r}: it cannot change"
+            )
+        task = self._check_task({**body, "task_id": task_id})
         self.store.put_task(org.org_id, pool_id, task)
         return task
 
@@ -205,3 +209,14 @@ class PoolService:
         self.pool_or_404(org, pool_id)
         if not self.store.delete_task(org.org_id, pool_id, task_id):
             raise ApiError(404, "not_found", f"task {task_id!r} not found in pool {pool_id!r}")
+
+
+def _template(body: dict[str, Any]) -> str | None:
+    template = body.get("template")
+    if template is not None and template not in TEMPLATE_DEFAULTS:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"template {template!r} is not one of {sorted(TEMPLATE_DEFAULTS)}",
+        )
+    return str(template) if template else None

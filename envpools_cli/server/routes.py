@@ -1,5 +1,10 @@
 """HTTP routes of CONTRACT §2. One router serves ``/v1``, ``/api/v1`` and
-``/api/v1/environment-pools``; credentials and the account live at fixed paths."""
+``/api/v1/environment-pools``; credentials and the account live at fixed paths.
+
+Request bodies are the contract's models (refined in ``schemas.py``), so FastAPI checks
+their shape; each route documents what it answers, its errors included, with the models of
+``envpools_cli.models`` (``responses=``, without re-validating the answer at run time).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,37 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, WithJsonSchema
 
 from envpools_cli import __version__
-from envpools_cli.models import TERMINAL_STATUSES
+from envpools_cli.models import (
+    TERMINAL_STATUSES,
+    Account,
+    ArtifactPage,
+    Capabilities,
+    Credential,
+    CredentialCreate,
+    CredentialRotate,
+    ErrorResponse,
+    Pool,
+    PoolMetrics,
+    PoolTaskInstance,
+    QueueStatus,
+    ReplayRequest,
+    Rollout,
+    RolloutBatchRequest,
+    RolloutBatchResult,
+    RolloutDryRun,
+    RolloutPage,
+    RolloutStatus,
+    RolloutSummary,
+    RolloutValidation,
+    SchemaDocument,
+    SupportBundle,
+    UsageSnapshot,
+)
 from envpools_cli.server.api_errors import ApiError
 from envpools_cli.server.artifacts import (
     ArtifactPathError,
@@ -24,6 +55,14 @@ from envpools_cli.server.artifacts import (
 )
 from envpools_cli.server.auth import current_org, pools_org
 from envpools_cli.server.events import heartbeat_frame, sse_frame
+from envpools_cli.server.schemas import (
+    CURSOR_PATTERN,
+    LocalPoolCreate,
+    LocalPoolTask,
+    LocalPoolTaskUpdate,
+    LocalPoolUpdate,
+    LocalRolloutRequest,
+)
 from envpools_cli.server.service import Service
 from envpools_cli.server.store import Org, parse_time
 
@@ -34,8 +73,73 @@ account_router = APIRouter()
 
 PoolsOrg = Annotated[Org, Depends(pools_org)]
 AnyOrg = Annotated[Org, Depends(current_org)]
-JsonBody = Annotated[Any, Body()]
-OptionalBody = Annotated[Any, Body()]
+# Optional parameters are documented as their type alone: a query string or a header has no
+# null, and a schema offering one invites clients to send the text "null".
+IdempotencyKey = Annotated[
+    str | None,
+    Header(description="One key per logical create: a retry with it answers the first response"),
+    WithJsonSchema({"type": "string"}),
+]
+DateTime = Annotated[str | None, Query(), WithJsonSchema({"type": "string", "format": "date-time"})]
+Text = Annotated[str | None, Query(), WithJsonSchema({"type": "string"})]
+Cursor = Annotated[
+    str | None,
+    Query(pattern=CURSOR_PATTERN),
+    WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN}),
+]
+Status = Annotated[
+    RolloutStatus | None,
+    Query(),
+    WithJsonSchema({"type": "string", "enum": [s.value for s in RolloutStatus]}),
+]
+_EVENT_ID = r"^[0-9]{0,18}$"
+EventCursor = Annotated[
+    str | None, Query(pattern=_EVENT_ID), WithJsonSchema({"type": "string", "pattern": _EVENT_ID})
+]
+LastEventId = Annotated[
+    str | None, Header(pattern=_EVENT_ID), WithJsonSchema({"type": "string", "pattern": _EVENT_ID})
+]
+
+
+EventLimit = Annotated[int | None, Query(ge=1), WithJsonSchema({"type": "integer", "minimum": 1})]
+PageLimit = Annotated[
+    int | None,
+    Query(ge=1, le=10_000),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 10_000}),
+]
+ZipLimit = Annotated[
+    int | None,
+    Query(ge=1, le=1_000_000),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 1_000_000}),
+]
+
+
+_ERRORS = {
+    401: "Missing or unknown API key",
+    402: "The pool's spend limit is reached",
+    403: "The plan does not include Environment Pools, or the pool's policy forbids this",
+    404: "No such resource (in this organisation)",
+    409: "Conflicts with the current state (exists already, still in use, key reused)",
+    422: "The request is not valid: `details` names the fields",
+    429: "The pool's queue is full: retry after `Retry-After` seconds",
+}
+# One event of the stream as an SSE parser hands it over (CONTRACT §5): heartbeats have
+# no id; every other event's id is its seq, and its data the JSON of an EventEnvelope.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/EventEnvelope"},
+        },
+    },
+}
+_POOLS = (401, 403, 422)
+_ACCOUNT = (401, 422)
 
 
 def service(request: Request) -> Service:
@@ -46,71 +150,108 @@ def service(request: Request) -> Service:
 Svc = Annotated[Service, Depends(service)]
 
 
+def doc(
+    answer: Any, *errors: int, status: int = 200, media: str | None = None, **more: Any
+) -> dict[str, Any]:
+    """Route options documenting the answer (a model, or a media type) and the errors."""
+    ok: dict[str, Any] = {"description": "OK" if status < 300 else "Created"}
+    if media is not None:
+        schema = _SSE_EVENT if media == "text/event-stream" else {"type": "string"}
+        ok["content"] = {media: {"schema": schema}}
+    elif answer is not None:
+        ok["model"] = answer
+    else:
+        ok["description"] = "Done, no content"
+    responses: dict[int | str, dict[str, Any]] = {status: ok}
+    for code in sorted(errors):
+        responses[code] = {"model": ErrorResponse, "description": _ERRORS[code]}
+    for code, extra in more.pop("extra_responses", {}).items():
+        responses[code] = extra
+    return {"status_code": status, "response_model": None, "responses": responses, **more}
+
+
 def _json(status: int, body: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status)
+
+
+def _sent(body: BaseModel) -> dict[str, Any]:
+    """The fields the caller sent (explicit nulls included), as JSON values."""
+    return body.model_dump(mode="json", exclude_unset=True, exclude_none=False)
 
 
 # --- rollouts -------------------------------------------------------------------------------
 
 
-@pools_router.post("/rollouts", status_code=201, tags=["rollouts"])
+@pools_router.post(
+    "/rollouts",
+    tags=["rollouts"],
+    **doc(
+        Rollout,
+        *_POOLS,
+        402,
+        404,
+        409,
+        429,
+        status=201,
+        extra_responses={
+            200: {"model": RolloutDryRun, "description": "With dry_run: nothing created"}
+        },
+    ),
+)
 def create_rollout(
-    org: PoolsOrg,
-    svc: Svc,
-    body: JsonBody,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    org: PoolsOrg, svc: Svc, body: LocalRolloutRequest, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Create a rollout (or, with ``dry_run``, validate and route it without creating)."""
+    request = _sent(body)
     status, result = svc.idempotent(
-        org, "rollouts", idempotency_key, body, lambda: svc.create_rollout(org, body)
+        org, "rollouts", idempotency_key, request, lambda: svc.create_rollout(org, request)
     )
     return _json(status, result)
 
 
-@pools_router.post("/rollouts:validate", tags=["rollouts"])
-def validate_rollout(org: PoolsOrg, svc: Svc, body: JsonBody) -> dict[str, Any]:
-    """Check a request and report the pool it would be routed to."""
+@pools_router.post("/rollouts:validate", tags=["rollouts"], **doc(RolloutValidation, *_POOLS))
+def validate_rollout(org: PoolsOrg, svc: Svc, body: dict[str, Any]) -> dict[str, Any]:
+    """Check any object as a RolloutRequestV1 and report the pool it would be routed to;
+    a request that is not valid is answered 200 with ``valid: false`` and the error."""
     return svc.validate(org, body)
 
 
-@pools_router.post("/rollouts/batch", tags=["rollouts"])
+@pools_router.post("/rollouts/batch", tags=["rollouts"], **doc(RolloutBatchResult, *_POOLS, 409))
 def create_batch(
-    org: PoolsOrg,
-    svc: Svc,
-    body: JsonBody,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    org: PoolsOrg, svc: Svc, body: RolloutBatchRequest, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Create many rollouts: ``{"rollouts": [...], "errors": [{index, error}]}``."""
+    request = _sent(body)
     status, result = svc.idempotent(
-        org, "rollouts/batch", idempotency_key, body, lambda: svc.batch(org, body)
+        org, "rollouts/batch", idempotency_key, request, lambda: svc.batch(org, request)
     )
     return _json(status, result)
 
 
-@pools_router.get("/rollouts", tags=["rollouts"])
+@pools_router.get("/rollouts", tags=["rollouts"], **doc(RolloutPage, *_POOLS))
 def list_rollouts(
     org: PoolsOrg,
     svc: Svc,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    status: str | None = None,
-    pool_id: str | None = None,
-    dataset: str | None = None,
-    task_id: str | None = None,
-    created_after: str | None = None,
-    created_before: str | None = None,
+    status: Status = None,
+    pool_id: Text = None,
+    dataset: Text = None,
+    task_id: Text = None,
+    created_after: DateTime = None,
+    created_before: DateTime = None,
 ) -> dict[str, Any]:
     """Rollouts of the organisation, newest first, paged by ``next_cursor``."""
     try:
-        after = parse_time(created_after) if created_after else None
-        before = parse_time(created_before) if created_before else None
+        after = parse_time(created_after) if created_after is not None else None
+        before = parse_time(created_before) if created_before is not None else None
     except ValueError as exc:
         raise ApiError(422, "validation_error", f"invalid timestamp: {exc}") from None
     return svc.list_rollouts(
         org,
         cursor=cursor,
         limit=limit,
-        status=status,
+        status=status.value if status else None,
         pool_id=pool_id,
         dataset=dataset,
         task_id=task_id,
@@ -119,35 +260,48 @@ def list_rollouts(
     )
 
 
-@pools_router.get("/rollouts/{rollout_id}", tags=["rollouts"])
+@pools_router.get("/rollouts/{rollout_id}", tags=["rollouts"], **doc(Rollout, *_POOLS, 404))
 def get_rollout(org: PoolsOrg, svc: Svc, rollout_id: str) -> dict[str, Any]:
     return svc.get_rollout(org, rollout_id)
 
 
-@pools_router.get("/rollouts/{rollout_id}/summary", tags=["rollouts"])
+@pools_router.get(
+    "/rollouts/{rollout_id}/summary", tags=["rollouts"], **doc(RolloutSummary, *_POOLS, 404)
+)
 def rollout_summary(org: PoolsOrg, svc: Svc, rollout_id: str) -> dict[str, Any]:
     return svc.summary(org, rollout_id)
 
 
-@pools_router.get("/rollouts/{rollout_id}/usage", tags=["rollouts"])
+@pools_router.get(
+    "/rollouts/{rollout_id}/usage", tags=["rollouts"], **doc(UsageSnapshot, *_POOLS, 404)
+)
 def rollout_usage(org: PoolsOrg, svc: Svc, rollout_id: str) -> dict[str, Any]:
     return svc.usage(org, rollout_id)
 
 
-@pools_router.get("/rollouts/{rollout_id}/support_bundle", tags=["rollouts"])
+@pools_router.get(
+    "/rollouts/{rollout_id}/support_bundle",
+    tags=["rollouts"],
+    **doc(SupportBundle, *_POOLS, 404),
+)
 def support_bundle(org: PoolsOrg, svc: Svc, rollout_id: str, request: Request) -> dict[str, Any]:
     return svc.support_bundle(org, rollout_id, str(request.base_url))
 
 
-@pools_router.post("/rollouts/{rollout_id}/replay", status_code=201, tags=["rollouts"])
+@pools_router.post(
+    "/rollouts/{rollout_id}/replay",
+    tags=["rollouts"],
+    **doc(Rollout, *_POOLS, 402, 404, 409, 429, status=201),
+)
 def replay_rollout(
     org: PoolsOrg,
     svc: Svc,
     rollout_id: str,
-    body: Annotated[dict[str, Any] | None, Body()] = None,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    body: ReplayRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    payload = body or {}
+    """Run the rollout's request again, with ``overrides`` deep-merged into it."""
+    payload = _sent(body) if body is not None else {}
     status, result = svc.idempotent(
         org,
         f"rollouts/{rollout_id}/replay",
@@ -158,7 +312,7 @@ def replay_rollout(
     return _json(status, result)
 
 
-@pools_router.post("/rollouts/{rollout_id}/cancel", tags=["rollouts"])
+@pools_router.post("/rollouts/{rollout_id}/cancel", tags=["rollouts"], **doc(Rollout, *_POOLS, 404))
 def cancel_rollout(org: PoolsOrg, svc: Svc, rollout_id: str) -> dict[str, Any]:
     """Cancel at any stage; a finished rollout is returned unchanged."""
     return svc.cancel(org, rollout_id)
@@ -166,32 +320,30 @@ def cancel_rollout(org: PoolsOrg, svc: Svc, rollout_id: str) -> dict[str, Any]:
 
 def _start_seq(cursor: str | None, last_event_id: str | None) -> int:
     value = cursor if cursor not in (None, "") else last_event_id
-    if value in (None, ""):
-        return 0
-    assert value is not None
-    if not value.strip().isdigit():
-        raise ApiError(422, "validation_error", f"cursor {value!r} is not an event id")
-    return int(value)
+    return int(value) if value else 0
 
 
 @pools_router.get(
-    "/rollouts/{rollout_id}/events", tags=["events"], response_class=StreamingResponse
+    "/rollouts/{rollout_id}/events",
+    tags=["events"],
+    response_class=StreamingResponse,
+    **doc(None, *_POOLS, 404, media="text/event-stream"),
 )
 async def rollout_events(
     org: PoolsOrg,
     svc: Svc,
     rollout_id: str,
-    request: Request,
-    since: str | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    last_event_id: Annotated[str | None, Header()] = None,
+    since: DateTime = None,
+    cursor: EventCursor = None,
+    limit: EventLimit = None,
+    last_event_id: LastEventId = None,
 ) -> StreamingResponse:
-    """Server-sent events: history after ``cursor``/``Last-Event-ID``, then live events."""
+    """Server-sent events: history after ``cursor``/``Last-Event-ID``, then live events;
+    the stream ends after the terminal lifecycle event."""
     await to_thread.run_sync(svc.get_rollout, org, rollout_id)
     start = _start_seq(cursor, last_event_id)
     try:
-        since_norm = parse_time(since) if since else None
+        since_norm = parse_time(since) if since is not None else None
     except ValueError:
         raise ApiError(422, "validation_error", f"since {since!r} is not a timestamp") from None
     ctx = svc.ctx
@@ -248,28 +400,33 @@ async def rollout_events(
 # --- artifacts ------------------------------------------------------------------------------
 
 
-@pools_router.get("/rollouts/{rollout_id}/artifacts", tags=["artifacts"])
+@pools_router.get(
+    "/rollouts/{rollout_id}/artifacts", tags=["artifacts"], **doc(ArtifactPage, *_POOLS, 404)
+)
 def list_artifacts(
     org: PoolsOrg,
     svc: Svc,
     rollout_id: str,
     request: Request,
-    prefix: str | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=10000)] = None,
+    prefix: Text = None,
+    cursor: Text = None,
+    limit: PageLimit = None,
 ) -> dict[str, Any]:
     return svc.artifact_manifest(org, rollout_id, str(request.base_url), prefix, cursor, limit)
 
 
 @pools_router.get(
-    "/rollouts/{rollout_id}/artifacts.zip", tags=["artifacts"], response_class=StreamingResponse
+    "/rollouts/{rollout_id}/artifacts.zip",
+    tags=["artifacts"],
+    response_class=StreamingResponse,
+    **doc(None, *_POOLS, 404, media="application/zip"),
 )
 def artifacts_zip(
     org: PoolsOrg,
     svc: Svc,
     rollout_id: str,
-    prefix: str | None = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    prefix: Text = None,
+    limit: ZipLimit = None,
 ) -> StreamingResponse:
     """All artifacts (under ``prefix``) as a zip, streamed as it is built."""
     svc.get_rollout(org, rollout_id)
@@ -286,15 +443,16 @@ def artifacts_zip(
     "/rollouts/{rollout_id}/artifacts/{path:path}",
     tags=["artifacts"],
     response_class=StreamingResponse,
+    **doc(None, *_POOLS, 404, media="*/*"),
 )
 def fetch_artifact(org: PoolsOrg, svc: Svc, rollout_id: str, path: str) -> StreamingResponse:
-    """One artifact's bytes; paths outside the rollout's folder are refused."""
+    """One artifact's bytes (its own content type); paths outside the rollout are refused."""
     svc.get_rollout(org, rollout_id)
     trial = svc.ctx.trial_dir(rollout_id)
     try:
         relative, _ = resolve_artifact(trial, path)
-    except ArtifactPathError as exc:
-        raise ApiError(400, "invalid_path", str(exc)) from None
+    except ArtifactPathError as exc:  # names no artifact of this rollout
+        raise ApiError(404, "not_found", str(exc)) from None
     indexed = {e["path"]: e for e in svc.store.list_artifacts(rollout_id, prefix=relative)}
     entry = indexed.get(relative)
     fd = open_artifact(trial, relative) if entry is not None else None
@@ -316,66 +474,76 @@ def fetch_artifact(org: PoolsOrg, svc: Svc, rollout_id: str, path: str) -> Strea
 # --- pools and tasks ------------------------------------------------------------------------
 
 
-@pools_router.get("/pools", tags=["pools"])
+@pools_router.get("/pools", tags=["pools"], **doc(list[Pool], *_POOLS))
 def list_pools(
     org: PoolsOrg,
     svc: Svc,
-    type: str | None = None,
-    tag: str | None = None,
+    type: Text = None,
+    tag: Text = None,
 ) -> list[dict[str, Any]]:
     """Pools as a bare JSON array."""
     return svc.pools.list_pools(org, type, tag)
 
 
-@pools_router.post("/pools", status_code=201, tags=["pools"])
-def create_pool(org: PoolsOrg, svc: Svc, body: JsonBody) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ApiError(422, "validation_error", "the request body must be a JSON object")
-    return svc.pools.create_pool(org, body)
+@pools_router.post("/pools", tags=["pools"], **doc(Pool, *_POOLS, 409, status=201))
+def create_pool(org: PoolsOrg, svc: Svc, body: LocalPoolCreate) -> dict[str, Any]:
+    return svc.pools.create_pool(org, _sent(body))
 
 
-@pools_router.get("/pools/{pool_id}", tags=["pools"])
+@pools_router.get("/pools/{pool_id}", tags=["pools"], **doc(Pool, *_POOLS, 404))
 def get_pool(org: PoolsOrg, svc: Svc, pool_id: str) -> dict[str, Any]:
     return svc.pools.get_pool(org, pool_id)
 
 
-@pools_router.put("/pools/{pool_id}", tags=["pools"])
-def update_pool(org: PoolsOrg, svc: Svc, pool_id: str, body: JsonBody) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ApiError(422, "validation_error", "the request body must be a JSON object")
-    return svc.pools.update_pool(org, pool_id, body)
+@pools_router.put("/pools/{pool_id}", tags=["pools"], **doc(Pool, *_POOLS, 404, 409))
+def update_pool(org: PoolsOrg, svc: Svc, pool_id: str, body: LocalPoolUpdate) -> dict[str, Any]:
+    """Change the fields given (``null`` clears one); ``tasks``, if given, replaces them all."""
+    return svc.pools.update_pool(org, pool_id, _sent(body))
 
 
-@pools_router.delete("/pools/{pool_id}", status_code=204, tags=["pools"])
+@pools_router.delete("/pools/{pool_id}", tags=["pools"], **doc(None, *_POOLS, 404, 409, status=204))
 def delete_pool(org: PoolsOrg, svc: Svc, pool_id: str) -> Response:
     svc.pools.delete_pool(org, pool_id)
     return Response(status_code=204)
 
 
-@pools_router.get("/pools/{pool_id}/metrics", tags=["pools"])
+@pools_router.get("/pools/{pool_id}/metrics", tags=["pools"], **doc(PoolMetrics, *_POOLS, 404))
 def pool_metrics(org: PoolsOrg, svc: Svc, pool_id: str) -> dict[str, Any]:
     return svc.pools.pool_metrics(org, pool_id)
 
 
-@pools_router.get("/pools/{pool_id}/tasks", tags=["tasks"])
+@pools_router.get(
+    "/pools/{pool_id}/tasks", tags=["tasks"], **doc(list[PoolTaskInstance], *_POOLS, 404)
+)
 def list_tasks(org: PoolsOrg, svc: Svc, pool_id: str) -> list[dict[str, Any]]:
     """Tasks of a pool as a bare JSON array."""
     return svc.pools.list_tasks(org, pool_id)
 
 
-@pools_router.post("/pools/{pool_id}/tasks", status_code=201, tags=["tasks"])
-def create_task(org: PoolsOrg, svc: Svc, pool_id: str, body: JsonBody) -> dict[str, Any]:
-    return svc.pools.create_task(org, pool_id, body)
+@pools_router.post(
+    "/pools/{pool_id}/tasks",
+    tags=["tasks"],
+    **doc(PoolTaskInstance, *_POOLS, 404, 409, status=201),
+)
+def create_task(org: PoolsOrg, svc: Svc, pool_id: str, body: LocalPoolTask) -> dict[str, Any]:
+    return svc.pools.create_task(org, pool_id, _sent(body))
 
 
-@pools_router.put("/pools/{pool_id}/tasks/{task_id}", tags=["tasks"])
+@pools_router.put(
+    "/pools/{pool_id}/tasks/{task_id}",
+    tags=["tasks"],
+    **doc(PoolTaskInstance, *_POOLS, 404, 409),
+)
 def update_task(
-    org: PoolsOrg, svc: Svc, pool_id: str, task_id: str, body: JsonBody
+    org: PoolsOrg, svc: Svc, pool_id: str, task_id: str, body: LocalPoolTaskUpdate
 ) -> dict[str, Any]:
-    return svc.pools.update_task(org, pool_id, task_id, body)
+    """Replace the task's definition: what the body leaves out is gone."""
+    return svc.pools.update_task(org, pool_id, task_id, _sent(body))
 
 
-@pools_router.delete("/pools/{pool_id}/tasks/{task_id}", status_code=204, tags=["tasks"])
+@pools_router.delete(
+    "/pools/{pool_id}/tasks/{task_id}", tags=["tasks"], **doc(None, *_POOLS, 404, status=204)
+)
 def delete_task(org: PoolsOrg, svc: Svc, pool_id: str, task_id: str) -> Response:
     svc.pools.delete_task(org, pool_id, task_id)
     return Response(status_code=204)
@@ -384,12 +552,12 @@ def delete_task(org: PoolsOrg, svc: Svc, pool_id: str, task_id: str) -> Response
 # --- queue, capabilities, schemas -----------------------------------------------------------
 
 
-@pools_router.get("/queue/status", tags=["queue"])
+@pools_router.get("/queue/status", tags=["queue"], **doc(QueueStatus, 401, 403))
 def queue_status(org: PoolsOrg, svc: Svc) -> dict[str, Any]:
     return svc.queue_status(org)
 
 
-@pools_router.get("/capabilities", tags=["capabilities"])
+@pools_router.get("/capabilities", tags=["capabilities"], **doc(Capabilities, 401))
 def capabilities(org: AnyOrg, svc: Svc) -> dict[str, Any]:
     return svc.capabilities()
 
@@ -400,8 +568,9 @@ def openapi_document(request: Request) -> dict[str, Any]:
     return document
 
 
-@pools_router.get("/schema.json", tags=["capabilities"])
+@pools_router.get("/schema.json", tags=["capabilities"], **doc(SchemaDocument))
 def schema_json(request: Request) -> dict[str, Any]:
+    """JSON Schemas of the wire models (no key needed)."""
     schemas: dict[str, Any] = request.app.state.model_schemas
     return schemas
 
@@ -409,7 +578,7 @@ def schema_json(request: Request) -> dict[str, Any]:
 # --- credentials and account (fixed paths) --------------------------------------------------
 
 
-@account_router.get("/api/v1/me", tags=["account"])
+@account_router.get("/api/v1/me", tags=["account"], **doc(Account, 401))
 def me(org: AnyOrg) -> dict[str, Any]:
     return {
         "org_id": org.org_id,
@@ -420,50 +589,47 @@ def me(org: AnyOrg) -> dict[str, Any]:
     }
 
 
-@account_router.post("/api/v1/credentials", status_code=201, tags=["credentials"])
-def store_credential(org: AnyOrg, svc: Svc, body: JsonBody) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ApiError(422, "validation_error", "the request body must be a JSON object")
-    name, ctype, value = (
-        body.get("credential_name"),
-        body.get("credential_type"),
-        body.get("credential_value"),
-    )
-    for field, item in (
-        ("credential_name", name),
-        ("credential_type", ctype),
-        ("credential_value", value),
-    ):
-        if not isinstance(item, str) or not item:
-            raise ApiError(422, "validation_error", f"{field} must be a non-empty string")
-    assert isinstance(name, str) and isinstance(ctype, str) and isinstance(value, str)
+@account_router.post(
+    "/api/v1/credentials", tags=["credentials"], **doc(Credential, *_ACCOUNT, 409, status=201)
+)
+def store_credential(org: AnyOrg, svc: Svc, body: CredentialCreate) -> dict[str, Any]:
+    """Store a secret for the agents (as an environment variable); it is never returned."""
+    name = body.credential_name
     if any(c["credential_name"] == name for c in svc.store.list_credentials(org.org_id)):
         raise ApiError(
             409, "conflict", f"a credential named {name!r} already exists; rotate it instead"
         )
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    return svc.store.insert_credential(org.org_id, name, ctype, value, metadata or {})
+    return svc.store.insert_credential(
+        org.org_id, name, body.credential_type, body.credential_value, body.metadata or {}
+    )
 
 
-@account_router.get("/api/v1/credentials", tags=["credentials"])
+@account_router.get("/api/v1/credentials", tags=["credentials"], **doc(list[Credential], 401))
 def list_credentials(org: AnyOrg, svc: Svc) -> list[dict[str, Any]]:
     """Credentials as a bare JSON array; values are never returned."""
     return svc.store.list_credentials(org.org_id)
 
 
-@account_router.put("/api/v1/credentials/{credential_id}", tags=["credentials"])
-def rotate_credential(org: AnyOrg, svc: Svc, credential_id: str, body: JsonBody) -> dict[str, Any]:
-    value = body.get("credential_value") if isinstance(body, dict) else None
-    if not isinstance(value, str) or not value:
-        raise ApiError(422, "validation_error", "credential_value must be a non-empty string")
-    if not svc.store.rotate_credential(org.org_id, credential_id, value):
+@account_router.put(
+    "/api/v1/credentials/{credential_id}",
+    tags=["credentials"],
+    **doc(Credential, *_ACCOUNT, 404),
+)
+def rotate_credential(
+    org: AnyOrg, svc: Svc, credential_id: str, body: CredentialRotate
+) -> dict[str, Any]:
+    if not svc.store.rotate_credential(org.org_id, credential_id, body.credential_value):
         raise ApiError(404, "not_found", f"credential {credential_id!r} not found")
     found = svc.store.get_credential(org.org_id, credential_id)
     assert found is not None
     return found
 
 
-@account_router.delete("/api/v1/credentials/{credential_id}", status_code=204, tags=["credentials"])
+@account_router.delete(
+    "/api/v1/credentials/{credential_id}",
+    tags=["credentials"],
+    **doc(None, *_ACCOUNT, 404, status=204),
+)
 def delete_credential(org: AnyOrg, svc: Svc, credential_id: str) -> Response:
     if not svc.store.deactivate_credential(org.org_id, credential_id):
         raise ApiError(404, "not_found", f"credential {credential_id!r} not found")

@@ -19,6 +19,7 @@ from envpools_cli.server.api_errors import ApiError, invalid
 from envpools_cli.server.harnesses import HARNESSES, AgentContext
 from envpools_cli.server.pools_service import PoolService
 from envpools_cli.server.scheduler import ACTIVE_STATUSES
+from envpools_cli.server.schemas import LocalRolloutRequest
 from envpools_cli.server.store import Org
 
 __all__ = ["EXAMPLE_DATASET", "Router", "examples_dir"]
@@ -40,7 +41,7 @@ class Router:
         if not isinstance(body, dict):
             raise ApiError(422, "validation_error", "the request body must be a JSON object")
         try:
-            request = RolloutRequestV1.model_validate(body)
+            request: RolloutRequestV1 = LocalRolloutRequest.model_validate(body)
         except pydantic.ValidationError as exc:
             raise invalid(exc) from None
         harness = request.agent.harness
@@ -77,8 +78,9 @@ class Router:
             credentials=self.store.credential_values(org.org_id),
         )
         if missing := cls().required_secret(context):
+            # A valid request the organisation's state cannot serve yet (store the key): 409.
             raise ApiError(
-                422, "credentials_missing", f"harness {request.agent.harness!r}: {missing}"
+                409, "credentials_missing", f"harness {request.agent.harness!r}: {missing}"
             )
 
     def _task_source(
@@ -91,8 +93,8 @@ class Router:
             match = next((t for t in tasks if t["task_id"] == task_id), None)
             if match is None and tasks:
                 raise ApiError(
-                    422,
-                    "validation_error",
+                    404,
+                    "not_found",
                     f"task {task_id!r} is not in pool {pool['pool_id']!r}; its tasks: "
                     f"{sorted(t['task_id'] for t in tasks)}",
                 )
@@ -107,8 +109,8 @@ class Router:
             path = examples_dir() / task_id
             if not path.is_dir():
                 raise ApiError(
-                    422,
-                    "validation_error",
+                    404,
+                    "not_found",
                     f"{EXAMPLE_DATASET} has no task {task_id!r}; it has "
                     f"{sorted(p.name for p in examples_dir().iterdir())}",
                 )
@@ -145,6 +147,7 @@ class Router:
             "task_id": task.get("task_id"),
             "reason": reason,
             "resources": task.get("resources"),
+            "env_vars": task.get("env_vars") or {},
         }
 
     def route(
@@ -172,10 +175,8 @@ class Router:
                             candidate,
                         )
                     )
-            if not candidates:
-                raise ApiError(
-                    422, "validation_error", f"no pool has all the tags {sorted(wanted)}"
-                )
+            if not candidates:  # like a pool_id that names no pool
+                raise ApiError(404, "not_found", f"no pool has all the tags {sorted(wanted)}")
             candidates.sort(key=lambda c: c[:3])
             pool = candidates[0][3]
             debug = {
@@ -189,24 +190,26 @@ class Router:
         if pool is not None:
             self._check_pool_policy(org, pool, request)
         source = self._task_source(org, pool, request, body)
-        debug["task_source"] = {k: v for k, v in source.items() if k != "resources"}
+        shown = {k: v for k, v in source.items() if k not in ("resources", "env_vars")}
+        debug["task_source"] = {**shown, "env_var_names": sorted(source.get("env_vars") or {})}
         return pool, source, debug
 
     def _check_pool_policy(self, org: Org, pool: dict[str, Any], request: RolloutRequestV1) -> None:
         pool_id = pool["pool_id"]
         agents = pool.get("allowed_agents")
+        # The pool's policy forbids what the request is otherwise entitled to: 403.
         if agents and request.agent.harness not in agents:
             raise ApiError(
-                422,
-                "validation_error",
+                403,
+                "forbidden",
                 f"pool {pool_id!r} does not allow agent {request.agent.harness!r}; "
                 f"allowed: {sorted(agents)}",
             )
         models = pool.get("allowed_models")
         if models and request.agent.model_id and request.agent.model_id not in models:
             raise ApiError(
-                422,
-                "validation_error",
+                403,
+                "forbidden",
                 f"pool {pool_id!r} does not allow model {request.agent.model_id!r}; "
                 f"allowed: {sorted(models)}",
             )

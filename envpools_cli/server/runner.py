@@ -189,7 +189,11 @@ class RolloutRunner:
         if not path:
             reason = source.get("reason") or "the task has no local path"
             raise TaskError("bad_task_source", reason)
-        return load_task(path)
+        task = load_task(path)
+        # The pool task's env_vars, as written: over the Dockerfile's ENV, under what a phase
+        # sets itself (task.toml's [verifier.env], the harness's variables).
+        task.layout.env.update(source.get("env_vars") or {})
+        return task
 
     def _prepare(self, task: HarborTask) -> Path:
         """The trial folder: the seeded workspace (and its baseline copy) and /logs folders."""

@@ -40,7 +40,11 @@ def bind_socket(
     last_error: OSError | None = None
     candidates = [0] if port == 0 else range(port, port + max(1, scan))
     for candidate in candidates:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on the connections it accepts only
+        # when the listening socket says TCP, and without it every response on a kept-alive
+        # connection waits ~40 ms (Nagle against the client's delayed ACK).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, candidate))

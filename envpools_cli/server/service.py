@@ -85,23 +85,28 @@ class Service:
         body: Any,
         create: Callable[[], tuple[int, Any]],
     ) -> tuple[int, Any]:
-        """Run ``create()`` once per (key, body); a replay answers the first response again."""
+        """Run ``create()`` once per (key, body); a replay answers the first response again.
+
+        The lookup, the creation and the record of its response are one write transaction:
+        requests racing with one key queue on it, and the first to get it is the only one
+        that creates; a crash in between leaves neither a rollout nor a record behind.
+        """
         if not key:
             return create()
         digest = _request_hash(body)
-        found = self.store.idempotent_response(org.org_id, endpoint, key)
-        if found is not None:
-            stored_hash, status, response = found
-            if stored_hash != digest:
-                raise ApiError(
-                    409,
-                    "idempotency_conflict",
-                    f"Idempotency-Key {key!r} was already used with a different request body",
-                )
-            return status, response
-        status, response = create()
-        if status < 300:
-            self.store.remember_response(org.org_id, endpoint, key, digest, status, response)
+        with self.store.tx():
+            found = self.store.idempotent_response(org.org_id, endpoint, key)
+            if found is not None:
+                stored_hash, status, response = found
+                if stored_hash != digest:
+                    message = (
+                        f"Idempotency-Key {key!r} was already used with a different request body"
+                    )
+                    raise ApiError(409, "idempotency_conflict", message)
+                return status, response
+            status, response = create()
+            if status < 300:
+                self.store.remember_response(org.org_id, endpoint, key, digest, status, response)
         return status, response
 
     # --- rollouts -------------------------------------------------------------------------
@@ -180,7 +185,7 @@ class Service:
                 stored[part] = redact(stored[part])
         self.store.insert_rollout(doc, stored)
         self.ctx.publish(rollout_id, "lifecycle", {"status": "queued", "pool_id": doc["pool_id"]})
-        self.scheduler.wake()
+        self.store.after_commit(self.scheduler.wake)
         return 201, self.rollout_view(doc)
 
     @staticmethod

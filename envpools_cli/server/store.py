@@ -16,11 +16,12 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -133,11 +134,21 @@ def now_iso() -> str:
 
 
 def parse_time(value: str) -> str:
-    """Normalise a caller's RFC 3339 timestamp to the stored format (raises ValueError)."""
-    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    """Normalise a caller's RFC 3339 timestamp to the stored format (raises ValueError).
+
+    RFC 3339 allows a lower-case ``t``/``z`` and a leap second (read as :59); a time whose
+    UTC falls outside years 1-9999 is clamped to their ends (nothing is stored beyond them).
+    """
+    text = value.strip().upper().replace("Z", "+00:00")
+    text = re.sub(r"(T\d\d:\d\d):60", r"\1:59", text)
+    parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def hash_key(api_key: str) -> str:
@@ -251,12 +262,29 @@ class Store:
             yield db
             return
         db.execute("BEGIN IMMEDIATE")
+        callbacks: list[Callable[[], None]] = []
+        self._local.after_commit = callbacks
         try:
             yield db
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            self._local.after_commit = None
         db.execute("COMMIT")
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this thread's transaction commits (now, outside one).
+
+        Waking a reader before the commit would let it look, find nothing, and sleep.
+        """
+        pending: list[Callable[[], None]] | None = getattr(self._local, "after_commit", None)
+        if pending is None:
+            callback()
+        else:
+            pending.append(callback)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -242,7 +242,7 @@ def test_dry_run_and_validate_find_a_missing_credential(backend: Backend) -> Non
         "task_app_id": "",
         "timeouts": {},
     }
-    with pytest.raises(ep.ValidationError, match="store a ANTHROPIC_API_KEY credential") as info:
+    with pytest.raises(ep.ConflictError, match="store a ANTHROPIC_API_KEY credential") as info:
         ep.create_rollout(request=request, dry_run=True, **backend.conn)
     assert info.value.code == "credentials_missing"
     checked = ep.validate_rollout(request=request, **backend.conn)

@@ -201,7 +201,7 @@ class TestRolloutRequests:
         with pytest.raises(ep.NotFoundError):
             ep.create_rollout(request=REQUEST, **backend.conn)
         backend.pool("coding", local_task("fix-failing-test", EXAMPLE))
-        with pytest.raises(ep.ValidationError, match="is not in pool 'coding'"):
+        with pytest.raises(ep.NotFoundError, match="is not in pool 'coding'"):
             ep.create_rollout(
                 request={**REQUEST, "task_ref": {"dataset": "d", "task_id": "x"}}, **backend.conn
             )
@@ -239,7 +239,7 @@ class TestRolloutRequests:
 
     def test_pool_policies(self, backend: Backend) -> None:
         backend.pool("coding", local_task("fix-failing-test", EXAMPLE), allowed_agents=["nop"])
-        with pytest.raises(ep.ValidationError, match="does not allow agent 'oracle'"):
+        with pytest.raises(ep.PermissionDeniedError, match="does not allow agent 'oracle'"):
             ep.create_rollout(request=REQUEST, **backend.conn)
 
     def test_dry_run_creates_nothing(self, backend: Backend) -> None:
@@ -329,11 +329,15 @@ class TestRolloutRequests:
         )
         assert len(result["rollouts"]) == 2 and result["errors"] == []
         assert result["rollouts"][0]["metadata"] == {"run": "nightly"}
-        response = raw(backend, "POST", "/v1/rollouts/batch", json={"requests": [REQUEST, bad]})
+        malformed = {**REQUEST, "timeouts": None}
+        response = raw(
+            backend, "POST", "/v1/rollouts/batch", json={"requests": [REQUEST, bad, malformed]}
+        )
         body = response.json()
         assert len(body["rollouts"]) == 1
-        assert body["errors"][0]["index"] == 1
-        assert body["errors"][0]["error"]["code"] == "validation_error"
+        assert [e["index"] for e in body["errors"]] == [1, 2]
+        assert body["errors"][0]["error"]["code"] == "not_found"  # no such task in the pool
+        assert body["errors"][1]["error"]["code"] == "validation_error"
 
 
 class TestMisc:

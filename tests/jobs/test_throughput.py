@@ -36,5 +36,7 @@ def test_concurrency_turns_into_throughput(backend: Backend, tmp_path: Path) -> 
     suite = make_tasks(tmp_path / "tasks", 10)
     serial = run_job(backend.url, backend.key, suite, tmp_path / "serial", 40, 10, 1)
     parallel = run_job(backend.url, backend.key, suite, tmp_path / "parallel", 40, 10, 8)
-    # Measured 1.8-2.0x here (2 cores, whole `envpools` processes timed).
-    assert parallel["per_sec"] / serial["per_sec"] > 1.35, (serial, parallel)
+    # Measured 1.2-1.3x here (2 cores, whole `envpools` processes timed). It was 1.8-2.0x
+    # while every kept-alive request to the backend stalled ~40 ms (no TCP_NODELAY): the
+    # serial run then waited on the network, which concurrency hid.
+    assert parallel["per_sec"] / serial["per_sec"] > 1.15, (serial, parallel)
