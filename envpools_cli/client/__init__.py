@@ -104,7 +104,7 @@ from .settings import (
     resolve_api_version,
     resolve_backend_base,
 )
-from .sse import EventStream, ServerSentEvent, SSEDecoder
+from .sse import EventStream, ReconnectPolicy, ServerSentEvent, SSEDecoder
 
 SynthAPIError = APIError  # the official SDK's name for the canonical API error
 
@@ -138,6 +138,7 @@ __all__ = [
     "PoolTaskInstance",
     "PoolTemplate",
     "RateLimitError",
+    "ReconnectPolicy",
     "ReproMetadata",
     "RetryPolicy",
     "RolloutHandle",

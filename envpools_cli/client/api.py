@@ -40,7 +40,7 @@ from .settings import (
     resolve_api_key,
     resolve_backend_base,
 )
-from .sse import EventStream, GapPolicy
+from .sse import EventStream, GapPolicy, ReconnectPolicy
 
 __all__ = [
     "cancel_rollout",
@@ -663,12 +663,16 @@ def stream_rollout_events(
     backoff_max: float = 30.0,
     on_gap: GapPolicy = "raise",
     on_reconnect: Callable[[int, float, Exception], None] | None = None,
+    reconnect: ReconnectPolicy | None = None,
     session: HTTPSession | None = None,
 ) -> EventStream:
     """Stream a rollout's events (SSE) as EventEnvelope-shaped dicts.
 
     ``cursor`` resumes after that event id; ``timeout`` is the read timeout (default
-    45 s, three heartbeats); with ``auto_reconnect`` the stream resumes after drops.
+    45 s, three heartbeats). With ``auto_reconnect`` the stream resumes after drops and
+    early closes under ``reconnect`` (default: a ``ReconnectPolicy`` made of
+    ``max_retries``, ``backoff_base`` and ``backoff_max``); without it any interruption
+    raises TransportError rather than ending the iteration as if the rollout were over.
     """
     base = resolve_backend_base(backend_base)
     url = api_url(base, f"rollouts/{quote_segment(rollout_id)}/events", api_version=api_version)
@@ -681,9 +685,10 @@ def stream_rollout_events(
         limit=limit,
         read_timeout=timeout,
         auto_reconnect=auto_reconnect,
-        max_retries=max_retries,
-        backoff_base=backoff_base,
-        backoff_max=backoff_max,
+        policy=reconnect
+        or ReconnectPolicy(
+            max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max
+        ),
         on_gap=on_gap,
         on_reconnect=on_reconnect,
     )

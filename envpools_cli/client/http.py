@@ -82,10 +82,12 @@ class HTTPSession:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
         user_agent: str | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        self.clock = clock
         self.rand = rand
         self.user_agent = user_agent or f"envpools/{__version__} python-httpx/{httpx.__version__}"
         self._transport = transport
