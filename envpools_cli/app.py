@@ -186,6 +186,23 @@ def _wants_json(argv: list[str]) -> bool:
     return os.environ.get("ENVPOOLS_OUTPUT", "") in ("json", "jsonl", "yaml")
 
 
+def _unreachable_hint(exc: BaseException) -> str:
+    """``envpools local up`` when the backend is on this machine, else a general question."""
+    import ipaddress
+
+    try:
+        host = exc.request.url.host  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
+        host = ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return "is the local backend running and reachable? start it with 'envpools local up'"
+    return "is the backend running and reachable?"
+
+
 def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
     """(exit code, JSON error object, hint) for an expected failure."""
     from envpools_cli import client as ep
@@ -212,7 +229,7 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
         return (
             EXIT_TRANSIENT,
             {"code": "network_error", "message": str(exc), "retryable": True},
-            "is the backend running and reachable?",
+            _unreachable_hint(exc),
         )
     if isinstance(exc, ep.InvalidRequestError | ep.ConfigurationError):
         return EXIT_USAGE, {"code": "invalid_request", "message": str(exc)}, None

@@ -308,7 +308,9 @@ def test_a_backend_never_reached_fails_in_seconds(recorder: Recorder) -> None:
         reconnect=ep.ReconnectPolicy.watching(),
         on_reconnect=lambda n, d, e: reconnects.append(n),
     )
-    with pytest.raises(TransportError, match="could not reach the backend at http://backend.test"):
+    with pytest.raises(
+        TransportError, match=r"could not reach the backend at http://backend\.test"
+    ):
         list(stream)
     assert 4.9 <= recorder.now <= 5.1, recorder.sleeps
     assert not stream.reached and reconnects == [], "nothing was lost: no reconnect notices"
