@@ -5,6 +5,7 @@
     │   └── MissingAPIKeyError                no key given and none in the environment
     ├── InvalidRequestError (ValueError)      a request body fails client-side validation
     ├── TransportError (httpx.TransportError) the network failed, after the retries
+    │   └── OutcomeUnknownError               ... after a keyed create may have been done
     ├── StreamGapError                        the event stream skipped events it cannot replay
     └── APIError (httpx.HTTPStatusError)      the server answered non-2xx
         ├── ValidationError                   400, 422
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidRequestError",
     "MissingAPIKeyError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "PlanGatingError",
@@ -89,6 +91,20 @@ class TransportError(EnvPoolsError, httpx.TransportError):
 
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
         super().__init__(message, request=request)
+
+
+class OutcomeUnknownError(TransportError):
+    """Every attempt of a keyed request failed after it was sent: it may have been done.
+
+    Repeating it with the same ``idempotency_key`` is safe (the server does it at most
+    once) and is the only way to learn what happened; a new key could do it twice.
+    """
+
+    def __init__(
+        self, message: str, *, idempotency_key: str, request: httpx.Request | None = None
+    ) -> None:
+        super().__init__(message, request=request)
+        self.idempotency_key = idempotency_key
 
 
 class StreamGapError(EnvPoolsError):
