@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -186,7 +187,42 @@ def _wants_json(argv: list[str]) -> bool:
     return os.environ.get("ENVPOOLS_OUTPUT", "") in ("json", "jsonl", "yaml")
 
 
-def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
+def _unreachable_hint(exc: BaseException) -> str:
+    """``envpools local up`` when the backend is on this machine, else a general question."""
+    import ipaddress
+
+    try:
+        host = exc.request.url.host  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
+        host = ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return "is the local backend running and reachable? start it with 'envpools local up'"
+    return "is the backend running and reachable?"
+
+
+def _retry_command(argv: Sequence[str], key: str) -> str:
+    """The command line that was run, with ``--idempotency-key key`` (replacing any)."""
+    import shlex
+
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--idempotency-key":
+            skip = True
+        elif not arg.startswith("--idempotency-key="):
+            kept.append(arg)
+    return shlex.join(["envpools", *kept, "--idempotency-key", key])
+
+
+def classify(
+    exc: BaseException, argv: Sequence[str] = ()
+) -> tuple[int, dict[str, Any], str | None]:
     """(exit code, JSON error object, hint) for an expected failure."""
     from envpools_cli import client as ep
 
@@ -208,11 +244,23 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
         return EXIT_TRANSIENT, exc.to_dict(), "this is transient: try again later"
     if isinstance(exc, ep.APIError):
         return EXIT_ERROR, exc.to_dict(), None
+    if isinstance(exc, ep.OutcomeUnknownError):
+        return (
+            EXIT_TRANSIENT,
+            {
+                "code": "outcome_unknown",
+                "message": str(exc),
+                "idempotency_key": exc.idempotency_key,
+                "retryable": True,
+            },
+            "it may have been created: this retries it safely, creating nothing twice: "
+            + _retry_command(argv, exc.idempotency_key),
+        )
     if isinstance(exc, ep.TransportError):
         return (
             EXIT_TRANSIENT,
             {"code": "network_error", "message": str(exc), "retryable": True},
-            "is the backend running and reachable?",
+            _unreachable_hint(exc),
         )
     if isinstance(exc, ep.InvalidRequestError | ep.ConfigurationError):
         return EXIT_USAGE, {"code": "invalid_request", "message": str(exc)}, None
@@ -325,7 +373,7 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         try:
-            code, payload, hint = classify(exc)
+            code, payload, hint = classify(exc, argv)
         except Exception:
             if runtime.debug:
                 import traceback

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from envpools_cli import paths
+from envpools_cli.precedence import HOSTED_BACKEND_URL, Choice, SettingName, choose
 
 __all__ = [
     "API_VERSIONS",
@@ -34,7 +35,9 @@ __all__ = [
     "resolve",
 ]
 
-DEFAULT_API_URL = "https://api.usesynth.ai"
+#: The CLI's last resort is the hosted service; the client's is the official SDK's
+#: (localhost:8000). Every step before the default is shared (``precedence.py``).
+DEFAULT_API_URL = HOSTED_BACKEND_URL
 DEFAULT_PROFILE = "default"
 PROFILE_KEYS = {
     "api_url": "Backend URL of this profile",
@@ -114,49 +117,38 @@ class Resolved:
     output: str | None
 
 
-def _env(*names: str) -> tuple[str, str] | None:
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value, f"env {name}"
-    return None
-
-
 def selected_profile(flag: str | None, config: Config) -> str:
-    if flag:
-        return flag
-    from_env = _env("ENVPOOLS_PROFILE")
-    if from_env:
-        return from_env[0]
-    return config.current_profile or DEFAULT_PROFILE
+    chosen = choose("profile", flag=flag, default=config.current_profile or DEFAULT_PROFILE)
+    return chosen.value or DEFAULT_PROFILE
 
 
 def resolve(profile_flag: str | None = None, api_url_flag: str | None = None) -> Resolved:
-    """Apply flag > env (ENVPOOLS_*, then SYNTH_*) > profile > default."""
+    """flag > env > profile > default, by the resolver the client uses (``precedence.py``)."""
     config = load_config()
     profile = selected_profile(profile_flag, config)
     settings = config.profile(profile)
-    if api_url_flag:
-        api_url, source = api_url_flag, "flag --api-url"
-    elif found := _env("ENVPOOLS_API_URL", "SYNTH_BACKEND_URL"):
-        api_url, source = found
-    elif settings.get("api_url"):
-        api_url, source = str(settings["api_url"]), f"profile {profile}"
-    else:
-        api_url, source = DEFAULT_API_URL, "default"
-    version = _env("ENVPOOLS_API_VERSION", "ENV_POOLS_API_VERSION")
-    if version is None and settings.get("api_version"):
-        version = str(settings["api_version"]), f"profile {profile}"
-    if version is not None and version[0].lower() not in API_VERSIONS:
+
+    def pick(name: SettingName, flag: str | None = None, default: str | None = None) -> Choice:
+        return choose(
+            name,
+            flag=flag,
+            flag_source=f"flag --{name.replace('_', '-')}",
+            profile=settings,
+            profile_name=profile,
+            default=default,
+        )
+
+    api_url = pick("api_url", api_url_flag, DEFAULT_API_URL)
+    version = pick("api_version")
+    if version.value is not None and version.value.lower() not in API_VERSIONS:
         raise BadSetting(
-            f"api_version {version[0]!r} (from {version[1]}) is not one of "
+            f"api_version {version.value!r} (from {version.source}) is not one of "
             f"{', '.join(API_VERSIONS)}"
         )
-    output = _env("ENVPOOLS_OUTPUT")
     return Resolved(
         profile=profile,
-        api_url=api_url,
-        api_url_source=source,
-        api_version=version[0] if version else None,
-        output=output[0] if output else settings.get("output"),
+        api_url=api_url.value or DEFAULT_API_URL,
+        api_url_source=api_url.source,
+        api_version=version.value,
+        output=pick("output").value,
     )

@@ -79,11 +79,10 @@ def key_problem(key: str) -> str | None:
 
 
 def env_key() -> StoredKey | None:
-    for name in ("ENVPOOLS_API_KEY", "SYNTH_API_KEY"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            return StoredKey(value, f"env {name}")
-    return None
+    from envpools_cli.precedence import from_env
+
+    found = from_env("api_key")
+    return None if found is None or found.value is None else StoredKey(found.value, found.source)
 
 
 def key_file() -> Path:

@@ -9,8 +9,9 @@ reach the wire as ``null``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, KeysView, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -84,9 +85,48 @@ PRESET_DEFAULT_MODELS: dict[str, str] = {
 
 
 class WireModel(BaseModel):
-    """Base of every wire model: ``exclude_none`` dumps, names as on the wire."""
+    """Base of every wire model: ``exclude_none`` dumps, names as on the wire.
+
+    A model is also a read-only mapping of the fields it was given (by the server, for a
+    response), so code written for the dicts the seed documents keeps working:
+    ``pool["pool_id"]``, ``pool.get("tasks")``, ``"status" in pool``, ``dict(pool)``.
+    """
 
     model_config = ConfigDict(populate_by_name=True)
+
+    #: Other names a key may be read under (the SDK's spelling -> the wire field).
+    KEY_ALIASES: ClassVar[dict[str, str]] = {}
+
+    def _as_mapping(self) -> dict[str, Any]:
+        return super().model_dump(exclude_unset=True)
+
+    def _key(self, key: str) -> str:
+        view = self._as_mapping()
+        return key if key in view else self.KEY_ALIASES.get(key, key)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_mapping()[self._key(key)]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._key(key) in self._as_mapping()
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(self._as_mapping())
+
+    def __len__(self) -> int:
+        return len(self._as_mapping())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._as_mapping().get(self._key(key), default)
+
+    def keys(self) -> KeysView[str]:
+        return self._as_mapping().keys()
+
+    def values(self) -> list[Any]:
+        return list(self._as_mapping().values())
+
+    def items(self) -> list[tuple[str, Any]]:
+        return list(self._as_mapping().items())
 
     def model_dump(self, *, exclude_none: bool = True, **kwargs: Any) -> dict[str, Any]:
         return super().model_dump(exclude_none=exclude_none, **kwargs)
@@ -103,6 +143,32 @@ class OpenWireModel(WireModel):
     """A request model that keeps fields it does not know."""
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+
+Mapping.register(WireModel)
+
+
+class ContainerNames:
+    """The SDK 0.9.6 spelling of the task app fields, readable next to the seed's.
+
+    The seed says ``task_app_url``/``task_app_id``; SDK 0.9.6 says ``container_url``/
+    ``container_id``. Both are accepted as input (validation aliases) and both read back.
+    """
+
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "container_url": "task_app_url",
+        "container_id": "task_app_id",
+    }
+    task_app_url: str | None
+    task_app_id: str | None
+
+    @property
+    def container_url(self) -> str | None:
+        return self.task_app_url
+
+    @property
+    def container_id(self) -> str | None:
+        return self.task_app_id
 
 
 class TaskRef(OpenWireModel):
@@ -274,7 +340,7 @@ def _rollout_request_schema(schema: dict[str, Any]) -> None:
     }
 
 
-class RolloutRequestV1(OpenWireModel):
+class RolloutRequestV1(ContainerNames, OpenWireModel):
     model_config = ConfigDict(
         populate_by_name=True, extra="allow", json_schema_extra=_rollout_request_schema
     )
@@ -394,7 +460,7 @@ class UsageSnapshot(OpenWireModel):
     )
 
 
-class PoolResponse(OpenWireModel):
+class PoolResponse(ContainerNames, OpenWireModel):
     """A pool as the API returns it."""
 
     pool_id: str
@@ -421,6 +487,16 @@ class PoolResponse(OpenWireModel):
         body = dict(data)
         body["pool_id"] = str(body.get("pool_id") or body.get("id") or "")
         return cls.model_validate(body)
+
+
+def _task_app_url(task_app_url: str | None, container_url: str | None, *, given: bool) -> str:
+    """The one task app URL of a factory call, under either name."""
+    if task_app_url is not None and container_url is not None and task_app_url != container_url:
+        raise ValueError("give task_app_url or container_url, not both")
+    url = task_app_url if task_app_url is not None else container_url
+    if url is None and not given:
+        raise TypeError("task_app_url (or container_url) is required")
+    return url or ""
 
 
 def _resources(value: PoolResources | dict[str, Any] | None) -> PoolResources | None:
@@ -457,20 +533,23 @@ class PoolTask:
     @staticmethod
     def from_openenv(
         task_id: str,
-        task_app_url: str,
+        task_app_url: str | None = None,
         *,
+        container_url: str | None = None,
         env: dict[str, str] | None = None,
         resources: PoolResources | dict[str, Any] | None = None,
         openenv_deployment: dict[str, Any] | None = None,
         openenv_rollout: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
     ) -> PoolTaskInstance:
+        """An OpenEnv task; ``container_url=`` is SDK 0.9.6's name for ``task_app_url``."""
+        url = _task_app_url(task_app_url, container_url, given=openenv_deployment is not None)
         return PoolTaskInstance(
             task_id=task_id,
             backend="openenv",
             env_vars=env,
             resources=_resources(resources),
-            openenv_deployment=openenv_deployment or {"task_app_url": task_app_url},
+            openenv_deployment=openenv_deployment or {"task_app_url": url},
             openenv_rollout=openenv_rollout,
             config=config,
         )
@@ -478,15 +557,18 @@ class PoolTask:
     @staticmethod
     def from_browser(
         task_id: str,
-        task_app_url: str,
+        task_app_url: str | None = None,
         *,
+        container_url: str | None = None,
         profile: str | None = None,
         env: dict[str, str] | None = None,
         resources: PoolResources | dict[str, Any] | None = None,
         browser: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
     ) -> PoolTaskInstance:
-        browser_config = dict(browser) if browser else {"task_app_url": task_app_url}
+        """A browser task; ``container_url=`` is SDK 0.9.6's name for ``task_app_url``."""
+        url = _task_app_url(task_app_url, container_url, given=bool(browser))
+        browser_config = dict(browser) if browser else {"task_app_url": url}
         if profile is not None:
             browser_config.setdefault("profile", profile)
         return PoolTaskInstance(

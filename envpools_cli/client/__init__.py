@@ -87,6 +87,7 @@ from .errors import (
     InvalidResponseError,
     MissingAPIKeyError,
     NotFoundError,
+    OutcomeUnknownError,
     PaymentRequiredError,
     PermissionDeniedError,
     PlanGatingError,
@@ -105,7 +106,7 @@ from .settings import (
     resolve_api_version,
     resolve_backend_base,
 )
-from .sse import EventStream, ServerSentEvent, SSEDecoder
+from .sse import EventStream, ReconnectPolicy, ServerSentEvent, SSEDecoder
 
 SynthAPIError = APIError  # the official SDK's name for the canonical API error
 
@@ -129,6 +130,7 @@ __all__ = [
     "InvalidResponseError",
     "MissingAPIKeyError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "PlanGatingError",
@@ -140,6 +142,7 @@ __all__ = [
     "PoolTaskInstance",
     "PoolTemplate",
     "RateLimitError",
+    "ReconnectPolicy",
     "ReproMetadata",
     "RetryPolicy",
     "RolloutHandle",

@@ -46,7 +46,7 @@ from .settings import (
     resolve_api_key,
     resolve_backend_base,
 )
-from .sse import EventStream, GapPolicy
+from .sse import EventStream, GapPolicy, ReconnectPolicy
 
 __all__ = [
     "cancel_rollout",
@@ -673,12 +673,16 @@ def stream_rollout_events(
     backoff_max: float = 30.0,
     on_gap: GapPolicy = "raise",
     on_reconnect: Callable[[int, float, Exception], None] | None = None,
+    reconnect: ReconnectPolicy | None = None,
     session: HTTPSession | None = None,
 ) -> EventStream:
     """Stream a rollout's events (SSE) as EventEnvelope-shaped dicts.
 
     ``cursor`` resumes after that event id; ``timeout`` is the read timeout (default
-    45 s, three heartbeats); with ``auto_reconnect`` the stream resumes after drops.
+    45 s, three heartbeats). With ``auto_reconnect`` the stream resumes after drops and
+    early closes under ``reconnect`` (default: a ``ReconnectPolicy`` made of
+    ``max_retries``, ``backoff_base`` and ``backoff_max``); without it any interruption
+    raises TransportError rather than ending the iteration as if the rollout were over.
     """
     base = resolve_backend_base(backend_base)
     url = api_url(base, f"rollouts/{quote_segment(rollout_id)}/events", api_version=api_version)
@@ -691,9 +695,10 @@ def stream_rollout_events(
         limit=limit,
         read_timeout=timeout,
         auto_reconnect=auto_reconnect,
-        max_retries=max_retries,
-        backoff_base=backoff_base,
-        backoff_max=backoff_max,
+        policy=reconnect
+        or ReconnectPolicy(
+            max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max
+        ),
         on_gap=on_gap,
         on_reconnect=on_reconnect,
     )
@@ -765,20 +770,31 @@ def list_rollout_artifacts(
     return _object(response)
 
 
+def _one_path(artifact_path: str | None, path: str | None) -> str:
+    """The product page says ``artifact_path``, SDK 0.9.6 says ``path``: either, not both."""
+    if artifact_path is not None and path is not None and artifact_path != path:
+        raise TypeError("give artifact_path or path, not both")
+    chosen = artifact_path if artifact_path is not None else path
+    if chosen is None:
+        raise TypeError("artifact_path is required")
+    return chosen
+
+
 def fetch_artifact(
     rollout_id: str,
-    path: str,
+    artifact_path: str | None = None,
     *,
+    path: str | None = None,
     backend_base: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
     api_version: str | None = None,
     session: HTTPSession | None = None,
 ) -> bytes:
-    """The bytes of one artifact."""
+    """The bytes of one artifact (``artifact_path``, or ``path=`` as SDK 0.9.6 spells it)."""
     response = _send(
         "GET",
-        _artifact_suffix(rollout_id, path),
+        _artifact_suffix(rollout_id, _one_path(artifact_path, path)),
         backend_base=backend_base,
         api_key=api_key,
         api_version=api_version,
@@ -837,8 +853,9 @@ def _open_stream(
 
 def open_artifact(
     rollout_id: str,
-    path: str,
+    artifact_path: str | None = None,
     *,
+    path: str | None = None,
     backend_base: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
@@ -847,7 +864,7 @@ def open_artifact(
 ) -> Any:
     """Context manager: the streaming response of one artifact (for large files)."""
     return _open_stream(
-        _artifact_suffix(rollout_id, path),
+        _artifact_suffix(rollout_id, _one_path(artifact_path, path)),
         backend_base=backend_base,
         api_key=api_key,
         api_version=api_version,

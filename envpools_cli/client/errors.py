@@ -5,6 +5,7 @@
     │   └── MissingAPIKeyError                no key given and none in the environment
     ├── InvalidRequestError (ValueError)      a request body fails client-side validation
     ├── TransportError (httpx.TransportError) the network failed, after the retries
+    │   └── OutcomeUnknownError               ... after a keyed create may have been done
     ├── StreamGapError                        the event stream skipped events it cannot replay
     ├── InvalidResponseError                  a 2xx whose body is not the JSON the API sends
     └── APIError (httpx.HTTPStatusError)      the server answered non-2xx
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidResponseError",
     "MissingAPIKeyError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "PlanGatingError",
@@ -97,6 +99,20 @@ class TransportError(EnvPoolsError, httpx.TransportError):
         super().__init__(message, request=request)
 
 
+class OutcomeUnknownError(TransportError):
+    """Every attempt of a keyed request failed after it was sent: it may have been done.
+
+    Repeating it with the same ``idempotency_key`` is safe (the server does it at most
+    once) and is the only way to learn what happened; a new key could do it twice.
+    """
+
+    def __init__(
+        self, message: str, *, idempotency_key: str, request: httpx.Request | None = None
+    ) -> None:
+        super().__init__(message, request=request)
+        self.idempotency_key = idempotency_key
+
+
 class StreamGapError(EnvPoolsError):
     """Events between ``after_seq`` and ``next_seq`` never arrived and cannot be replayed."""
 
@@ -112,28 +128,49 @@ class StreamGapError(EnvPoolsError):
 
 
 class APIError(EnvPoolsError, httpx.HTTPStatusError):
-    """The server answered with a non-2xx status."""
+    """The server answered with a non-2xx status.
 
-    status_code: int
+    Also the official SDK's ``SynthAPIError``, so both constructors work:
+    ``APIError(message, status_code=404, code="not_found")`` (this client's) and
+    ``SynthAPIError("not_found", message, status_code=404)`` or
+    ``SynthAPIError(code=..., message=...)`` (the SDK's: code first).
+    """
+
+    status_code: int | None
     code: str
     message: str
     request_id: str | None
+    rollout_id: str | None
     retryable: bool
+    retry_after_ms: int | None
     details: Any
     body: Any
 
     def __init__(
         self,
-        message: str,
+        code_or_message: str | None = None,
+        message: str | None = None,
         *,
-        status_code: int,
-        code: str,
+        status_code: int | None = None,
+        code: str | None = None,
         request_id: str | None = None,
+        rollout_id: str | None = None,
         retryable: bool = False,
+        retry_after_ms: int | None = None,
         details: Any = None,
         body: Any = None,
         response: httpx.Response | None = None,
     ) -> None:
+        if message is None:
+            message = code_or_message
+        elif code_or_message is not None:
+            if code is not None:
+                raise TypeError("give the error code positionally or as code=, not both")
+            code = code_or_message
+        if message is None:
+            raise TypeError("an API error needs a message")
+        if code is None:
+            code = _default_code(status_code) if status_code is not None else "unknown_error"
         # HTTPStatusError.__init__ insists on a response; plan gating found by the
         # client-side /me check has none, so set the fields by hand.
         httpx.HTTPError.__init__(self, message)
@@ -144,9 +181,18 @@ class APIError(EnvPoolsError, httpx.HTTPStatusError):
         self.status_code = status_code
         self.code = code
         self.request_id = request_id
+        self.rollout_id = rollout_id
         self.retryable = retryable
+        self.retry_after_ms = retry_after_ms
         self.details = details
         self.body = body
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> APIError:
+        """The error a non-2xx response stands for (the SDK's constructor of the same name)."""
+        if not response.is_stream_consumed:
+            response.read()
+        return error_from_response(response)
 
     def __str__(self) -> str:
         suffix = f" (request_id: {self.request_id})" if self.request_id else ""
@@ -359,17 +405,28 @@ def error_from_response(response: httpx.Response) -> APIError:
         if isinstance(retryable_field, bool)
         else status in (408, 429) or (status >= 500 and status != 501)
     )
+    retry_after = _retry_after_seconds(fields.get("retry_after_ms"), response.headers)
+    rollout_id = fields.get("rollout_id")
     cls = _class_for(status)
     error = cls(
         message,
         status_code=status,
         code=code,
         request_id=request_id,
+        rollout_id=str(rollout_id) if rollout_id else None,
         retryable=retryable,
+        retry_after_ms=None if retry_after is None else round(retry_after * 1000),
         details=fields.get("details"),
         body=body,
         response=response,
     )
     if isinstance(error, RateLimitError):
-        error.retry_after = parse_retry_after(response.headers)
+        error.retry_after = retry_after
     return error
+
+
+def _retry_after_seconds(in_body: Any, headers: Mapping[str, str]) -> float | None:
+    """The body's ``retry_after_ms`` (the error envelope's field), else the headers'."""
+    if isinstance(in_body, int | float) and not isinstance(in_body, bool) and in_body >= 0:
+        return float(in_body) / 1000.0
+    return parse_retry_after(headers)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,8 +9,8 @@ from envpools_cli.models import TERMINAL_STATUSES
 
 from . import api
 from .errors import APIError, TransportError
-from .http import HTTPSession, default_session
-from .sse import EventStream
+from .http import HTTPSession
+from .sse import EventStream, ReconnectPolicy
 
 __all__ = ["RolloutHandle"]
 
@@ -33,7 +32,6 @@ class RolloutHandle:
         self.api_key = api_key
         self.api_version = api_version
         self.session = session
-        self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:
         return f"RolloutHandle({self.rollout_id!r})"
@@ -79,8 +77,9 @@ class RolloutHandle:
         cursor: str | None = None,
         limit: int | None = None,
         timeout: float | None = None,
-        auto_reconnect: bool = False,
+        auto_reconnect: bool = True,
     ) -> EventStream:
+        """The rollout's events; resumes after dropped connections unless told not to."""
         return api.stream_rollout_events(
             self.rollout_id,
             since=since,
@@ -126,16 +125,17 @@ class RolloutHandle:
         terminal: Iterable[str] | None = None,
         on_status: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
-        """Return the rollout as soon as its status is terminal, or when ``timeout`` passes.
+        """Return the rollout as soon as its status is in ``terminal``, or when ``timeout`` passes.
 
-        Follows the event stream so the return is immediate, falling back to polling
-        every ``poll_interval`` seconds when the stream is unavailable; transient errors
-        do not end the wait. ``on_status`` hears every status the rollout passes through.
-        Like the official SDK, a timeout returns the last state rather than raising:
-        check its ``status``.
+        Follows the event stream from the last event under the client's reconnect policy
+        (``ReconnectPolicy.watching``): a dropped connection or a backend restart does not
+        end the wait, a backend that cannot be reached at all fails within seconds.
+        ``on_status`` hears every status the rollout passes through. Like the official
+        SDK, a timeout returns the last state rather than raising: check its ``status``.
+        ``poll_interval`` is accepted for the SDK's signature; the stream needs no polling.
         """
+        del poll_interval
         stop = {s.lower() for s in terminal} if terminal else set(TERMINAL_STATUSES)
-        deadline = self.clock() + timeout
         seen: list[str] = []
 
         def report(status: Any) -> None:
@@ -145,30 +145,26 @@ class RolloutHandle:
 
         last = self.get()
         report(last.get("status"))
-        while not self._done(last, stop):
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                break
-            watched = self._watch(stop, deadline, self._cursor(), report)
-            if not watched and deadline - self.clock() > 0:
-                self._sleep(min(poll_interval, deadline - self.clock()))
-            try:
-                last = self.get()
-            except (TransportError, APIError) as exc:
-                if isinstance(exc, APIError) and not exc.retryable:
-                    raise
-                continue
-            report(last.get("status"))
-        return last
-
-    @staticmethod
-    def _done(rollout: dict[str, Any], stop: set[str]) -> bool:
-        return str(rollout.get("status", "")).lower() in stop
-
-    def _sleep(self, seconds: float) -> None:
-        (self.session or default_session()).sleep(max(0.0, seconds))
+        if str(last.get("status", "")).lower() in stop:
+            return last
+        with api.stream_rollout_events(
+            self.rollout_id,
+            cursor=self._cursor(),
+            auto_reconnect=True,
+            reconnect=ReconnectPolicy.watching(deadline=max(0.0, timeout)),
+            on_gap="ignore",
+            **self._conn(),
+        ) as stream:
+            for event in stream:
+                data = event.get("data")
+                if event.get("event") == "lifecycle" and isinstance(data, dict):
+                    report(data.get("status"))
+                    if str(data.get("status", "")).lower() in stop:
+                        break
+        return self.get()
 
     def _cursor(self) -> str | None:
+        """The id of the rollout's latest event: the wait needs nothing before it."""
         try:
             last_event = self.summary().get("last_event")
         except (TransportError, APIError):
@@ -176,28 +172,3 @@ class RolloutHandle:
         if isinstance(last_event, dict) and last_event.get("id") is not None:
             return str(last_event["id"])
         return None
-
-    def _watch(
-        self, stop: set[str], deadline: float, cursor: str | None, report: Callable[[Any], None]
-    ) -> bool:
-        """Follow events until a status in ``stop``; False if the stream was unusable."""
-        remaining = deadline - self.clock()
-        try:
-            with api.stream_rollout_events(
-                self.rollout_id,
-                cursor=cursor,
-                timeout=max(0.05, min(remaining, 60.0)),
-                on_gap="ignore",
-                **self._conn(),
-            ) as stream:
-                for event in stream:
-                    data = event.get("data")
-                    if event.get("event") == "lifecycle" and isinstance(data, dict):
-                        report(data.get("status"))
-                        if str(data.get("status", "")).lower() in stop:
-                            return True
-                    if self.clock() >= deadline:
-                        return True
-        except (TransportError, APIError):
-            return False
-        return False

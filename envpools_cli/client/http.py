@@ -21,7 +21,7 @@ import httpx
 
 from envpools_cli import __version__
 
-from .errors import TransportError, error_from_response, parse_retry_after
+from .errors import OutcomeUnknownError, TransportError, error_from_response, parse_retry_after
 
 __all__ = [
     "HTTPSession",
@@ -52,6 +52,10 @@ class RetryPolicy:
     max_delay: float = 8.0
     jitter: float = 0.25
     max_retry_after: float = 60.0
+    unknown_outcome_budget: float = 30.0
+    """Seconds a keyed request (a create) keeps being retried, past ``max_retries``,
+    while an attempt may have been done: long enough to ride out a restart and learn
+    the outcome, bounded so that a caller is told rather than left waiting."""
     retry_statuses: frozenset[int] = field(
         default_factory=lambda: frozenset({408, 429, 500, 502, 503, 504})
     )
@@ -82,10 +86,12 @@ class HTTPSession:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
         user_agent: str | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        self.clock = clock
         self.rand = rand
         self.user_agent = user_agent or f"envpools/{__version__} python-httpx/{httpx.__version__}"
         self._transport = transport
@@ -196,18 +202,24 @@ class HTTPSession:
             headers=all_headers,
             timeout=timeout if timeout is not None else httpx.Timeout(None),
         )
+        key = all_headers.get("Idempotency-Key")
+        first_sent = self.clock()
+        maybe_done = False  # a keyed attempt may have been carried out by the server
         attempt = 0
         while True:
             started = time.monotonic()
             try:
                 response = self.client.send(request, stream=True)
             except httpx.TransportError as exc:
+                maybe_done = maybe_done or (key is not None and not isinstance(exc, _NOT_SENT))
                 can_retry = (isinstance(exc, _NOT_SENT) and connect_retries) or idempotent
-                if can_retry and attempt < self.retry.max_retries:
+                if can_retry and self._may_retry(attempt, maybe_done, first_sent):
                     log.debug("%s %s: %s", method, request.url, type(exc).__name__)
                     self._wait(attempt, None)
                     attempt += 1
                     continue
+                if key is not None and maybe_done:
+                    raise self._unknown(request, key, attempt, exc) from exc
                 raise TransportError(
                     f"{method} {request.url} failed: {exc or type(exc).__name__}",
                     request=request,
@@ -232,15 +244,32 @@ class HTTPSession:
             finally:
                 response.close()
             error = error_from_response(response)
-            if (
-                idempotent
-                and self.retry.retries_status(response.status_code)
-                and attempt < self.retry.max_retries
-            ):
+            transient = self.retry.retries_status(response.status_code)
+            maybe_done = maybe_done or (key is not None and response.status_code >= 500)
+            if idempotent and transient and self._may_retry(attempt, maybe_done, first_sent):
                 self._wait(attempt, parse_retry_after(response.headers))
                 attempt += 1
                 continue
+            if key is not None and maybe_done and transient:
+                raise self._unknown(request, key, attempt, error) from error
             raise error
+
+    def _may_retry(self, attempt: int, maybe_done: bool, first_sent: float) -> bool:
+        if attempt < self.retry.max_retries:
+            return True
+        return maybe_done and self.clock() - first_sent < self.retry.unknown_outcome_budget
+
+    @staticmethod
+    def _unknown(
+        request: httpx.Request, key: str, attempt: int, last: Exception
+    ) -> OutcomeUnknownError:
+        return OutcomeUnknownError(
+            f"{request.method} {request.url.path}: the outcome is unknown after "
+            f"{attempt + 1} attempts (last: {last or type(last).__name__}); the server may "
+            f"have done it. Retrying with Idempotency-Key {key} is safe: it is done at most once.",
+            idempotency_key=key,
+            request=request,
+        )
 
 
 _default: HTTPSession | None = None

@@ -1,14 +1,15 @@
 """Where requests go and with which key (CONTRACT.md §1).
 
-Resolution order for each value: the explicit argument, then ``ENVPOOLS_*``, then the
-variables the official SDK reads (``SYNTH_API_KEY``, ``SYNTH_BACKEND_URL``,
-``ENV_POOLS_API_VERSION``), then the default.
+Each value is chosen by ``envpools_cli.precedence`` (the resolver the CLI uses too):
+the explicit argument, then ``ENVPOOLS_*``, then the variables the official SDK reads
+(``SYNTH_API_KEY``, ``SYNTH_BACKEND_URL``, ``ENV_POOLS_API_VERSION``), then the default.
 """
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from envpools_cli.precedence import HOSTED_BACKEND_URL, SDK_DEFAULT_BACKEND_URL, choose
 
 from .errors import ConfigurationError, InvalidRequestError, MissingAPIKeyError
 
@@ -25,20 +26,10 @@ __all__ = [
 ]
 
 #: What the official SDK uses when nothing is configured (and where the local backend listens).
-DEFAULT_BACKEND_URL = "http://localhost:8000"
-HOSTED_BACKEND_URL = "https://api.usesynth.ai"
+DEFAULT_BACKEND_URL = SDK_DEFAULT_BACKEND_URL
 
 _LEGACY_PREFIX = "/api/v1"
 _V1_PREFIX = "/v1"
-_NAMED_BACKENDS = {"local": DEFAULT_BACKEND_URL, "prod": HOSTED_BACKEND_URL}
-
-
-def _env(*names: str) -> str | None:
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
 
 
 def normalize_backend_base(url: str) -> str:
@@ -63,32 +54,19 @@ def normalize_backend_base(url: str) -> str:
 
 
 def resolve_backend_base(backend_base: str | None = None) -> str:
-    if backend_base and backend_base.strip():
-        return normalize_backend_base(backend_base)
-    configured = _env("ENVPOOLS_API_URL", "SYNTH_BACKEND_URL")
-    if configured:
-        return normalize_backend_base(configured)
-    override = _env("SYNTH_BACKEND_URL_OVERRIDE")
-    if override:
-        return normalize_backend_base(_NAMED_BACKENDS.get(override.lower(), override))
-    if (_env("ENVIRONMENT", "APP_ENVIRONMENT") or "").lower() in ("prod", "production"):
-        return HOSTED_BACKEND_URL
-    return DEFAULT_BACKEND_URL
+    url = choose("api_url", flag=backend_base, default=DEFAULT_BACKEND_URL).value
+    return normalize_backend_base(url or DEFAULT_BACKEND_URL)
 
 
 def resolve_api_key(api_key: str | None = None) -> str:
-    if api_key and api_key.strip():
-        return api_key
-    found = _env("ENVPOOLS_API_KEY", "SYNTH_API_KEY")
+    found = choose("api_key", flag=api_key).value
     if not found:
         raise MissingAPIKeyError()
     return found
 
 
 def resolve_api_version(api_version: str | None = None) -> str:
-    if api_version and api_version.strip():
-        return api_version.strip().lower()
-    return (_env("ENV_POOLS_API_VERSION") or "v1").lower()
+    return (choose("api_version", flag=api_version, default="v1").value or "v1").strip().lower()
 
 
 def quote_segment(value: str) -> str:

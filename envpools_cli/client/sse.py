@@ -30,7 +30,13 @@ from envpools_cli.models import TERMINAL_STATUSES
 from .errors import APIError, StreamGapError, TransportError, parse_retry_after
 from .http import HTTPSession
 
-__all__ = ["DEFAULT_READ_TIMEOUT", "EventStream", "SSEDecoder", "ServerSentEvent"]
+__all__ = [
+    "DEFAULT_READ_TIMEOUT",
+    "EventStream",
+    "ReconnectPolicy",
+    "SSEDecoder",
+    "ServerSentEvent",
+]
 
 #: Three missed 15 s heartbeats mean the connection is dead even if TCP has not noticed.
 DEFAULT_READ_TIMEOUT = 45.0
@@ -138,6 +144,63 @@ class _Dropped(Exception):
     """The connection ended in the middle of an event."""
 
 
+class _EndedEarly(Exception):
+    """The server closed the stream cleanly before the rollout's terminal event."""
+
+
+class _DeadlineReached(Exception):
+    """The stream's overall deadline passed."""
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """The one rule for following a stream (or waiting) through a broken network.
+
+    After a drop, a read timeout, a clean close before the terminal event or a
+    408/429/502/503/504, the stream resumes after the last event it delivered (``cursor``
+    and ``Last-Event-ID``), waiting ``backoff_base * 2**(n-1)`` seconds (at most
+    ``backoff_max``, less up to ``jitter`` of it; a server's ``retry:`` field or
+    ``Retry-After`` replaces the base) before the n-th attempt in a row. It gives up:
+
+    - after ``max_retries`` failed attempts in a row (None: no count limit);
+    - when the backend has never answered and ``unreachable_after`` seconds have passed
+      (a stopped backend fails in seconds, not minutes);
+    - when the backend answered before but has been lost for ``outage_limit`` seconds;
+    - at ``deadline`` seconds after the stream began (then the stream just ends, with
+      ``timed_out`` set: the caller decides what a timeout means).
+    """
+
+    max_retries: int | None = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    jitter: float = 0.25
+    deadline: float | None = None
+    unreachable_after: float = 5.0
+    outage_limit: float | None = None
+
+    @classmethod
+    def watching(cls, deadline: float | None = None) -> ReconnectPolicy:
+        """Following a rollout to its end (CLI ``tail``/``wait``, ``RolloutHandle.wait``):
+        ride out a backend restart of up to five minutes, quickly notice it coming back."""
+        return cls(
+            max_retries=None,
+            backoff_base=0.5,
+            backoff_max=5.0,
+            deadline=deadline,
+            outage_limit=300.0,
+        )
+
+    def delay(
+        self, attempt: int, *, base: float | None, retry_after: float | None, rand: float
+    ) -> float:
+        if retry_after is not None:
+            return retry_after
+        first = self.backoff_base if base is None else base
+        return float(
+            min(first * (2 ** (attempt - 1)), self.backoff_max) * (1.0 - self.jitter * rand)
+        )
+
+
 def _is_terminal(envelope: dict[str, Any]) -> bool:
     data = envelope.get("data")
     return (
@@ -173,7 +236,12 @@ def envelope_from(sse: ServerSentEvent) -> dict[str, Any]:
 
 
 class EventStream(Iterator[dict[str, Any]]):
-    """Iterate a rollout's events; closes its connection when exhausted or closed."""
+    """Iterate a rollout's events; closes its connection when exhausted or closed.
+
+    Ends after the terminal lifecycle event (``finished_terminal``), after ``limit``
+    events, at the policy's deadline (``timed_out``), or when the rollout is known to be
+    over with nothing left to send. Without ``auto_reconnect`` any interruption raises.
+    """
 
     def __init__(
         self,
@@ -186,9 +254,7 @@ class EventStream(Iterator[dict[str, Any]]):
         limit: int | None = None,
         read_timeout: float | None = None,
         auto_reconnect: bool = False,
-        max_retries: int = 5,
-        backoff_base: float = 1.0,
-        backoff_max: float = 30.0,
+        policy: ReconnectPolicy | None = None,
         on_gap: GapPolicy = "raise",
         stop_on_terminal: bool = True,
         on_reconnect: Callable[[int, float, Exception], None] | None = None,
@@ -201,19 +267,22 @@ class EventStream(Iterator[dict[str, Any]]):
         self._limit = limit
         self._read_timeout = DEFAULT_READ_TIMEOUT if read_timeout is None else read_timeout
         self._auto_reconnect = auto_reconnect
-        self._max_retries = max_retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self.policy = policy or ReconnectPolicy()
         self._on_gap = on_gap
         self._stop_on_terminal = stop_on_terminal
         self._on_reconnect = on_reconnect
+        self._clock = session.clock
         self._last_seq: int | None = int(cursor) if cursor and cursor.isdigit() else None
         self._recent: deque[str] = deque(maxlen=_RECENT_IDS)
         self._recent_set: set[str] = set()
         self._server_retry: float | None = None
+        self._deadline: float | None = None
+        self.reached = False
+        """The backend has answered (any HTTP status) at least once."""
         self.delivered = 0
         self.reconnects = 0
         self.finished_terminal = False
+        self.timed_out = False
         self._iterator = self._run()
 
     def __iter__(self) -> EventStream:
@@ -247,34 +316,105 @@ class EventStream(Iterator[dict[str, Any]]):
             headers["Last-Event-ID"] = self.last_event_id
         return headers
 
+    def _limit_reached(self) -> bool:
+        return self._limit is not None and self.delivered >= self._limit
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
+
     def _run(self) -> Generator[dict[str, Any], None, None]:
-        retries = 0
-        while True:
-            if self._limit is not None and self.delivered >= self._limit:
+        policy = self.policy
+        started = self._clock()
+        self._deadline = None if policy.deadline is None else started + policy.deadline
+        failures = 0
+        lost_since: float | None = None
+        while not self._limit_reached():
+            if self._past_deadline():
+                self.timed_out = True
                 return
+            before = self.delivered
             try:
                 with closing(self._connect()) as connection:
                     for envelope in connection:
-                        retries = 0  # the connection works: a later drop starts afresh
+                        failures, lost_since = 0, None  # it works: a later drop starts afresh
                         if envelope is None:
                             continue
                         yield envelope
                         if self._stop_on_terminal and _is_terminal(envelope):
                             self.finished_terminal = True
                             return
-                        if self._limit is not None and self.delivered >= self._limit:
+                        if self._limit_reached():
                             return
+                if not self._stop_on_terminal or self._over(progress=self.delivered > before):
+                    return
+                raise _EndedEarly()
+            except _DeadlineReached:
+                self.timed_out = True
                 return
-            except (httpx.TransportError, _Dropped, APIError) as exc:
+            except (httpx.TransportError, _Dropped, _EndedEarly, APIError) as exc:
+                if self._past_deadline():
+                    self.timed_out = True
+                    return
                 retry_after = self._reconnectable(exc)
-                if not self._auto_reconnect or retry_after is False or retries >= self._max_retries:
+                if not self._auto_reconnect or retry_after is False:
                     raise self._final_error(exc) from exc
-                retries += 1
+                now = self._clock()
+                failures += 1
+                if not self.reached:
+                    if now - started >= policy.unreachable_after:
+                        raise self._unreachable(exc, now - started) from exc
+                else:
+                    lost_since = now if lost_since is None else lost_since
+                    if (policy.max_retries is not None and failures > policy.max_retries) or (
+                        policy.outage_limit is not None and now - lost_since >= policy.outage_limit
+                    ):
+                        raise self._final_error(exc) from exc
+                delay = self._delay(failures, retry_after, started, now)
                 self.reconnects += 1
-                delay = self._delay(retries, retry_after)
-                if self._on_reconnect is not None:
-                    self._on_reconnect(retries, delay, exc)
+                if self._on_reconnect is not None and self.reached:
+                    self._on_reconnect(failures, delay, exc)
                 self._session.sleep(delay)
+
+    def _delay(self, failures: int, retry_after: float | None, started: float, now: float) -> float:
+        """The policy's delay, never past the deadline or the fail-fast horizon."""
+        if retry_after is not None:
+            retry_after = min(retry_after, self._session.retry.max_retry_after)
+        delay = self.policy.delay(
+            failures, base=self._server_retry, retry_after=retry_after, rand=self._session.rand()
+        )
+        if self._deadline is not None:
+            delay = min(delay, max(0.0, self._deadline - now))
+        if not self.reached:
+            delay = min(delay, max(0.05, started + self.policy.unreachable_after - now))
+        return delay
+
+    def _over(self, *, progress: bool) -> bool:
+        """After a clean close before the terminal event: is there truly nothing left?
+
+        Only the rollout's summary can tell a finished stream (a ``cursor`` at its last
+        event, or a ``since`` past it) from a connection some proxy closed early.
+        """
+        summary_url = self._url.rsplit("/events", 1)[0] + "/summary"
+        try:
+            response = self._session.request(
+                "GET", summary_url, api_key=self._api_key, timeout=30.0
+            )
+            summary = response.json()
+        except (httpx.TransportError, APIError, ValueError):
+            return False
+        if not isinstance(summary, dict):
+            return False
+        if str(summary.get("status", "")).lower() not in TERMINAL_STATUSES:
+            return False
+        last = summary.get("last_event")
+        if not isinstance(last, dict):
+            return True
+        seq = last.get("seq")
+        if isinstance(seq, int) and self._last_seq is not None and seq <= self._last_seq:
+            return True
+        if last.get("id") is not None and str(last.get("id")) == self.last_event_id:
+            return True
+        return self._since is not None and not progress
 
     def _reconnectable(self, exc: Exception) -> float | Literal[False] | None:
         """False if ``exc`` must not be retried, else the server's Retry-After (or None)."""
@@ -284,43 +424,63 @@ class EventStream(Iterator[dict[str, Any]]):
             return parse_retry_after(exc.response.headers) if exc.response is not None else None
         return None
 
+    def _unreachable(self, exc: Exception, waited: float) -> TransportError:
+        request = getattr(exc, "_request", None)
+        host = httpx.URL(self._url)
+        return TransportError(
+            f"could not reach the backend at {host.scheme}://{host.netloc.decode()} "
+            f"({waited:.1f}s, {self.reconnects + 1} attempts): {exc or type(exc).__name__}",
+            request=request or httpx.Request("GET", self._url),
+        )
+
     def _final_error(self, exc: Exception) -> Exception:
         if isinstance(exc, APIError | TransportError):
             return exc
         if isinstance(exc, _Dropped):
             return TransportError(f"event stream {self._url} ended in the middle of an event")
+        if isinstance(exc, _EndedEarly):
+            return TransportError(
+                f"event stream {self._url} ended before the rollout's terminal event "
+                f"(resume with cursor={self.last_event_id!r})"
+            )
         request = getattr(exc, "_request", None)
         return TransportError(
             f"event stream {self._url} failed: {exc or type(exc).__name__}", request=request
         )
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self._session.retry.max_retry_after)
-        base = self._server_retry if self._server_retry is not None else self._backoff_base
-        delay = min(base * (2 ** (attempt - 1)), self._backoff_max)
-        return float(delay * (1.0 - 0.25 * self._session.rand()))
-
     def _connect(self) -> Generator[dict[str, Any] | None, None, None]:
         """Yield each new envelope, or None for an event already delivered."""
-        timeout = httpx.Timeout(30.0, read=self._read_timeout)
-        with self._session.stream(
-            "GET",
-            self._url,
-            api_key=self._api_key,
-            params=self._params(),
-            headers=self._headers(),
-            timeout=timeout,
-            retry=False,
-        ) as response:
-            decoder = SSEDecoder()
-            for chunk in response.iter_bytes():
-                for sse in decoder.feed(chunk):
-                    if decoder.retry is not None:
-                        self._server_retry = decoder.retry / 1000.0
-                    yield from self._accept(sse)
-            if decoder.incomplete:
-                raise _Dropped()
+        read = self._read_timeout
+        if self._deadline is not None:
+            read = max(0.05, min(read, self._deadline - self._clock()))
+        try:
+            with self._session.stream(
+                "GET",
+                self._url,
+                api_key=self._api_key,
+                params=self._params(),
+                headers=self._headers(),
+                timeout=httpx.Timeout(30.0, read=read),
+                retry=False,
+            ) as response:
+                self.reached = True
+                decoder = SSEDecoder()
+                for chunk in response.iter_bytes():
+                    for sse in decoder.feed(chunk):
+                        if decoder.retry is not None:
+                            self._server_retry = decoder.retry / 1000.0
+                        yield from self._accept(sse)
+                    if self._past_deadline():
+                        raise _DeadlineReached()
+                if decoder.incomplete:
+                    raise _Dropped()
+        except APIError:
+            self.reached = True  # it answered, if not with a stream
+            raise
+        except httpx.ReadTimeout:
+            if self._past_deadline():
+                raise _DeadlineReached() from None
+            raise
 
     def _accept(self, sse: ServerSentEvent) -> Iterator[dict[str, Any] | None]:
         envelope = envelope_from(sse)

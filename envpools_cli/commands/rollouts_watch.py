@@ -198,7 +198,9 @@ def wait(
     interval: Annotated[
         float,
         typer.Option(
-            "--interval", min=0.1, help="Poll interval when the event stream is unavailable."
+            "--interval",
+            min=0.1,
+            help="Accepted for older scripts; waiting follows the event stream and never polls.",
         ),
     ] = 2.0,
     min_reward: Annotated[
@@ -243,13 +245,12 @@ def _stream_events(
     cursor: str | None,
     types: set[str] | None,
     view: Any,
-    deadline: float | None,
+    timeout: float | None,
 ) -> str:
     """Feed events to ``view``; return why it ended: terminal, caught_up or timeout.
 
-    Reconnects itself (rather than leaving it to the stream) so that ``--timeout`` holds
-    even on a quiet connection, and so that a stream the server closed before the end
-    is resumed instead of taken for the end.
+    Reconnecting is the client's (``ReconnectPolicy.watching``): resumes after drops and
+    early closes, fails in seconds when the backend cannot be reached at all.
     """
     from envpools_cli import client as ep
 
@@ -260,52 +261,22 @@ def _stream_events(
         stop_seq = int(last["seq"]) if isinstance(last.get("seq"), int) else 0
         if stop_seq == 0:
             return "caught_up"
-    attempt = 0
-    reached = False  # the backend answered at least once in this run
-    while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            return "timeout"
-        stream = ep.stream_rollout_events(
-            rollout_id,
-            since=since,
-            cursor=cursor,
-            timeout=45.0 if remaining is None else max(0.5, min(45.0, remaining)),
-            on_gap="report",
-            **conn,
-        )
-        try:
-            with stream:
-                for event in stream:
-                    attempt, reached = 0, True
-                    _show_event(event, types, view)
-                    seq = event.get("seq")
-                    if stop_seq is not None and isinstance(seq, int) and seq >= stop_seq:
-                        return "caught_up"
-                    if deadline is not None and time.monotonic() >= deadline:
-                        return "timeout"
-            if stream.finished_terminal:
-                return "terminal"
-            if _terminal(ep.get_rollout(rollout_id, **conn)):
-                return "terminal"
-            error: Exception = ConnectionError("the server closed the stream")
-        except (ep.TransportError, ep.ServerError, ep.RateLimitError) as exc:
-            error = exc
-            if not reached:
-                # Never reached it: ask once the ordinary way (with the client's retries). If
-                # that fails too the backend is down (exit 7 like any command), not a dropped
-                # stream to wait out.
-                ep.get_rollout(rollout_id, **conn)
-                reached = True
-        cursor = stream.last_event_id or cursor
-        attempt += 1
-        if attempt > 12:
-            raise error
-        delay = min(0.5 * 2 ** (attempt - 1), 15.0)
-        if deadline is not None:
-            delay = min(delay, max(0.0, deadline - time.monotonic()))
-        view.reconnecting(attempt, delay, error)
-        time.sleep(delay)
+    with ep.stream_rollout_events(
+        rollout_id,
+        since=since,
+        cursor=cursor,
+        auto_reconnect=True,
+        reconnect=ep.ReconnectPolicy.watching(deadline=timeout),
+        on_gap="report",
+        on_reconnect=view.reconnecting,
+        **conn,
+    ) as stream:
+        for event in stream:
+            _show_event(event, types, view)
+            seq = event.get("seq")
+            if stop_seq is not None and isinstance(seq, int) and seq >= stop_seq:
+                return "caught_up"
+    return "timeout" if stream.timed_out else "terminal"
 
 
 def _show_event(event: dict[str, Any], types: set[str] | None, view: Any) -> None:
@@ -403,7 +374,6 @@ def follow_to_end(
     from envpools_cli import client as ep
     from envpools_cli.output.tail import make_view
 
-    deadline = None if timeout is None else time.monotonic() + timeout
     with make_view(rollout_id, fmt) as view:
         reason = _stream_events(
             rollout_id,
@@ -412,7 +382,7 @@ def follow_to_end(
             cursor=cursor,
             types=types,
             view=view,
-            deadline=deadline,
+            timeout=timeout,
         )
         doc = ep.get_rollout(rollout_id, **runtime.conn())
         view.end(reason, doc.get("status"))

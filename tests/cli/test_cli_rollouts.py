@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import xml.etree.ElementTree as ET
 import zipfile
@@ -581,6 +582,16 @@ def test_tail_survives_a_backend_restart(tmp_path: Path, monkeypatch: pytest.Mon
         stderr=subprocess.PIPE,
         text=True,
     )
+    # The tail is connected (it printed an event) before the backend goes: a tail that
+    # never reached the first backend has nothing to resume and says nothing about it.
+    assert tail.stdout is not None and tail.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(tail.stdout or []), daemon=True)
+    reader.start()
+    started = time.monotonic() + 30
+    while not lines:
+        assert time.monotonic() < started, "tail printed nothing"
+        time.sleep(0.05)
     deadline = time.monotonic() + 30
     while "before" not in envpools("rollouts", "tail", rid, "--no-follow"):
         assert time.monotonic() < deadline
@@ -589,13 +600,15 @@ def test_tail_survives_a_backend_restart(tmp_path: Path, monkeypatch: pytest.Mon
     time.sleep(1.0)
     second = start_backend(tmp_path / "data", port=first.port)
     try:
-        out, err = tail.communicate(timeout=90)
+        tail.wait(timeout=90)
+        reader.join(10)
     finally:
         second.stop()
+    out, err = "".join(lines), tail.stderr.read()
     assert tail.returncode == 5, err
     events = [json.loads(line) for line in out.splitlines()]
     seqs = [e["seq"] for e in events if e["event"] not in ("heartbeat", "end")]
     assert seqs == list(range(1, len(seqs) + 1)), "every event once, in order"
     assert events[-2]["data"]["error"]["code"] == "backend_restarted"
     assert events[-1]["data"]["reason"] == "terminal"
-    assert "reconnecting" in err
+    assert "reconnecting" in err, (err, out[-3000:])

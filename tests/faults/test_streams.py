@@ -4,10 +4,8 @@ What the client of today holds: a connection cut in the middle of a response (in
 headers, inside an event, between two events of a chunked body, by FIN or by RST) is a
 transport error, and the stream resumes after the last id it delivered.
 
-Phase B of issue 13 extends this to a *clean* early close (a response that ends properly
-before the terminal event): ``test_a_clean_early_close_is_resumed`` is marked xfail(strict)
-until ``client/sse.py`` resumes instead of taking it for the end; the same assertions then
-run for the CLI (``rollouts tail``) and the official SDK through the same proxy.
+A *clean* early close (a response that ends properly before the terminal event) is
+resumed too, never taken for the end: ``test_a_clean_early_close_is_resumed``.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ import random
 import threading
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from envpools_cli import client as ep
 from tests.integration.conftest import Backend, fast_session, local_task
@@ -99,11 +95,6 @@ def test_gateway_errors_and_stalls_on_reconnect_are_ridden_out(
     assert_exact_sequence(got, stored_events(backend.conn, rollout["rollout_id"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="phase B of issue 13: client/sse.py takes a clean early close for the end of "
-    "the stream (events after it are lost); it must resume unless the terminal event came",
-)
 def test_a_clean_early_close_is_resumed(
     backend: Backend, proxy: FaultProxy, tmp_path: Path
 ) -> None:

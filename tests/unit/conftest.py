@@ -22,6 +22,15 @@ class Recorder:
     handler: Handler = field(default=lambda request: httpx.Response(200, json={}))
     requests: list[httpx.Request] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
+    now: float = 0.0
+    """A virtual clock that only the recorded sleeps move."""
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -46,8 +55,9 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     session = HTTPSession(
         transport=httpx.MockTransport(rec),
         retry=RetryPolicy(max_retries=2),
-        sleep=rec.sleeps.append,
+        sleep=rec.sleep,
         rand=lambda: 0.0,
+        clock=rec.clock,
     )
     with use_session(session):
         yield rec

@@ -176,3 +176,61 @@ def test_functions_raise_the_tree(recorder: Recorder) -> None:
         get_rollout("missing")
     assert info.value.request_id == "r"
     assert len(recorder.requests) == 1, "404 is not retried"
+
+
+def test_sdk_constructor_spellings() -> None:
+    """Code written against SDK 0.9.6 builds ``SynthAPIError`` with the code first."""
+    from envpools_cli.client import SynthAPIError
+
+    positional = SynthAPIError("not_found", "gone", status_code=404, rollout_id="r1")
+    assert (positional.code, positional.message, positional.status_code) == (
+        "not_found",
+        "gone",
+        404,
+    )
+    assert positional.rollout_id == "r1"
+    keywords = SynthAPIError(code="queue_full", message="full", retryable=True, retry_after_ms=250)
+    assert (keywords.code, keywords.message, keywords.retryable) == ("queue_full", "full", True)
+    assert keywords.retry_after_ms == 250 and keywords.status_code is None
+    ours = APIError("boom", status_code=500)
+    assert (ours.code, ours.message) == ("internal", "boom")
+    with pytest.raises(TypeError):
+        SynthAPIError("a", "b", code="c")
+    with pytest.raises(TypeError):
+        SynthAPIError()
+
+
+def test_from_response_fills_rollout_id_and_retry_after_ms() -> None:
+    from envpools_cli.client import SynthAPIError
+
+    response = _response(
+        429,
+        json={
+            "error": {
+                "code": "queue_full",
+                "message": "pool queue is full",
+                "rollout_id": "r-9",
+                "retry_after_ms": 1500,
+                "retryable": True,
+            }
+        },
+    )
+    error = SynthAPIError.from_response(response)
+    assert isinstance(error, RateLimitError)
+    assert (error.code, error.rollout_id, error.retry_after_ms) == ("queue_full", "r-9", 1500)
+    assert error.retry_after == 1.5
+    headers_only = error_from_response(_response(503, headers={"Retry-After": "2"}, text="x"))
+    assert headers_only.retry_after_ms == 2000 and headers_only.rollout_id is None
+
+
+def test_from_response_reads_an_unread_streamed_response() -> None:
+    from envpools_cli.client import SynthAPIError
+
+    request = httpx.Request("GET", "http://backend.test/v1/rollouts/r1")
+    response = httpx.Response(
+        404,
+        request=request,
+        stream=httpx.ByteStream(b'{"error": {"code": "not_found", "message": "no"}}'),
+    )
+    error = SynthAPIError.from_response(response)
+    assert isinstance(error, NotFoundError) and error.message == "no"

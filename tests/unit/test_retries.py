@@ -139,3 +139,66 @@ def test_cancel_is_retried_as_idempotent(recorder: Recorder) -> None:
     recorder.handler = _sequence(httpx.Response(504), httpx.Response(200, json={}))  # type: ignore[assignment]
     ep.cancel_rollout("r1")
     assert len(recorder.requests) == 2
+
+
+# --- a create whose outcome is unknown ---------------------------------------------------------
+
+
+def test_a_create_lost_after_sending_is_retried_until_its_budget_then_unknown(
+    recorder: Recorder,
+) -> None:
+    def lost(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset after the request was sent")
+
+    recorder.handler = lost
+    with pytest.raises(ep.OutcomeUnknownError) as info:
+        ep.create_rollout(request=REQUEST, idempotency_key="k-1")
+    error = info.value
+    assert error.idempotency_key == "k-1" and "k-1" in str(error)
+    assert isinstance(error, TransportError), "still a transient failure (exit 7)"
+    keys = {r.headers["idempotency-key"] for r in recorder.requests}
+    assert keys == {"k-1"}
+    # past max_retries (2), within the 30 s budget for learning the outcome
+    assert len(recorder.requests) > 3
+    assert 25.0 <= recorder.now <= 30.0 + 8.0, recorder.sleeps
+
+
+def test_gateway_errors_on_a_create_are_an_unknown_outcome(recorder: Recorder) -> None:
+    recorder.handler = lambda r: httpx.Response(502)
+    with pytest.raises(ep.OutcomeUnknownError):
+        ep.create_rollout(request=REQUEST)
+    assert len({r.headers["idempotency-key"] for r in recorder.requests}) == 1
+
+
+def test_a_create_never_sent_is_a_plain_transport_error(recorder: Recorder) -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    recorder.handler = refused
+    with pytest.raises(TransportError) as info:
+        ep.create_rollout(request=REQUEST)
+    assert not isinstance(info.value, ep.OutcomeUnknownError), "nothing can have been created"
+    assert len(recorder.requests) == 3
+
+
+def test_the_answer_after_a_lost_response_is_the_outcome(recorder: Recorder) -> None:
+    recorder.handler = _sequence(  # type: ignore[assignment]
+        httpx.ReadError("reset"),
+        httpx.Response(502),
+        httpx.ReadError("reset"),
+        httpx.Response(201, json={"rollout_id": "r1", "status": "queued"}),
+    )
+    assert ep.create_rollout(request=REQUEST)["rollout_id"] == "r1"
+    recorder.handler = _sequence(  # type: ignore[assignment]
+        httpx.ReadError("reset"),
+        httpx.Response(409, json={"error": {"code": "idempotency_conflict", "message": "x"}}),
+    )
+    with pytest.raises(ep.ConflictError):
+        ep.create_rollout(request=REQUEST)
+
+
+def test_a_get_is_not_kept_retrying_past_max_retries(recorder: Recorder) -> None:
+    recorder.handler = lambda r: httpx.Response(502)
+    with pytest.raises(ServerError):
+        ep.get_rollout("r1")
+    assert len(recorder.requests) == 3

@@ -244,10 +244,102 @@ def test_stops_after_terminal_event_without_waiting_for_close(recorder: Recorder
     assert body.closed, "the connection is closed as soon as the stream ends"
 
 
-def test_ends_when_server_closes(recorder: Recorder) -> None:
-    recorder.handler = script(sse_response([sse(1), sse(2)]))  # type: ignore[assignment]
-    assert seqs(ep.stream_rollout_events("r1", auto_reconnect=True)) == [1, 2]
-    assert len(recorder.requests) == 1
+def summary(status: str, last_seq: int | None) -> httpx.Response:
+    last = None if last_seq is None else {"id": str(last_seq), "seq": last_seq}
+    return httpx.Response(200, json={"rollout_id": "r1", "status": status, "last_event": last})
+
+
+def test_a_clean_close_before_the_terminal_event_is_resumed(recorder: Recorder) -> None:
+    """The silent loss of issue 13: a proxy closes the response properly, mid-rollout."""
+    recorder.handler = script(  # type: ignore[assignment]
+        sse_response([sse(1), sse(2)]),
+        summary("succeeded", 4),  # the rollout is over, but events 3 and 4 never came
+        sse_response([sse(3), terminal(4)]),
+    )
+    stream = ep.stream_rollout_events("r1", auto_reconnect=True)
+    assert seqs(stream) == [1, 2, 3, 4]
+    assert stream.reconnects == 1 and stream.finished_terminal
+    assert recorder.requests[2].headers["last-event-id"] == "2"
+
+
+def test_an_empty_clean_close_asks_whether_anything_is_left(recorder: Recorder) -> None:
+    recorder.handler = script(  # type: ignore[assignment]
+        sse_response([b"retry: 1000\n\n"]),
+        summary("succeeded", 5),  # finished, and 5 events are still to come: resume
+        sse_response([sse(4), terminal(5)]),
+    )
+    events = list(ep.stream_rollout_events("r1", cursor="3", auto_reconnect=True))
+    assert seqs(events) == [4, 5]
+    assert [r.url.path for r in recorder.requests] == [
+        "/v1/rollouts/r1/events",
+        "/v1/rollouts/r1/summary",
+        "/v1/rollouts/r1/events",
+    ]
+
+
+def test_a_cursor_at_the_last_event_of_a_finished_rollout_ends(recorder: Recorder) -> None:
+    recorder.handler = script(  # type: ignore[assignment]
+        sse_response([b"retry: 1000\n\n"]), summary("failed", 7)
+    )
+    stream = ep.stream_rollout_events("r1", cursor="7", auto_reconnect=True)
+    assert list(stream) == []
+    assert len(recorder.requests) == 2 and stream.reconnects == 0
+
+
+def test_without_auto_reconnect_a_clean_early_close_raises(recorder: Recorder) -> None:
+    recorder.handler = script(  # type: ignore[assignment]
+        sse_response([sse(1), sse(2)]), summary("running", 9)
+    )
+    stream = ep.stream_rollout_events("r1")
+    assert seqs([next(stream), next(stream)]) == [1, 2]
+    with pytest.raises(TransportError, match="before the rollout's terminal event"):
+        next(stream)
+
+
+def test_a_backend_never_reached_fails_in_seconds(recorder: Recorder) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    recorder.handler = refuse
+    reconnects: list[int] = []
+    stream = ep.stream_rollout_events(
+        "r1",
+        auto_reconnect=True,
+        reconnect=ep.ReconnectPolicy.watching(),
+        on_reconnect=lambda n, d, e: reconnects.append(n),
+    )
+    with pytest.raises(
+        TransportError, match=r"could not reach the backend at http://backend\.test"
+    ):
+        list(stream)
+    assert 4.9 <= recorder.now <= 5.1, recorder.sleeps
+    assert not stream.reached and reconnects == [], "nothing was lost: no reconnect notices"
+
+
+def test_an_outage_after_a_connection_is_ridden_out_then_bounded(recorder: Recorder) -> None:
+    state = {"n": 0}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        state["n"] += 1
+        if state["n"] == 1:
+            return sse_response([sse(1)], httpx.ReadError("reset"))
+        raise httpx.ConnectError("connection refused", request=request)
+
+    recorder.handler = flaky
+    policy = ep.ReconnectPolicy(max_retries=None, backoff_max=10.0, outage_limit=60.0)
+    stream = ep.stream_rollout_events("r1", auto_reconnect=True, reconnect=policy)
+    assert next(stream)["seq"] == 1
+    with pytest.raises(TransportError):
+        next(stream)
+    assert 60.0 <= recorder.now <= 75.0 and stream.reached
+
+
+def test_the_deadline_ends_the_stream_without_an_error(recorder: Recorder) -> None:
+    recorder.handler = lambda r: httpx.Response(503)
+    policy = ep.ReconnectPolicy(max_retries=None, deadline=20.0)
+    stream = ep.stream_rollout_events("r1", auto_reconnect=True, reconnect=policy)
+    assert list(stream) == []
+    assert stream.timed_out and recorder.now == pytest.approx(20.0)
 
 
 def test_closing_early_closes_the_connection(recorder: Recorder) -> None:
@@ -299,7 +391,8 @@ def test_heartbeats_without_ids_pass_through_and_never_move_the_cursor(
 
 def test_non_envelope_data_and_missing_ids(recorder: Recorder) -> None:
     recorder.handler = script(  # type: ignore[assignment]
-        sse_response([b"data: plain text\n\n", b'event: note\ndata: {"x": 1}\n\n'])
+        sse_response([b"data: plain text\n\n", b'event: note\ndata: {"x": 1}\n\n']),
+        summary("succeeded", None),
     )
     events = list(ep.stream_rollout_events("r1"))
     assert events == [
@@ -315,6 +408,7 @@ def test_opaque_ids_are_deduplicated(recorder: Recorder) -> None:
     recorder.handler = script(  # type: ignore[assignment]
         sse_response([ev("1"), ev("2")], httpx.ReadError("reset")),
         sse_response([ev("2"), ev("3")]),
+        httpx.Response(200, json={"status": "succeeded", "last_event": {"id": "e3"}}),
     )
     events = list(ep.stream_rollout_events("r1", auto_reconnect=True))
     assert [e["id"] for e in events] == ["e1", "e2", "e3"]

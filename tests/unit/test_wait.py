@@ -6,8 +6,9 @@ import json
 from itertools import count
 
 import httpx
+import pytest
 
-from envpools_cli.client import RolloutHandle
+from envpools_cli.client import RolloutHandle, TransportError
 
 from .conftest import Recorder
 
@@ -48,36 +49,47 @@ def test_wait_returns_immediately_for_a_finished_rollout(recorder: Recorder) -> 
 def test_wait_times_out_and_returns_the_last_state(recorder: Recorder) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/events"):
-            return httpx.Response(503)  # no stream: fall back to polling
+            return httpx.Response(503)  # the backend answers, but no stream comes
         return httpx.Response(200, json={"rollout_id": "r1", "status": "running"})
 
     recorder.handler = handler
-    ticks = count()
-    handle = RolloutHandle("r1")
-    handle.clock = lambda: float(next(ticks))
-    result = handle.wait(timeout=10, poll_interval=2)
+    result = RolloutHandle("r1").wait(timeout=10, poll_interval=2)
     assert result["status"] == "running"
-    assert recorder.sleeps, "it polled"
-    assert all(s <= 2 for s in recorder.sleeps)
-    gets = [r for r in recorder.requests if r.url.path == "/v1/rollouts/r1"]
-    assert 2 <= len(gets) <= 10
+    assert recorder.now == pytest.approx(10.0), "the overall deadline, on the session's clock"
+    assert all(s <= 5.0 for s in recorder.sleeps)
+    streams = [r for r in recorder.requests if r.url.path.endswith("/events")]
+    assert 3 <= len(streams) <= 10
 
 
 def test_wait_survives_transient_errors(recorder: Recorder) -> None:
-    calls = count()
+    calls, gets = count(), count()
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith(("/events", "/summary")):
-            return httpx.Response(404)
-        n = next(calls)
-        if n == 0:
-            return httpx.Response(200, json={"status": "queued"})
-        if n < 4:
-            return httpx.Response(502)  # session retries twice, then wait keeps going
-        return httpx.Response(200, json={"status": "cancelled"})
+        if request.url.path.endswith("/summary"):
+            return httpx.Response(200, json={"last_event": {"id": "1"}})
+        if request.url.path.endswith("/events"):
+            n = next(calls)
+            if n == 0:
+                return httpx.Response(200, content=lifecycle(2, "running"))  # clean close
+            if n < 4:
+                return httpx.Response(502)
+            return httpx.Response(200, content=lifecycle(3, "cancelled"))
+        return httpx.Response(200, json={"status": "cancelled" if next(gets) else "queued"})
 
     recorder.handler = handler
-    assert RolloutHandle("r1").wait(timeout=60, poll_interval=1)["status"] == "cancelled"
+    seen: list[str] = []
+    assert RolloutHandle("r1").wait(timeout=60, on_status=seen.append)["status"] == "cancelled"
+    assert seen == ["queued", "running", "cancelled"]
+
+
+def test_wait_fails_fast_when_the_backend_is_down(recorder: Recorder) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    recorder.handler = refuse
+    with pytest.raises(TransportError):
+        RolloutHandle("r1").wait(timeout=3600)
+    assert recorder.now < 2.0, "the request's own retries, not an hour"
 
 
 def test_custom_terminal_set(recorder: Recorder) -> None:
