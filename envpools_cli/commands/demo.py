@@ -112,5 +112,7 @@ def demo(
         f"next: envpools -p {local.LOCAL_PROFILE} rollouts get {rollout_id}; "
         f"envpools -p {local.LOCAL_PROFILE} rollouts tail {rollout_id}; envpools local down"
     )
-    if final.get("status") != "succeeded":
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
+    if not RolloutStatus.succeeded(final.get("status")):
         raise typer.Exit(EXIT_NOT_SUCCEEDED)

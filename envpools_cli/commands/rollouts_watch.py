@@ -22,9 +22,15 @@ __all__ = ["follow_to_end", "status_exit_code", "tail", "wait", "wait_and_report
 
 
 def _terminal(doc: dict[str, Any]) -> bool:
-    from envpools_cli.models import TERMINAL_STATUSES  # pydantic: not at import time
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
 
-    return str(doc.get("status", "")).lower() in TERMINAL_STATUSES
+    return RolloutStatus.terminal(doc.get("status"))
+
+
+def _succeeded(doc: dict[str, Any]) -> bool:
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
+    return RolloutStatus.succeeded(doc.get("status"))
 
 
 def status_exit_code(
@@ -33,10 +39,9 @@ def status_exit_code(
     """0 all succeeded (and reached min_reward); 5 any ended otherwise; 3 any still going."""
     failed = False
     for doc in docs:
-        status = str(doc.get("status", "")).lower()
         if not _terminal(doc):
             continue
-        if status not in ("succeeded", "completed"):
+        if not _succeeded(doc):
             failed = True
         elif min_reward is not None:
             reward = doc.get("reward_primary")
@@ -96,7 +101,7 @@ def _write_junit(
             ET.SubElement(
                 case, "error", type="timeout", message=f"still {status} when the wait timed out"
             )
-        elif status not in ("succeeded", "completed"):
+        elif not _succeeded(doc):
             failures += 1
             error = doc.get("error") or {}
             failure = ET.SubElement(
@@ -173,7 +178,7 @@ def wait_and_report(
         _write_junit(junit, docs, min_reward, timed_out)
     show_rollouts(docs, fmt, fields)
     code = status_exit_code(docs, min_reward, timed_out=bool(timed_out))
-    done = sum(1 for d in docs if str(d.get("status")) in ("succeeded", "completed"))
+    done = sum(1 for d in docs if _succeeded(d))
     info(
         f"{done}/{len(docs)} succeeded"
         + (f", {len(timed_out)} still running after {timeout:g}s" if timed_out else "")

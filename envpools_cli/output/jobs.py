@@ -476,9 +476,11 @@ def _summary_line(snap: dict[str, Any]) -> str:
 
 
 def _result_line(trial: Trial, result: Result, passed: bool) -> str:
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
     if passed:
         verdict = "pass"
-    elif result.status in ("succeeded", "completed"):
+    elif RolloutStatus.succeeded(result.status):
         verdict = "fail"  # it ran and was scored, below --pass-reward
     else:
         verdict = result.status
