@@ -17,6 +17,7 @@ __all__ = [
     "JsonOpt",
     "OutputOpt",
     "QuietOpt",
+    "WideOpt",
     "YesOpt",
     "confirm_destructive",
     "output_format",
@@ -43,6 +44,9 @@ FieldsOpt = Annotated[
         help="Comma-separated keys (JSON) or columns (table) to show.",
         show_default=False,
     ),
+]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", "-w", help="More columns in the table (ids stay whole).")
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 

@@ -44,7 +44,7 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
         agents,
         "table",
         columns=[
-            Column("AGENT", "name"),
+            Column("AGENT", "name", kind="id"),
             Column("AVAILABLE", "available"),
             Column("VERSION", "version", render=lambda v: v or "-"),
             Column("MODELS", "models", render=lambda v: ", ".join(v) if v else "-"),

@@ -14,6 +14,7 @@ from envpools_cli.commands._options import (
     JsonOpt,
     OutputOpt,
     QuietOpt,
+    WideOpt,
     YesOpt,
     confirm_destructive,
     output_format,
@@ -100,8 +101,13 @@ def _columns() -> list[Any]:
         return ",".join(value) if isinstance(value, list) and value else "-"
 
     return [
-        Column(header, key, render=count if key == "tasks" else joined if key == "tags" else None)
-        for header, key in COLUMNS_SPEC
+        Column("POOL", "pool_id", kind="id"),
+        Column("TYPE", "pool_type", kind="fixed"),
+        Column("BACKEND", "backend"),
+        Column("CONCURRENCY", "concurrency", kind="fixed"),
+        Column("TAGS", "tags", render=joined),
+        Column("TASKS", "tasks", render=count, kind="fixed"),
+        Column("AGE", "created_at", kind="age"),
     ]
 
 
@@ -147,6 +153,7 @@ def list_pools(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """List pools.
 
@@ -164,6 +171,7 @@ def list_pools(
         fields=parse_fields(fields),
         id_key="pool_id",
         empty="No pools. Create one with 'envpools pools create'.",
+        wide=wide,
     )
 
 

@@ -14,6 +14,7 @@ from envpools_cli.commands._options import (
     JsonOpt,
     OutputOpt,
     QuietOpt,
+    WideOpt,
     YesOpt,
     confirm_destructive,
     output_format,
@@ -36,7 +37,12 @@ RolloutArg = Annotated[str, typer.Argument(help="Rollout id.")]
 
 
 def show_rollouts(
-    items: list[dict[str, Any]], fmt: str, fields: str | None, empty: str | None = None
+    items: list[dict[str, Any]],
+    fmt: str,
+    fields: str | None,
+    empty: str | None = None,
+    *,
+    wide: bool = False,
 ) -> None:
     from envpools_cli.output.formats import emit, parse_fields
     from envpools_cli.output.rollouts import rollout_columns, with_duration
@@ -48,6 +54,7 @@ def show_rollouts(
         fields=parse_fields(fields),
         id_key="rollout_id",
         empty=empty,
+        wide=wide,
     )
 
 
@@ -199,6 +206,25 @@ def _refuse_unavailable_agent(request: dict[str, Any], conn: dict[str, Any]) -> 
             )
 
 
+_WAIT_DEFAULT_SEC = 3600.0
+
+
+def _check_create_flags(
+    *, wait: bool, follow: bool, dry_run: bool, timeout: float | None, min_reward: float | None
+) -> None:
+    """Flag combinations that cannot work, refused before any request is sent."""
+    if wait and follow:
+        raise UsageProblem("choose --wait or --follow")
+    if dry_run and (wait or follow):
+        raise UsageProblem(f"--dry-run creates nothing to {'wait for' if wait else 'follow'}")
+    if min_reward is not None and not wait:
+        raise UsageProblem("--min-reward applies to --wait")
+    if timeout is not None and not (wait or follow):
+        raise UsageProblem("--timeout applies to --wait or --follow")
+    if timeout is not None and timeout <= 0:
+        raise UsageProblem("--timeout must be positive")
+
+
 @app.command("create")
 def create(
     task: Annotated[
@@ -266,8 +292,9 @@ def create(
     ] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Tail the events live.")] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="For --wait/--follow, seconds.")
-    ] = 3600.0,
+        float | None,
+        typer.Option("--timeout", help="For --wait/--follow, seconds [default: 3600]."),
+    ] = None,
     min_reward: Annotated[
         float | None, typer.Option("--min-reward", help="With --wait: a lower reward exits 5.")
     ] = None,
@@ -285,8 +312,9 @@ def create(
     from envpools_cli.output.messages import info
 
     fmt = output_format(output, as_json, quiet)
-    if wait and follow:
-        raise UsageProblem("choose --wait or --follow")
+    _check_create_flags(
+        wait=wait, follow=follow, dry_run=dry_run, timeout=timeout, min_reward=min_reward
+    )
     bases: list[dict[str, Any]] = [{}]
     if from_file:
         document = read_document(from_file)
@@ -294,6 +322,10 @@ def create(
         if not documents or not all(isinstance(d, dict) for d in documents):
             raise UsageProblem("--from-file must hold a request object or a list of them")
         bases = documents
+    if follow and len(bases) * count > 1:
+        raise UsageProblem(
+            f"--follow works with one rollout, not {len(bases) * count}; use --wait for a batch"
+        )
     requests = [
         build_request(
             base=base,
@@ -341,14 +373,17 @@ def create(
         info(f"created {', '.join(ids)}")
     if wait:
         rollouts_watch.wait_and_report(
-            ids, timeout=timeout, min_reward=min_reward, junit=None, fmt=fmt, fields=fields
+            ids,
+            timeout=timeout or _WAIT_DEFAULT_SEC,
+            min_reward=min_reward,
+            junit=None,
+            fmt=fmt,
+            fields=fields,
         )
         return
     if follow:
-        if len(ids) > 1:
-            raise UsageProblem("--follow works with one rollout; use --wait for a batch")
         show_rollouts(created, "name" if fmt == "table" else fmt, fields)
-        rollouts_watch.follow_to_end(ids[0], timeout=timeout, exit_status=True)
+        rollouts_watch.follow_to_end(ids[0], timeout=timeout or _WAIT_DEFAULT_SEC, exit_status=True)
         return
     show_rollouts(created, fmt, fields)
 
@@ -399,6 +434,7 @@ def list_(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """List rollouts, newest first.
 
@@ -426,7 +462,7 @@ def list_(
         page_cursor = page.get("next_cursor")
         if not page_cursor or not page.get("rollouts"):
             break
-    show_rollouts(found[:limit], fmt, fields, empty="No rollouts.")
+    show_rollouts(found[:limit], fmt, fields, empty="No rollouts.", wide=wide)
 
 
 @app.command("summary")

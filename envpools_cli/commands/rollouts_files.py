@@ -82,18 +82,30 @@ def _progress() -> Any:
         BarColumn,
         DownloadColumn,
         Progress,
+        ProgressColumn,
+        Task,
         TextColumn,
         TimeRemainingColumn,
-        TransferSpeedColumn,
     )
+    from rich.text import Text
 
     from envpools_cli.output.streams import is_tty
+    from envpools_cli.output.units import human_bytes
+
+    class BinarySpeed(ProgressColumn):
+        # Rich's TransferSpeedColumn only speaks decimal (MB/s); every other size the CLI
+        # prints is binary (KiB, MiB, GiB).
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(
+                "?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed"
+            )
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        DownloadColumn(binary_units=True),
+        BinarySpeed(),
         TimeRemainingColumn(),
         disable=not is_tty(sys.stderr),
         transient=True,
@@ -149,24 +161,30 @@ def download(
     """
     from envpools_cli import client as ep
     from envpools_cli.output.messages import success
+    from envpools_cli.output.streams import is_tty
 
+    zipped = as_zip or zip_file is not None
+    # Everything the flags alone can rule out is refused before the first request.
+    if zipped and paths:
+        raise UsageProblem("--zip takes every artifact (or --prefix), not PATH arguments")
+    if zipped and directory is not None:
+        raise UsageProblem("--dir is for files; with --zip, say where with --zip-file")
+    zip_target = zip_file or Path(f"{rollout_id}-artifacts.zip")
+    if zipped and str(zip_target) == "-" and is_tty():
+        raise UsageProblem("refusing to write a zip to a terminal")
+    if zipped and str(zip_target) != "-" and zip_target.exists() and not overwrite:
+        raise UsageProblem(f"{zip_target} exists; use --overwrite")
     conn = runtime.conn()
-    if as_zip or zip_file is not None:
-        target = zip_file or Path(f"{rollout_id}-artifacts.zip")
+    if zipped:
+        target = zip_target
         with ep.open_artifacts_zip(rollout_id, prefix=prefix, **conn) as response:
             if str(target) == "-":
-                from envpools_cli.output.streams import is_tty
-
-                if is_tty():
-                    raise UsageProblem("refusing to write a zip to a terminal")
                 import sys
 
                 for chunk in response.iter_bytes(_CHUNK):
                     sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 return
-            if target.exists() and not overwrite:
-                raise UsageProblem(f"{target} exists; use --overwrite")
             with _progress() as progress:
                 task = progress.add_task(f"{rollout_id}.zip", total=None)
                 _write_atomic(

@@ -165,7 +165,11 @@ def list_tasks(
 
     fmt = output_format(output, as_json, quiet)
     items = ep.list_pool_tasks(pool_id, **runtime.conn())
-    columns = [Column("TASK", "task_id"), Column("BACKEND", "backend"), Column("SOURCE", "source")]
+    columns = [
+        Column("TASK", "task_id", kind="id"),
+        Column("BACKEND", "backend"),
+        Column("SOURCE", "source"),
+    ]
     rows = [{**t, "source": _source(t)} for t in items]
     emit(
         rows if fmt == "table" else items,

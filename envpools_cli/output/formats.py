@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.output.sanitize import clean
 from envpools_cli.output.streams import color_enabled, is_tty, write_out
+from envpools_cli.output.units import relative_age
 
-__all__ = ["FORMATS", "Column", "FieldError", "emit", "emit_record", "resolve_format"]
+__all__ = [
+    "FORMATS",
+    "Column",
+    "FieldError",
+    "emit",
+    "emit_record",
+    "fit_widths",
+    "resolve_format",
+]
 
 FORMATS = ("table", "json", "jsonl", "yaml", "name")
 
@@ -26,10 +35,22 @@ class FieldError(UsageProblem):
 
 @dataclass(frozen=True)
 class Column:
+    """One table column.
+
+    ``kind`` says how the column behaves on a terminal: ``id`` is never folded or cut (it
+    must be copyable), ``fixed`` keeps its width (short values: statuses, numbers), ``text``
+    gives way (cut with an ellipsis, in proportion to ``ratio``) and ``age`` shows a
+    timestamp as an age ("3m") on a terminal and as the timestamp everywhere else.
+    ``wide`` columns appear only with ``--wide`` (or when named in ``--fields``).
+    """
+
     header: str
     key: str
     render: Callable[[Any], str] | None = None
     style: str | None = None
+    kind: Literal["text", "id", "fixed", "age"] = "text"
+    wide: bool = False
+    ratio: int = 1
 
     def value(self, item: dict[str, Any]) -> Any:
         value: Any = item
@@ -37,8 +58,14 @@ class Column:
             value = value.get(part) if isinstance(value, dict) else None
         return value
 
-    def text(self, item: dict[str, Any]) -> str:
+    def title(self, *, terminal: bool) -> str:
+        """The header; off a terminal an age column holds timestamps and says so."""
+        return self.header if terminal or self.kind != "age" else self.key.upper()
+
+    def text(self, item: dict[str, Any], *, terminal: bool = False) -> str:
         value = self.value(item)
+        if self.kind == "age" and terminal:
+            return relative_age(value)
         if self.render is not None:
             return self.render(value)
         return plain_value(value)
@@ -111,8 +138,9 @@ def emit(
     id_key: str = "id",
     title: str | None = None,
     empty: str | None = None,
+    wide: bool = False,
 ) -> None:
-    """Print a list of resources."""
+    """Print a list of resources (``wide`` adds the columns marked ``wide`` to a table)."""
     _check_fields(items, fields, columns)
     if fmt == "json":
         write_out(dump_json([_select(i, fields) for i in items]) + "\n")
@@ -127,7 +155,11 @@ def emit(
     elif fmt == "name":
         write_out("".join(f"{i.get(id_key)}\n" for i in items))
     else:
-        chosen = [c for c in columns if fields is None or c.key.split(".")[0] in fields]
+        chosen = [
+            c
+            for c in columns
+            if (c.key.split(".")[0] in fields if fields is not None else wide or not c.wide)
+        ]
         if fields is not None:
             have = {c.key.split(".")[0] for c in chosen}
             chosen += [Column(f.upper(), f) for f in fields if f not in have]
@@ -163,7 +195,48 @@ def emit_record(
     else:
         keys = [k for k in order if k in selected] + [k for k in selected if k not in order]
         rows = [{"field": k, "value": selected[k]} for k in keys]
-        _table(rows, [Column("FIELD", "field"), Column("VALUE", "value")], None, header=False)
+        _table(
+            rows,
+            [Column("FIELD", "field"), Column("VALUE", "value")],
+            None,
+            header=False,
+            fold=True,
+        )
+
+
+#: Room between two columns (one space of padding on each side of Rich's blank separator).
+_GAP = 3
+#: A text column is not cut below this (or its header, or its content when shorter).
+_MIN_TEXT = 8
+
+
+def fit_widths(columns: Sequence[Column], natural: Sequence[int], room: int) -> list[int]:
+    """Column widths that fit ``room`` characters; 0 marks a column left out.
+
+    Ids and fixed columns keep their natural width; text columns give way, the widest
+    first (so ``ratio`` shares stay fair); when even that is not enough, columns are left
+    out from the right, ids last, so an id is always whole.
+    """
+    widths = list(natural)
+    shown = list(range(len(columns)))
+
+    def total() -> int:
+        return sum(widths[i] for i in shown) + _GAP * max(0, len(shown) - 1)
+
+    def floor(i: int) -> int:
+        return min(natural[i], max(_MIN_TEXT, len(columns[i].header)))
+
+    while total() > room:
+        flexible = [i for i in shown if columns[i].kind == "text" and widths[i] > floor(i)]
+        if flexible:
+            widest = max(flexible, key=lambda i: widths[i] / columns[i].ratio)
+            widths[widest] -= 1
+            continue
+        droppable = [i for i in shown if columns[i].kind != "id"] or shown[1:]
+        if not droppable:
+            break
+        shown.remove(droppable[-1])
+    return [widths[i] if i in shown else 0 for i in range(len(columns))]
 
 
 def _table(
@@ -172,10 +245,13 @@ def _table(
     title: str | None,
     *,
     header: bool = True,
+    fold: bool = False,
 ) -> None:
-    if not is_tty():
-        lines = ["\t".join(c.header for c in columns)] if header else []
-        lines += ["\t".join(c.text(i) for c in columns) for i in items]
+    terminal = is_tty()
+    cells = [[c.text(i, terminal=terminal) for c in columns] for i in items]
+    if not terminal:
+        lines = ["\t".join(c.title(terminal=False) for c in columns)] if header else []
+        lines += ["\t".join(row) for row in cells]
         write_out("".join(line + "\n" for line in lines))
         return
     from rich import box
@@ -185,12 +261,37 @@ def _table(
 
     console = Console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
     table = Table(
-        box=box.SIMPLE_HEAD, show_header=header, title=title, header_style="bold", pad_edge=False
+        box=box.SIMPLE_HEAD,
+        show_header=header,
+        show_edge=False,
+        title=title,
+        header_style="bold",
+        pad_edge=False,
     )
-    for column in columns:
-        table.add_column(column.header, style=column.style, overflow="fold")
-    for item in items:
-        table.add_row(*(Text(c.text(item)) for c in columns))
+    if fold:
+        # Key/value records: long values fold onto more lines rather than lose their end.
+        for column in columns:
+            table.add_column(column.header, style=column.style, overflow="fold")
+        for row in cells:
+            table.add_row(*(Text(cell) for cell in row))
+    else:
+        natural = [
+            max([len(c.header) if header else 0, *(len(row[n]) for row in cells)])
+            for n, c in enumerate(columns)
+        ]
+        widths = fit_widths(columns, natural, console.width)
+        shown = [n for n, width in enumerate(widths) if width]
+        for n in shown:
+            column = columns[n]
+            table.add_column(
+                column.header,
+                style=column.style,
+                width=widths[n],
+                no_wrap=True,
+                overflow="ellipsis" if column.kind == "text" else "ignore",
+            )
+        for row in cells:
+            table.add_row(*(Text(row[n], no_wrap=True) for n in shown))
     with console.capture() as capture:
         console.print(table)
     write_out(capture.get())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from envpools_cli.output.formats import Column, plain_value
 from envpools_cli.output.sanitize import clean
+from envpools_cli.output.units import human_bytes, parse_time
 
 __all__ = [
     "EVENT_STYLES",
@@ -15,7 +16,6 @@ __all__ = [
     "STATUS_STYLES",
     "artifact_columns",
     "describe_event",
-    "human_bytes",
     "rollout_columns",
 ]
 
@@ -56,28 +56,26 @@ ROLLOUT_ORDER = [
 
 
 def _duration(item: dict[str, Any]) -> str:
-    start, end = item.get("started_at"), item.get("finished_at")
-    if not start:
+    began = parse_time(item.get("started_at"))
+    if began is None:
         return "-"
-    try:
-        began = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        ended = (
-            datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-            if end
-            else datetime.now(began.tzinfo)
-        )
-    except ValueError:
-        return "-"
-    seconds = max(0.0, (ended - began).total_seconds())
+    ended = parse_time(item.get("finished_at")) if item.get("finished_at") else None
+    seconds = max(0.0, ((ended or datetime.now(UTC)) - began).total_seconds())
     if seconds < 60:
         return f"{seconds:.1f}s"
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def _task(value: Any) -> str:
-    if isinstance(value, dict):
-        return f"{value.get('dataset', '?')}/{value.get('task_id', '?')}"
-    return plain_value(value)
+def _task_id(value: Any) -> str:
+    return plain_value(value.get("task_id")) if isinstance(value, dict) else plain_value(value)
+
+
+def _dataset(value: Any) -> str:
+    return plain_value(value.get("dataset")) if isinstance(value, dict) else "-"
+
+
+def _error_code(value: Any) -> str:
+    return plain_value(value.get("code")) if isinstance(value, dict) else plain_value(value)
 
 
 def _agent(value: Any) -> str:
@@ -93,16 +91,18 @@ def _reward(value: Any) -> str:
 
 
 def rollout_columns() -> list[Column]:
-    """Table columns; rows need ``with_duration`` first."""
+    """Table columns; rows need ``with_duration`` first. The default set fits 80 columns."""
     return [
-        Column("ROLLOUT", "rollout_id"),
-        Column("STATUS", "status"),
-        Column("POOL", "pool_id"),
-        Column("TASK", "task_ref", render=_task),
+        Column("ROLLOUT", "rollout_id", kind="id"),
+        Column("STATUS", "status", kind="fixed"),
+        Column("TASK", "task_ref", render=_task_id, ratio=2),
+        Column("DATASET", "task_ref", render=_dataset, wide=True),
         Column("AGENT", "agent", render=_agent),
-        Column("REWARD", "reward_primary", render=_reward),
-        Column("DURATION", "duration"),
-        Column("CREATED", "created_at"),
+        Column("POOL", "pool_id", kind="id", wide=True),
+        Column("REWARD", "reward_primary", render=_reward, kind="fixed"),
+        Column("DURATION", "duration", kind="fixed", wide=True),
+        Column("ERROR", "error", render=_error_code, wide=True),
+        Column("AGE", "created_at", kind="age"),
     ]
 
 
@@ -110,21 +110,10 @@ def with_duration(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**item, "duration": _duration(item)} for item in items]
 
 
-def human_bytes(size: Any) -> str:
-    if not isinstance(size, int | float):
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 def artifact_columns() -> list[Column]:
     return [
-        Column("PATH", "path"),
-        Column("SIZE", "size_bytes", render=human_bytes),
+        Column("PATH", "path", kind="id"),
+        Column("SIZE", "size_bytes", render=human_bytes, kind="fixed"),
         Column("FROM", "provenance"),
         Column("TYPE", "content_type"),
         Column("SHA256", "sha256", render=lambda v: str(v)[:12] if v else "-"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from envpools_cli.output.rollouts import human_bytes
 from envpools_cli.output.streams import color_enabled, is_tty, write_out
+from envpools_cli.output.units import human_bytes
 
 __all__ = ["print_usage", "usage_rows"]
 

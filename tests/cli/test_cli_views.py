@@ -5,9 +5,23 @@ Everything runs against the real local backend on port 0.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
 from envpools_cli.models import TERMINAL_STATUSES, RolloutStatus
+from envpools_cli.output.units import human_bytes, relative_age
+from tests.integration.conftest import make_task
 
 from .conftest import CLI, EXAMPLE, Local
 
@@ -52,3 +66,175 @@ class TestStatus:
         assert result.code == 5, result.err
         assert RolloutStatus(result.json()[0]["status"]) is RolloutStatus.CANCELLED
         assert "0/1 succeeded" in result.err
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def on_terminal(*args: str, columns: int, rows: int = 50) -> list[str]:
+    """Run envpools on a real pseudo-terminal of this size; the screen's lines, colours removed."""
+    primary, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "envpools_cli", *args],
+        stdin=replica,
+        stdout=replica,
+        stderr=replica,
+        env={**os.environ, "COLUMNS": str(columns), "LINES": str(rows), "TERM": "xterm"},
+    )
+    os.close(replica)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(primary)
+    assert process.wait(timeout=60) == 0, output.decode(errors="replace")
+    text = ANSI.sub("", output.decode(errors="replace")).replace("\r\n", "\n")
+    return text.splitlines()
+
+
+class TestTables:
+    @pytest.mark.parametrize("columns", [80, 120])
+    def test_ids_are_whole_and_rows_fit(
+        self, cli: CLI, paused: str, columns: int, tmp_path: Path
+    ) -> None:
+        long_task = "a-task-with-a-rather-long-name-that-cannot-possibly-fit-in-eighty"
+        make_task(tmp_path, long_task)
+        created = cli(
+            "pools", "create", "long", "--local", str(tmp_path / long_task), "--concurrency", "0"
+        )
+        assert created.code == 0, created.err
+        ids = [queue_one(cli, paused) for _ in range(2)]
+        result = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "oracle",
+            "--task",
+            f"a-dataset/{long_task}",
+            "--pool",
+            "long",
+            "-q",
+        )
+        assert result.code == 0, result.err
+        ids.append(result.out.strip())
+        lines = on_terminal("rollouts", "list", columns=columns)
+        assert all(len(line) <= columns for line in lines), lines
+        assert lines[0].split() == ["ROLLOUT", "STATUS", "TASK", "AGENT", "REWARD", "AGE"]
+        rows = {line.split()[0]: line for line in lines[2:] if line.strip()}
+        assert set(rows) == set(ids), "one line per rollout, each starting with its whole id"
+        for row in rows.values():
+            assert row.split()[1] == "queued" and row.split()[-1] in {f"{n}s" for n in range(60)}
+        cut = rows[ids[2]].split()[2]
+        assert cut.endswith("…") and long_task.startswith(cut[:-1]), "the text column gave way"
+        assert len(cut) > 40 if columns == 120 else len(cut) < 25
+
+    def test_wide_adds_columns_and_pipes_get_timestamps(self, cli: CLI, paused: str) -> None:
+        rid = queue_one(cli, paused)
+        wide = on_terminal("rollouts", "list", "--wide", columns=200)
+        assert wide[0].split() == [
+            "ROLLOUT", "STATUS", "TASK", "DATASET", "AGENT", "POOL", "REWARD", "DURATION",
+            "ERROR", "AGE",
+        ]
+        assert wide[2].split()[0] == rid and paused in wide[2].split()
+        piped = cli("rollouts", "list")
+        header, row = piped.lines()
+        assert header.split("\t")[-1] == "CREATED_AT"
+        created = row.split("\t")[-1]
+        assert created == cli("rollouts", "get", rid, "--json").json()["created_at"]
+
+    def test_ages_and_sizes(self) -> None:
+        now = datetime(2025, 1, 10, 12, 0, 0, tzinfo=UTC)
+        assert relative_age("2025-01-10T11:59:15Z", now) == "45s"
+        assert relative_age("2025-01-10T11:56:59.877Z", now) == "3m"
+        assert relative_age("2025-01-10T10:00:00+00:00", now) == "2h"
+        assert relative_age("2025-01-05T12:00:00Z", now) == "5d"
+        assert relative_age("2025-01-10T12:00:05Z", now) == "0s", "clock skew is not negative"
+        assert relative_age(None, now) == relative_age("yesterday", now) == "-"
+        assert [human_bytes(n) for n in (512, 1536, 20 * 2**20, 3 * 2**30)] == [
+            "512 B", "1.5 KiB", "20.0 MiB", "3.0 GiB",
+        ]
+
+    def test_download_progress_speaks_binary_units(self) -> None:
+        from rich.console import Console
+
+        from envpools_cli.commands.rollouts_files import _progress
+
+        progress = _progress()
+        task_id = progress.add_task("a.zip", total=3 * 2**20)
+        progress.advance(task_id, 3 * 2**19)
+        task = progress.tasks[0]
+        console = Console(width=200, no_color=True)
+        with console.capture() as capture:
+            for column in progress.columns:
+                console.print(column(task))
+        shown = capture.get()
+        assert "1.5/3.0 MiB" in shown and " MB" not in shown and "kB" not in shown
+
+
+class TestUsageErrorsComeFirst:
+    """A flag combination that cannot work exits 2 before anything reaches the backend."""
+
+    CREATE = ("rollouts", "create", "--agent", "oracle", "--task", "d/fix-failing-test")
+
+    @pytest.mark.parametrize(
+        ("extra", "message"),
+        [
+            (("--count", "2", "--follow"), "--follow works with one rollout, not 2"),
+            (("--wait", "--follow"), "choose --wait or --follow"),
+            (("--dry-run", "--wait"), "--dry-run creates nothing to wait for"),
+            (("--dry-run", "--follow"), "--dry-run creates nothing to follow"),
+            (("--min-reward", "1"), "--min-reward applies to --wait"),
+            (("--count", "3", "--timeout", "5"), "--timeout applies to --wait or --follow"),
+            (("--wait", "--timeout", "0"), "--timeout must be positive"),
+        ],
+    )
+    def test_create(
+        self, cli: CLI, paused: str, extra: tuple[str, ...], message: str
+    ) -> None:
+        result = cli(*self.CREATE, "--pool", paused, *extra)
+        assert (result.code, result.out) == (2, ""), result.err
+        assert message in result.err
+        assert cli("rollouts", "list", "-q").out == "", "nothing was created"
+
+    def test_follow_with_a_file_of_two_requests(
+        self, cli: CLI, paused: str, tmp_path: Path
+    ) -> None:
+        request = {
+            "task_ref": {"dataset": "d", "task_id": "fix-failing-test"},
+            "agent": {"harness": "oracle"},
+            "pool_id": paused,
+        }
+        batch = tmp_path / "batch.json"
+        batch.write_text(json.dumps([request, request]))
+        result = cli("rollouts", "create", "--from-file", str(batch), "--follow")
+        assert result.code == 2 and "not 2" in result.err
+        assert cli("rollouts", "list", "-q").out == ""
+
+    @pytest.mark.parametrize(
+        ("extra", "message"),
+        [
+            (("--zip", "a.txt"), "not PATH arguments"),
+            (("--zip", "--dir", "out"), "--zip-file"),
+        ],
+    )
+    def test_download(
+        self, cli: CLI, backend: Local, extra: tuple[str, ...], message: str
+    ) -> None:
+        result = cli("rollouts", "download", "ro_whatever", *extra)
+        assert result.code == 2 and message in result.err, result.err
+
+    def test_download_refuses_to_overwrite_before_asking(
+        self, cli: CLI, backend: Local, tmp_path: Path
+    ) -> None:
+        existing = tmp_path / "keep.zip"
+        existing.write_bytes(b"mine")
+        # The rollout does not exist: a request would have said "not found" (exit 6).
+        result = cli("rollouts", "download", "ro_whatever", "--zip-file", str(existing))
+        assert result.code == 2 and "--overwrite" in result.err, result.err
+        assert existing.read_bytes() == b"mine"
