@@ -43,6 +43,7 @@ def show_rollouts(
     empty: str | None = None,
     *,
     wide: bool = False,
+    single: bool = False,
 ) -> None:
     from envpools_cli.output.formats import emit, parse_fields
     from envpools_cli.output.rollouts import rollout_columns, with_duration
@@ -55,6 +56,7 @@ def show_rollouts(
         id_key="rollout_id",
         empty=empty,
         wide=wide,
+        single=single,
     )
 
 
@@ -316,12 +318,16 @@ def create(
         wait=wait, follow=follow, dry_run=dry_run, timeout=timeout, min_reward=min_reward
     )
     bases: list[dict[str, Any]] = [{}]
+    file_is_list = False
     if from_file:
         document = read_document(from_file)
+        file_is_list = isinstance(document, list)
         documents = document if isinstance(document, list) else [document]
         if not documents or not all(isinstance(d, dict) for d in documents):
             raise UsageProblem("--from-file must hold a request object or a list of them")
         bases = documents
+    # A file holding a list asked about many, even a list of one: the answer is a list.
+    single = count == 1 and not file_is_list
     if follow and len(bases) * count > 1:
         raise UsageProblem(
             f"--follow works with one rollout, not {len(bases) * count}; use --wait for a batch"
@@ -379,13 +385,14 @@ def create(
             junit=None,
             fmt=fmt,
             fields=fields,
+            single=single,
         )
         return
     if follow:
-        show_rollouts(created, "name" if fmt == "table" else fmt, fields)
+        show_rollouts(created, "name" if fmt == "table" else fmt, fields, single=True)
         rollouts_watch.follow_to_end(ids[0], timeout=timeout or _WAIT_DEFAULT_SEC, exit_status=True)
         return
-    show_rollouts(created, fmt, fields)
+    show_rollouts(created, fmt, fields, single=single)
 
 
 @app.command("get")
@@ -507,7 +514,8 @@ def cancel(
     fmt = output_format(output, as_json, quiet)
     confirm_destructive(f"cancel {len(rollout_ids)} rollout(s)", yes)
     conn = runtime.conn()
-    show_rollouts([ep.cancel_rollout(rid, **conn) for rid in rollout_ids], fmt, fields)
+    docs = [ep.cancel_rollout(rid, **conn) for rid in rollout_ids]
+    show_rollouts(docs, fmt, fields, single=len(rollout_ids) == 1)
 
 
 @app.command("replay")

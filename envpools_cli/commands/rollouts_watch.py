@@ -144,8 +144,12 @@ def wait_and_report(
     fmt: str,
     fields: str | None,
     interval: float = 2.0,
+    single: bool = False,
 ) -> None:
-    """Wait for every rollout at once, print their final states, exit with the verdict."""
+    """Wait for every rollout at once, print their final states, exit with the verdict.
+
+    ``single``: the command was about one rollout, so machine output is one object.
+    """
     from envpools_cli.commands.rollouts import show_rollouts
     from envpools_cli.output.messages import info
 
@@ -176,7 +180,7 @@ def wait_and_report(
     timed_out = {rid for rid in ids if results[rid][1]}
     if junit is not None:
         _write_junit(junit, docs, min_reward, timed_out)
-    show_rollouts(docs, fmt, fields)
+    show_rollouts(docs, fmt, fields, single=single)
     code = status_exit_code(docs, min_reward, timed_out=bool(timed_out))
     done = sum(1 for d in docs if _succeeded(d))
     info(
@@ -228,6 +232,7 @@ def wait(
         fmt=fmt,
         fields=fields,
         interval=interval,
+        single=len(rollout_ids) == 1,
     )
 
 

@@ -139,10 +139,18 @@ def emit(
     title: str | None = None,
     empty: str | None = None,
     wide: bool = False,
+    single: bool = False,
 ) -> None:
-    """Print a list of resources (``wide`` adds the columns marked ``wide`` to a table)."""
+    """Print resources (``wide`` adds the columns marked ``wide`` to a table).
+
+    The shape rule of machine output: a command about one resource prints an object, a
+    command about many prints a list. ``single`` says the command was about one (one id
+    given, ``--count 1``); a table is a table either way.
+    """
     _check_fields(items, fields, columns)
-    if fmt == "json":
+    if single and len(items) == 1 and fmt in ("json", "yaml"):
+        emit_record(items[0], fmt, fields=fields, id_key=id_key)
+    elif fmt == "json":
         write_out(dump_json([_select(i, fields) for i in items]) + "\n")
     elif fmt == "jsonl":
         write_out("".join(dump_json(_select(i, fields), pretty=False) + "\n" for i in items))

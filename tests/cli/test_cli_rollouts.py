@@ -197,7 +197,7 @@ class TestCreate:
             "--json",
         )
         assert ok.code == 0, ok.err
-        assert ok.json()[0]["status"] == "succeeded"
+        assert ok.json()["status"] == "succeeded", "one rollout: one object"
         low = cli(
             "rollouts",
             "create",

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from envpools_cli.models import TERMINAL_STATUSES, RolloutStatus
 from envpools_cli.output.units import human_bytes, relative_age
@@ -57,14 +58,12 @@ class TestStatus:
         assert RolloutStatus.succeeded("completed"), "the hosted service's older spelling"
         assert not RolloutStatus.terminal("paused") and RolloutStatus.parse(None) is None
 
-    def test_a_cancelled_rollout_ends_a_wait_as_not_succeeded(
-        self, cli: CLI, paused: str
-    ) -> None:
+    def test_a_cancelled_rollout_ends_a_wait_as_not_succeeded(self, cli: CLI, paused: str) -> None:
         rid = queue_one(cli, paused)
         assert cli("rollouts", "cancel", rid, "--yes").code == 0
         result = cli("rollouts", "wait", rid, "--timeout", "30", "-o", "json")
         assert result.code == 5, result.err
-        assert RolloutStatus(result.json()[0]["status"]) is RolloutStatus.CANCELLED
+        assert RolloutStatus(result.json()["status"]) is RolloutStatus.CANCELLED
         assert "0/1 succeeded" in result.err
 
 
@@ -138,8 +137,16 @@ class TestTables:
         rid = queue_one(cli, paused)
         wide = on_terminal("rollouts", "list", "--wide", columns=200)
         assert wide[0].split() == [
-            "ROLLOUT", "STATUS", "TASK", "DATASET", "AGENT", "POOL", "REWARD", "DURATION",
-            "ERROR", "AGE",
+            "ROLLOUT",
+            "STATUS",
+            "TASK",
+            "DATASET",
+            "AGENT",
+            "POOL",
+            "REWARD",
+            "DURATION",
+            "ERROR",
+            "AGE",
         ]
         assert wide[2].split()[0] == rid and paused in wide[2].split()
         piped = cli("rollouts", "list")
@@ -157,7 +164,10 @@ class TestTables:
         assert relative_age("2025-01-10T12:00:05Z", now) == "0s", "clock skew is not negative"
         assert relative_age(None, now) == relative_age("yesterday", now) == "-"
         assert [human_bytes(n) for n in (512, 1536, 20 * 2**20, 3 * 2**30)] == [
-            "512 B", "1.5 KiB", "20.0 MiB", "3.0 GiB",
+            "512 B",
+            "1.5 KiB",
+            "20.0 MiB",
+            "3.0 GiB",
         ]
 
     def test_download_progress_speaks_binary_units(self) -> None:
@@ -194,9 +204,7 @@ class TestUsageErrorsComeFirst:
             (("--wait", "--timeout", "0"), "--timeout must be positive"),
         ],
     )
-    def test_create(
-        self, cli: CLI, paused: str, extra: tuple[str, ...], message: str
-    ) -> None:
+    def test_create(self, cli: CLI, paused: str, extra: tuple[str, ...], message: str) -> None:
         result = cli(*self.CREATE, "--pool", paused, *extra)
         assert (result.code, result.out) == (2, ""), result.err
         assert message in result.err
@@ -223,9 +231,7 @@ class TestUsageErrorsComeFirst:
             (("--zip", "--dir", "out"), "--zip-file"),
         ],
     )
-    def test_download(
-        self, cli: CLI, backend: Local, extra: tuple[str, ...], message: str
-    ) -> None:
+    def test_download(self, cli: CLI, backend: Local, extra: tuple[str, ...], message: str) -> None:
         result = cli("rollouts", "download", "ro_whatever", *extra)
         assert result.code == 2 and message in result.err, result.err
 
@@ -238,3 +244,46 @@ class TestUsageErrorsComeFirst:
         result = cli("rollouts", "download", "ro_whatever", "--zip-file", str(existing))
         assert result.code == 2 and "--overwrite" in result.err, result.err
         assert existing.read_bytes() == b"mine"
+
+
+class TestShapes:
+    """One resource asked about: an object. Many: a list (README, "Output")."""
+
+    def test_create_one_is_an_object_and_many_a_list(self, cli: CLI, paused: str) -> None:
+        one = cli(*TestUsageErrorsComeFirst.CREATE, "--pool", paused, "-o", "json")
+        assert one.code == 0, one.err
+        assert one.json()["rollout_id"].startswith("ro_")
+        as_yaml = cli(*TestUsageErrorsComeFirst.CREATE, "--pool", paused, "-o", "yaml")
+        assert yaml.safe_load(as_yaml.out)["status"] == "queued"
+        many = cli(*TestUsageErrorsComeFirst.CREATE, "--pool", paused, "--count", "2", "--json")
+        assert many.code == 0, many.err
+        assert [type(doc) for doc in many.json()] == [dict, dict]
+
+    def test_a_file_holding_a_list_gets_a_list(self, cli: CLI, paused: str, tmp_path: Path) -> None:
+        request = {
+            "task_ref": {"dataset": "d", "task_id": "fix-failing-test"},
+            "agent": {"harness": "oracle"},
+            "pool_id": paused,
+        }
+        (tmp_path / "one.json").write_text(json.dumps(request))
+        (tmp_path / "list.json").write_text(json.dumps([request]))
+        assert isinstance(
+            cli("rollouts", "create", "-f", str(tmp_path / "one.json"), "--json").json(), dict
+        )
+        assert isinstance(
+            cli("rollouts", "create", "-f", str(tmp_path / "list.json"), "--json").json(), list
+        )
+
+    def test_cancel_and_wait_follow_the_number_of_ids(self, cli: CLI, paused: str) -> None:
+        first, second = queue_one(cli, paused), queue_one(cli, paused)
+        one = cli("rollouts", "cancel", first, "--yes", "--json")
+        assert one.json()["rollout_id"] == first
+        both = cli("rollouts", "cancel", first, second, "--yes", "--json")
+        assert [d["rollout_id"] for d in both.json()] == [first, second]
+        waited = cli("rollouts", "wait", first, "--json")
+        assert waited.json()["rollout_id"] == first
+        assert len(cli("rollouts", "wait", first, second, "--json").json()) == 2
+        listed = cli("rollouts", "list", "--limit", "1", "--json")
+        assert isinstance(listed.json(), list), "list is about many, even when one comes back"
+        jsonl = cli("rollouts", "wait", first, second, "-o", "jsonl").lines()
+        assert [json.loads(line)["rollout_id"] for line in jsonl] == [first, second]
