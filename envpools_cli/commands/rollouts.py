@@ -9,6 +9,7 @@ import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
 from envpools_cli.commands import rollouts_files, rollouts_watch
+from envpools_cli.commands._ids import resolve_rollout_id, resolve_rollout_ids
 from envpools_cli.commands._options import (
     FieldsOpt,
     JsonOpt,
@@ -417,7 +418,7 @@ def get(
     from envpools_cli import client as ep
 
     fmt = output_format(output, as_json, quiet)
-    rollout = ep.get_rollout(rollout_id, **runtime.conn())
+    rollout = ep.get_rollout(resolve_rollout_id(rollout_id), **runtime.conn())
     show_rollout(rollout, fmt, fields)
     if exit_status:
         raise typer.Exit(rollouts_watch.status_exit_code([rollout], None, timed_out=False))
@@ -488,7 +489,7 @@ def summary(
     from envpools_cli.output.formats import emit_record, parse_fields
 
     fmt = output_format(output, as_json, quiet)
-    data = ep.get_rollout_summary(rollout_id, **runtime.conn())
+    data = ep.get_rollout_summary(resolve_rollout_id(rollout_id), **runtime.conn())
     if fmt == "table" and isinstance(data.get("last_event"), dict):
         from envpools_cli.output.rollouts import describe_event
 
@@ -513,6 +514,7 @@ def cancel(
 
     fmt = output_format(output, as_json, quiet)
     confirm_destructive(f"cancel {len(rollout_ids)} rollout(s)", yes)
+    rollout_ids = resolve_rollout_ids(rollout_ids)
     conn = runtime.conn()
     docs = [ep.cancel_rollout(rid, **conn) for rid in rollout_ids]
     show_rollouts(docs, fmt, fields, single=len(rollout_ids) == 1)
@@ -559,7 +561,7 @@ def replay(
             except ValueError as exc:
                 raise UsageProblem(str(exc)) from None
     result = ep.replay_rollout(
-        rollout_id,
+        resolve_rollout_id(rollout_id),
         overrides=changes or None,
         metadata=parse_pairs(metadata, "--metadata") or None,
         **runtime.conn(),
@@ -632,6 +634,7 @@ def usage(
     from envpools_cli.output.formats import emit_record, parse_fields
 
     fmt = output_format(output, as_json, quiet)
+    rollout_id = resolve_rollout_id(rollout_id)
     data = ep.get_rollout_usage(rollout_id, **runtime.conn())
     data.setdefault("rollout_id", rollout_id)
     if fmt == "table" and fields is None:
@@ -660,6 +663,7 @@ def support_bundle(
     from envpools_cli.output.streams import write_out
 
     runtime.json_errors = True
+    rollout_id = resolve_rollout_id(rollout_id)
     conn = runtime.conn()
     bundle = ep.get_rollout_support_bundle(rollout_id, **conn)
     text = json.dumps(bundle, indent=2, ensure_ascii=False)

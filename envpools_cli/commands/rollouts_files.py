@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
+from envpools_cli.commands._ids import resolve_rollout_id
 from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, QuietOpt, output_format
 from envpools_cli.runtime import runtime
 
@@ -49,7 +50,7 @@ def artifacts(
 
     fmt = output_format(output, as_json, quiet)
     emit(
-        _manifest(rollout_id, prefix),
+        _manifest(resolve_rollout_id(rollout_id), prefix),
         fmt,
         columns=artifact_columns(),
         fields=parse_fields(fields),
@@ -169,6 +170,7 @@ def download(
         raise UsageProblem("--zip takes every artifact (or --prefix), not PATH arguments")
     if zipped and directory is not None:
         raise UsageProblem("--dir is for files; with --zip, say where with --zip-file")
+    rollout_id = resolve_rollout_id(rollout_id)  # a read: nothing is written yet
     zip_target = zip_file or Path(f"{rollout_id}-artifacts.zip")
     if zipped and str(zip_target) == "-" and is_tty():
         raise UsageProblem("refusing to write a zip to a terminal")

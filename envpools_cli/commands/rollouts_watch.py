@@ -15,6 +15,7 @@ from envpools_cli.cli_errors import (
     EXIT_TIMEOUT,
     UsageProblem,
 )
+from envpools_cli.commands._ids import resolve_rollout_id, resolve_rollout_ids
 from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, QuietOpt, output_format
 from envpools_cli.runtime import runtime
 
@@ -225,7 +226,7 @@ def wait(
     if timeout <= 0:
         raise UsageProblem("--timeout must be positive")
     wait_and_report(
-        rollout_ids,
+        resolve_rollout_ids(rollout_ids),
         timeout=timeout,
         min_reward=min_reward,
         junit=junit,
@@ -369,7 +370,7 @@ def tail(
             f"use {', '.join(sorted(known - {'status'}))}"
         )
     follow_to_end(
-        rollout_id,
+        resolve_rollout_id(rollout_id),
         timeout=timeout,
         exit_status=exit_status,
         follow=follow,

@@ -287,3 +287,42 @@ class TestShapes:
         assert isinstance(listed.json(), list), "list is about many, even when one comes back"
         jsonl = cli("rollouts", "wait", first, second, "-o", "jsonl").lines()
         assert [json.loads(line)["rollout_id"] for line in jsonl] == [first, second]
+
+
+def shortest_unique_prefix(rid: str, others: list[str]) -> str:
+    for size in range(4, len(rid) + 1):
+        if not any(o.startswith(rid[:size]) for o in others if o != rid):
+            return rid[:size]
+    raise AssertionError("ids are unique")
+
+
+class TestIdPrefixes:
+    def test_a_unique_prefix_names_the_rollout(self, cli: CLI, paused: str) -> None:
+        ids = [queue_one(cli, paused) for _ in range(3)]
+        target = ids[1]
+        prefix = shortest_unique_prefix(target, ids)
+        assert len(prefix) < len(target)
+        assert cli("rollouts", "get", prefix, "--json").json()["rollout_id"] == target
+        bare = prefix.removeprefix("ro_")
+        if len(bare) >= 4:
+            assert cli("rollouts", "summary", bare, "--json").json()["rollout_id"] == target
+        cancelled = cli("rollouts", "cancel", prefix, "--yes", "--json")
+        assert cancelled.json()["rollout_id"] == target, cancelled.err
+        assert cli("rollouts", "wait", prefix, "-q").out.strip() == target
+        assert cli("rollouts", "artifacts", prefix, "--json").code == 0
+
+    def test_an_ambiguous_prefix_lists_the_matches(self, cli: CLI, paused: str) -> None:
+        ids = [queue_one(cli, paused) for _ in range(2)]
+        common = next(
+            ids[0][:n] for n in range(len(ids[0]), 0, -1) if ids[1].startswith(ids[0][:n])
+        )
+        result = cli("rollouts", "get", common)
+        assert result.code == 2 and result.out == ""
+        assert "matches 2 rollouts" in result.err
+        assert all(rid in result.err for rid in ids), result.err
+        as_json = cli("rollouts", "get", common, "-o", "json")
+        assert json.loads(as_json.err)["error"]["exit_code"] == 2
+
+    def test_no_match_is_not_found(self, cli: CLI, paused: str) -> None:
+        queue_one(cli, paused)
+        assert cli("rollouts", "get", "ro_ffff").code == 6
