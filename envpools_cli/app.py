@@ -186,6 +186,32 @@ def _wants_json(argv: list[str]) -> bool:
     return os.environ.get("ENVPOOLS_OUTPUT", "") in ("json", "jsonl", "yaml")
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _network_hint(exc: Any) -> str:
+    """Refused on this machine means the local backend is not running: say how to start it."""
+    import httpx
+
+    try:
+        url = exc.request.url
+    except RuntimeError:  # httpx: no request attached (a stream that broke mid-event)
+        url = None
+    refused = isinstance(exc.__cause__, httpx.ConnectError)
+    if refused and url is not None and _loopback(url.host):
+        return (
+            f"nothing is listening on {url.scheme}://{url.netloc.decode()}: start the local "
+            "backend with 'envpools local up' (or point --api-url / the profile elsewhere)"
+        )
+    return "is the backend running and reachable?"
+
+
 def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
     """(exit code, JSON error object, hint) for an expected failure."""
     from envpools_cli import client as ep
@@ -212,7 +238,7 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
         return (
             EXIT_TRANSIENT,
             {"code": "network_error", "message": str(exc), "retryable": True},
-            "is the backend running and reachable?",
+            _network_hint(exc),
         )
     if isinstance(exc, ep.InvalidRequestError | ep.ConfigurationError):
         return EXIT_USAGE, {"code": "invalid_request", "message": str(exc)}, None

@@ -326,3 +326,21 @@ class TestIdPrefixes:
     def test_no_match_is_not_found(self, cli: CLI, paused: str) -> None:
         queue_one(cli, paused)
         assert cli("rollouts", "get", "ro_ffff").code == 6
+
+
+class TestConnectionRefused:
+    def test_the_local_url_refusing_suggests_local_up(self, cli: CLI, backend: Local) -> None:
+        backend.thread.stop()  # the port it listened on now refuses connections
+        result = cli("pools", "list")
+        assert result.code == 7, result.err
+        assert "Connection refused" in result.err
+        assert "envpools local up" in result.err
+        as_json = json.loads(cli("rollouts", "list", "--json").err)["error"]
+        assert "envpools local up" in as_json["hint"]
+
+    def test_a_remote_failure_does_not(self, cli: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
+        # A name that cannot resolve: a network failure, but not a refused local port.
+        monkeypatch.setenv("ENVPOOLS_API_URL", "http://envpools-test.invalid:9")
+        monkeypatch.setenv("ENVPOOLS_API_KEY", "k")
+        result = cli("pools", "list")
+        assert result.code == 7 and "local up" not in result.err, result.err
