@@ -15,7 +15,7 @@ from envpools_cli.jobs.plan import (
 )
 from envpools_cli.jobs.run import rollout_request
 from envpools_cli.jobs.spec import JobSpec
-from envpools_cli.jobs.stats import JobStats, compute, passed
+from envpools_cli.jobs.stats import JobStats, compute, is_attempt, passed
 from envpools_cli.jobs.store import Job, JobStore, Record, Result, new_job_id, now_iso
 from envpools_cli.models import RolloutStatus
 
@@ -136,7 +136,7 @@ def describe(job: Job, store: JobStore, records: dict[str, Record] | None = None
     records = store.records(job) if records is None else records
     planned = {t.key for t in job.trials()}
     results = [r.result for k, r in records.items() if k in planned and r.result]
-    attempts = [r for r in results if r.status != "cancelled"]
+    attempts = [r for r in results if is_attempt(r)]
     passes = sum(1 for r in attempts if passed(r, job.pass_reward))
     launched = sum(1 for k, r in records.items() if k in planned and r.rollout_id)
     state = store.state(job)

@@ -127,7 +127,7 @@ class Progress:
             elapsed = now - self.started
             remaining = self.total - self.done
             rate = self.ended_this_run / elapsed if elapsed > 0 else 0.0
-            active = [r for r in self.running.values() if r.status != "queued"]
+            active = [r for r in self.running.values() if r.status != RolloutStatus.QUEUED]
             waiting = len(self.running) - len(active)
             slowest = sorted(active, key=lambda r: r.since)[:5]
             return {
