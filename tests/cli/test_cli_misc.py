@@ -187,7 +187,7 @@ class TestErrors:
         monkeypatch.setenv("ENVPOOLS_API_URL", f"http://127.0.0.1:{port}")
         result = cli("pools", "list")
         assert result.code == 7
-        assert "reachable" in result.err and "Traceback" not in result.err
+        assert "envpools local up" in result.err and "Traceback" not in result.err
 
     def test_bad_api_url_is_a_usage_error(self, cli: CLI, backend: Local) -> None:
         result = cli("--api-url", "localhost:8000", "pools", "list")
