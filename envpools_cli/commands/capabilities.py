@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, output_format
 from envpools_cli.runtime import runtime
 
@@ -25,7 +26,9 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
     from envpools_cli.cli_errors import EXIT_CODES
     from envpools_cli.output.formats import Column, emit, emit_record, parse_fields
 
-    fmt = output_format(output, as_json, False)
+    fmt = output_format(output, as_json, False, fields=fields)
+    if fmt == "name":
+        raise UsageProblem("capabilities have no id to print; use -o json, yaml or table")
     caps = ep.get_capabilities(**runtime.conn())
     # What scripts and agents need to know about this CLI, beside what the backend offers.
     caps["cli"] = {

@@ -162,7 +162,7 @@ def list_pools(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields, wide=wide)
     pools = ep.list_pools(pool_type=pool_type, tag=tag, **runtime.conn())
     emit(
         pools,
@@ -189,7 +189,7 @@ def get_pool(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     _show(ep.get_pool(pool_id, **runtime.conn()), fmt, fields)
 
 
@@ -224,7 +224,7 @@ def create_pool(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     body = read_object(from_file, "--from-file", "pool")
     if pool_id:
         body["pool_id"] = pool_id
@@ -272,7 +272,7 @@ def update_pool(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     body = read_object(from_file, "--from-file", "pool")
     body.update(_settings(locals()))
     if not body:
@@ -312,7 +312,7 @@ def pool_metrics(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     metrics = ep.get_pool_metrics(pool_id, **runtime.conn())
     metrics.setdefault("pool_id", pool_id)
     emit_record(metrics, fmt, fields=parse_fields(fields), id_key="pool_id")

@@ -213,13 +213,24 @@ _WAIT_DEFAULT_SEC = 3600.0
 
 
 def _check_create_flags(
-    *, wait: bool, follow: bool, dry_run: bool, timeout: float | None, min_reward: float | None
+    *,
+    wait: bool,
+    follow: bool,
+    dry_run: bool,
+    quiet: bool,
+    idempotency_key: str | None,
+    timeout: float | None,
+    min_reward: float | None,
 ) -> None:
     """Flag combinations that cannot work, refused before any request is sent."""
     if wait and follow:
         raise UsageProblem("choose --wait or --follow")
     if dry_run and (wait or follow):
         raise UsageProblem(f"--dry-run creates nothing to {'wait for' if wait else 'follow'}")
+    if dry_run and quiet:
+        raise UsageProblem("--dry-run creates nothing, so -q has no id to print")
+    if dry_run and idempotency_key is not None:
+        raise UsageProblem("--dry-run creates nothing for --idempotency-key to protect")
     if min_reward is not None and not wait:
         raise UsageProblem("--min-reward applies to --wait")
     if timeout is not None and not (wait or follow):
@@ -314,9 +325,15 @@ def create(
     from envpools_cli import client as ep
     from envpools_cli.output.messages import info
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     _check_create_flags(
-        wait=wait, follow=follow, dry_run=dry_run, timeout=timeout, min_reward=min_reward
+        wait=wait,
+        follow=follow,
+        dry_run=dry_run,
+        quiet=fmt == "name",
+        idempotency_key=idempotency_key,
+        timeout=timeout,
+        min_reward=min_reward,
     )
     bases: list[dict[str, Any]] = [{}]
     file_is_list = False
@@ -417,11 +434,37 @@ def get(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     rollout = ep.get_rollout(resolve_rollout_id(rollout_id), **runtime.conn())
     show_rollout(rollout, fmt, fields)
     if exit_status:
         raise typer.Exit(rollouts_watch.status_exit_code([rollout], None, timed_out=False))
+
+
+def _check_list_filters(
+    status: str | None, created_after: str | None, created_before: str | None
+) -> str | None:
+    """The status to ask for; filters that can match nothing are refused here, not sent."""
+    from envpools_cli.models import RolloutStatus
+    from envpools_cli.output.units import parse_time
+
+    wanted = RolloutStatus.parse(status)
+    if status is not None and wanted is None:
+        raise UsageProblem(
+            f"unknown status {status!r}; use one of {', '.join(s.value for s in RolloutStatus)}"
+        )
+    after, before = parse_time(created_after), parse_time(created_before)
+    for flag, given, parsed in (
+        ("--created-after", created_after, after),
+        ("--created-before", created_before, before),
+    ):
+        if given is not None and parsed is None:
+            raise UsageProblem(
+                f"{flag} expects an RFC 3339 time (2025-01-31T12:00:00Z), got {given!r}"
+            )
+    if after is not None and before is not None and after >= before:
+        raise UsageProblem("--created-after must be earlier than --created-before")
+    return None if wanted is None else wanted.value
 
 
 @app.command("list")
@@ -450,7 +493,8 @@ def list_(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields, wide=wide)
+    status = _check_list_filters(status, created_after, created_before)
     conn = runtime.conn()
     found: list[dict[str, Any]] = []
     page_cursor = cursor
@@ -488,7 +532,7 @@ def summary(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     data = ep.get_rollout_summary(resolve_rollout_id(rollout_id), **runtime.conn())
     if fmt == "table" and isinstance(data.get("last_event"), dict):
         from envpools_cli.output.rollouts import describe_event
@@ -512,7 +556,7 @@ def cancel(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     confirm_destructive(f"cancel {len(rollout_ids)} rollout(s)", yes)
     rollout_ids = resolve_rollout_ids(rollout_ids)
     conn = runtime.conn()
@@ -541,7 +585,8 @@ def replay(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
+    extra_metadata = parse_pairs(metadata, "--metadata")
     changes = read_object(overrides, "--overrides", "request-fields")
     if agent or model:
         spec = dict(changes.get("agent") or {})
@@ -563,7 +608,7 @@ def replay(
     result = ep.replay_rollout(
         resolve_rollout_id(rollout_id),
         overrides=changes or None,
-        metadata=parse_pairs(metadata, "--metadata") or None,
+        metadata=extra_metadata or None,
         **runtime.conn(),
     )
     show_rollout(result, fmt, fields)
@@ -592,7 +637,7 @@ def validate(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     base = read_object(from_file, "--from-file", "request")
     request = build_request(
         base=base,
@@ -633,7 +678,7 @@ def usage(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     rollout_id = resolve_rollout_id(rollout_id)
     data = ep.get_rollout_usage(rollout_id, **runtime.conn())
     data.setdefault("rollout_id", rollout_id)
@@ -663,6 +708,12 @@ def support_bundle(
     from envpools_cli.output.streams import write_out
 
     runtime.json_errors = True
+    if out is not None:
+        target = Path(out)
+        if target.is_dir():
+            raise UsageProblem(f"--out {out} is a directory; name a file")
+        if not target.parent.is_dir():
+            raise UsageProblem(f"--out {out}: {target.parent} does not exist")
     rollout_id = resolve_rollout_id(rollout_id)
     conn = runtime.conn()
     bundle = ep.get_rollout_support_bundle(rollout_id, **conn)

@@ -48,7 +48,7 @@ def artifacts(
     from envpools_cli.output.formats import emit, parse_fields
     from envpools_cli.output.rollouts import artifact_columns
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     emit(
         _manifest(resolve_rollout_id(rollout_id), prefix),
         fmt,
@@ -170,10 +170,21 @@ def download(
         raise UsageProblem("--zip takes every artifact (or --prefix), not PATH arguments")
     if zipped and directory is not None:
         raise UsageProblem("--dir is for files; with --zip, say where with --zip-file")
+    if paths and prefix is not None:
+        raise UsageProblem("choose PATH arguments or --prefix")
+    if zip_file is not None and str(zip_file) == "-":
+        if is_tty():
+            raise UsageProblem("refusing to write a zip to a terminal")
+        if overwrite:
+            raise UsageProblem("--overwrite has nothing to replace on stdout (--zip-file -)")
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise UsageProblem(f"--dir {directory} is a file, not a directory")
+    if zip_file is not None and zip_file.is_dir():
+        raise UsageProblem(f"--zip-file {zip_file} is a directory; name a file")
+    if zip_file is not None and str(zip_file) != "-" and zip_file.exists() and not overwrite:
+        raise UsageProblem(f"{zip_file} exists; use --overwrite")
     rollout_id = resolve_rollout_id(rollout_id)  # a read: nothing is written yet
     zip_target = zip_file or Path(f"{rollout_id}-artifacts.zip")
-    if zipped and str(zip_target) == "-" and is_tty():
-        raise UsageProblem("refusing to write a zip to a terminal")
     if zipped and str(zip_target) != "-" and zip_target.exists() and not overwrite:
         raise UsageProblem(f"{zip_target} exists; use --overwrite")
     conn = runtime.conn()

@@ -222,9 +222,11 @@ def wait(
 
     Example: envpools rollouts wait ro_1 ro_2 --timeout 1800 --min-reward 1 --junit report.xml
     """
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     if timeout <= 0:
         raise UsageProblem("--timeout must be positive")
+    if junit is not None and junit.is_dir():
+        raise UsageProblem(f"--junit {junit} is a directory; name a file")
     wait_and_report(
         resolve_rollout_ids(rollout_ids),
         timeout=timeout,
@@ -362,6 +364,21 @@ def tail(
     Example: envpools rollouts tail ro_18ec37 --type agent,reward -o jsonl | jq .data
     """
     fmt = output_format(output, as_json, False)
+    if fmt not in ("table", "json", "jsonl"):
+        raise UsageProblem(f"tail prints a live view, json or jsonl, not {fmt}")
+    if since is not None and cursor is not None:
+        raise UsageProblem("choose --since or --cursor: both say where to start")
+    if since is not None:
+        from envpools_cli.output.units import parse_time
+
+        if parse_time(since) is None:
+            raise UsageProblem(
+                f"--since expects an RFC 3339 time (2025-01-31T12:00:00Z), got {since!r}"
+            )
+    if timeout is not None and not follow:
+        raise UsageProblem("--timeout applies to --follow; --no-follow ends when caught up")
+    if timeout is not None and timeout <= 0:
+        raise UsageProblem("--timeout must be positive")
     wanted = {t.strip() for t in types.split(",") if t.strip()} if types else None
     known = {"lifecycle", "agent", "verifier", "reward", "gap", "status"}
     if wanted and not wanted <= known:

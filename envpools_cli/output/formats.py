@@ -86,12 +86,29 @@ def plain_value(value: Any) -> str:
 def resolve_format(
     output: str | None, as_json: bool, quiet: bool, default: str | None = None
 ) -> str:
-    """``-q`` > ``--json`` > ``-o`` > the profile/env default > table."""
-    if quiet:
-        return "name"
-    if as_json:
-        return "json"
-    chosen = (output or default or "table").lower()
+    """``-q``, ``--json`` or ``-o``, then the profile/env default, then table.
+
+    Two of them saying different things (``-q -o json``) is a usage error rather than a
+    silent choice: the user asked for two outputs and gets neither by surprise.
+    """
+    given = output.lower() if output else None
+    if given is not None and given not in FORMATS:
+        raise UsageProblem(f"unknown output format {given!r}; use one of {', '.join(FORMATS)}")
+    asked = {
+        flag: fmt
+        for flag, fmt in (
+            ("-q", "name" if quiet else None),
+            ("--json", "json" if as_json else None),
+        )
+        if fmt
+    }
+    if given is not None:
+        asked[f"-o {given}"] = given
+    if len(set(asked.values())) > 1:
+        raise UsageProblem(f"choose one output: {' or '.join(asked)}")
+    if asked:
+        return next(iter(asked.values()))
+    chosen = (default or "table").lower()
     if chosen not in FORMATS:
         raise UsageProblem(f"unknown output format {chosen!r}; use one of {', '.join(FORMATS)}")
     return chosen

@@ -56,7 +56,7 @@ def test_local_up_status_keys_down(file_keys: None) -> None:
             "json",
         )
         assert run.returncode == 0, run.stderr
-        assert json.loads(run.stdout)[0]["reward_primary"] == 1.0
+        assert json.loads(run.stdout)["reward_primary"] == 1.0
 
         free = envpools_subprocess("local", "keys", "create", "--plan", "free")
         assert free.returncode == 0, free.stderr

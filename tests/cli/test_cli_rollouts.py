@@ -356,7 +356,7 @@ class TestInspect:
         rid = launch(cli)
         assert cli("rollouts", "cancel", rid).code == 2, "asks for --yes when not interactive"
         cancelled = cli("rollouts", "cancel", rid, "--yes", "--json").json()
-        assert cancelled[0]["status"] == "cancelled"
+        assert cancelled["status"] == "cancelled"
         replay = cli(
             "rollouts", "replay", rid, "--agent", "nop", "--metadata", "why=retry", "--json"
         ).json()
