@@ -24,7 +24,7 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
     from envpools_cli import __version__
     from envpools_cli import client as ep
     from envpools_cli.cli_errors import EXIT_CODES
-    from envpools_cli.output.formats import Column, emit, emit_record, parse_fields
+    from envpools_cli.output.formats import emit_record, parse_fields
 
     fmt = output_format(output, as_json, False, fields=fields)
     if fmt == "name":
@@ -39,23 +39,10 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
     if fmt != "table" or fields:
         emit_record(caps, fmt, fields=parse_fields(fields))
         return
-    agents: list[dict[str, Any]] = [
-        a if isinstance(a, dict) else {"name": a, "available": True}
-        for a in caps.get("agents") or []
-    ]
-    emit(
-        agents,
-        "table",
-        columns=[
-            Column("AGENT", "name", kind="id"),
-            Column("AVAILABLE", "available"),
-            Column("VERSION", "version", render=lambda v: v or "-"),
-            Column("MODELS", "models", render=lambda v: ", ".join(v) if v else "-"),
-            Column("NOTE", "reason"),
-        ],
-    )
-    rest = {k: v for k, v in caps.items() if k not in ("agents", "models", "cli")}
-    emit_record(rest, "table")
+    from envpools_cli.output.capabilities import capability_sections
+    from envpools_cli.output.describe import print_sections
+
+    print_sections(capability_sections(caps))
 
 
 def _document(name: str, fetch: Any, output: str | None, as_json: bool) -> None:

@@ -140,6 +140,13 @@ def _settings(options: dict[str, Any]) -> dict[str, Any]:
 def _show(pool: dict[str, Any], fmt: str, fields: str | None) -> None:
     from envpools_cli.output.formats import emit_record, parse_fields
 
+    if fmt == "table" and fields is None:
+        from envpools_cli.output.describe import print_sections
+        from envpools_cli.output.pools import pool_sections
+        from envpools_cli.output.streams import is_tty
+
+        print_sections(pool_sections(pool, terminal=is_tty()))
+        return
     emit_record(
         pool, fmt, fields=parse_fields(fields), id_key="pool_id", order=[k for _, k in COLUMNS_SPEC]
     )

@@ -62,9 +62,17 @@ def show_rollouts(
 
 
 def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
+    """One rollout: sections on a table, the document as it came in every machine format."""
     from envpools_cli.output.formats import emit_record, parse_fields
     from envpools_cli.output.rollouts import ROLLOUT_ORDER
 
+    if fmt == "table" and fields is None:
+        from envpools_cli.output.describe import print_sections
+        from envpools_cli.output.rollouts import rollout_sections
+        from envpools_cli.output.streams import is_tty
+
+        print_sections(rollout_sections(item, terminal=is_tty()))
+        return
     emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)
 
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from envpools_cli.output.describe import Section, compact, moment
 from envpools_cli.output.formats import Column, plain_value
 from envpools_cli.output.sanitize import clean
 from envpools_cli.output.units import human_bytes, parse_time
@@ -17,6 +18,7 @@ __all__ = [
     "artifact_columns",
     "describe_event",
     "rollout_columns",
+    "rollout_sections",
 ]
 
 STATUS_STYLES = {
@@ -184,3 +186,162 @@ def event_time(envelope: dict[str, Any]) -> str:
     if isinstance(stamp, str) and "T" in stamp:
         return stamp.split("T", 1)[1].rstrip("Z")[:12]
     return "--:--:--.---"
+
+
+#: What the sections of ``rollout_sections`` show; anything else lands in "Other".
+_SHOWN_KEYS = {
+    "rollout_id",
+    "trial_id",
+    "org_id",
+    "status",
+    "pool_id",
+    "task_ref",
+    "agent",
+    "environment",
+    "timeouts",
+    "priority",
+    "metadata",
+    "task_app_url",
+    "task_app_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "reward_primary",
+    "rewards",
+    "error",
+    "agent_exit_code",
+    "replay_of",
+    "dry_run",
+    "task_source",
+    "resources",
+    "routing",
+    "usage",
+    "limits",
+    "duration",
+}
+
+
+def _source(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None if value is None else compact(value)
+    parts = [str(value[k]) for k in ("backend", "path", "url") if value.get(k)]
+    if value.get("reason"):
+        parts.append(f"({value['reason']})")
+    return " ".join(parts) or None
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:g}s" if isinstance(value, int | float) else compact(value)
+
+
+def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
+    """``rollouts get`` as sections: summary, task, agent, timing, usage, error, routing."""
+    from envpools_cli.output.usage import cost_rows, usage_rows
+
+    def dict_of(key: str) -> dict[str, Any]:
+        value = doc.get(key)
+        return value if isinstance(value, dict) else {}
+
+    summary = Section(None)
+    summary.add("Rollout", doc.get("rollout_id"))
+    error_code = _error_code(doc.get("error")) if doc.get("error") else None
+    status = doc.get("status")
+    summary.add("Status", f"{status} ({error_code})" if status and error_code else status)
+    summary.add("Reward", _reward(doc.get("reward_primary")))
+    rewards = {k: v for k, v in dict_of("rewards").items() if k != "reward"}
+    if rewards:
+        summary.add("Rewards", ", ".join(f"{k}={compact(v)}" for k, v in rewards.items()))
+    summary.add("Pool", doc.get("pool_id"))
+    summary.add("Replay of", doc.get("replay_of"))
+    if doc.get("priority"):
+        summary.add("Priority", doc.get("priority"))
+    if doc.get("dry_run"):
+        summary.add("Dry run", True)
+    if doc.get("trial_id") not in (None, doc.get("rollout_id")):
+        summary.add("Trial", doc.get("trial_id"))
+    summary.add("Org", doc.get("org_id"))
+
+    task_ref = dict_of("task_ref")
+    task = Section("Task")
+    task.add("Dataset", task_ref.get("dataset"))
+    task.add("Task", task_ref.get("task_id"))
+    for key, value in task_ref.items():
+        if key not in ("dataset", "task_id"):
+            task.add(key.replace("_", " ").capitalize(), value)
+    task.add("Source", _source(doc.get("task_source")))
+    task.add("Task app", doc.get("task_app_url") or doc.get("task_app_id"))
+    task.add("Environment", doc.get("environment"))
+    task.add("Resources", doc.get("resources"))
+
+    spec = dict_of("agent")
+    agent = Section("Agent")
+    agent.add("Harness", spec.get("harness") or spec.get("kind"))
+    agent.add("Model", spec.get("model_id"))
+    agent.add("Version", spec.get("harness_version"))
+    for key, value in spec.items():
+        if key not in ("harness", "kind", "model_id", "harness_version"):
+            agent.add(key.replace("_", " ").capitalize(), value)
+    agent.add("Exit code", doc.get("agent_exit_code"))
+    timeouts = dict_of("timeouts")
+    if timeouts:
+        agent.add(
+            "Timeouts",
+            ", ".join(f"{k.removesuffix('_sec')} {_seconds(v)}" for k, v in timeouts.items()),
+        )
+
+    timing = Section("Timing")
+    for label, key in (("Created", "created_at"), ("Started", "started_at")):
+        timing.add(label, moment(doc.get(key), terminal=terminal))
+    timing.add("Finished", moment(doc.get("finished_at"), terminal=terminal))
+    if doc.get("started_at"):
+        timing.add("Duration", _duration(doc) + ("" if doc.get("finished_at") else " so far"))
+
+    usage_doc = dict_of("usage")
+    usage = Section("Usage")
+    if usage_doc:
+        for label, value in usage_rows(usage_doc):
+            if value != "-":
+                usage.add(label, value)
+        costs = cost_rows(usage_doc)
+        if costs:
+            usage.add("Cost", costs)
+
+    error_doc = doc.get("error")
+    error = Section("Error")
+    if isinstance(error_doc, dict):
+        error.add("Code", error_doc.get("code"))
+        error.add("Message", error_doc.get("message"))
+        for key, value in error_doc.items():
+            if key not in ("code", "message"):
+                error.add(key.replace("_", " ").capitalize(), value)
+    else:
+        error.add("Error", error_doc)
+
+    route = dict_of("routing")
+    routing = Section("Routing")
+    routing.add("Strategy", route.get("strategy"))
+    routing.add("Pool", route.get("pool_id"))
+    if route.get("task_source") != doc.get("task_source"):
+        routing.add("Source", _source(route.get("task_source")))
+    for key, value in route.items():
+        if key not in ("strategy", "pool_id", "task_source"):
+            routing.add(key.replace("_", " ").capitalize(), value)
+
+    limits = Section("Limits")
+    for key, value in dict_of("limits").items():
+        if key.endswith("_mb") and isinstance(value, int | float):
+            limits.add(
+                key.removesuffix("_mb").replace("_", " ").capitalize(), human_bytes(value * 2**20)
+            )
+        else:
+            limits.add(key.replace("_", " ").capitalize(), value)
+
+    metadata = Section("Metadata")
+    for key, value in dict_of("metadata").items():
+        metadata.add(str(key), value)
+
+    other = Section("Other")
+    for key, value in doc.items():
+        if key not in _SHOWN_KEYS:
+            other.add(key, value)
+    return [summary, task, agent, timing, usage, error, routing, limits, metadata, other]

@@ -332,7 +332,7 @@ class TestInspect:
         assert cli("rollouts", "wait", rid).code == 0
         assert cli("rollouts", "get", rid, "--exit-status", "-q").code == 0
         record = cli("rollouts", "get", rid)
-        assert any(line.startswith("status\tsucceeded") for line in record.lines())
+        assert "Status:   succeeded" in record.lines()
         listed = cli("rollouts", "list", "--status", "succeeded", "-o", "json").json()
         assert [r["rollout_id"] for r in listed] == [rid]
         table = cli("rollouts", "list")

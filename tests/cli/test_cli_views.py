@@ -288,3 +288,163 @@ class TestConnectionRefused:
         monkeypatch.setenv("ENVPOOLS_API_KEY", "k")
         result = cli("pools", "list")
         assert result.code == 7 and "local up" not in result.err, result.err
+
+
+@pytest.fixture
+def stand_in_codex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``codex`` on the tool path: the backend can start it, but no key is stored."""
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    (folder / "codex").write_text("#!/bin/sh\nexit 0\n")
+    (folder / "codex").chmod(0o755)
+    monkeypatch.setenv("ENVPOOLS_TOOL_PATH", str(folder))
+
+
+@pytest.fixture
+def errored(stand_in_codex: None, cli: CLI, backend: Local) -> str:
+    """A rollout that ended in ``error`` (credentials_missing)."""
+    assert cli("pools", "create", "coding", "--local", str(EXAMPLE)).code == 0
+    result = cli(
+        "rollouts",
+        "create",
+        "--agent",
+        "codex",
+        "--model",
+        "gpt-5.1-codex-mini",
+        "--task",
+        "d/fix-failing-test",
+        "--pool",
+        "coding",
+        "--wait",
+        "-q",
+    )
+    assert result.code == 5, result.err
+    return result.out.strip()
+
+
+def sections_of(lines: list[str]) -> list[str]:
+    return [line[:-1] for line in lines if line and not line[0].isspace() and line.endswith(":")]
+
+
+def words_whole(view: list[str], text: str) -> None:
+    """Every word of ``text`` appears whole in the view (none was cut across lines)."""
+    shown = set(" ".join(view).split())
+    missing = [word for word in text.split() if word not in shown]
+    assert not missing, (missing, view)
+
+
+class TestRecordViews:
+    """``get`` of one resource reads like ``kubectl describe``; JSON stays the document."""
+
+    @pytest.mark.parametrize("columns", [80, 120])
+    def test_rollout_get_in_sections(self, cli: CLI, errored: str, columns: int) -> None:
+        document = cli("rollouts", "get", errored, "--json").json()
+        view = on_terminal("rollouts", "get", errored, columns=columns)
+        assert all(len(line) <= columns for line in view), view
+        assert view[0].split() == ["Rollout:", errored], "the id whole on the first line"
+        assert view[1].split() == ["Status:", "error", "(credentials_missing)"]
+        assert sections_of(view) == [
+            "Task",
+            "Agent",
+            "Timing",
+            "Usage",
+            "Error",
+            "Routing",
+        ]
+        error = view[view.index("Error:") + 1 :]
+        assert error[0].split() == ["Code:", "credentials_missing"]
+        message = document["error"]["message"]
+        words_whole(error, message)
+        assert any(line.split()[:2] == ["Harness:", "codex"] for line in view)
+        assert any(line.split()[:2] == ["Model:", "gpt-5.1-codex-mini"] for line in view)
+        created = next(line for line in view if line.strip().startswith("Created:"))
+        assert re.fullmatch(r"\s+Created:\s+\S+T\d\d:\d\d:\d\dZ \(\d+s ago\)", created), created
+        assert not any(line.rstrip().endswith(("{", ",")) for line in view), "no cut JSON blobs"
+
+    def test_rollout_json_and_pipes_are_unchanged(self, cli: CLI, errored: str) -> None:
+        from envpools_cli import client as ep
+
+        served = ep.get_rollout(
+            errored,
+            backend_base=os.environ["ENVPOOLS_API_URL"],
+            api_key=os.environ["ENVPOOLS_API_KEY"],
+        )
+        assert cli("rollouts", "get", errored, "-o", "json").json() == served
+        assert yaml.safe_load(cli("rollouts", "get", errored, "-o", "yaml").out) == served
+        piped = cli("rollouts", "get", errored)
+        assert piped.code == 0
+        rows = piped.out.splitlines()
+        assert rows[0] == f"Rollout:  {errored}"
+        message = next(r for r in rows if r.strip().startswith("Message:"))
+        assert message.split(None, 1)[1] == served["error"]["message"], "piped: one row a line"
+        assert f"Created:   {served['created_at']}" in piped.out, "piped: the exact timestamp"
+        picked = cli("rollouts", "get", errored, "--fields", "rollout_id,status")
+        assert picked.lines() == [f"rollout_id\t{errored}", "status\terror"]
+
+    @pytest.mark.parametrize("columns", [80, 120])
+    def test_pool_get_in_sections(
+        self, cli: CLI, backend: Local, tmp_path: Path, columns: int
+    ) -> None:
+        deep = tmp_path / "a-folder-with-a-long-name" / "and-another-one-inside-it" / "tasks"
+        make_task(deep, "a-task-whose-name-is-long-too")
+        created = cli(
+            "pools",
+            "create",
+            "coding",
+            "--local",
+            str(EXAMPLE),
+            "--local",
+            str(deep / "a-task-whose-name-is-long-too"),
+            "--tag",
+            "py",
+            "--tag",
+            "gpu",
+        )
+        assert created.code == 0, created.err
+        view = on_terminal("pools", "get", "coding", columns=columns)
+        assert all(len(line) <= columns for line in view), view
+        assert view[0].split() == ["Pool:", "coding"]
+        assert sections_of(view) == ["Tasks (2)", "Timing"]
+        assert any(line.split() == ["Tags:", "py,", "gpu"] for line in view)
+        tasks = view[view.index("Tasks (2):") + 1 :]
+        labels = {line.split()[0] for line in tasks if line.strip()}
+        assert {"fix-failing-test:", "a-task-whose-name-is-long-too:"} <= labels
+        path = str(deep / "a-task-whose-name-is-long-too")
+        joined = "".join(line.strip() for line in tasks if "Timing" not in line)
+        assert path in joined.replace(" ", ""), "a long path wraps after a '/', whole"
+        served = cli("pools", "get", "coding", "--json").json()
+        assert served["pool_id"] == "coding" and len(served["tasks"]) == 2
+
+    def test_capabilities_get_in_sections(self, cli: CLI, backend: Local) -> None:
+        view = on_terminal("capabilities", "get", columns=80)
+        assert all(len(line) <= 80 for line in view), view
+        assert sections_of(view)[:2] == ["Agents", "Task backends"]
+        agents = view[view.index("Agents:") + 1 :]
+        assert agents[0].split()[:2] == ["oracle:", "available"]
+        codex = next(n for n, line in enumerate(agents) if line.split()[0] == "codex:")
+        reason = cli("capabilities", "get", "--json").json()
+        (entry,) = [a for a in reason["agents"] if a["name"] == "codex"]
+        if not entry["available"]:
+            words_whole(agents[codex : codex + 3], entry["reason"])
+        assert "cli" in reason and "agents" in reason, "JSON is the document"
+
+
+def test_the_usage_panel_is_as_wide_as_its_content(cli: CLI, errored: str) -> None:
+    panel = [line for line in on_terminal("rollouts", "usage", errored, columns=160) if line]
+    assert panel[0].startswith("╭─ usage · " + errored) and panel[-1].startswith("╰")
+    widths = {len(line) for line in panel}
+    assert len(widths) == 1, "a closed box"
+    assert widths.pop() < 70, panel
+
+
+def test_wrap_breaks_between_words_or_after_separators() -> None:
+    from envpools_cli.output.describe import wrap
+
+    text = "harness 'codex': store one with `envpools credentials store OPENAI_API_KEY`"
+    lines = wrap(text, 30)
+    assert all(len(line) <= 30 for line in lines)
+    assert " ".join(lines).split() == text.split(), "no word was cut"
+    path = "/tmp/" + "/".join(["segment"] * 8) + "/leaf"
+    broken = wrap(path, 20)
+    assert "".join(broken) == path and all(len(line) <= 20 for line in broken)
+    assert all(line.endswith("/") for line in broken[:-1]), broken
