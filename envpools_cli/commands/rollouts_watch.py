@@ -70,72 +70,6 @@ def watch_one(
     return doc, not _terminal(doc)
 
 
-def _write_junit(
-    path: Path, docs: list[dict[str, Any]], min_reward: float | None, timed_out: set[str]
-) -> None:
-    import xml.etree.ElementTree as ET
-
-    suite = ET.Element("testsuite", name="envpools", tests=str(len(docs)))
-    failures = errors = 0
-    total_time = 0.0
-    for doc in docs:
-        usage = doc.get("usage") or {}
-        seconds = float(usage.get("wall_time_sec") or 0.0)
-        total_time += seconds
-        task = doc.get("task_ref") or {}
-        agent = doc.get("agent") or {}
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{task.get('dataset', 'rollouts')}",
-            name=f"{task.get('task_id', doc.get('rollout_id'))} [{agent.get('harness', '?')}] "
-            f"{doc.get('rollout_id')}",
-            time=f"{seconds:.3f}",
-        )
-        props = ET.SubElement(case, "properties")
-        for name in ("rollout_id", "status", "reward_primary", "pool_id"):
-            ET.SubElement(props, "property", name=name, value=str(doc.get(name)))
-        status = str(doc.get("status"))
-        reward = doc.get("reward_primary")
-        if doc.get("rollout_id") in timed_out:
-            errors += 1
-            ET.SubElement(
-                case, "error", type="timeout", message=f"still {status} when the wait timed out"
-            )
-        elif not _succeeded(doc):
-            failures += 1
-            error = doc.get("error") or {}
-            failure = ET.SubElement(
-                case,
-                "failure",
-                type=str(error.get("code") or status),
-                message=f"rollout {status}: {error.get('message', '')}",
-            )
-            failure.text = str(error)
-        elif min_reward is not None and (
-            not isinstance(reward, int | float) or reward < min_reward
-        ):
-            failures += 1
-            ET.SubElement(
-                case,
-                "failure",
-                type="low_reward",
-                message=f"reward {reward} below --min-reward {min_reward}",
-            )
-        ET.SubElement(
-            case, "system-out"
-        ).text = f"rollout {doc.get('rollout_id')} status={status} reward={reward}"
-    suite.set("failures", str(failures))
-    suite.set("errors", str(errors))
-    suite.set("time", f"{total_time:.3f}")
-    root = ET.Element("testsuites")
-    root.append(suite)
-    tree = ET.ElementTree(root)
-    ET.indent(tree)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
-
-
 def wait_and_report(
     ids: list[str],
     *,
@@ -152,42 +86,38 @@ def wait_and_report(
     ``single``: the command was about one rollout, so machine output is one object.
     """
     from envpools_cli.commands.rollouts import show_rollouts
-    from envpools_cli.output.messages import info
+    from envpools_cli.output.progress import WaitProgress, summary_line
 
     deadline = time.monotonic() + timeout
     results: dict[str, tuple[dict[str, Any], bool]] = {}
     failures: dict[str, BaseException] = {}
-    lock = threading.Lock()
 
-    def report(rollout_id: str, status: str) -> None:
-        with lock:
-            info(f"{rollout_id}: {status}")
+    with WaitProgress(ids) as progress:
 
-    def work(rollout_id: str) -> None:
-        try:
-            results[rollout_id] = watch_one(rollout_id, deadline, interval, report)
-        except BaseException as exc:  # handed to the main thread
-            failures[rollout_id] = exc
+        def work(rollout_id: str) -> None:
+            try:
+                results[rollout_id] = watch_one(rollout_id, deadline, interval, progress.status)
+                progress.finished(results[rollout_id][0])
+            except BaseException as exc:  # handed to the main thread
+                failures[rollout_id] = exc
 
-    threads = [threading.Thread(target=work, args=(rid,), daemon=True) for rid in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)
+        threads = [threading.Thread(target=work, args=(rid,), daemon=True) for rid in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
     for exc in failures.values():
         raise exc
     docs = [results[rid][0] for rid in ids]
     timed_out = {rid for rid in ids if results[rid][1]}
     if junit is not None:
-        _write_junit(junit, docs, min_reward, timed_out)
+        from envpools_cli.output.wait_junit import write_junit
+
+        write_junit(junit, docs, min_reward, timed_out)
     show_rollouts(docs, fmt, fields, single=single)
     code = status_exit_code(docs, min_reward, timed_out=bool(timed_out))
-    done = sum(1 for d in docs if _succeeded(d))
-    info(
-        f"{done}/{len(docs)} succeeded"
-        + (f", {len(timed_out)} still running after {timeout:g}s" if timed_out else "")
-    )
+    progress.report(docs, summary_line(docs, min_reward, len(timed_out), timeout))
     if code:
         raise typer.Exit(code)
 

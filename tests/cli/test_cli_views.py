@@ -70,7 +70,7 @@ class TestStatus:
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def on_terminal(*args: str, columns: int, rows: int = 50) -> list[str]:
+def on_terminal(*args: str, columns: int, rows: int = 50, code: int = 0) -> list[str]:
     """Run envpools on a real pseudo-terminal of this size; the screen's lines, colours removed."""
     primary, replica = pty.openpty()
     fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
@@ -92,7 +92,7 @@ def on_terminal(*args: str, columns: int, rows: int = 50) -> list[str]:
             break
         output += chunk
     os.close(primary)
-    assert process.wait(timeout=60) == 0, output.decode(errors="replace")
+    assert process.wait(timeout=60) == code, output.decode(errors="replace")
     text = ANSI.sub("", output.decode(errors="replace")).replace("\r\n", "\n")
     return text.splitlines()
 
@@ -448,3 +448,67 @@ def test_wrap_breaks_between_words_or_after_separators() -> None:
     broken = wrap(path, 20)
     assert "".join(broken) == path and all(len(line) <= 20 for line in broken)
     assert all(line.endswith("/") for line in broken[:-1]), broken
+
+
+class TestWaitProgress:
+    """``wait`` / ``create --wait`` say how each rollout is doing, and why one ended badly."""
+
+    def test_an_error_shows_its_code_and_message(self, cli: CLI, errored: str) -> None:
+        message = cli("rollouts", "get", errored, "--json").json()["error"]["message"]
+        result = cli("rollouts", "wait", errored, "-q")
+        assert result.code == 5 and result.out.strip() == errored
+        assert f"{errored}: error credentials_missing: {message}" in result.err.splitlines()
+        assert "0/1 succeeded, 0 passed (reward > 0), 1 error" in result.err
+
+    def test_succeeded_is_not_passed(self, cli: CLI, backend: Local) -> None:
+        assert cli("pools", "create", "coding", "--local", str(EXAMPLE)).code == 0
+        nop = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "nop",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--count",
+            "2",
+            "-q",
+        )
+        ids = nop.out.split()
+        result = cli("rollouts", "wait", *ids, "--json")
+        rewards = [(doc["status"], doc["reward_primary"]) for doc in result.json()]
+        assert rewards == [("succeeded", 0.0), ("succeeded", 0.0)], "the tests failed: reward 0"
+        assert result.code == 0, "succeeded is still exit 0 without --min-reward"
+        assert "2/2 succeeded, 0 passed (reward > 0)" in result.err
+        # Plain status lines, one per change, when stderr is not a terminal.
+        assert f"{ids[0]}: succeeded" in result.err.splitlines()
+        oracle = cli(
+            "rollouts",
+            "create",
+            "--agent",
+            "oracle",
+            "--task",
+            "d/fix-failing-test",
+            "--pool",
+            "coding",
+            "--wait",
+            "--min-reward",
+            "1",
+            "-q",
+        )
+        assert oracle.code == 0, oracle.err
+        assert "1/1 succeeded, 1 passed (reward ≥ 1)" in oracle.err
+        assert f"{oracle.out.strip()}: succeeded" in oracle.err.splitlines()
+        low = cli("rollouts", "wait", ids[0], "--min-reward", "0.5", "-q")
+        assert low.code == 5 and "1/1 succeeded, 0 passed (reward ≥ 0.5)" in low.err
+
+    def test_a_live_line_per_rollout_on_a_terminal(self, cli: CLI, paused: str) -> None:
+        ids = [queue_one(cli, paused) for _ in range(2)]
+        screen = on_terminal("rollouts", "wait", *ids, "--timeout", "2", columns=80, code=3)
+        for rid in ids:
+            live = [line for line in screen if rid in line.split() and "queued" in line.split()]
+            assert live, screen
+            assert all(len(line) <= 80 for line in live)
+        assert any("0/2 done" in line for line in screen), screen
+        assert "0/2 succeeded, 0 passed (reward > 0), 2 still running after 2s" in screen
