@@ -23,6 +23,7 @@ from envpools_cli.commands._options import (
     read_document,
     read_object,
 )
+from envpools_cli.output.rollouts import show_rollout, show_rollouts
 from envpools_cli.runtime import runtime
 
 app = typer.Typer(
@@ -35,45 +36,6 @@ app.command("artifacts")(rollouts_files.artifacts)
 app.command("download")(rollouts_files.download)
 
 RolloutArg = Annotated[str, typer.Argument(help="Rollout id.")]
-
-
-def show_rollouts(
-    items: list[dict[str, Any]],
-    fmt: str,
-    fields: str | None,
-    empty: str | None = None,
-    *,
-    wide: bool = False,
-    single: bool = False,
-) -> None:
-    from envpools_cli.output.formats import emit, parse_fields
-    from envpools_cli.output.rollouts import rollout_columns, with_duration
-
-    emit(
-        with_duration(items) if fmt == "table" else items,
-        fmt,
-        columns=rollout_columns(),
-        fields=parse_fields(fields),
-        id_key="rollout_id",
-        empty=empty,
-        wide=wide,
-        single=single,
-    )
-
-
-def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
-    """One rollout: sections on a table, the document as it came in every machine format."""
-    from envpools_cli.output.formats import emit_record, parse_fields
-    from envpools_cli.output.rollouts import ROLLOUT_ORDER
-
-    if fmt == "table" and fields is None:
-        from envpools_cli.output.describe import print_sections
-        from envpools_cli.output.rollouts import rollout_sections
-        from envpools_cli.output.streams import is_tty
-
-        print_sections(rollout_sections(item, terminal=is_tty()))
-        return
-    emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)
 
 
 def build_request(

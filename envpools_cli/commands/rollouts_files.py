@@ -76,54 +76,6 @@ def safe_target(root: Path, relative: str) -> Path:
     return target
 
 
-def _progress() -> Any:
-    import sys
-
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        ProgressColumn,
-        Task,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    from envpools_cli.output.streams import is_tty
-    from envpools_cli.output.units import human_bytes
-
-    class BinarySpeed(ProgressColumn):
-        # Rich's TransferSpeedColumn only speaks decimal (MB/s); every other size the CLI
-        # prints is binary (KiB, MiB, GiB).
-        def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(
-                "?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed"
-            )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        BinarySpeed(),
-        TimeRemainingColumn(),
-        disable=not is_tty(sys.stderr),
-        transient=True,
-        console=_stderr_console(),
-    )
-
-
-def _stderr_console() -> Any:
-    import sys
-
-    from rich.console import Console
-
-    from envpools_cli.output.streams import color_enabled
-
-    return Console(file=sys.stderr, no_color=not color_enabled(sys.stderr))
-
-
 def _write_atomic(target: Path, chunks: Any, on_bytes: Any) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
@@ -162,6 +114,7 @@ def download(
     """
     from envpools_cli import client as ep
     from envpools_cli.output.messages import success
+    from envpools_cli.output.progress import download_progress
     from envpools_cli.output.streams import is_tty
 
     zipped = as_zip or zip_file is not None
@@ -198,7 +151,7 @@ def download(
                     sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 return
-            with _progress() as progress:
+            with download_progress() as progress:
                 task = progress.add_task(f"{rollout_id}.zip", total=None)
                 _write_atomic(
                     target, response.iter_bytes(_CHUNK), lambda n: progress.advance(task, n)
@@ -227,7 +180,7 @@ def download(
             f"{clashes[0]} exists (and {len(clashes) - 1} more); use --overwrite or another --dir"
         )
     total = sum(int(e.get("size_bytes") or 0) for e in entries)
-    with _progress() as progress:
+    with download_progress() as progress:
         task = progress.add_task(f"{len(entries)} files", total=total or None)
         for entry, target in plan:
             with ep.open_artifact(rollout_id, entry["path"], **conn) as response:

@@ -85,8 +85,8 @@ def wait_and_report(
 
     ``single``: the command was about one rollout, so machine output is one object.
     """
-    from envpools_cli.commands.rollouts import show_rollouts
     from envpools_cli.output.progress import WaitProgress, summary_line
+    from envpools_cli.output.rollouts import show_rollouts
 
     deadline = time.monotonic() + timeout
     results: dict[str, tuple[dict[str, Any], bool]] = {}

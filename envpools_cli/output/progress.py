@@ -18,7 +18,7 @@ from typing import Any
 from envpools_cli.output.sanitize import clean
 from envpools_cli.output.streams import color_enabled, is_tty
 
-__all__ = ["WaitProgress", "passed", "summary_line"]
+__all__ = ["WaitProgress", "download_progress", "passed", "summary_line"]
 
 
 def passed(doc: dict[str, Any], min_reward: float | None) -> bool:
@@ -185,3 +185,45 @@ class WaitProgress:
             "", Text(f"{done}/{len(rows)} done · {_elapsed(now - self.started)}", style="dim")
         )
         return grid
+
+
+def download_progress() -> Any:
+    """A progress bar for downloads on stderr (hidden when stderr is not a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from envpools_cli.output.units import human_bytes
+
+    class BinarySpeed(ProgressColumn):
+        # Rich's TransferSpeedColumn only speaks decimal (MB/s); every other size the CLI
+        # prints is binary (KiB, MiB, GiB).
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(
+                "?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed"
+            )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        BinarySpeed(),
+        TimeRemainingColumn(),
+        disable=not is_tty(sys.stderr),
+        transient=True,
+        console=_stderr_console(),
+    )
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(file=sys.stderr, no_color=not color_enabled(sys.stderr))

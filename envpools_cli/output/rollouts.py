@@ -19,6 +19,8 @@ __all__ = [
     "describe_event",
     "rollout_columns",
     "rollout_sections",
+    "show_rollout",
+    "show_rollouts",
 ]
 
 STATUS_STYLES = {
@@ -345,3 +347,39 @@ def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
         if key not in _SHOWN_KEYS:
             other.add(key, value)
     return [summary, task, agent, timing, usage, error, routing, limits, metadata, other]
+
+
+def show_rollouts(
+    items: list[dict[str, Any]],
+    fmt: str,
+    fields: str | None,
+    empty: str | None = None,
+    *,
+    wide: bool = False,
+    single: bool = False,
+) -> None:
+    """Rollouts as a table (ids whole) or in a machine format (``single``: one object)."""
+    from envpools_cli.output.formats import emit, parse_fields
+
+    emit(
+        with_duration(items) if fmt == "table" else items,
+        fmt,
+        columns=rollout_columns(),
+        fields=parse_fields(fields),
+        id_key="rollout_id",
+        empty=empty,
+        wide=wide,
+        single=single,
+    )
+
+
+def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
+    """One rollout: sections on a table, the document as it came in every machine format."""
+    from envpools_cli.output.describe import print_sections
+    from envpools_cli.output.formats import emit_record, parse_fields
+    from envpools_cli.output.streams import is_tty
+
+    if fmt == "table" and fields is None:
+        print_sections(rollout_sections(item, terminal=is_tty()))
+        return
+    emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)

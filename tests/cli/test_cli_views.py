@@ -173,9 +173,9 @@ class TestTables:
     def test_download_progress_speaks_binary_units(self) -> None:
         from rich.console import Console
 
-        from envpools_cli.commands.rollouts_files import _progress
+        from envpools_cli.output.progress import download_progress
 
-        progress = _progress()
+        progress = download_progress()
         task_id = progress.add_task("a.zip", total=3 * 2**20)
         progress.advance(task_id, 3 * 2**19)
         task = progress.tasks[0]
