@@ -219,14 +219,13 @@ def emit_record(
         write_out(f"{item.get(id_key)}\n")
     else:
         keys = [k for k in order if k in selected] + [k for k in selected if k not in order]
-        rows = [{"field": k, "value": selected[k]} for k in keys]
-        _table(
-            rows,
-            [Column("FIELD", "field"), Column("VALUE", "value")],
-            None,
-            header=False,
-            fold=True,
-        )
+        if not is_tty():
+            write_out("".join(f"{k}\t{plain_value(selected[k])}\n" for k in keys))
+            return
+        # On a terminal, key/value rows wrap between words (never a JSON value cut mid-word).
+        from envpools_cli.output.describe import Section, print_sections
+
+        print_sections([Section(None, [(k, plain_value(selected[k])) for k in keys])])
 
 
 #: Room between two columns (one space of padding on each side of Rich's blank separator).
@@ -270,7 +269,6 @@ def _table(
     title: str | None,
     *,
     header: bool = True,
-    fold: bool = False,
 ) -> None:
     terminal = is_tty()
     cells = [[c.text(i, terminal=terminal) for c in columns] for i in items]
@@ -293,30 +291,23 @@ def _table(
         header_style="bold",
         pad_edge=False,
     )
-    if fold:
-        # Key/value records: long values fold onto more lines rather than lose their end.
-        for column in columns:
-            table.add_column(column.header, style=column.style, overflow="fold")
-        for row in cells:
-            table.add_row(*(Text(cell) for cell in row))
-    else:
-        natural = [
-            max([len(c.header) if header else 0, *(len(row[n]) for row in cells)])
-            for n, c in enumerate(columns)
-        ]
-        widths = fit_widths(columns, natural, console.width)
-        shown = [n for n, width in enumerate(widths) if width]
-        for n in shown:
-            column = columns[n]
-            table.add_column(
-                column.header,
-                style=column.style,
-                width=widths[n],
-                no_wrap=True,
-                overflow="ellipsis" if column.kind == "text" else "ignore",
-            )
-        for row in cells:
-            table.add_row(*(Text(row[n], no_wrap=True) for n in shown))
+    natural = [
+        max([len(c.header) if header else 0, *(len(row[n]) for row in cells)])
+        for n, c in enumerate(columns)
+    ]
+    widths = fit_widths(columns, natural, console.width)
+    shown = [n for n, width in enumerate(widths) if width]
+    for n in shown:
+        column = columns[n]
+        table.add_column(
+            column.header,
+            style=column.style,
+            width=widths[n],
+            no_wrap=True,
+            overflow="ellipsis" if column.kind == "text" else "ignore",
+        )
+    for row in cells:
+        table.add_row(*(Text(row[n], no_wrap=True) for n in shown))
     with console.capture() as capture:
         console.print(table)
     write_out(capture.get())

@@ -255,6 +255,19 @@ class TestIdPrefixes:
         assert cli("rollouts", "wait", prefix, "-q").out.strip() == target
         assert cli("rollouts", "artifacts", prefix, "--json").code == 0
 
+    def test_every_command_taking_an_id_takes_a_prefix(self, cli: CLI, paused: str) -> None:
+        ids = [queue_one(cli, paused) for _ in range(3)]
+        target = ids[0]
+        prefix = shortest_unique_prefix(target, ids)
+        assert cli("rollouts", "usage", prefix, "--json").json()["rollout_id"] == target
+        bundle = cli("rollouts", "support-bundle", prefix)
+        assert bundle.code == 0 and target in bundle.out, bundle.err
+        tail = cli("rollouts", "tail", prefix, "--no-follow", "-o", "jsonl")
+        assert tail.code == 0 and json.loads(tail.lines()[0])["event"] == "lifecycle", tail.err
+        assert cli("rollouts", "replay", prefix, "--json").json()["replay_of"] == target
+        download = cli("rollouts", "download", prefix)
+        assert download.code == 6 and f"rollout {target} has no artifacts" in download.err
+
     def test_an_ambiguous_prefix_lists_the_matches(self, cli: CLI, paused: str) -> None:
         ids = [queue_one(cli, paused) for _ in range(2)]
         common = next(
@@ -512,3 +525,19 @@ class TestWaitProgress:
             assert all(len(line) <= 80 for line in live)
         assert any("0/2 done" in line for line in screen), screen
         assert "0/2 succeeded, 0 passed (reward > 0), 2 still running after 2s" in screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_other_records_wrap_between_words(cli: CLI, errored: str, columns: int) -> None:
+    """summary, metrics and --fields views: key/value rows, long values wrapped whole."""
+    summary = cli("rollouts", "summary", errored, "--json").json()
+    view = on_terminal("rollouts", "summary", errored, columns=columns)
+    assert all(len(line) <= columns for line in view), view
+    assert view[0].split() == ["rollout_id:", errored]
+    last = view[next(n for n, line in enumerate(view) if line.startswith("last_event:")) :]
+    words_whole(last, str(summary["last_event"]["data"]["error"]["message"]))
+    picked = on_terminal("rollouts", "get", errored, "--fields", "error", columns=columns)
+    assert all(len(line) <= columns for line in picked), picked
+    assert picked[0].startswith('error:  {"code":"credentials_missing"')
+    message = cli("rollouts", "get", errored, "--json").json()["error"]["message"]
+    words_whole(picked, message.split(" ", 1)[1].rsplit(" ", 1)[0])  # inside JSON quotes
