@@ -107,6 +107,10 @@ def _columns() -> list[Any]:
         Column("CONCURRENCY", "concurrency", kind="fixed"),
         Column("TAGS", "tags", render=joined),
         Column("TASKS", "tasks", render=count, kind="fixed"),
+        Column("STATUS", "status", kind="fixed", wide=True),
+        Column("CAPACITY", "capacity", kind="fixed", wide=True),
+        Column("MAX QUEUE", "max_queue", kind="fixed", wide=True),
+        Column("AGENTS", "allowed_agents", render=joined, wide=True),
         Column("AGE", "created_at", kind="age"),
     ]
 

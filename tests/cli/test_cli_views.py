@@ -155,6 +155,13 @@ class TestTables:
         created = row.split("\t")[-1]
         assert created == cli("rollouts", "get", rid, "--json").json()["created_at"]
 
+    def test_pools_list_wide(self, cli: CLI, paused: str) -> None:
+        narrow = on_terminal("pools", "list", columns=120)
+        wide = on_terminal("pools", "list", "--wide", columns=160)
+        assert "STATUS" not in narrow[0].split() and "CAPACITY" not in narrow[0]
+        assert wide[0].split()[-6:] == ["STATUS", "CAPACITY", "MAX", "QUEUE", "AGENTS", "AGE"]
+        assert wide[2].split()[0] == paused
+
     def test_ages_and_sizes(self) -> None:
         now = datetime(2025, 1, 10, 12, 0, 0, tzinfo=UTC)
         assert relative_age("2025-01-10T11:59:15Z", now) == "45s"
