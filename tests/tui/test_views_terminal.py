@@ -11,6 +11,7 @@ reads the screen back. Two properties hold for every view:
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -114,10 +115,15 @@ def test_wait(cli: CLI, paused: str, tmp_path: Path, columns: int) -> None:
     ids = [queue_one(cli, paused) for _ in range(2)]
     with Terminal(tmp_path / "tmux", columns=columns) as term:
         term.start("rollouts", "wait", *ids, "--timeout", "4")
-        live = term.wait_for("0/2 done")
-        for rid in ids:
-            row = next(r for r in live if rid in r)
-            assert row.split()[1:3] == [rid, "queued"], row
+        term.wait_for("0/2 done")
+        deadline = time.monotonic() + 30
+        while True:  # the first status of each arrives a moment after the view starts
+            live = term.rows(history=False)
+            shown = {r.split()[1]: r.split()[2] for r in live if len(r.split()) > 2}
+            if all(shown.get(rid) == "queued" for rid in ids):
+                break
+            assert time.monotonic() < deadline, live
+            time.sleep(0.05)
         ids_whole(live, ids)
         assert term.wait() == 3
         rows = no_wrap(term)
