@@ -187,20 +187,26 @@ def _wants_json(argv: list[str]) -> bool:
     return os.environ.get("ENVPOOLS_OUTPUT", "") in ("json", "jsonl", "yaml")
 
 
-def _unreachable_hint(exc: BaseException) -> str:
-    """``envpools local up`` when the backend is on this machine, else a general question."""
+def _loopback(host: str) -> bool:
     import ipaddress
 
     try:
-        host = exc.request.url.host  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
-        host = ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
-        loopback = False
-    if loopback:
-        return "is the local backend running and reachable? start it with 'envpools local up'"
+        return False
+
+
+def _network_hint(exc: Any) -> str:
+    """Refused on this machine means the local backend is not running: say how to start it."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # httpx: no request attached (a stream that broke mid-event)
+        url = None
+    if url is not None and _loopback(url.host):
+        return (
+            f"nothing is listening on {url.scheme}://{url.netloc.decode()}: start the local "
+            "backend with 'envpools local up' (or point --api-url / the profile elsewhere)"
+        )
     return "is the backend running and reachable?"
 
 
@@ -260,7 +266,7 @@ def classify(
         return (
             EXIT_TRANSIENT,
             {"code": "network_error", "message": str(exc), "retryable": True},
-            _unreachable_hint(exc),
+            _network_hint(exc),
         )
     if isinstance(exc, ep.InvalidRequestError | ep.ConfigurationError):
         return EXIT_USAGE, {"code": "invalid_request", "message": str(exc)}, None

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "SUCCESS_STATUSES",
     "TERMINAL_STATUSES",
     "Account",
     "AgentSpec",
@@ -63,9 +65,69 @@ __all__ = [
     "UsageSnapshot",
 ]
 
+
+class RolloutStatus(StrEnum):
+    """A rollout's lifecycle status (CONTRACT §4); members compare equal to their wire strings.
+
+    ``completed`` is the hosted service's older spelling of ``succeeded``; both are accepted.
+    """
+
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def parse(cls, value: object) -> RolloutStatus | None:
+        """The status a wire value names (any case), or None for a missing or unknown one."""
+        try:
+            return cls(str(value).strip().lower()) if value is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the rollout can never change again."""
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_success(self) -> bool:
+        """True when the agent ran and the verifier produced a reward (any value)."""
+        return self in SUCCESS_STATUSES
+
+    @staticmethod
+    def terminal(value: object) -> bool:
+        """Whether a wire value (a rollout's ``status``) is a terminal status."""
+        status = RolloutStatus.parse(value)
+        return status is not None and status.is_terminal
+
+    @staticmethod
+    def succeeded(value: object) -> bool:
+        """Whether a wire value is a success status (``succeeded`` or ``completed``)."""
+        status = RolloutStatus.parse(value)
+        return status is not None and status.is_success
+
+
 #: Statuses after which a rollout never changes again (CONTRACT §4).
 TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "cancelled", "error", "completed"}
+    {
+        RolloutStatus.SUCCEEDED,
+        RolloutStatus.COMPLETED,
+        RolloutStatus.FAILED,
+        RolloutStatus.ERROR,
+        RolloutStatus.CANCELLED,
+    }
+)
+#: Terminal statuses that mean the verifier produced a reward.
+SUCCESS_STATUSES: frozenset[str] = frozenset({RolloutStatus.SUCCEEDED, RolloutStatus.COMPLETED})
+#: Statuses of a rollout that holds a sandbox (started, not yet ended).
+ACTIVE_STATUSES: frozenset[str] = frozenset(
+    {RolloutStatus.STARTING, RolloutStatus.RUNNING, RolloutStatus.VERIFYING}
 )
 
 #: Models each preset harness accepts; the first entry of a preset is not special,
@@ -604,18 +666,6 @@ class PoolTask:
 #
 # They describe responses: every field a server may leave out is optional, and unknown fields
 # are allowed (a newer server may add some). The local backend documents its OpenAPI with them.
-
-
-class RolloutStatus(StrEnum):
-    QUEUED = "queued"
-    STARTING = "starting"
-    RUNNING = "running"
-    VERIFYING = "verifying"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    ERROR = "error"
-    COMPLETED = "completed"
 
 
 class ErrorBody(OpenWireModel):

@@ -18,6 +18,7 @@ __all__ = [
     "JsonOpt",
     "OutputOpt",
     "QuietOpt",
+    "WideOpt",
     "YesOpt",
     "check_choice",
     "check_time",
@@ -49,10 +50,21 @@ FieldsOpt = Annotated[
         show_default=False,
     ),
 ]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", "-w", help="More columns in the table (ids stay whole).")
+]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
-def output_format(output: str | None, as_json: bool, quiet: bool) -> str:
+def output_format(
+    output: str | None,
+    as_json: bool,
+    quiet: bool,
+    *,
+    fields: str | None = None,
+    wide: bool = False,
+) -> str:
+    """The output format, with the output flags checked against each other (before any request)."""
     from envpools_cli.output.formats import resolve_format
 
     fmt = resolve_format(
@@ -63,6 +75,12 @@ def output_format(output: str | None, as_json: bool, quiet: bool) -> str:
     )
     if fmt in ("json", "jsonl", "yaml"):
         runtime.json_errors = True
+    if fields is not None and fmt == "name":
+        raise UsageProblem("--fields has nothing to choose from when only ids are printed (-q)")
+    if wide and fmt != "table":
+        raise UsageProblem(f"--wide adds table columns; -o {fmt} prints every field already")
+    if wide and fields is not None:
+        raise UsageProblem("--fields chooses the columns; drop --wide")
     return fmt
 
 

@@ -75,7 +75,7 @@ def _columns() -> list[Any]:
     from envpools_cli.output.formats import Column
 
     return [
-        Column("AGENT", "agent"),
+        Column("AGENT", "agent", kind="id"),
         Column("INSTALLED", "installed", render=lambda v: v or "-"),
         Column("DEFAULT", "default_version"),
         Column("PACKAGE", "package"),

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.commands._options import FieldsOpt, JsonOpt, OutputOpt, output_format
 from envpools_cli.runtime import runtime
 
@@ -23,9 +24,11 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
     from envpools_cli import __version__
     from envpools_cli import client as ep
     from envpools_cli.cli_errors import EXIT_CODES
-    from envpools_cli.output.formats import Column, emit, emit_record, parse_fields
+    from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, False)
+    fmt = output_format(output, as_json, False, fields=fields)
+    if fmt == "name":
+        raise UsageProblem("capabilities have no id to print; use -o json, yaml or table")
     caps = ep.get_capabilities(**runtime.conn())
     # What scripts and agents need to know about this CLI, beside what the backend offers.
     caps["cli"] = {
@@ -36,23 +39,10 @@ def get(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt = 
     if fmt != "table" or fields:
         emit_record(caps, fmt, fields=parse_fields(fields))
         return
-    agents: list[dict[str, Any]] = [
-        a if isinstance(a, dict) else {"name": a, "available": True}
-        for a in caps.get("agents") or []
-    ]
-    emit(
-        agents,
-        "table",
-        columns=[
-            Column("AGENT", "name"),
-            Column("AVAILABLE", "available"),
-            Column("VERSION", "version", render=lambda v: v or "-"),
-            Column("MODELS", "models", render=lambda v: ", ".join(v) if v else "-"),
-            Column("NOTE", "reason"),
-        ],
-    )
-    rest = {k: v for k, v in caps.items() if k not in ("agents", "models", "cli")}
-    emit_record(rest, "table")
+    from envpools_cli.output.capabilities import capability_sections
+    from envpools_cli.output.describe import print_sections
+
+    print_sections(capability_sections(caps))
 
 
 def _document(name: str, fetch: Any, output: str | None, as_json: bool) -> None:

@@ -135,7 +135,7 @@ def profiles(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         rows,
         fmt,
         columns=[
-            Column("PROFILE", "name"),
+            Column("PROFILE", "name", kind="id"),
             Column("CURRENT", "current", render=lambda v: "*" if v else ""),
             Column("API URL", "api_url"),
             Column("OUTPUT", "output"),

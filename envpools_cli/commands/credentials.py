@@ -36,10 +36,10 @@ def _columns() -> list[Any]:
     from envpools_cli.output.formats import Column
 
     return [
-        Column("ID", "credential_id"),
+        Column("ID", "credential_id", kind="id"),
         Column("NAME", "credential_name"),
         Column("TYPE", "credential_type"),
-        Column("UPDATED", "updated_at"),
+        Column("UPDATED", "updated_at", kind="age"),
     ]
 
 

@@ -14,6 +14,13 @@ DEMO_POOL = "envpools-demo"
 DEMO_TASK = "fix-failing-test"
 
 
+def demo_dir() -> Path:
+    """Where the demo keeps what it downloads: under the data dir, not wherever the user is."""
+    from envpools_cli import paths
+
+    return paths.data_dir() / "demo"
+
+
 def demo(
     agent: Annotated[
         str,
@@ -28,7 +35,9 @@ def demo(
     directory: Annotated[
         Path | None,
         typer.Option(
-            "--dir", help="Where to download the artifacts (default ./envpools-demo/<id>)."
+            "--dir",
+            help="Where to download the artifacts (default: <data dir>/demo/<rollout id>, "
+            "never the current directory).",
         ),
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to follow.")] = 900.0,
@@ -98,7 +107,7 @@ def demo(
     rollouts_watch.follow_to_end(rollout_id, timeout=timeout, exit_status=False)
     final = ep.get_rollout(rollout_id, **conn)
     print_usage(ep.get_rollout_usage(rollout_id, **conn))
-    target = directory or Path("envpools-demo") / rollout_id
+    target = directory or demo_dir() / rollout_id
     rollouts_files.download(
         rollout_id,
         paths=None,
@@ -109,8 +118,11 @@ def demo(
         overwrite=True,
     )
     info(
+        f"artifacts in {target}; "
         f"next: envpools -p {local.LOCAL_PROFILE} rollouts get {rollout_id}; "
         f"envpools -p {local.LOCAL_PROFILE} rollouts tail {rollout_id}; envpools local down"
     )
-    if final.get("status") != "succeeded":
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
+    if not RolloutStatus.succeeded(final.get("status")):
         raise typer.Exit(EXIT_NOT_SUCCEEDED)

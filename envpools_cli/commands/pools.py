@@ -14,6 +14,7 @@ from envpools_cli.commands._options import (
     JsonOpt,
     OutputOpt,
     QuietOpt,
+    WideOpt,
     YesOpt,
     confirm_destructive,
     output_format,
@@ -100,8 +101,17 @@ def _columns() -> list[Any]:
         return ",".join(value) if isinstance(value, list) and value else "-"
 
     return [
-        Column(header, key, render=count if key == "tasks" else joined if key == "tags" else None)
-        for header, key in COLUMNS_SPEC
+        Column("POOL", "pool_id", kind="id"),
+        Column("TYPE", "pool_type", kind="fixed"),
+        Column("BACKEND", "backend"),
+        Column("CONCURRENCY", "concurrency", kind="fixed"),
+        Column("TAGS", "tags", render=joined),
+        Column("TASKS", "tasks", render=count, kind="fixed"),
+        Column("STATUS", "status", kind="fixed", wide=True),
+        Column("CAPACITY", "capacity", kind="fixed", wide=True),
+        Column("MAX QUEUE", "max_queue", kind="fixed", wide=True),
+        Column("AGENTS", "allowed_agents", render=joined, wide=True),
+        Column("AGE", "created_at", kind="age"),
     ]
 
 
@@ -141,6 +151,13 @@ def _settings(options: dict[str, Any]) -> dict[str, Any]:
 def _show(pool: dict[str, Any], fmt: str, fields: str | None) -> None:
     from envpools_cli.output.formats import emit_record, parse_fields
 
+    if fmt == "table" and fields is None:
+        from envpools_cli.output.describe import print_sections
+        from envpools_cli.output.pools import pool_sections
+        from envpools_cli.output.streams import is_tty
+
+        print_sections(pool_sections(pool, terminal=is_tty()))
+        return
     emit_record(
         pool, fmt, fields=parse_fields(fields), id_key="pool_id", order=[k for _, k in COLUMNS_SPEC]
     )
@@ -154,6 +171,7 @@ def list_pools(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """List pools.
 
@@ -162,7 +180,7 @@ def list_pools(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields, wide=wide)
     pools = ep.list_pools(pool_type=pool_type, tag=tag, **runtime.conn())
     emit(
         pools,
@@ -171,6 +189,7 @@ def list_pools(
         fields=parse_fields(fields),
         id_key="pool_id",
         empty="No pools. Create one with 'envpools pools create'.",
+        wide=wide,
     )
 
 
@@ -188,7 +207,7 @@ def get_pool(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     _show(ep.get_pool(pool_id, **runtime.conn()), fmt, fields)
 
 
@@ -223,7 +242,7 @@ def create_pool(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     body = read_object(from_file, "--from-file", "pool")
     if pool_id:
         body["pool_id"] = pool_id
@@ -271,7 +290,7 @@ def update_pool(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     body = read_object(from_file, "--from-file", "pool")
     body.update(_settings(locals()))
     if not body:
@@ -311,7 +330,7 @@ def pool_metrics(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     metrics = ep.get_pool_metrics(pool_id, **runtime.conn())
     metrics.setdefault("pool_id", pool_id)
     emit_record(metrics, fmt, fields=parse_fields(fields), id_key="pool_id")

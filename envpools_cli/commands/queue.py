@@ -28,7 +28,7 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt
         list(data.get("pools") or []),
         "table",
         columns=[
-            Column("POOL", "pool_id", render=lambda v: v or "(ad hoc)"),
+            Column("POOL", "pool_id", render=lambda v: v or "(ad hoc)", kind="id"),
             Column("QUEUED", "queued"),
             Column("RUNNING", "running"),
         ],

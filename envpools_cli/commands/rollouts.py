@@ -9,20 +9,21 @@ import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
 from envpools_cli.commands import rollouts_files, rollouts_watch
+from envpools_cli.commands._ids import resolve_rollout_id, resolve_rollout_ids
 from envpools_cli.commands._options import (
     FieldsOpt,
     JsonOpt,
     OutputOpt,
     QuietOpt,
+    WideOpt,
     YesOpt,
-    check_choice,
-    check_time,
     confirm_destructive,
     output_format,
     parse_pairs,
     read_document,
     read_object,
 )
+from envpools_cli.output.rollouts import show_rollout, show_rollouts
 from envpools_cli.runtime import runtime
 
 app = typer.Typer(
@@ -35,29 +36,6 @@ app.command("artifacts")(rollouts_files.artifacts)
 app.command("download")(rollouts_files.download)
 
 RolloutArg = Annotated[str, typer.Argument(help="Rollout id.")]
-
-
-def show_rollouts(
-    items: list[dict[str, Any]], fmt: str, fields: str | None, empty: str | None = None
-) -> None:
-    from envpools_cli.output.formats import emit, parse_fields
-    from envpools_cli.output.rollouts import rollout_columns, with_duration
-
-    emit(
-        with_duration(items) if fmt == "table" else items,
-        fmt,
-        columns=rollout_columns(),
-        fields=parse_fields(fields),
-        id_key="rollout_id",
-        empty=empty,
-    )
-
-
-def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
-    from envpools_cli.output.formats import emit_record, parse_fields
-    from envpools_cli.output.rollouts import ROLLOUT_ORDER
-
-    emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)
 
 
 def build_request(
@@ -201,6 +179,36 @@ def _refuse_unavailable_agent(request: dict[str, Any], conn: dict[str, Any]) -> 
             )
 
 
+_WAIT_DEFAULT_SEC = 3600.0
+
+
+def _check_create_flags(
+    *,
+    wait: bool,
+    follow: bool,
+    dry_run: bool,
+    quiet: bool,
+    idempotency_key: str | None,
+    timeout: float | None,
+    min_reward: float | None,
+) -> None:
+    """Flag combinations that cannot work, refused before any request is sent."""
+    if wait and follow:
+        raise UsageProblem("choose --wait or --follow")
+    if dry_run and (wait or follow):
+        raise UsageProblem(f"--dry-run creates nothing to {'wait for' if wait else 'follow'}")
+    if dry_run and quiet:
+        raise UsageProblem("--dry-run creates nothing, so -q has no id to print")
+    if dry_run and idempotency_key is not None:
+        raise UsageProblem("--dry-run creates nothing for --idempotency-key to protect")
+    if min_reward is not None and not wait:
+        raise UsageProblem("--min-reward applies to --wait")
+    if timeout is not None and not (wait or follow):
+        raise UsageProblem("--timeout applies to --wait or --follow")
+    if timeout is not None and timeout <= 0:
+        raise UsageProblem("--timeout must be positive")
+
+
 @app.command("create")
 def create(
     task: Annotated[
@@ -268,8 +276,9 @@ def create(
     ] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Tail the events live.")] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="For --wait/--follow, seconds.")
-    ] = 3600.0,
+        float | None,
+        typer.Option("--timeout", help="For --wait/--follow, seconds [default: 3600]."),
+    ] = None,
     min_reward: Annotated[
         float | None, typer.Option("--min-reward", help="With --wait: a lower reward exits 5.")
     ] = None,
@@ -286,16 +295,31 @@ def create(
     from envpools_cli import client as ep
     from envpools_cli.output.messages import info
 
-    fmt = output_format(output, as_json, quiet)
-    if wait and follow:
-        raise UsageProblem("choose --wait or --follow")
+    fmt = output_format(output, as_json, quiet, fields=fields)
+    _check_create_flags(
+        wait=wait,
+        follow=follow,
+        dry_run=dry_run,
+        quiet=fmt == "name",
+        idempotency_key=idempotency_key,
+        timeout=timeout,
+        min_reward=min_reward,
+    )
     bases: list[dict[str, Any]] = [{}]
+    file_is_list = False
     if from_file:
         document = read_document(from_file)
+        file_is_list = isinstance(document, list)
         documents = document if isinstance(document, list) else [document]
         if not documents or not all(isinstance(d, dict) for d in documents):
             raise UsageProblem("--from-file must hold a request object or a list of them")
         bases = documents
+    # A file holding a list asked about many, even a list of one: the answer is a list.
+    single = count == 1 and not file_is_list
+    if follow and len(bases) * count > 1:
+        raise UsageProblem(
+            f"--follow works with one rollout, not {len(bases) * count}; use --wait for a batch"
+        )
     requests = [
         build_request(
             base=base,
@@ -343,16 +367,20 @@ def create(
         info(f"created {', '.join(ids)}")
     if wait:
         rollouts_watch.wait_and_report(
-            ids, timeout=timeout, min_reward=min_reward, junit=None, fmt=fmt, fields=fields
+            ids,
+            timeout=timeout or _WAIT_DEFAULT_SEC,
+            min_reward=min_reward,
+            junit=None,
+            fmt=fmt,
+            fields=fields,
+            single=single,
         )
         return
     if follow:
-        if len(ids) > 1:
-            raise UsageProblem("--follow works with one rollout; use --wait for a batch")
-        show_rollouts(created, "name" if fmt == "table" else fmt, fields)
-        rollouts_watch.follow_to_end(ids[0], timeout=timeout, exit_status=True)
+        show_rollouts(created, "name" if fmt == "table" else fmt, fields, single=True)
+        rollouts_watch.follow_to_end(ids[0], timeout=timeout or _WAIT_DEFAULT_SEC, exit_status=True)
         return
-    show_rollouts(created, fmt, fields)
+    show_rollouts(created, fmt, fields, single=single)
 
 
 @app.command("get")
@@ -376,11 +404,37 @@ def get(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
-    rollout = ep.get_rollout(rollout_id, **runtime.conn())
+    fmt = output_format(output, as_json, quiet, fields=fields)
+    rollout = ep.get_rollout(resolve_rollout_id(rollout_id), **runtime.conn())
     show_rollout(rollout, fmt, fields)
     if exit_status:
         raise typer.Exit(rollouts_watch.status_exit_code([rollout], None, timed_out=False))
+
+
+def _check_list_filters(
+    status: str | None, created_after: str | None, created_before: str | None
+) -> str | None:
+    """The status to ask for; filters that can match nothing are refused here, not sent."""
+    from envpools_cli.models import RolloutStatus
+    from envpools_cli.output.units import parse_time
+
+    wanted = RolloutStatus.parse(status)
+    if status is not None and wanted is None:
+        raise UsageProblem(
+            f"unknown status {status!r}; use one of {', '.join(s.value for s in RolloutStatus)}"
+        )
+    after, before = parse_time(created_after), parse_time(created_before)
+    for flag, given, parsed in (
+        ("--created-after", created_after, after),
+        ("--created-before", created_before, before),
+    ):
+        if given is not None and parsed is None:
+            raise UsageProblem(
+                f"{flag} expects an RFC 3339 time (2025-01-31T12:00:00Z), got {given!r}"
+            )
+    if after is not None and before is not None and after >= before:
+        raise UsageProblem("--created-after must be earlier than --created-before")
+    return None if wanted is None else wanted.value
 
 
 @app.command("list")
@@ -401,18 +455,16 @@ def list_(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """List rollouts, newest first.
 
     Example: envpools rollouts list --status failed --limit 20 -q
     """
     from envpools_cli import client as ep
-    from envpools_cli.models import RolloutStatus
 
-    fmt = output_format(output, as_json, quiet)
-    check_choice(status, "--status", [s.value for s in RolloutStatus])
-    check_time(created_after, "--created-after")
-    check_time(created_before, "--created-before")
+    fmt = output_format(output, as_json, quiet, fields=fields, wide=wide)
+    status = _check_list_filters(status, created_after, created_before)
     conn = runtime.conn()
     found: list[dict[str, Any]] = []
     page_cursor = cursor
@@ -432,7 +484,7 @@ def list_(
         page_cursor = page.get("next_cursor")
         if not page_cursor or not page.get("rollouts"):
             break
-    show_rollouts(found[:limit], fmt, fields, empty="No rollouts.")
+    show_rollouts(found[:limit], fmt, fields, empty="No rollouts.", wide=wide)
 
 
 @app.command("summary")
@@ -450,8 +502,8 @@ def summary(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
-    data = ep.get_rollout_summary(rollout_id, **runtime.conn())
+    fmt = output_format(output, as_json, quiet, fields=fields)
+    data = ep.get_rollout_summary(resolve_rollout_id(rollout_id), **runtime.conn())
     if fmt == "table" and isinstance(data.get("last_event"), dict):
         from envpools_cli.output.rollouts import describe_event
 
@@ -474,10 +526,12 @@ def cancel(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     confirm_destructive(f"cancel {len(rollout_ids)} rollout(s)", yes)
+    rollout_ids = resolve_rollout_ids(rollout_ids)
     conn = runtime.conn()
-    show_rollouts([ep.cancel_rollout(rid, **conn) for rid in rollout_ids], fmt, fields)
+    docs = [ep.cancel_rollout(rid, **conn) for rid in rollout_ids]
+    show_rollouts(docs, fmt, fields, single=len(rollout_ids) == 1)
 
 
 @app.command("replay")
@@ -501,7 +555,8 @@ def replay(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
+    extra_metadata = parse_pairs(metadata, "--metadata")
     changes = read_object(overrides, "--overrides", "request-fields")
     if agent or model:
         spec = dict(changes.get("agent") or {})
@@ -521,9 +576,9 @@ def replay(
             except ValueError as exc:
                 raise UsageProblem(str(exc)) from None
     result = ep.replay_rollout(
-        rollout_id,
+        resolve_rollout_id(rollout_id),
         overrides=changes or None,
-        metadata=parse_pairs(metadata, "--metadata") or None,
+        metadata=extra_metadata or None,
         **runtime.conn(),
     )
     show_rollout(result, fmt, fields)
@@ -552,7 +607,7 @@ def validate(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     base = read_object(from_file, "--from-file", "request")
     request = build_request(
         base=base,
@@ -593,7 +648,8 @@ def usage(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import emit_record, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
+    rollout_id = resolve_rollout_id(rollout_id)
     data = ep.get_rollout_usage(rollout_id, **runtime.conn())
     data.setdefault("rollout_id", rollout_id)
     if fmt == "table" and fields is None:
@@ -622,6 +678,13 @@ def support_bundle(
     from envpools_cli.output.streams import write_out
 
     runtime.json_errors = True
+    if out is not None:
+        target = Path(out)
+        if target.is_dir():
+            raise UsageProblem(f"--out {out} is a directory; name a file")
+        if not target.parent.is_dir():
+            raise UsageProblem(f"--out {out}: {target.parent} does not exist")
+    rollout_id = resolve_rollout_id(rollout_id)
     conn = runtime.conn()
     bundle = ep.get_rollout_support_bundle(rollout_id, **conn)
     text = json.dumps(bundle, indent=2, ensure_ascii=False)

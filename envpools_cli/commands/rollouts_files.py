@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
+from envpools_cli.commands._ids import resolve_rollout_id
 from envpools_cli.commands._options import (
     FieldsOpt,
     JsonOpt,
@@ -54,9 +55,9 @@ def artifacts(
     from envpools_cli.output.formats import emit, parse_fields
     from envpools_cli.output.rollouts import artifact_columns
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     emit(
-        _manifest(rollout_id, prefix),
+        _manifest(resolve_rollout_id(rollout_id), prefix),
         fmt,
         columns=artifact_columns(),
         fields=parse_fields(fields),
@@ -80,42 +81,6 @@ def safe_target(root: Path, relative: str) -> Path:
             f"refusing artifact path {relative!r}: it would leave {root}", code="unsafe_path"
         )
     return target
-
-
-def _progress() -> Any:
-    import sys
-
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    from envpools_cli.output.streams import is_tty
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        disable=not is_tty(sys.stderr),
-        transient=True,
-        console=_stderr_console(),
-    )
-
-
-def _stderr_console() -> Any:
-    import sys
-
-    from rich.console import Console
-
-    from envpools_cli.output.streams import color_enabled
-
-    return Console(file=sys.stderr, no_color=not color_enabled(sys.stderr))
 
 
 def _write_atomic(target: Path, chunks: Any, on_bytes: Any) -> str:
@@ -156,28 +121,43 @@ def download(
     """
     from envpools_cli import client as ep
     from envpools_cli.output.messages import success
+    from envpools_cli.output.progress import download_progress
+    from envpools_cli.output.streams import is_tty
 
+    zipped = as_zip or zip_file is not None
+    # Everything the flags alone can rule out is refused before the first request.
+    if zipped and paths:
+        raise UsageProblem("--zip takes every artifact (or --prefix), not PATH arguments")
+    if zipped and directory is not None:
+        raise UsageProblem("--dir is for files; with --zip, say where with --zip-file")
+    if paths and prefix is not None:
+        raise UsageProblem("choose PATH arguments or --prefix")
+    if zip_file is not None and str(zip_file) == "-":
+        if is_tty():
+            raise UsageProblem("refusing to write a zip to a terminal")
+        if overwrite:
+            raise UsageProblem("--overwrite has nothing to replace on stdout (--zip-file -)")
     if directory is not None and directory.exists() and not directory.is_dir():
         raise UsageProblem(f"--dir {directory} is a file, not a directory")
     check_writable_file(zip_file, "--zip-file")
+    if zip_file is not None and str(zip_file) != "-" and zip_file.exists() and not overwrite:
+        raise UsageProblem(f"{zip_file} exists; use --overwrite")
+    rollout_id = resolve_rollout_id(rollout_id)  # a read: nothing is written yet
+    zip_target = zip_file or Path(f"{rollout_id}-artifacts.zip")
+    if zipped and str(zip_target) != "-" and zip_target.exists() and not overwrite:
+        raise UsageProblem(f"{zip_target} exists; use --overwrite")
     conn = runtime.conn()
-    if as_zip or zip_file is not None:
-        target = zip_file or Path(f"{rollout_id}-artifacts.zip")
+    if zipped:
+        target = zip_target
         with ep.open_artifacts_zip(rollout_id, prefix=prefix, **conn) as response:
             if str(target) == "-":
-                from envpools_cli.output.streams import is_tty
-
-                if is_tty():
-                    raise UsageProblem("refusing to write a zip to a terminal")
                 import sys
 
                 for chunk in response.iter_bytes(_CHUNK):
                     sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 return
-            if target.exists() and not overwrite:
-                raise UsageProblem(f"{target} exists; use --overwrite")
-            with _progress() as progress:
+            with download_progress() as progress:
                 task = progress.add_task(f"{rollout_id}.zip", total=None)
                 _write_atomic(
                     target, response.iter_bytes(_CHUNK), lambda n: progress.advance(task, n)
@@ -206,7 +186,7 @@ def download(
             f"{clashes[0]} exists (and {len(clashes) - 1} more); use --overwrite or another --dir"
         )
     total = sum(int(e.get("size_bytes") or 0) for e in entries)
-    with _progress() as progress:
+    with download_progress() as progress:
         task = progress.add_task(f"{len(entries)} files", total=total or None)
         for entry, target in plan:
             with ep.open_artifact(rollout_id, entry["path"], **conn) as response:

@@ -15,12 +15,12 @@ from envpools_cli.cli_errors import (
     EXIT_TIMEOUT,
     UsageProblem,
 )
+from envpools_cli.commands._ids import resolve_rollout_id, resolve_rollout_ids
 from envpools_cli.commands._options import (
     FieldsOpt,
     JsonOpt,
     OutputOpt,
     QuietOpt,
-    check_time,
     check_writable_file,
     output_format,
 )
@@ -30,9 +30,15 @@ __all__ = ["follow_to_end", "status_exit_code", "tail", "wait", "wait_and_report
 
 
 def _terminal(doc: dict[str, Any]) -> bool:
-    from envpools_cli.models import TERMINAL_STATUSES  # pydantic: not at import time
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
 
-    return str(doc.get("status", "")).lower() in TERMINAL_STATUSES
+    return RolloutStatus.terminal(doc.get("status"))
+
+
+def _succeeded(doc: dict[str, Any]) -> bool:
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
+    return RolloutStatus.succeeded(doc.get("status"))
 
 
 def status_exit_code(
@@ -41,10 +47,9 @@ def status_exit_code(
     """0 all succeeded (and reached min_reward); 5 any ended otherwise; 3 any still going."""
     failed = False
     for doc in docs:
-        status = str(doc.get("status", "")).lower()
         if not _terminal(doc):
             continue
-        if status not in ("succeeded", "completed"):
+        if not _succeeded(doc):
             failed = True
         elif min_reward is not None:
             reward = doc.get("reward_primary")
@@ -72,72 +77,6 @@ def watch_one(
     return doc, not _terminal(doc)
 
 
-def _write_junit(
-    path: Path, docs: list[dict[str, Any]], min_reward: float | None, timed_out: set[str]
-) -> None:
-    import xml.etree.ElementTree as ET
-
-    suite = ET.Element("testsuite", name="envpools", tests=str(len(docs)))
-    failures = errors = 0
-    total_time = 0.0
-    for doc in docs:
-        usage = doc.get("usage") or {}
-        seconds = float(usage.get("wall_time_sec") or 0.0)
-        total_time += seconds
-        task = doc.get("task_ref") or {}
-        agent = doc.get("agent") or {}
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{task.get('dataset', 'rollouts')}",
-            name=f"{task.get('task_id', doc.get('rollout_id'))} [{agent.get('harness', '?')}] "
-            f"{doc.get('rollout_id')}",
-            time=f"{seconds:.3f}",
-        )
-        props = ET.SubElement(case, "properties")
-        for name in ("rollout_id", "status", "reward_primary", "pool_id"):
-            ET.SubElement(props, "property", name=name, value=str(doc.get(name)))
-        status = str(doc.get("status"))
-        reward = doc.get("reward_primary")
-        if doc.get("rollout_id") in timed_out:
-            errors += 1
-            ET.SubElement(
-                case, "error", type="timeout", message=f"still {status} when the wait timed out"
-            )
-        elif status not in ("succeeded", "completed"):
-            failures += 1
-            error = doc.get("error") or {}
-            failure = ET.SubElement(
-                case,
-                "failure",
-                type=str(error.get("code") or status),
-                message=f"rollout {status}: {error.get('message', '')}",
-            )
-            failure.text = str(error)
-        elif min_reward is not None and (
-            not isinstance(reward, int | float) or reward < min_reward
-        ):
-            failures += 1
-            ET.SubElement(
-                case,
-                "failure",
-                type="low_reward",
-                message=f"reward {reward} below --min-reward {min_reward}",
-            )
-        ET.SubElement(
-            case, "system-out"
-        ).text = f"rollout {doc.get('rollout_id')} status={status} reward={reward}"
-    suite.set("failures", str(failures))
-    suite.set("errors", str(errors))
-    suite.set("time", f"{total_time:.3f}")
-    root = ET.Element("testsuites")
-    root.append(suite)
-    tree = ET.ElementTree(root)
-    ET.indent(tree)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
-
-
 def wait_and_report(
     ids: list[str],
     *,
@@ -147,45 +86,45 @@ def wait_and_report(
     fmt: str,
     fields: str | None,
     interval: float = 2.0,
+    single: bool = False,
 ) -> None:
-    """Wait for every rollout at once, print their final states, exit with the verdict."""
-    from envpools_cli.commands.rollouts import show_rollouts
-    from envpools_cli.output.messages import info
+    """Wait for every rollout at once, print their final states, exit with the verdict.
+
+    ``single``: the command was about one rollout, so machine output is one object.
+    """
+    from envpools_cli.output.progress import WaitProgress, summary_line
+    from envpools_cli.output.rollouts import show_rollouts
 
     deadline = time.monotonic() + timeout
     results: dict[str, tuple[dict[str, Any], bool]] = {}
     failures: dict[str, BaseException] = {}
-    lock = threading.Lock()
 
-    def report(rollout_id: str, status: str) -> None:
-        with lock:
-            info(f"{rollout_id}: {status}")
+    with WaitProgress(ids) as progress:
 
-    def work(rollout_id: str) -> None:
-        try:
-            results[rollout_id] = watch_one(rollout_id, deadline, interval, report)
-        except BaseException as exc:  # handed to the main thread
-            failures[rollout_id] = exc
+        def work(rollout_id: str) -> None:
+            try:
+                results[rollout_id] = watch_one(rollout_id, deadline, interval, progress.status)
+                progress.finished(results[rollout_id][0])
+            except BaseException as exc:  # handed to the main thread
+                failures[rollout_id] = exc
 
-    threads = [threading.Thread(target=work, args=(rid,), daemon=True) for rid in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)
+        threads = [threading.Thread(target=work, args=(rid,), daemon=True) for rid in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
     for exc in failures.values():
         raise exc
     docs = [results[rid][0] for rid in ids]
     timed_out = {rid for rid in ids if results[rid][1]}
     if junit is not None:
-        _write_junit(junit, docs, min_reward, timed_out)
-    show_rollouts(docs, fmt, fields)
+        from envpools_cli.output.wait_junit import write_junit
+
+        write_junit(junit, docs, min_reward, timed_out)
+    show_rollouts(docs, fmt, fields, single=single)
     code = status_exit_code(docs, min_reward, timed_out=bool(timed_out))
-    done = sum(1 for d in docs if str(d.get("status")) in ("succeeded", "completed"))
-    info(
-        f"{done}/{len(docs)} succeeded"
-        + (f", {len(timed_out)} still running after {timeout:g}s" if timed_out else "")
-    )
+    progress.report(docs, summary_line(docs, min_reward, len(timed_out), timeout))
     if code:
         raise typer.Exit(code)
 
@@ -222,18 +161,19 @@ def wait(
 
     Example: envpools rollouts wait ro_1 ro_2 --timeout 1800 --min-reward 1 --junit report.xml
     """
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     if timeout <= 0:
         raise UsageProblem("--timeout must be positive")
     check_writable_file(junit, "--junit")
     wait_and_report(
-        rollout_ids,
+        resolve_rollout_ids(rollout_ids),
         timeout=timeout,
         min_reward=min_reward,
         junit=junit,
         fmt=fmt,
         fields=fields,
         interval=interval,
+        single=len(rollout_ids) == 1,
     )
 
 
@@ -338,7 +278,19 @@ def tail(
     Example: envpools rollouts tail ro_18ec37 --type agent,reward -o jsonl | jq .data
     """
     fmt = output_format(output, as_json, False)
-    check_time(since, "--since")
+    if fmt not in ("table", "json", "jsonl"):
+        raise UsageProblem(f"tail prints a live view, json or jsonl, not {fmt}")
+    if since is not None and cursor is not None:
+        raise UsageProblem("choose --since or --cursor: both say where to start")
+    if since is not None:
+        from envpools_cli.output.units import parse_time
+
+        if parse_time(since) is None:
+            raise UsageProblem(
+                f"--since expects an RFC 3339 time (2025-01-31T12:00:00Z), got {since!r}"
+            )
+    if timeout is not None and not follow:
+        raise UsageProblem("--timeout applies to --follow; --no-follow ends when caught up")
     if timeout is not None and timeout <= 0:
         raise UsageProblem(f"--timeout must be positive, got {timeout:g}")
     wanted = {t.strip() for t in types.split(",") if t.strip()} if types else None
@@ -349,7 +301,7 @@ def tail(
             f"use {', '.join(sorted(known - {'status'}))}"
         )
     follow_to_end(
-        rollout_id,
+        resolve_rollout_id(rollout_id),
         timeout=timeout,
         exit_status=exit_status,
         follow=follow,

@@ -163,9 +163,13 @@ def list_tasks(
     from envpools_cli import client as ep
     from envpools_cli.output.formats import Column, emit, parse_fields
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     items = ep.list_pool_tasks(pool_id, **runtime.conn())
-    columns = [Column("TASK", "task_id"), Column("BACKEND", "backend"), Column("SOURCE", "source")]
+    columns = [
+        Column("TASK", "task_id", kind="id"),
+        Column("BACKEND", "backend"),
+        Column("SOURCE", "source"),
+    ]
     rows = [{**t, "source": _source(t)} for t in items]
     emit(
         rows if fmt == "table" else items,
@@ -206,7 +210,7 @@ def create_task(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     body = _body(task_id, docker, openenv, browser, profile, local, env, cpus, memory_mb, from_file)
     _show(ep.create_pool_task(pool_id, request=body, **runtime.conn()), fmt, fields)
 
@@ -235,7 +239,7 @@ def update_task(
     """
     from envpools_cli import client as ep
 
-    fmt = output_format(output, as_json, quiet)
+    fmt = output_format(output, as_json, quiet, fields=fields)
     body = _body(task_id, docker, openenv, browser, profile, local, env, cpus, memory_mb, from_file)
     body["task_id"] = task_id
     _show(ep.update_pool_task(pool_id, task_id, request=body, **runtime.conn()), fmt, fields)

@@ -15,8 +15,9 @@ from envpools_cli.jobs.plan import (
 )
 from envpools_cli.jobs.run import rollout_request
 from envpools_cli.jobs.spec import JobSpec
-from envpools_cli.jobs.stats import JobStats, compute, passed
+from envpools_cli.jobs.stats import JobStats, compute, is_attempt, passed
 from envpools_cli.jobs.store import Job, JobStore, Record, Result, new_job_id, now_iso
+from envpools_cli.models import RolloutStatus
 
 __all__ = ["cancel_job", "create_job", "delete_job", "describe", "job_stats", "rollout_rows"]
 
@@ -135,7 +136,7 @@ def describe(job: Job, store: JobStore, records: dict[str, Record] | None = None
     records = store.records(job) if records is None else records
     planned = {t.key for t in job.trials()}
     results = [r.result for k, r in records.items() if k in planned and r.result]
-    attempts = [r for r in results if r.status != "cancelled"]
+    attempts = [r for r in results if is_attempt(r)]
     passes = sum(1 for r in attempts if passed(r, job.pass_reward))
     launched = sum(1 for k, r in records.items() if k in planned and r.rollout_id)
     state = store.state(job)
@@ -197,10 +198,10 @@ def cancel_job(job: Job, store: JobStore, conn: dict[str, Any]) -> list[str]:
     for record in store.records(job).values():
         if record.rollout_id and record.result is None:
             doc = ep.cancel_rollout(record.rollout_id, **conn)
-            if str(doc.get("status")) == "cancelled":
+            if RolloutStatus.parse(doc.get("status")) is RolloutStatus.CANCELLED:
                 cancelled.append(record.rollout_id)
             # Nobody else follows this job: record the outcome here.
-            ended = str(doc.get("status", "")).lower() in ep.TERMINAL_STATUSES
+            ended = RolloutStatus.terminal(doc.get("status"))
             if ended and store.running_pid(job) is None:
                 record.result = Result.from_rollout(record.trial, doc, doc.get("usage"))
                 store.save(job, record)

@@ -18,6 +18,7 @@ from importlib.resources import files
 from typing import Any
 
 from envpools_cli import client as ep
+from envpools_cli.models import RolloutStatus
 
 __all__ = ["CSP", "fetch_details", "render_report"]
 
@@ -377,7 +378,7 @@ def render_report(
     groups = result["groups"]
     agents = [t["agent_label"] for t in totals]
     k = result["k"]
-    ended = [r for r in rollouts if r.get("status") not in (None, "running")]
+    ended = [r for r in rollouts if RolloutStatus.terminal(r.get("status"))]
     cost = sum(float(t["cost_usd"]) for t in totals)
     attempts = sum(int(t["attempts"]) for t in totals)
     passes = sum(int(t["passes"]) for t in totals)

@@ -25,6 +25,7 @@ from envpools_cli import client as ep
 from envpools_cli.jobs.plan import Trial
 from envpools_cli.jobs.stats import is_attempt, passed
 from envpools_cli.jobs.store import Job, JobStore, Record, Result, now_iso
+from envpools_cli.models import ACTIVE_STATUSES, RolloutStatus
 
 __all__ = ["Listener", "Outcome", "Progress", "Runner", "rollout_request"]
 
@@ -101,7 +102,7 @@ class Progress:
                 self.running[trial.key] = Running(trial, rollout_id, status, self.clock())
             else:
                 current.rollout_id = rollout_id or current.rollout_id
-                if status in ("running", "starting") and current.status == "queued":
+                if status in ACTIVE_STATUSES and current.status == RolloutStatus.QUEUED:
                     current.since = self.clock()  # time on the agent, not in the queue
                 current.status = status
 
@@ -126,7 +127,7 @@ class Progress:
             elapsed = now - self.started
             remaining = self.total - self.done
             rate = self.ended_this_run / elapsed if elapsed > 0 else 0.0
-            active = [r for r in self.running.values() if r.status != "queued"]
+            active = [r for r in self.running.values() if r.status != RolloutStatus.QUEUED]
             waiting = len(self.running) - len(active)
             slowest = sorted(active, key=lambda r: r.since)[:5]
             return {
@@ -468,7 +469,7 @@ class Runner:
                         data = event.get("data")
                         if event.get("event") == "lifecycle" and isinstance(data, dict):
                             status = str(data.get("status", "")).lower()
-                            if status and status not in ep.TERMINAL_STATUSES:
+                            if status and not RolloutStatus.terminal(status):
                                 self.progress.set_running(trial, rollout_id, status)
                                 self.listener.changed(self.progress)
                 failures = 0
@@ -484,7 +485,7 @@ class Runner:
                 self.listener.problem(self.progress, trial, str(exc))
                 self._pause(min(2.0**failures, 30.0))
                 continue
-            if str(doc.get("status", "")).lower() in ep.TERMINAL_STATUSES:
+            if RolloutStatus.terminal(doc.get("status")):
                 return doc
             if not delivered:
                 # The server closed an empty stream on a live rollout: do not spin.

@@ -18,6 +18,7 @@ from typing import Any
 
 from envpools_cli.jobs.plan import AgentChoice
 from envpools_cli.jobs.store import Result
+from envpools_cli.models import RolloutStatus
 
 __all__ = [
     "Comparison",
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 _Z95 = NormalDist().inv_cdf(0.975)
-_SUCCESS = frozenset({"succeeded", "completed"})
 
 
 def pass_at_k(n: int, c: int, k: int) -> float | None:
@@ -58,11 +58,15 @@ def wilson_interval(c: int, n: int, z: float = _Z95) -> tuple[float, float] | No
 
 
 def passed(result: Result, pass_reward: float) -> bool:
-    return result.status in _SUCCESS and result.reward is not None and result.reward >= pass_reward
+    return (
+        RolloutStatus.succeeded(result.status)
+        and result.reward is not None
+        and result.reward >= pass_reward
+    )
 
 
 def is_attempt(result: Result) -> bool:
-    return result.status != "cancelled"
+    return result.status != RolloutStatus.CANCELLED
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -132,7 +136,7 @@ def _fill(row: GroupStats, results: Sequence[Result], pass_reward: float) -> Non
     row.attempts = len(attempts)
     row.cancelled = len(results) - len(attempts)
     row.passes = sum(1 for r in attempts if passed(r, pass_reward))
-    row.errors = sum(1 for r in attempts if r.status == "error")
+    row.errors = sum(1 for r in attempts if r.status == RolloutStatus.ERROR)
     row.failures = row.attempts - row.passes - row.errors
     if row.attempts:
         row.pass_rate = row.passes / row.attempts

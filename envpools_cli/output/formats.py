@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.output.sanitize import clean
 from envpools_cli.output.streams import color_enabled, is_tty, write_out
+from envpools_cli.output.units import relative_age
 
-__all__ = ["FORMATS", "Column", "FieldError", "emit", "emit_record", "resolve_format"]
+__all__ = [
+    "FORMATS",
+    "Column",
+    "FieldError",
+    "emit",
+    "emit_record",
+    "fit_widths",
+    "resolve_format",
+]
 
 FORMATS = ("table", "json", "jsonl", "yaml", "name")
 
@@ -26,10 +35,22 @@ class FieldError(UsageProblem):
 
 @dataclass(frozen=True)
 class Column:
+    """One table column.
+
+    ``kind`` says how the column behaves on a terminal: ``id`` is never folded or cut (it
+    must be copyable), ``fixed`` keeps its width (short values: statuses, numbers), ``text``
+    gives way (cut with an ellipsis, in proportion to ``ratio``) and ``age`` shows a
+    timestamp as an age ("3m") on a terminal and as the timestamp everywhere else.
+    ``wide`` columns appear only with ``--wide`` (or when named in ``--fields``).
+    """
+
     header: str
     key: str
     render: Callable[[Any], str] | None = None
     style: str | None = None
+    kind: Literal["text", "id", "fixed", "age"] = "text"
+    wide: bool = False
+    ratio: int = 1
 
     def value(self, item: dict[str, Any]) -> Any:
         value: Any = item
@@ -37,8 +58,14 @@ class Column:
             value = value.get(part) if isinstance(value, dict) else None
         return value
 
-    def text(self, item: dict[str, Any]) -> str:
+    def title(self, *, terminal: bool) -> str:
+        """The header; off a terminal an age column holds timestamps and says so."""
+        return self.header if terminal or self.kind != "age" else self.key.upper()
+
+    def text(self, item: dict[str, Any], *, terminal: bool = False) -> str:
         value = self.value(item)
+        if self.kind == "age" and terminal:
+            return relative_age(value)
         if self.render is not None:
             return self.render(value)
         return plain_value(value)
@@ -59,12 +86,29 @@ def plain_value(value: Any) -> str:
 def resolve_format(
     output: str | None, as_json: bool, quiet: bool, default: str | None = None
 ) -> str:
-    """``-q`` > ``--json`` > ``-o`` > the profile/env default > table."""
-    if quiet:
-        return "name"
-    if as_json:
-        return "json"
-    chosen = (output or default or "table").lower()
+    """``-q``, ``--json`` or ``-o``, then the profile/env default, then table.
+
+    Two of them saying different things (``-q -o json``) is a usage error rather than a
+    silent choice: the user asked for two outputs and gets neither by surprise.
+    """
+    given = output.lower() if output else None
+    if given is not None and given not in FORMATS:
+        raise UsageProblem(f"unknown output format {given!r}; use one of {', '.join(FORMATS)}")
+    asked = {
+        flag: fmt
+        for flag, fmt in (
+            ("-q", "name" if quiet else None),
+            ("--json", "json" if as_json else None),
+        )
+        if fmt
+    }
+    if given is not None:
+        asked[f"-o {given}"] = given
+    if len(set(asked.values())) > 1:
+        raise UsageProblem(f"choose one output: {' or '.join(asked)}")
+    if asked:
+        return next(iter(asked.values()))
+    chosen = (default or "table").lower()
     if chosen not in FORMATS:
         raise UsageProblem(f"unknown output format {chosen!r}; use one of {', '.join(FORMATS)}")
     return chosen
@@ -111,10 +155,19 @@ def emit(
     id_key: str = "id",
     title: str | None = None,
     empty: str | None = None,
+    wide: bool = False,
+    single: bool = False,
 ) -> None:
-    """Print a list of resources."""
+    """Print resources (``wide`` adds the columns marked ``wide`` to a table).
+
+    The shape rule of machine output: a command about one resource prints an object, a
+    command about many prints a list. ``single`` says the command was about one (one id
+    given, ``--count 1``); a table is a table either way.
+    """
     _check_fields(items, fields, columns)
-    if fmt == "json":
+    if single and len(items) == 1 and fmt in ("json", "yaml"):
+        emit_record(items[0], fmt, fields=fields, id_key=id_key)
+    elif fmt == "json":
         write_out(dump_json([_select(i, fields) for i in items]) + "\n")
     elif fmt == "jsonl":
         write_out("".join(dump_json(_select(i, fields), pretty=False) + "\n" for i in items))
@@ -127,7 +180,11 @@ def emit(
     elif fmt == "name":
         write_out("".join(f"{i.get(id_key)}\n" for i in items))
     else:
-        chosen = [c for c in columns if fields is None or c.key.split(".")[0] in fields]
+        chosen = [
+            c
+            for c in columns
+            if (c.key.split(".")[0] in fields if fields is not None else wide or not c.wide)
+        ]
         if fields is not None:
             have = {c.key.split(".")[0] for c in chosen}
             chosen += [Column(f.upper(), f) for f in fields if f not in have]
@@ -162,8 +219,48 @@ def emit_record(
         write_out(f"{item.get(id_key)}\n")
     else:
         keys = [k for k in order if k in selected] + [k for k in selected if k not in order]
-        rows = [{"field": k, "value": selected[k]} for k in keys]
-        _table(rows, [Column("FIELD", "field"), Column("VALUE", "value")], None, header=False)
+        if not is_tty():
+            write_out("".join(f"{k}\t{plain_value(selected[k])}\n" for k in keys))
+            return
+        # On a terminal, key/value rows wrap between words (never a JSON value cut mid-word).
+        from envpools_cli.output.describe import Section, print_sections
+
+        print_sections([Section(None, [(k, plain_value(selected[k])) for k in keys])])
+
+
+#: Room between two columns (one space of padding on each side of Rich's blank separator).
+_GAP = 3
+#: A text column is not cut below this (or its header, or its content when shorter).
+_MIN_TEXT = 8
+
+
+def fit_widths(columns: Sequence[Column], natural: Sequence[int], room: int) -> list[int]:
+    """Column widths that fit ``room`` characters; 0 marks a column left out.
+
+    Ids and fixed columns keep their natural width; text columns give way, the widest
+    first (so ``ratio`` shares stay fair); when even that is not enough, columns are left
+    out from the right, ids last, so an id is always whole.
+    """
+    widths = list(natural)
+    shown = list(range(len(columns)))
+
+    def total() -> int:
+        return sum(widths[i] for i in shown) + _GAP * max(0, len(shown) - 1)
+
+    def floor(i: int) -> int:
+        return min(natural[i], max(_MIN_TEXT, len(columns[i].header)))
+
+    while total() > room:
+        flexible = [i for i in shown if columns[i].kind == "text" and widths[i] > floor(i)]
+        if flexible:
+            widest = max(flexible, key=lambda i: widths[i] / columns[i].ratio)
+            widths[widest] -= 1
+            continue
+        droppable = [i for i in shown if columns[i].kind != "id"] or shown[1:]
+        if not droppable:
+            break
+        shown.remove(droppable[-1])
+    return [widths[i] if i in shown else 0 for i in range(len(columns))]
 
 
 def _table(
@@ -173,9 +270,11 @@ def _table(
     *,
     header: bool = True,
 ) -> None:
-    if not is_tty():
-        lines = ["\t".join(c.header for c in columns)] if header else []
-        lines += ["\t".join(c.text(i) for c in columns) for i in items]
+    terminal = is_tty()
+    cells = [[c.text(i, terminal=terminal) for c in columns] for i in items]
+    if not terminal:
+        lines = ["\t".join(c.title(terminal=False) for c in columns)] if header else []
+        lines += ["\t".join(row) for row in cells]
         write_out("".join(line + "\n" for line in lines))
         return
     from rich import box
@@ -185,12 +284,30 @@ def _table(
 
     console = Console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
     table = Table(
-        box=box.SIMPLE_HEAD, show_header=header, title=title, header_style="bold", pad_edge=False
+        box=box.SIMPLE_HEAD,
+        show_header=header,
+        show_edge=False,
+        title=title,
+        header_style="bold",
+        pad_edge=False,
     )
-    for column in columns:
-        table.add_column(column.header, style=column.style, overflow="fold")
-    for item in items:
-        table.add_row(*(Text(c.text(item)) for c in columns))
+    natural = [
+        max([len(c.header) if header else 0, *(len(row[n]) for row in cells)])
+        for n, c in enumerate(columns)
+    ]
+    widths = fit_widths(columns, natural, console.width)
+    shown = [n for n, width in enumerate(widths) if width]
+    for n in shown:
+        column = columns[n]
+        table.add_column(
+            column.header,
+            style=column.style,
+            width=widths[n],
+            no_wrap=True,
+            overflow="ellipsis" if column.kind == "text" else "ignore",
+        )
+    for row in cells:
+        table.add_row(*(Text(row[n], no_wrap=True) for n in shown))
     with console.capture() as capture:
         console.print(table)
     write_out(capture.get())

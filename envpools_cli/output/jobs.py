@@ -281,7 +281,7 @@ def emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
 
 
 _ROLLOUT_COLUMNS = [
-    Column("ROLLOUT", "rollout_id"),
+    Column("ROLLOUT", "rollout_id", kind="id"),
     Column("TASK", "task_id"),
     Column("AGENT", "agent_label"),
     Column("#", "attempt"),
@@ -329,13 +329,13 @@ def emit_rollouts(rows: Sequence[dict[str, Any]], fmt: str) -> None:
 
 
 _JOB_COLUMNS = [
-    Column("ID", "id"),
+    Column("ID", "id", kind="id"),
     Column("NAME", "name"),
     Column("STATUS", "status"),
     Column("DONE", "_done"),
     Column("PASS", "pass_rate", fmt_percent),
     Column("COST", "cost_usd", fmt_cost),
-    Column("CREATED", "created_at", lambda v: str(v or "-")[:16].replace("T", " ")),
+    Column("AGE", "created_at", kind="age"),
 ]
 
 
@@ -476,9 +476,11 @@ def _summary_line(snap: dict[str, Any]) -> str:
 
 
 def _result_line(trial: Trial, result: Result, passed: bool) -> str:
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
     if passed:
         verdict = "pass"
-    elif result.status in ("succeeded", "completed"):
+    elif RolloutStatus.succeeded(result.status):
         verdict = "fail"  # it ran and was scored, below --pass-reward
     else:
         verdict = result.status

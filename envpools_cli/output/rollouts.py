@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from envpools_cli.output.describe import Section, compact, moment
 from envpools_cli.output.formats import Column, plain_value
 from envpools_cli.output.sanitize import clean
+from envpools_cli.output.units import human_bytes, parse_time
 
 __all__ = [
     "EVENT_STYLES",
@@ -15,8 +17,10 @@ __all__ = [
     "STATUS_STYLES",
     "artifact_columns",
     "describe_event",
-    "human_bytes",
     "rollout_columns",
+    "rollout_sections",
+    "show_rollout",
+    "show_rollouts",
 ]
 
 STATUS_STYLES = {
@@ -56,28 +60,26 @@ ROLLOUT_ORDER = [
 
 
 def _duration(item: dict[str, Any]) -> str:
-    start, end = item.get("started_at"), item.get("finished_at")
-    if not start:
+    began = parse_time(item.get("started_at"))
+    if began is None:
         return "-"
-    try:
-        began = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        ended = (
-            datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-            if end
-            else datetime.now(began.tzinfo)
-        )
-    except ValueError:
-        return "-"
-    seconds = max(0.0, (ended - began).total_seconds())
+    ended = parse_time(item.get("finished_at")) if item.get("finished_at") else None
+    seconds = max(0.0, ((ended or datetime.now(UTC)) - began).total_seconds())
     if seconds < 60:
         return f"{seconds:.1f}s"
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def _task(value: Any) -> str:
-    if isinstance(value, dict):
-        return f"{value.get('dataset', '?')}/{value.get('task_id', '?')}"
-    return plain_value(value)
+def _task_id(value: Any) -> str:
+    return plain_value(value.get("task_id")) if isinstance(value, dict) else plain_value(value)
+
+
+def _dataset(value: Any) -> str:
+    return plain_value(value.get("dataset")) if isinstance(value, dict) else "-"
+
+
+def _error_code(value: Any) -> str:
+    return plain_value(value.get("code")) if isinstance(value, dict) else plain_value(value)
 
 
 def _agent(value: Any) -> str:
@@ -93,16 +95,18 @@ def _reward(value: Any) -> str:
 
 
 def rollout_columns() -> list[Column]:
-    """Table columns; rows need ``with_duration`` first."""
+    """Table columns; rows need ``with_duration`` first. The default set fits 80 columns."""
     return [
-        Column("ROLLOUT", "rollout_id"),
-        Column("STATUS", "status"),
-        Column("POOL", "pool_id"),
-        Column("TASK", "task_ref", render=_task),
+        Column("ROLLOUT", "rollout_id", kind="id"),
+        Column("STATUS", "status", kind="fixed"),
+        Column("TASK", "task_ref", render=_task_id, ratio=2),
+        Column("DATASET", "task_ref", render=_dataset, wide=True),
         Column("AGENT", "agent", render=_agent),
-        Column("REWARD", "reward_primary", render=_reward),
-        Column("DURATION", "duration"),
-        Column("CREATED", "created_at"),
+        Column("POOL", "pool_id", kind="id", wide=True),
+        Column("REWARD", "reward_primary", render=_reward, kind="fixed"),
+        Column("DURATION", "duration", kind="fixed", wide=True),
+        Column("ERROR", "error", render=_error_code, wide=True),
+        Column("AGE", "created_at", kind="age"),
     ]
 
 
@@ -110,21 +114,10 @@ def with_duration(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**item, "duration": _duration(item)} for item in items]
 
 
-def human_bytes(size: Any) -> str:
-    if not isinstance(size, int | float):
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 def artifact_columns() -> list[Column]:
     return [
-        Column("PATH", "path"),
-        Column("SIZE", "size_bytes", render=human_bytes),
+        Column("PATH", "path", kind="id"),
+        Column("SIZE", "size_bytes", render=human_bytes, kind="fixed"),
         Column("FROM", "provenance"),
         Column("TYPE", "content_type"),
         Column("SHA256", "sha256", render=lambda v: str(v)[:12] if v else "-"),
@@ -195,3 +188,198 @@ def event_time(envelope: dict[str, Any]) -> str:
     if isinstance(stamp, str) and "T" in stamp:
         return stamp.split("T", 1)[1].rstrip("Z")[:12]
     return "--:--:--.---"
+
+
+#: What the sections of ``rollout_sections`` show; anything else lands in "Other".
+_SHOWN_KEYS = {
+    "rollout_id",
+    "trial_id",
+    "org_id",
+    "status",
+    "pool_id",
+    "task_ref",
+    "agent",
+    "environment",
+    "timeouts",
+    "priority",
+    "metadata",
+    "task_app_url",
+    "task_app_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "reward_primary",
+    "rewards",
+    "error",
+    "agent_exit_code",
+    "replay_of",
+    "dry_run",
+    "task_source",
+    "resources",
+    "routing",
+    "usage",
+    "limits",
+    "duration",
+}
+
+
+def _source(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None if value is None else compact(value)
+    parts = [str(value[k]) for k in ("backend", "path", "url") if value.get(k)]
+    if value.get("reason"):
+        parts.append(f"({value['reason']})")
+    return " ".join(parts) or None
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:g}s" if isinstance(value, int | float) else compact(value)
+
+
+def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
+    """``rollouts get`` as sections: summary, task, agent, timing, usage, error, routing."""
+    from envpools_cli.output.usage import cost_rows, usage_rows
+
+    def dict_of(key: str) -> dict[str, Any]:
+        value = doc.get(key)
+        return value if isinstance(value, dict) else {}
+
+    summary = Section(None)
+    summary.add("Rollout", doc.get("rollout_id"))
+    error_code = _error_code(doc.get("error")) if doc.get("error") else None
+    status = doc.get("status")
+    summary.add("Status", f"{status} ({error_code})" if status and error_code else status)
+    summary.add("Reward", _reward(doc.get("reward_primary")))
+    rewards = {k: v for k, v in dict_of("rewards").items() if k != "reward"}
+    if rewards:
+        summary.add("Rewards", ", ".join(f"{k}={compact(v)}" for k, v in rewards.items()))
+    summary.add("Pool", doc.get("pool_id"))
+    summary.add("Replay of", doc.get("replay_of"))
+    if doc.get("priority"):
+        summary.add("Priority", doc.get("priority"))
+    if doc.get("dry_run"):
+        summary.add("Dry run", True)
+    if doc.get("trial_id") not in (None, doc.get("rollout_id")):
+        summary.add("Trial", doc.get("trial_id"))
+    summary.add("Org", doc.get("org_id"))
+
+    task_ref = dict_of("task_ref")
+    task = Section("Task")
+    task.add("Dataset", task_ref.get("dataset"))
+    task.add("Task", task_ref.get("task_id"))
+    for key, value in task_ref.items():
+        if key not in ("dataset", "task_id"):
+            task.add(key.replace("_", " ").capitalize(), value)
+    task.add("Source", _source(doc.get("task_source")))
+    task.add("Task app", doc.get("task_app_url") or doc.get("task_app_id"))
+    task.add("Environment", doc.get("environment"))
+    task.add("Resources", doc.get("resources"))
+
+    spec = dict_of("agent")
+    agent = Section("Agent")
+    agent.add("Harness", spec.get("harness") or spec.get("kind"))
+    agent.add("Model", spec.get("model_id"))
+    agent.add("Version", spec.get("harness_version"))
+    for key, value in spec.items():
+        if key not in ("harness", "kind", "model_id", "harness_version"):
+            agent.add(key.replace("_", " ").capitalize(), value)
+    agent.add("Exit code", doc.get("agent_exit_code"))
+    timeouts = dict_of("timeouts")
+    if timeouts:
+        agent.add(
+            "Timeouts",
+            ", ".join(f"{k.removesuffix('_sec')} {_seconds(v)}" for k, v in timeouts.items()),
+        )
+
+    timing = Section("Timing")
+    for label, key in (("Created", "created_at"), ("Started", "started_at")):
+        timing.add(label, moment(doc.get(key), terminal=terminal))
+    timing.add("Finished", moment(doc.get("finished_at"), terminal=terminal))
+    if doc.get("started_at"):
+        timing.add("Duration", _duration(doc) + ("" if doc.get("finished_at") else " so far"))
+
+    usage_doc = dict_of("usage")
+    usage = Section("Usage")
+    if usage_doc:
+        for label, value in usage_rows(usage_doc):
+            if value != "-":
+                usage.add(label, value)
+        costs = cost_rows(usage_doc)
+        if costs:
+            usage.add("Cost", costs)
+
+    error_doc = doc.get("error")
+    error = Section("Error")
+    if isinstance(error_doc, dict):
+        error.add("Code", error_doc.get("code"))
+        error.add("Message", error_doc.get("message"))
+        for key, value in error_doc.items():
+            if key not in ("code", "message"):
+                error.add(key.replace("_", " ").capitalize(), value)
+    else:
+        error.add("Error", error_doc)
+
+    route = dict_of("routing")
+    routing = Section("Routing")
+    routing.add("Strategy", route.get("strategy"))
+    routing.add("Pool", route.get("pool_id"))
+    if route.get("task_source") != doc.get("task_source"):
+        routing.add("Source", _source(route.get("task_source")))
+    for key, value in route.items():
+        if key not in ("strategy", "pool_id", "task_source"):
+            routing.add(key.replace("_", " ").capitalize(), value)
+
+    limits = Section("Limits")
+    for key, value in dict_of("limits").items():
+        if key.endswith("_mb") and isinstance(value, int | float):
+            limits.add(
+                key.removesuffix("_mb").replace("_", " ").capitalize(), human_bytes(value * 2**20)
+            )
+        else:
+            limits.add(key.replace("_", " ").capitalize(), value)
+
+    metadata = Section("Metadata")
+    for key, value in dict_of("metadata").items():
+        metadata.add(str(key), value)
+
+    other = Section("Other")
+    for key, value in doc.items():
+        if key not in _SHOWN_KEYS:
+            other.add(key, value)
+    return [summary, task, agent, timing, usage, error, routing, limits, metadata, other]
+
+
+def show_rollouts(
+    items: list[dict[str, Any]],
+    fmt: str,
+    fields: str | None,
+    empty: str | None = None,
+    *,
+    wide: bool = False,
+    single: bool = False,
+) -> None:
+    """Rollouts as a table (ids whole) or in a machine format (``single``: one object)."""
+    from envpools_cli.output.formats import emit, parse_fields
+
+    emit(
+        with_duration(items) if fmt == "table" else items,
+        fmt,
+        columns=rollout_columns(),
+        fields=parse_fields(fields),
+        id_key="rollout_id",
+        empty=empty,
+        wide=wide,
+        single=single,
+    )
+
+
+def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
+    """One rollout: sections on a table, the document as it came in every machine format."""
+    from envpools_cli.output.describe import print_sections
+    from envpools_cli.output.formats import emit_record, parse_fields
+    from envpools_cli.output.streams import is_tty
+
+    if fmt == "table" and fields is None:
+        print_sections(rollout_sections(item, terminal=is_tty()))
+        return
+    emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)

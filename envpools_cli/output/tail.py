@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any
 
+from envpools_cli.output.describe import wrap
 from envpools_cli.output.formats import dump_json
 from envpools_cli.output.rollouts import (
     EVENT_STYLES,
@@ -160,11 +161,19 @@ class LiveView(TailView):
         if kind == "reward" and isinstance(data, dict):
             reward = data.get("reward")
             style = "bold green" if isinstance(reward, int | float) and reward > 0 else "bold red"
-        line = Text()
-        line.append(event_time(envelope) + "  ", style="dim")
-        line.append(f"{kind:<9}  ", style=style)
-        line.append(describe_event(envelope), style=style if kind != "agent" else "")
-        self.console.print(line, soft_wrap=True)
+        # Wrapped here, between words, under the text column: left to the terminal, a long
+        # agent message would break mid-word and run back under the time column.
+        head = f"{event_time(envelope)}  {kind:<9}  "
+        body = wrap(describe_event(envelope), self.console.width - len(head) - 1)
+        for n, part in enumerate(body):
+            line = Text()
+            if n == 0:
+                line.append(event_time(envelope) + "  ", style="dim")
+                line.append(f"{kind:<9}  ", style=style)
+            else:
+                line.append(" " * len(head))
+            line.append(part, style=style if kind != "agent" else "")
+            self.console.print(line, soft_wrap=True)
         now = time.monotonic()
         if now - self.last_refresh > 0.1:  # keep the status line current, at most 10/s
             self.last_refresh = now

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from envpools_cli.output.rollouts import human_bytes
 from envpools_cli.output.streams import color_enabled, is_tty, write_out
+from envpools_cli.output.units import human_bytes
 
-__all__ = ["print_usage", "usage_rows"]
+__all__ = ["cost_rows", "print_usage", "usage_rows"]
 
 
 def _money(value: Any) -> str:
@@ -31,6 +31,19 @@ def usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def cost_rows(usage: dict[str, Any]) -> str:
+    """The cost on one line: ``$0.0412 (anthropic $0.0400, sandbox $0.0012)``."""
+    total = usage.get("cost_usd")
+    costs = usage.get("provider_costs") or {}
+    if total is None and not costs:
+        return ""
+    parts = [
+        f"{provider} {_money(cost)}"
+        for provider, cost in sorted(costs.items(), key=lambda item: -float(item[1] or 0))
+    ]
+    return _money(total) + (f" ({', '.join(parts)})" if parts else "")
+
+
 def print_usage(usage: dict[str, Any]) -> None:
     rows = usage_rows(usage)
     costs = usage.get("provider_costs") or {}
@@ -42,8 +55,7 @@ def print_usage(usage: dict[str, Any]) -> None:
         write_out("".join(line + "\n" for line in lines))
         return
     from rich import box
-    from rich.columns import Columns
-    from rich.console import Console, Group
+    from rich.console import Console
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
@@ -63,8 +75,14 @@ def print_usage(usage: dict[str, Any]) -> None:
     title = f"usage · {usage.get('rollout_id', '')}"
     if usage.get("final") is False:
         title += " (running)"
+    # A grid, not Columns: Columns claims the whole width, and the panel would stretch
+    # across the terminal around 40 columns of content.
+    content = Table.grid(padding=(0, 4))
+    content.add_column()
+    content.add_column()
+    content.add_row(facts, money)
     panel = Panel(
-        Group(Columns([facts, money], padding=(0, 4))),
+        content,
         title=title,
         title_align="left",
         border_style="cyan",

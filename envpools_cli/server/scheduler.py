@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import Any
 
+from envpools_cli.models import ACTIVE_STATUSES as _ACTIVE
 from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.runner import Outcome, RolloutRunner
@@ -21,7 +22,7 @@ __all__ = ["ACTIVE_STATUSES", "Scheduler"]
 
 log = logging.getLogger("envpools.server.scheduler")
 
-ACTIVE_STATUSES = ("starting", "running", "verifying")
+ACTIVE_STATUSES: tuple[str, ...] = tuple(sorted(_ACTIVE))
 
 
 class Scheduler:

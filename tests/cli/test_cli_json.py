@@ -61,6 +61,10 @@ def test_every_machine_output_parses(cli: CLI, finished: str, fmt: str) -> None:
     for command in READS:
         args = [part.replace("{rid}", finished) for part in command]
         result = cli(*args, "-o", fmt)
+        if command[1] == "tail" and fmt == "yaml":
+            # An event stream is a live view, JSON or JSON lines; YAML is refused up front.
+            assert result.code == 2 and "json or jsonl" in result.err, result.err
+            continue
         assert result.code == 0, (args, result.err)
         assert result.out.strip(), args
         if fmt == "json":

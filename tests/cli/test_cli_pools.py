@@ -52,7 +52,7 @@ def test_create_get_update_metrics_delete(cli: CLI, backend: Local) -> None:
         "CONCURRENCY",
         "TAGS",
         "TASKS",
-        "CREATED",
+        "CREATED_AT",
     ]
     assert row.split("\t")[:6] == ["web", "sandbox", "-", "2", "py,gpu", "1"]
     assert "\x1b" not in table.out, "no colour when stdout is not a terminal"

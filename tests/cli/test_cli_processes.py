@@ -56,7 +56,7 @@ def test_local_up_status_keys_down(file_keys: None) -> None:
             "json",
         )
         assert run.returncode == 0, run.stderr
-        assert json.loads(run.stdout)[0]["reward_primary"] == 1.0
+        assert json.loads(run.stdout)["reward_primary"] == 1.0
 
         free = envpools_subprocess("local", "keys", "create", "--plan", "free")
         assert free.returncode == 0, free.stderr
@@ -78,15 +78,35 @@ def test_local_up_status_keys_down(file_keys: None) -> None:
 
 
 def test_demo_on_a_fresh_machine(file_keys: None, tmp_path: Path) -> None:
+    where_the_user_is = tmp_path / "cwd"
+    where_the_user_is.mkdir()
+    data = tmp_path / "data"
     try:
-        demo = envpools_subprocess("demo", "--dir", str(tmp_path / "artifacts"), timeout=300)
+        demo = subprocess.run(
+            [sys.executable, "-m", "envpools_cli", "demo"],
+            capture_output=True,
+            text=True,
+            cwd=where_the_user_is,
+            env={**os.environ, "ENVPOOLS_DATA_DIR": str(data)},
+            timeout=300,
+            check=False,
+        )
+        again = envpools_subprocess(
+            "demo", "--dir", str(tmp_path / "artifacts"), env={"ENVPOOLS_DATA_DIR": str(data)}
+        )
     finally:
         _down()
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "status succeeded" in demo.stdout
     assert "Cost total" in demo.stdout
+    assert list(where_the_user_is.iterdir()) == [], "nothing lands in the current directory"
+    (kept,) = (data / "demo").iterdir()
+    assert kept.name.startswith("ro_") and f"artifacts in {kept}" in demo.stderr
+    assert (kept / "verifier" / "reward.txt").read_text().strip() == "1"
+    assert (kept / "workspace.diff").is_file()
+    assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "artifacts" / "verifier" / "reward.txt").read_text().strip() == "1"
-    assert (tmp_path / "artifacts" / "workspace.diff").is_file()
+    assert len(list((data / "demo").iterdir())) == 1, "--dir says where instead"
 
 
 def test_closing_the_pipe_early_is_quiet(backend: Local) -> None:
