@@ -3,7 +3,8 @@
 _envpools_completion() {
     local answer directive
     local -a lines
-    answer=$(_ENVPOOLS_COMPLETE=bash "${COMP_WORDS[0]}" "$COMP_CWORD" "${COMP_WORDS[@]}" 2>/dev/null)
+    answer=$(_ENVPOOLS_COMPLETE=bash "${COMP_WORDS[0]}" \
+        "$COMP_CWORD" "${COMP_WORDS[@]}" 2>/dev/null)
     mapfile -t lines <<< "$answer"
     directive=${lines[0]}
     COMPREPLY=()

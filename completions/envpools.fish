@@ -3,7 +3,8 @@
 function __envpools_complete
     set -l tokens (commandline -opc)
     set -l current (commandline -ct)
-    set -l answer (env _ENVPOOLS_COMPLETE=fish $tokens[1] (count $tokens) $tokens $current 2>/dev/null)
+    set -l answer (env _ENVPOOLS_COMPLETE=fish $tokens[1] \
+        (count $tokens) $tokens $current 2>/dev/null)
     set -l directive $answer[1]
     set -e answer[1]
     switch "$directive"

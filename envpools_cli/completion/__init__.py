@@ -9,4 +9,3 @@ a Tab press costs about one interpreter start and never hangs on a slow backend.
 Modules: ``scripts`` (what the shells load), ``engine`` (one Tab press), ``spec`` (the
 command tree as data), ``values`` (backend and local values, cached).
 """
-

@@ -88,7 +88,7 @@ def render(shell: str, words: list[str], index: int) -> str:
 
 
 def _join_bash_breaks(words: list[str]) -> tuple[list[str], str]:
-    """``--output`` ``=`` ``js`` back into ``--output=js``; and the part bash keeps (``--output=``)."""
+    """``--output`` ``=`` ``js`` -> ``--output=js``, and the part bash keeps (``--output=``)."""
     joined: list[str] = []
     glue = False
     for position, word in enumerate(words):
@@ -210,7 +210,7 @@ def _option_names(line: _Line, current: str) -> list[Item]:
         if current in ("", "-"):
             names = [n for n in names if n.startswith("--")] or names
         found += [(name, option["help"]) for name in names if name.startswith(current)]
-    if "--help".startswith(current) and len(current) > 1 or current in ("", "-"):
+    if current in ("", "-") or (len(current) > 1 and "--help".startswith(current)):
         found.append(("--help", "Show the help and exit."))
     return found
 
@@ -248,8 +248,9 @@ def _backend_values(kind: str, line: _Line, typed: str) -> list[Item]:
         return _agents(capabilities)
     if kind == "model":
         agent = line.values.get("agent")
-        names = models.get(agent, []) if agent else sorted({m for ms in models.values() for m in ms})
-        return [(str(m), str(agent or "")) for m in names]
+        if agent:
+            return [(str(m), agent) for m in models.get(agent, [])]
+        return [(m, "") for m in sorted({str(m) for ms in models.values() for m in ms})]
     if kind == "agent_model":
         if ":" in typed:
             agent = typed.split(":", 1)[0]

@@ -16,7 +16,8 @@ _BASH = r"""# envpools completion for bash. Load it with, in ~/.bashrc:
 _envpools_completion() {
     local answer directive
     local -a lines
-    answer=$(_ENVPOOLS_COMPLETE=bash "${COMP_WORDS[0]}" "$COMP_CWORD" "${COMP_WORDS[@]}" 2>/dev/null)
+    answer=$(_ENVPOOLS_COMPLETE=bash "${COMP_WORDS[0]}" \
+        "$COMP_CWORD" "${COMP_WORDS[@]}" 2>/dev/null)
     mapfile -t lines <<< "$answer"
     directive=${lines[0]}
     COMPREPLY=()
@@ -38,7 +39,8 @@ _ZSH = r"""#compdef envpools
 _envpools() {
     local -a lines candidates
     local answer
-    answer=$(_ENVPOOLS_COMPLETE=zsh "${(Q)words[1]}" "$((CURRENT - 1))" "${(@Q)words[1,CURRENT]}" 2>/dev/null)
+    answer=$(_ENVPOOLS_COMPLETE=zsh "${(Q)words[1]}" \
+        "$((CURRENT - 1))" "${(@Q)words[1,CURRENT]}" 2>/dev/null)
     lines=("${(@f)answer}")
     case ${lines[1]} in
         files) _files; return ;;
@@ -62,7 +64,8 @@ _FISH = r"""# envpools completion for fish. Install it with:
 function __envpools_complete
     set -l tokens (commandline -opc)
     set -l current (commandline -ct)
-    set -l answer (env _ENVPOOLS_COMPLETE=fish $tokens[1] (count $tokens) $tokens $current 2>/dev/null)
+    set -l answer (env _ENVPOOLS_COMPLETE=fish $tokens[1] \
+        (count $tokens) $tokens $current 2>/dev/null)
     set -l directive $answer[1]
     set -e answer[1]
     switch "$directive"

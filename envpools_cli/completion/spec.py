@@ -46,16 +46,14 @@ _KIND_BY_NAME: dict[str, str | None] = {
     "job_a": "job",
     "job_b": "job",
     "color": "color",
+    "pool_type": "pool_type",
+    "types": "event_type",
 }
 _KIND_OVERRIDES: dict[tuple[str, str], str | None] = {
     ("", "profile"): "profile",
     ("pools create", "pool_id"): None,
     ("pools tasks create", "task_id"): None,
     ("tasks create", "task_id"): None,
-    ("pools create", "type"): "pool_type",
-    ("pools update", "type"): "pool_type",
-    ("pools list", "type"): "pool_type",
-    ("rollouts tail", "type"): "event_type",
     ("config get", "key"): "config_key",
     ("config set", "key"): "config_key",
     ("config unset", "key"): "config_key",
@@ -64,7 +62,7 @@ _KIND_OVERRIDES: dict[tuple[str, str], str | None] = {
     ("agents install", "agents"): "installable_agent",
 }
 _FILE_NAMES = {"from_file", "junit", "zip_file", "out", "key_file", "value_file", "html"}
-_DIR_NAMES = {"data_dir", "dir", "tasks"}
+_DIR_NAMES = {"data_dir", "dir", "directory", "tasks"}
 _EVENT_TYPES = ["lifecycle", "agent", "verifier", "reward", "heartbeat"]
 
 

@@ -40,7 +40,7 @@ class Backend:
     profile_flag: str | None = None
     api_url_flag: str | None = None
     now: float = field(default_factory=time.time)
-    _conn: tuple[str, str, str, str] | None | bool = False
+    _conn: list[_Conn | None] = field(default_factory=list)  # resolved once, when first needed
 
     def rollouts(self, prefix: str) -> list[Item]:
         def fetch(get: Getter) -> Any:
@@ -90,36 +90,33 @@ class Backend:
         found = self._cached(resource, fetch, good)
         return [(str(v), str(d)) for v, d in found] if isinstance(found, list) else []
 
-    def _cached(self, resource: str, fetch: Callable[[Getter], Any], good: Callable[[Any], bool]) -> Any:
-        conn = self._connection()
+    def _cached(
+        self, resource: str, fetch: Callable[[Getter], Any], good: Callable[[Any], bool]
+    ) -> Any:
+        if not self._conn:
+            self._conn.append(_connection(self.profile_flag, self.api_url_flag))
+        conn = self._conn[0]
         if conn is None:
             return None
-        base, key, version, cache_name = conn
-        target = paths.cache_dir() / "completion" / cache_name
+        target = paths.cache_dir() / "completion" / conn.cache_name
         cache = _read(target)
         entry = cache.get(resource)
-        age = self.now - float(entry["at"]) if isinstance(entry, dict) else None
-        if entry is not None and age is not None and 0 <= age < FRESH_SEC:
-            if good(entry["data"]) or age < 2:
-                return entry["data"]
+        last = entry["data"] if isinstance(entry, dict) else None
+        age = self.now - float(entry["at"]) if isinstance(entry, dict) else -1.0
+        if 0 <= age < FRESH_SEC and (age < 2 or good(last)):
+            return last
         if float(cache.get("down_until", 0)) > self.now:
-            return entry["data"] if isinstance(entry, dict) else None
+            return last
         try:
-            data = fetch(_getter(base, key, version))
+            data = fetch(_getter(conn))
         except (OSError, ValueError, _HTTPFailure):
             cache["down_until"] = self.now + BACKOFF_SEC
             _write(target, cache)
-            return entry["data"] if isinstance(entry, dict) else None
+            return last
         cache[resource] = {"at": self.now, "data": data}
         cache.pop("down_until", None)
         _write(target, cache)
         return data
-
-    def _connection(self) -> tuple[str, str, str, str] | None:
-        """(base URL, key, API version, cache file name), or None when nothing is usable."""
-        if self._conn is False:
-            self._conn = _connection(self.profile_flag, self.api_url_flag)
-        return self._conn if isinstance(self._conn, tuple) else None
 
 
 Getter = Callable[[str, dict[str, Any]], Any]
@@ -129,7 +126,16 @@ class _HTTPFailure(Exception):
     """Any answer but 200: completion shows nothing new, it never explains."""
 
 
-def _connection(profile_flag: str | None, api_url_flag: str | None) -> tuple[str, str, str, str] | None:
+@dataclass(frozen=True)
+class _Conn:
+    base: str
+    key: str = field(repr=False)
+    version: str
+    cache_name: str
+
+
+def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | None:
+    """Where to ask and with which key; None when nothing usable is configured."""
     from envpools_cli import keystore
     from envpools_cli.config import ConfigError, resolve
 
@@ -145,7 +151,7 @@ def _connection(profile_flag: str | None, api_url_flag: str | None) -> tuple[str
     if not key:
         return None
     digest = hashlib.sha256(f"{base}\n{resolved.profile}\n{version}".encode()).hexdigest()[:16]
-    return base, key, version, f"values-{digest}.json"
+    return _Conn(base, key, version, f"values-{digest}.json")
 
 
 def _base_url(url: str) -> str | None:
@@ -158,11 +164,11 @@ def _base_url(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}{path.rstrip('/')}"
 
 
-def _getter(base: str, key: str, version: str) -> Getter:
+def _getter(conn: _Conn) -> Getter:
     import http.client
 
-    parts = urlsplit(base)
-    prefix = "/v1" if version == "v1" else "/api/v1"
+    parts = urlsplit(conn.base)
+    prefix = "/v1" if conn.version == "v1" else "/api/v1"
     started = time.monotonic()
 
     def get(suffix: str, query: dict[str, Any]) -> Any:
@@ -179,7 +185,7 @@ def _getter(base: str, key: str, version: str) -> Getter:
                 "GET",
                 target,
                 headers={
-                    "Authorization": f"Bearer {key}",
+                    "Authorization": f"Bearer {conn.key}",
                     "Accept": "application/json",
                     "User-Agent": "envpools-completion",
                 },
@@ -233,7 +239,8 @@ def _rollout_item(rollout: dict[str, Any], now: float) -> Item:
         str(agent.get("harness") or "") if isinstance(agent, dict) else "",
         _age(rollout.get("created_at"), now),
     ]
-    return str(rollout.get("rollout_id") or rollout.get("id") or ""), " ".join(w for w in words if w)
+    rollout_id = str(rollout.get("rollout_id") or rollout.get("id") or "")
+    return rollout_id, " ".join(w for w in words if w)
 
 
 def _pool_item(pool: dict[str, Any]) -> Item:
