@@ -1,10 +1,19 @@
+# envpools completion for bash. Load it with, in ~/.bashrc:
+#   eval "$(envpools completion bash)"
 _envpools_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _ENVPOOLS_COMPLETE=complete_bash $1 ) )
+    local answer directive
+    local -a lines
+    answer=$(_ENVPOOLS_COMPLETE=bash "${COMP_WORDS[0]}" \
+        "$COMP_CWORD" "${COMP_WORDS[@]}" 2>/dev/null)
+    mapfile -t lines <<< "$answer"
+    directive=${lines[0]}
+    COMPREPLY=()
+    case $directive in
+        values) [[ ${#lines[@]} -gt 1 && -n ${lines[1]} ]] && COMPREPLY=("${lines[@]:1}") ;;
+        files) compopt -o default 2>/dev/null ;;
+        dirs) compopt -o dirnames 2>/dev/null ;;
+    esac
     return 0
 }
-
-complete -o default -F _envpools_completion envpools
+complete -o nosort -F _envpools_completion envpools 2>/dev/null ||
+    complete -F _envpools_completion envpools

@@ -6,27 +6,27 @@ from __future__ import annotations
 import os
 import sys
 
-SHELLS = ("bash", "zsh", "fish")
 COMPLETE_VAR = "_ENVPOOLS_COMPLETE"
 
 
-def completion_script(shell: str) -> str:
-    from typer._completion_shared import get_completion_script
-
-    return get_completion_script(prog_name="envpools", complete_var=COMPLETE_VAR, shell=shell)
-
-
 def _fast(argv: list[str]) -> int | None:
-    if os.environ.get(COMPLETE_VAR):
-        return None  # a Tab press: the full app answers
+    shell = os.environ.get(COMPLETE_VAR)
+    if shell:
+        from envpools_cli.completion.engine import answer
+        from envpools_cli.completion.scripts import SHELLS
+
+        return answer(argv, shell) if shell in SHELLS else 0
     if argv in (["--version"], ["-V"]):
         from envpools_cli import __version__
 
         sys.stdout.write(f"envpools {__version__}\n")
         return 0
-    if len(argv) == 2 and argv[0] == "completion" and argv[1] in SHELLS:
-        sys.stdout.write(completion_script(argv[1]))
-        return 0
+    if len(argv) == 2 and argv[0] == "completion":
+        from envpools_cli.completion.scripts import SHELLS, script
+
+        if argv[1] in SHELLS:
+            sys.stdout.write(script(argv[1]))
+            return 0
     if argv[:1] == ["rollouts"]:
         from envpools_cli.fastpath import fast_read
 

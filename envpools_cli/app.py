@@ -350,11 +350,6 @@ def run(argv: list[str] | None = None) -> int:
     runtime.debug = "--debug" in argv or os.environ.get("ENVPOOLS_DEBUG", "") not in ("", "0")
     command = typer.main.get_command(app)
     _name_metavars(command)
-    if os.environ.get("_ENVPOOLS_COMPLETE"):
-        # A Tab press: Typer registers its shell classes only with add_completion=True.
-        from typer._completion_classes import completion_init
-
-        completion_init()
     try:
         result = command.main(args=argv, prog_name="envpools", standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK

@@ -27,6 +27,7 @@ __all__ = [
     "env_key",
     "get_key",
     "key_problem",
+    "key_quickly",
     "keyring_get",
     "keyring_set",
     "mask",
@@ -156,7 +157,7 @@ def _backend_name(backend: Any) -> str:
     return f"{type(backend).__module__.rsplit('.', 1)[-1]}.{type(backend).__name__}"
 
 
-def keyring_get(service: str, account: str) -> str | None:
+def keyring_get(service: str, account: str, *, timeout: float = READ_TIMEOUT) -> str | None:
     """A secret from the OS keyring, bounded in time; raises ``KeyringUnavailable``."""
     if _forced_file():
         raise KeyringUnavailable("ENVPOOLS_KEYRING=file")
@@ -165,7 +166,7 @@ def keyring_get(service: str, account: str) -> str | None:
         value = _backend().get_password(service, account)
         return str(value) if value is not None else None
 
-    return _with_timeout(lookup, READ_TIMEOUT)
+    return _with_timeout(lookup, timeout)
 
 
 def keyring_set(service: str, account: str, value: str) -> str:
@@ -190,6 +191,20 @@ def stored_file_key(profile: str) -> StoredKey | None:
     """The key the 0600 file holds for ``profile``, if any (the keyring is not asked)."""
     value = _read_file().get(profile)
     return StoredKey(value, f"file {key_file()}") if value else None
+
+
+def key_quickly(profile: str, *, keyring_timeout: float) -> str | None:
+    """The key without waiting long (a Tab press): env, the file, then a bounded keyring try."""
+    found = env_key()
+    if found:
+        return found.value
+    on_file = _read_file().get(profile)
+    if on_file:
+        return on_file
+    try:
+        return keyring_get(SERVICE, profile, timeout=keyring_timeout)
+    except KeyringUnavailable:
+        return None
 
 
 def stored_key(profile: str, *, warn: Callable[[str], None] | None = None) -> StoredKey:

@@ -1,4 +1,8 @@
-"""envpools completion: shell completion scripts (answered by a fast path in __main__)."""
+"""envpools completion: shell completion scripts (answered by a fast path in __main__).
+
+The scripts complete commands and flags, and values: rollout ids (recent first), pool and
+task ids, agents and models the backend offers, output formats, profiles and eval jobs.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ app = typer.Typer(help="Print a shell completion script: bash, zsh or fish.", no
 
 
 def _emit(shell: str) -> None:
-    from envpools_cli.__main__ import completion_script
+    from envpools_cli.completion.scripts import script
     from envpools_cli.output.streams import write_out
 
-    write_out(completion_script(shell))
+    write_out(script(shell))
 
 
 @app.command("bash")

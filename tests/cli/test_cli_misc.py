@@ -228,13 +228,13 @@ class TestErrors:
 
 
 def test_completion_scripts_are_current() -> None:
-    from envpools_cli.__main__ import SHELLS, completion_script
+    from envpools_cli.completion.scripts import SHELLS, script
 
     root = Path(__file__).resolve().parents[2] / "completions"
     names = {"bash": "envpools.bash", "zsh": "_envpools", "fish": "envpools.fish"}
     for shell in SHELLS:
         checked_in = (root / names[shell]).read_text()
-        assert checked_in == completion_script(shell), (
+        assert checked_in == script(shell), (
             f"completions/{names[shell]} is stale: run scripts/update-completions"
         )
 

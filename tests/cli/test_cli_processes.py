@@ -191,17 +191,16 @@ def test_live_tail_on_a_terminal(backend: Local) -> None:
 
 
 def test_tab_completion() -> None:
-    env = {
-        **os.environ,
-        "_ENVPOOLS_COMPLETE": "complete_bash",
-        "COMP_WORDS": "envpools rollouts ta",
-        "COMP_CWORD": "2",
-    }
+    env = {**os.environ, "_ENVPOOLS_COMPLETE": "bash"}
     result = subprocess.run(
-        [sys.executable, "-m", "envpools_cli"], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", "envpools_cli", "2", "envpools", "rollouts", "ta"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0
-    assert result.stdout.split() == ["tail"]
+    assert result.stdout.split() == ["values", "tail"]
 
 
 # --- a real Secret Service ------------------------------------------------------------------

@@ -1,0 +1,293 @@
+"""Values a Tab press offers: from the backend (cached briefly), the config and the job store.
+
+A Tab press must answer in well under a second even when the backend is slow or down,
+so backend answers are kept for ``FRESH_SEC`` in the cache dir, a request gets at most
+``TIMEOUT_SEC``, and a backend that failed is left alone for ``BACKOFF_SEC`` (the last
+answer, however old, is offered meanwhile). Requests use ``http.client`` directly: the
+client core (httpx, pydantic) would cost more to import than the whole budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from envpools_cli import paths
+
+__all__ = ["BACKOFF_SEC", "FRESH_SEC", "TIMEOUT_SEC", "Backend", "Item", "local_values"]
+
+FRESH_SEC = 20.0
+BACKOFF_SEC = 10.0
+TIMEOUT_SEC = 0.5
+KEYRING_TIMEOUT_SEC = 0.5
+RECENT_ROLLOUTS = 50
+
+Item = tuple[str, str]
+"""A value and a few words about it (shown by zsh and fish)."""
+
+
+@dataclass
+class Backend:
+    """Cached reads of one backend (URL + profile), as ``(value, description)`` items."""
+
+    profile_flag: str | None = None
+    api_url_flag: str | None = None
+    now: float = field(default_factory=time.time)
+    _conn: list[_Conn | None] = field(default_factory=list)  # resolved once, when first needed
+
+    def rollouts(self, prefix: str) -> list[Item]:
+        def fetch(get: Getter) -> Any:
+            body = get("rollouts", {"limit": RECENT_ROLLOUTS})
+            return [_rollout_item(r, self.now) for r in _listed(body, "rollouts")]
+
+        return self._items("rollouts", fetch, prefix)
+
+    def pools(self, prefix: str) -> list[Item]:
+        def fetch(get: Getter) -> Any:
+            return [_pool_item(p) for p in _listed(get("pools", {}), "pools")]
+
+        return self._items("pools", fetch, prefix)
+
+    def tasks(self, pool_id: str | None, prefix: str) -> list[Item]:
+        if pool_id:
+            return self._pool_tasks(pool_id, prefix)
+        seen: dict[str, str] = {}
+        for pool, _ in self.pools(""):
+            for task, about in self._pool_tasks(pool, prefix):
+                seen.setdefault(task, about)
+        return list(seen.items())
+
+    def _pool_tasks(self, pool_id: str, prefix: str) -> list[Item]:
+        def fetch(get: Getter) -> Any:
+            body = get(f"pools/{quote(pool_id, safe='')}/tasks", {})
+            return [_task_item(t, pool_id) for t in _listed(body, "tasks")]
+
+        return self._items(f"tasks/{pool_id}", fetch, prefix)
+
+    def capabilities(self) -> dict[str, Any]:
+        def fetch(get: Getter) -> Any:
+            body = get("capabilities", {})
+            return body if isinstance(body, dict) else {}
+
+        found = self._cached("capabilities", fetch, lambda data: True)
+        return found if isinstance(found, dict) else {}
+
+    # --- the cache ----------------------------------------------------------------------
+
+    def _items(self, resource: str, fetch: Callable[[Getter], Any], prefix: str) -> list[Item]:
+        # A fresh list without the typed prefix is refetched after a moment: that id
+        # may be the rollout created a few seconds ago.
+        def good(data: Any) -> bool:
+            return not prefix or any(str(v).startswith(prefix) for v, _ in data)
+
+        found = self._cached(resource, fetch, good)
+        return [(str(v), str(d)) for v, d in found] if isinstance(found, list) else []
+
+    def _cached(
+        self, resource: str, fetch: Callable[[Getter], Any], good: Callable[[Any], bool]
+    ) -> Any:
+        if not self._conn:
+            self._conn.append(_connection(self.profile_flag, self.api_url_flag))
+        conn = self._conn[0]
+        if conn is None:
+            return None
+        target = paths.cache_dir() / "completion" / conn.cache_name
+        cache = _read(target)
+        entry = cache.get(resource)
+        last = entry["data"] if isinstance(entry, dict) else None
+        age = self.now - float(entry["at"]) if isinstance(entry, dict) else -1.0
+        if 0 <= age < FRESH_SEC and (age < 2 or good(last)):
+            return last
+        if float(cache.get("down_until", 0)) > self.now:
+            return last
+        try:
+            data = fetch(_getter(conn))
+        except (OSError, ValueError, _HTTPFailure):
+            cache["down_until"] = self.now + BACKOFF_SEC
+            _write(target, cache)
+            return last
+        cache[resource] = {"at": self.now, "data": data}
+        cache.pop("down_until", None)
+        _write(target, cache)
+        return data
+
+
+Getter = Callable[[str, dict[str, Any]], Any]
+
+
+class _HTTPFailure(Exception):
+    """Any answer but 200: completion shows nothing new, it never explains."""
+
+
+@dataclass(frozen=True)
+class _Conn:
+    base: str
+    key: str = field(repr=False)
+    version: str
+    cache_name: str
+
+
+def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | None:
+    """Where to ask and with which key; None when nothing usable is configured."""
+    from envpools_cli import keystore
+    from envpools_cli.config import ConfigError, resolve
+
+    try:
+        resolved = resolve(profile_flag, api_url_flag)
+    except ConfigError:
+        return None
+    base = _base_url(resolved.api_url)
+    if base is None:
+        return None
+    version = (resolved.api_version or "v1").strip().lower()
+    key = keystore.key_quickly(resolved.profile, keyring_timeout=KEYRING_TIMEOUT_SEC)
+    if not key:
+        return None
+    digest = hashlib.sha256(f"{base}\n{resolved.profile}\n{version}".encode()).hexdigest()[:16]
+    return _Conn(base, key, version, f"values-{digest}.json")
+
+
+def _base_url(url: str) -> str | None:
+    # The rule of client/settings.normalize_backend_base (CONTRACT §1), without importing
+    # the client package (httpx, pydantic) on a Tab press.
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    path = parts.path.rstrip("/").removesuffix("/v1").rstrip("/").removesuffix("/api")
+    return f"{parts.scheme}://{parts.netloc}{path.rstrip('/')}"
+
+
+def _getter(conn: _Conn) -> Getter:
+    import http.client
+
+    parts = urlsplit(conn.base)
+    prefix = "/v1" if conn.version == "v1" else "/api/v1"
+    started = time.monotonic()
+
+    def get(suffix: str, query: dict[str, Any]) -> Any:
+        left = TIMEOUT_SEC - (time.monotonic() - started)
+        if left <= 0.05:
+            raise _HTTPFailure("out of time")
+        factory = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = factory(parts.netloc, timeout=left)
+        target = f"{parts.path}{prefix}/{suffix}" + (f"?{urlencode(query)}" if query else "")
+        try:
+            connection.request(
+                "GET",
+                target,
+                headers={
+                    "Authorization": f"Bearer {conn.key}",
+                    "Accept": "application/json",
+                    "User-Agent": "envpools-completion",
+                },
+            )
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise _HTTPFailure(str(response.status))
+        return json.loads(body)
+
+    return get
+
+
+def _read(target: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(target.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write(target: Path, data: dict[str, Any]) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as stream:
+            json.dump(data, stream, separators=(",", ":"))
+        temporary.replace(target)
+    except OSError:
+        pass  # a read-only cache only costs speed
+
+
+# --- how each resource reads --------------------------------------------------------------
+
+
+def _listed(body: Any, field_name: str) -> list[dict[str, Any]]:
+    """Bare arrays (pools, tasks) and ``{"<field>": [...]}`` pages (rollouts) alike."""
+    items = body.get(field_name) if isinstance(body, dict) else body
+    return [item for item in items or [] if isinstance(item, dict)]
+
+
+def _rollout_item(rollout: dict[str, Any], now: float) -> Item:
+    task = rollout.get("task_ref") or {}
+    agent = rollout.get("agent") or {}
+    words = [
+        str(rollout.get("status") or ""),
+        str(task.get("task_id") or "") if isinstance(task, dict) else "",
+        str(agent.get("harness") or "") if isinstance(agent, dict) else "",
+        _age(rollout.get("created_at"), now),
+    ]
+    rollout_id = str(rollout.get("rollout_id") or rollout.get("id") or "")
+    return rollout_id, " ".join(w for w in words if w)
+
+
+def _pool_item(pool: dict[str, Any]) -> Item:
+    tags = pool.get("tags") or []
+    words = [str(pool.get("pool_type") or pool.get("type") or "")]
+    if isinstance(tags, list) and tags:
+        words.append(",".join(str(t) for t in tags))
+    return str(pool.get("pool_id") or pool.get("id") or ""), " ".join(w for w in words if w)
+
+
+def _task_item(task: dict[str, Any], pool_id: str) -> Item:
+    return str(task.get("task_id") or ""), f"{task.get('backend') or 'task'} in {pool_id}"
+
+
+def _age(stamp: Any, now: float) -> str:
+    if not isinstance(stamp, str) or not stamp:
+        return ""
+    from datetime import datetime
+
+    try:
+        seconds = now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{max(int(seconds), 0)}s ago"
+
+
+# --- values known on this machine ---------------------------------------------------------
+
+
+def local_values(kind: str) -> list[Item] | None:
+    """Profiles and eval jobs; None for a kind that is not local."""
+    if kind == "profile":
+        from envpools_cli.config import ConfigError, load_config
+
+        try:
+            config = load_config()
+        except ConfigError:
+            return []
+        return [
+            (name, "current" if name == config.current_profile else str(p.get("api_url", "")))
+            for name, p in sorted(config.profiles.items())
+        ]
+    if kind == "job":
+        from envpools_cli.jobs.store import JobStore
+
+        return [(job_id, "eval job") for job_id in JobStore().ids()]
+    return None
