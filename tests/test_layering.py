@@ -24,7 +24,6 @@ KNOWN_DEBT = {
     ("pools", "tasks"),
     ("rollouts", "rollouts_files"),
     ("rollouts", "rollouts_watch"),
-    ("rollouts_watch", "rollouts"),
 }
 
 
