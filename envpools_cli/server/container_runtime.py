@@ -93,6 +93,8 @@ class ContainerRuntime:
     """Passed only when forced: podman refuses a store made with another driver."""
     storage_in_use: str | None = None
     cgroup_version: str | None = None
+    init: bool = False
+    """Whether ``--init`` works: a tiny init as PID 1 reaps what the task orphans."""
     notes: tuple[str, ...] = ()
 
     @property
@@ -128,6 +130,7 @@ class ContainerRuntime:
             "cgroup_manager": self.cgroup_manager,
             "storage_driver": self.storage_driver or self.storage_in_use,
             "cgroup_version": self.cgroup_version,
+            "init": self.init,
         }
         return {k: v for k, v in found.items() if v is not None}
 
@@ -198,8 +201,9 @@ def _trial(runtime: ContainerRuntime) -> str | None:
     """Run the probe container as a rollout would; the reason when it fails."""
     if problem := _ensure_probe_image(runtime):
         return problem
+    init = ["--init"] if runtime.init else []
     argv = runtime.command(
-        "run", "--rm", "--network", "none", "--cap-drop", "all", "--read-only",
+        "run", "--rm", *init, "--network", "none", "--cap-drop", "all", "--read-only",
         "--security-opt", "no-new-privileges", "--memory", "64m", "--pids-limit", "16",
         *runtime.ulimits(64, 64), "--label", f"{MANAGED_LABEL}=probe",
         PROBE_IMAGE, "/true",
@@ -218,6 +222,18 @@ def _podman_info(executable: str, global_args: list[str]) -> tuple[dict[str, Any
     except ValueError:
         return None, "podman info printed no JSON"
     return (info if isinstance(info, dict) else None), ""
+
+
+def _has_init() -> bool:
+    """podman's ``--init`` needs catatonit (Debian: the catatonit package)."""
+    return any(
+        os.access(path, os.X_OK)
+        for path in (
+            "/usr/libexec/podman/catatonit",
+            "/usr/bin/catatonit",
+            "/usr/local/bin/catatonit",
+        )
+    )
 
 
 def _hybrid_cgroups() -> bool:
@@ -266,6 +282,7 @@ def _podman(executable: str, env: Mapping[str, str]) -> tuple[ContainerRuntime |
             cgroup_manager=cgroups,
             storage_driver=storage,
             cgroup_version=cgroup_version,
+            init=_has_init(),
             notes=tuple(notes),
         )
         failure = _trial(runtime)
@@ -287,7 +304,9 @@ def _docker(executable: str) -> tuple[ContainerRuntime | None, str]:
     code, text = _run([executable, "version", "--format", "{{.Server.Version}}"], timeout=20)
     if code != 0:
         return None, f"docker: {_last_line(text)}"
-    runtime = ContainerRuntime(engine="docker", executable=executable, version=text.strip())
+    runtime = ContainerRuntime(
+        engine="docker", executable=executable, version=text.strip(), init=True
+    )  # docker ships docker-init
     if problem := _trial(runtime):
         return None, f"docker cannot run a container here ({problem})"
     return runtime, ""

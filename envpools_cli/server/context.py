@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from envpools_cli.server.agent_installs import AgentTools
+from envpools_cli.server.container import make_any_driver, owner_id
 from envpools_cli.server.events import EventBus
 from envpools_cli.server.sandbox import (
     DEFAULT_SANDBOX_UID,
@@ -16,7 +17,6 @@ from envpools_cli.server.sandbox import (
     SandboxUser,
     SandboxUsers,
     backend_user,
-    make_driver,
 )
 from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.store import Store
@@ -54,7 +54,7 @@ class ServerContext:
         for folder in (settings.data_dir, settings.trials_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-        driver, warning = make_driver(settings.sandbox)
+        driver, warning = make_any_driver(settings.sandbox, owner=owner_id(settings.data_dir))
         users = SandboxUsers(settings.sandbox_uid or DEFAULT_SANDBOX_UID)
         if warning:
             log.warning("%s", warning)
@@ -89,6 +89,11 @@ class ServerContext:
         envelope = self.store.append_event(rollout_id, event, data)
         self.bus.notify(rollout_id)
         return envelope
+
+    @property
+    def owner(self) -> str:
+        """What labels this backend's containers (one value per data folder)."""
+        return owner_id(self.settings.data_dir)
 
     def trial_dir(self, rollout_id: str) -> Path:
         return self.settings.trials_dir / rollout_id
