@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,15 @@ from envpools_cli.server.sandbox import (
     make_driver,
 )
 
-__all__ = ["OWNER_LABEL", "ContainerDriver", "make_any_driver"]
+__all__ = [
+    "OWNER_LABEL",
+    "SANDBOX_CHOICES",
+    "ContainerDriver",
+    "DriverChoice",
+    "make_any_driver",
+]
 
+SANDBOX_CHOICES = ("auto", "container", "bwrap", "process")
 OWNER_LABEL = "envpools.backend"
 ROLLOUT_LABEL = "envpools.rollout"
 AGENTS_ROOT = "/envpools/agents"
@@ -380,13 +388,24 @@ def _env_choice(env: dict[str, str] | os._Environ[str], name: str) -> str | None
     return value or None
 
 
-def make_any_driver(choice: str, *, owner: str = "") -> tuple[SandboxDriver, str | None]:
+@dataclass(frozen=True)
+class DriverChoice:
+    """The sandbox driver a backend uses, and what to tell about that choice."""
+
+    driver: SandboxDriver
+    warning: str | None = None
+    """A fallback that weakens isolation (plain processes), or a missing feature."""
+    note: str | None = None
+    """Why ``auto`` passed over the container driver (not a problem: bwrap isolates)."""
+
+
+def make_any_driver(choice: str, *, owner: str = "") -> DriverChoice:
     """``auto``: a working container engine, else bubblewrap, else plain processes."""
-    if choice not in ("auto", "container", "bwrap", "process"):
+    if choice not in SANDBOX_CHOICES:
         raise RuntimeError(
             f"unknown sandbox driver {choice!r}: choose auto, container, bwrap or process"
         )
-    reason = None
+    note = None
     if choice in ("auto", "container"):
         probe = probe_runtime()
         if probe.runtime is not None:
@@ -402,14 +421,14 @@ def make_any_driver(choice: str, *, owner: str = "") -> tuple[SandboxDriver, str
                 default_image=_env_choice(os.environ, "ENVPOOLS_DEFAULT_IMAGE") or DEFAULT_IMAGE,
             )
             container.reap()
-            return container, None
+            return DriverChoice(container)
         if choice == "container":
             raise RuntimeError(f"no container engine works here: {probe.reason}")
-        reason = f"no container engine works here ({probe.reason})"
+        note = f"no container engine works here ({probe.reason})"
     driver, warning = make_driver("auto" if choice == "auto" else choice)
-    if reason and driver.name == "process":
-        warning = f"{reason}; {warning}"
-    return driver, warning
+    if note and driver.name == "process":
+        warning, note = f"{note}; {warning}", None
+    return DriverChoice(driver, warning, note)
 
 
 def wait_gone(driver: ContainerDriver, timeout: float = 30.0) -> list[str]:

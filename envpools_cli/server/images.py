@@ -222,23 +222,33 @@ class Images:
 
     def listing(self) -> list[dict[str, Any]]:
         """The images this backend built (label ``envpools.managed=env``)."""
-        fmt = "{{json .}}"
+        # podman prints one JSON array (``--format json``); docker one object per line.
+        fmt = "json" if self.runtime.engine == "podman" else "{{json .}}"
         argv = ["images", "--filter", f"label={MANAGED_LABEL}=env", "--format", fmt]
         done = subprocess.run(
             self.runtime.command(*argv), capture_output=True, timeout=60, check=False
         )
         if done.returncode != 0:
             raise RuntimeError(_last(done.stderr.decode("utf-8", "replace")))
+        text = done.stdout.decode("utf-8", "replace")
+        try:
+            parsed = json.loads(text or "[]")
+            items = parsed if isinstance(parsed, list) else [parsed]
+        except ValueError:
+            items = []
+            for line in text.splitlines():
+                with contextlib.suppress(ValueError):
+                    items.append(json.loads(line))
         rows = []
         seen: set[str] = set()
-        for line in done.stdout.decode().splitlines():
-            with contextlib.suppress(ValueError):
-                item = json.loads(line)
-                image_id = str(item.get("Id") or item.get("ID") or "")
-                if not image_id or image_id in seen:
-                    continue
-                seen.add(image_id)
-                rows.append(self._row(image_id, item))
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            image_id = str(item.get("Id") or item.get("ID") or "")
+            if not image_id or image_id in seen:
+                continue
+            seen.add(image_id)
+            rows.append(self._row(image_id, item))
         return rows
 
     def _row(self, image_id: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +263,7 @@ class Images:
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
         return {
             "image": names[0] if names else image_id[:12],
+            "names": list(names),
             "id": image_id.removeprefix("sha256:")[:12],
             "task": labels.get(TASK_LABEL),
             "env_hash": (labels.get(HASH_LABEL) or "")[:16],
@@ -268,7 +279,7 @@ class Images:
             if keep and row["image"] in keep:
                 continue
             done = subprocess.run(
-                self.runtime.command("rmi", row["image"]),
+                self.runtime.command("rmi", *(row["names"] or [row["image"]])),
                 capture_output=True,
                 timeout=120,
                 check=False,
@@ -321,7 +332,7 @@ class Images:
         digest = environment_hash(context, text, ids)
         ref = f"localhost/envpools/task-{_slug(task_name)}:{digest[:16]}"
         with self._lock(digest):
-            found = self.inspect(ref)
+            found = self.inspect(ref) or self._same_environment(digest, ref)
             if found is not None:
                 found.substitutions = substitutions
                 events.status(
@@ -335,6 +346,28 @@ class Images:
         built.built = True
         built.substitutions = substitutions
         return built
+
+    def _same_environment(self, digest: str, ref: str) -> ImageInfo | None:
+        """An image built from the same environment for another task, tagged ``ref`` too.
+
+        Tasks of one suite often share an environment folder byte for byte: one build
+        serves them all.
+        """
+        done = subprocess.run(
+            self.runtime.command(
+                "images", "-q", "--no-trunc", "--filter", f"label={HASH_LABEL}={digest}"
+            ),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        ids = done.stdout.decode().split() if done.returncode == 0 else []
+        if not ids:
+            return None
+        tagged = subprocess.run(
+            self.runtime.command("tag", ids[0], ref), capture_output=True, timeout=60, check=False
+        )
+        return self.inspect(ref) if tagged.returncode == 0 else None
 
     def _lock(self, key: str) -> threading.Lock:
         with self._locks_guard:
