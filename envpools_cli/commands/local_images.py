@@ -15,6 +15,11 @@ app = typer.Typer(
 )
 
 
+TaskOpt = Annotated[
+    str | None, typer.Option("--task", help="Only the images of this task (its folder name).")
+]
+
+
 def _images() -> Any:
     from envpools_cli.server.container_runtime import probe_runtime
     from envpools_cli.server.images import Images
@@ -37,6 +42,7 @@ def _size(row: dict[str, Any]) -> str:
 
 @app.command("list")
 def list_(
+    task: TaskOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -53,7 +59,7 @@ def list_(
 
     fmt = output_format(output, as_json, quiet)
     try:
-        rows = [{**row, "size": _size(row)} for row in _images().listing()]
+        rows = [{**row, "size": _size(row)} for row in _images().matching(task)]
     except RuntimeError as exc:
         raise CLIError(f"could not list the images: {exc}") from None
     emit(
@@ -74,6 +80,7 @@ def list_(
 
 @app.command("prune")
 def prune(
+    task: TaskOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
     ] = False,
@@ -85,7 +92,7 @@ def prune(
     Images a running rollout uses stay, with the reason. Base images (the one
     scripts/base-image makes, or images you pulled) are never touched.
 
-    Example: envpools local images prune --dry-run
+    Example: envpools local images prune --task fix-failing-test --dry-run
     """
     from envpools_cli.output.formats import emit_record
     from envpools_cli.output.messages import info, success, warn
@@ -94,9 +101,9 @@ def prune(
     images = _images()
     try:
         if dry_run:
-            removed, kept = [row["image"] for row in images.listing()], []
+            removed, kept = [row["image"] for row in images.matching(task)], []
         else:
-            removed, kept = images.prune()
+            removed, kept = images.prune(task_name=task)
     except RuntimeError as exc:
         raise CLIError(f"could not list the images: {exc}") from None
     if fmt != "table":

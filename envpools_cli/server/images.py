@@ -272,12 +272,32 @@ class Images:
             "created": created,
         }
 
-    def prune(self, *, keep: set[str] | None = None) -> tuple[list[str], list[str]]:
-        """Remove the images this backend built; (removed, kept with the reason)."""
+    def task_image_prefix(self, task_name: str) -> str:
+        """How the images of ``task_name`` are named (before the environment hash)."""
+        return f"localhost/envpools/task-{_slug(task_name)}:"
+
+    def matching(self, task_name: str | None = None) -> list[dict[str, Any]]:
+        """The listing, narrowed to the names of one task's images when given."""
+        rows = self.listing()
+        if task_name is None:
+            return rows
+        prefix = self.task_image_prefix(task_name)
+        narrowed = []
+        for row in rows:
+            names = [n for n in row["names"] if n.startswith(prefix)]
+            if names:
+                narrowed.append({**row, "image": names[0], "names": names, "task": task_name})
+        return narrowed
+
+    def prune(self, *, task_name: str | None = None) -> tuple[list[str], list[str]]:
+        """Remove task images (of one task when given); (removed, kept with the reason).
+
+        Every name of an image is removed (an image shared by tasks of one environment
+        has one per task); with ``task_name`` only that task's names, so an image other
+        tasks share stays theirs.
+        """
         removed, kept = [], []
-        for row in self.listing():
-            if keep and row["image"] in keep:
-                continue
+        for row in self.matching(task_name):
             done = subprocess.run(
                 self.runtime.command("rmi", *(row["names"] or [row["image"]])),
                 capture_output=True,
@@ -330,7 +350,7 @@ class Images:
             ids.append(base_info.image_id if base_info else local)
         text = _FROM.sub(functools.partial(_swap_from, substitutions=substitutions), text)
         digest = environment_hash(context, text, ids)
-        ref = f"localhost/envpools/task-{_slug(task_name)}:{digest[:16]}"
+        ref = f"{self.task_image_prefix(task_name)}{digest[:16]}"
         with self._lock(digest):
             found = self.inspect(ref) or self._same_environment(digest, ref)
             if found is not None:

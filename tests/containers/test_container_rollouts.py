@@ -8,6 +8,7 @@ leave no container, cgroup or mount behind.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from envpools_cli import client as ep
+from tests.cli.conftest import envpools_subprocess
 from tests.helpers.containers import (
     cgroups_of,
     container_settings,
@@ -98,9 +100,10 @@ def test_a_package_the_dockerfile_installs_is_there_for_the_tests(
 ) -> None:
     if _host_has(PACKAGE):
         pytest.skip(f"this host has {PACKAGE}: the task would not show the difference")
+    nonce = uuid.uuid4().hex
     task = make_task(
         tmp_path,
-        "needs-hello",
+        f"needs-hello-{nonce[:8]}",
         dockerfile=(
             "FROM debian:bookworm-slim\n"
             f"RUN apt-get update && apt-get install -y --no-install-recommends {PACKAGE} "
@@ -108,7 +111,7 @@ def test_a_package_the_dockerfile_installs_is_there_for_the_tests(
             "WORKDIR /app\nCOPY repo/ /app/\n"
         ),
         # A new environment hash per test run: the first rollout must build.
-        files={"nonce.txt": uuid.uuid4().hex},
+        files={"nonce.txt": nonce},
         solve="hello -g 'solved in the image' > /app/greeting.txt",
         test="""
         expected="$(hello -g 'solved in the image')" || { echo 0 > /logs/verifier/reward.txt; exit 0; }
@@ -144,6 +147,17 @@ def test_a_package_the_dockerfile_installs_is_there_for_the_tests(
         assert f"installs {PACKAGE}" in error["message"]
         assert "The bwrap sandbox driver" in error["message"]
         assert "--sandbox container" in error["message"]
+
+        # The image in `envpools local images`, and pruned by it.
+        listed = envpools_subprocess("local", "images", "list", "--task", task.name, "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert [row["image"] for row in json.loads(listed.stdout)] == [built_image]
+        pruned = envpools_subprocess("local", "images", "prune", "--task", task.name)
+        assert pruned.returncode == 0, pruned.stderr
+        assert f"removed {built_image}" in pruned.stderr
+        listed = envpools_subprocess("local", "images", "list", "--task", task.name, "-o", "json")
+        assert json.loads(listed.stdout) == []
+        built_image = None
     finally:
         if built_image:
             subprocess.run(engine_command("rmi", built_image), capture_output=True, check=False)

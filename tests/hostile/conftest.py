@@ -36,7 +36,7 @@ __all__ = ["Backend", "Run", "hostile_run", "local_task", "make_task", "needs_bw
 AS_ROOT = os.geteuid() == 0
 
 
-DRIVERS = ["bwrap", "container"]
+DRIVERS = os.environ.get("ENVPOOLS_HOSTILE_DRIVERS", "bwrap,container").split(",")
 
 
 @pytest.fixture(params=DRIVERS)
