@@ -441,7 +441,10 @@ class Images:
     ) -> None:
         events.status(f"building image {ref} from environment/Dockerfile", image=ref, cached=False)
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="envpools-build-") as scratch:
+        with (
+            tempfile.TemporaryDirectory(prefix="envpools-build-") as scratch,
+            self._named_bases(dockerfile) as dockerfile,
+        ):
             path = Path(scratch) / "Dockerfile"
             path.write_text(dockerfile)
             argv = ["build", "-f", str(path), "-t", ref]
@@ -479,6 +482,40 @@ class Images:
         events.status(
             f"built image {ref} in {took:.1f}s", image=ref, cached=False, build_sec=round(took, 1)
         )
+
+    @contextlib.contextmanager
+    def _named_bases(self, dockerfile: str) -> Iterator[str]:
+        """The Dockerfile with each base image under a name of this build's own.
+
+        podman's builder leaves its working container behind when a build is stopped
+        (cancel, build timeout), named for the base image: a unique name makes it ours
+        to remove afterwards. Docker's builder tidies up itself.
+        """
+        if self.runtime.engine != "podman":
+            yield dockerfile
+            return
+        token = os.urandom(5).hex()
+        names: dict[str, str] = {}
+        for n, base in enumerate(_bases(dockerfile)):
+            name = f"envpools-build-{token}-{n}"
+            tagged = subprocess.run(
+                self.runtime.command("tag", base, f"localhost/{name}:latest"),
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            if tagged.returncode == 0:
+                names[base] = f"localhost/{name}:latest"
+        try:
+            yield _FROM.sub(functools.partial(_swap_from, substitutions=names), dockerfile)
+        finally:
+            for image in names.values():
+                short = image.removeprefix("localhost/").removesuffix(":latest")
+                # ``untag IMAGE NAME``: with no NAME, untag would drop every name it has.
+                for argv in (["rm", "-f", f"{short}-working-container"], ["untag", image, image]):
+                    subprocess.run(
+                        self.runtime.command(*argv), capture_output=True, timeout=60, check=False
+                    )
 
     # --- the workspace -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import pytest
 from envpools_cli import client as ep
 from tests.cli.conftest import envpools_subprocess
 from tests.helpers.containers import (
+    BASE_IMAGE,
     cgroups_of,
     container_settings,
     containers_of,
@@ -71,6 +72,18 @@ def _rollout(backend: Backend, task: Path, timeout: float = 240) -> tuple[dict[s
 
 def _environment(events: list[dict[str, Any]]) -> list[str]:
     return [str(e["data"].get("message")) for e in events if e["event"] == "environment"]
+
+
+def _all_containers() -> set[str]:
+    """Every container on the engine, a builder's working containers too (podman)."""
+    external = ["--external"] if "podman" in engine_command()[0] else []
+    done = subprocess.run(
+        engine_command("ps", "-a", *external, "--format", "{{.Names}}"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(done.stdout.split())
 
 
 def _host_has(package: str) -> bool:
@@ -199,3 +212,41 @@ def test_cancel_and_restart_leave_nothing_behind(start: Any, tmp_path: Path) -> 
     assert mounts_under(restarted.data_dir) == []
     status = ep.get_rollout(second, **restarted.as_org(backend.key))["status"]
     assert status in ep.TERMINAL_STATUSES, status
+
+
+def test_docker_image_is_used_as_is_and_a_slow_build_stops_at_its_timeout(
+    start: Any, tmp_path: Path
+) -> None:
+    backend = start()
+    given = make_task(
+        tmp_path,
+        "given-image",
+        dockerfile=None,
+        toml=f'[environment]\ndocker_image = "{BASE_IMAGE}"\n',
+        solve="command -v debootstrap >/dev/null || echo from-the-image > /app/where.txt",
+        test="""
+        [ "$(cat /app/where.txt)" = from-the-image ] && echo 1 > /logs/verifier/reward.txt \
+            || echo 0 > /logs/verifier/reward.txt
+        """,
+    )
+    doc, events = _rollout(backend, given)
+    messages = _environment(events)
+    assert doc["status"] == "succeeded" and doc["reward_primary"] == 1.0, (doc, messages)
+    assert any(f"image {BASE_IMAGE} (task.toml docker_image)" in m for m in messages), messages
+    assert not any(m.startswith("building image") for m in messages), messages
+
+    slow = make_task(
+        tmp_path,
+        f"slow-build-{uuid.uuid4().hex[:8]}",
+        dockerfile=f"FROM debian:bookworm-slim\nRUN sleep 120 # {uuid.uuid4().hex}\n",
+        toml="[environment]\nbuild_timeout_sec = 3\n",
+    )
+    before = _all_containers()
+    began = time.monotonic()
+    doc, events = _rollout(backend, slow, timeout=90)
+    assert doc["status"] == "error", doc
+    assert doc["error"]["code"] == "environment_build_timeout", doc["error"]
+    assert "build_timeout_sec" in doc["error"]["message"]
+    assert time.monotonic() - began < 60, "the build was stopped, not waited out"
+    # podman's builder leaves its working container when stopped: the build removes it.
+    assert _all_containers() - before == set()
