@@ -399,7 +399,7 @@ class DriverChoice:
     """Why ``auto`` passed over the container driver (not a problem: bwrap isolates)."""
 
 
-def make_any_driver(choice: str, *, owner: str = "") -> DriverChoice:
+def make_any_driver(choice: str, *, owner: str = "", cache_dir: Path | None = None) -> DriverChoice:
     """``auto``: a working container engine, else bubblewrap, else plain processes."""
     if choice not in SANDBOX_CHOICES:
         raise RuntimeError(
@@ -413,6 +413,7 @@ def make_any_driver(choice: str, *, owner: str = "") -> DriverChoice:
                 probe.runtime,
                 image_map=parse_image_map(os.environ.get("ENVPOOLS_IMAGE_MAP")),
                 build_network=_env_choice(os.environ, "ENVPOOLS_BUILD_NETWORK"),
+                workspace_cache=cache_dir,
             )
             container = ContainerDriver(
                 probe.runtime,
@@ -421,6 +422,7 @@ def make_any_driver(choice: str, *, owner: str = "") -> DriverChoice:
                 default_image=_env_choice(os.environ, "ENVPOOLS_DEFAULT_IMAGE") or DEFAULT_IMAGE,
             )
             container.reap()
+            images.forget_workspaces()
             return DriverChoice(container)
         if choice == "container":
             raise RuntimeError(f"no container engine works here: {probe.reason}")

@@ -56,7 +56,11 @@ class ServerContext:
         for folder in (settings.data_dir, settings.trials_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-        choice = make_any_driver(settings.sandbox, owner=owner_id(settings.data_dir))
+        choice = make_any_driver(
+            settings.sandbox,
+            owner=owner_id(settings.data_dir),
+            cache_dir=settings.data_dir / "image-workspaces",
+        )
         driver, warning = choice.driver, choice.warning
         users = SandboxUsers(settings.sandbox_uid or DEFAULT_SANDBOX_UID)
         if warning:

@@ -164,7 +164,7 @@ def _from_image(
         raise Stop()
     notes = []
     try:
-        if not driver.images.copy_out(image.ref, workdir, workspace, owner=owner):
+        if not driver.images.seed_workspace(image, workdir, workspace, owner=owner):
             notes.append(f"the image has no {workdir}: the workspace starts empty")
     except BuildFailed as exc:
         raise TaskError(exc.code, exc.message) from None

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -179,10 +180,13 @@ class Images:
         *,
         image_map: dict[str, str] | None = None,
         build_network: str | None = None,
+        workspace_cache: Path | None = None,
     ) -> None:
         self.runtime = runtime
         self.image_map = image_map or {}
         self.build_network = build_network
+        self.workspace_cache = workspace_cache
+        """Where each image's working folder is kept once unpacked (None: unpack each time)."""
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -518,6 +522,52 @@ class Images:
                     )
 
     # --- the workspace -----------------------------------------------------------------
+
+    def seed_workspace(self, image: ImageInfo, folder: str, target: Path, *, owner: str) -> bool:
+        """``copy_out`` through the cache: an image's folder is unpacked once, then copied.
+
+        Getting a folder out of an image costs three engine calls (create, cp, rm); a
+        copy of a local folder costs a few milliseconds. The cache is keyed by the image
+        id, which changes with every build; ``forget_workspaces`` drops stale entries.
+        """
+        if self.workspace_cache is None or not image.image_id:
+            return self.copy_out(image.ref, folder, target, owner=owner)
+        key = image.image_id.removeprefix("sha256:")[:32]
+        slot = self.workspace_cache / key / hashlib.sha256(folder.encode()).hexdigest()[:16]
+        if not slot.is_dir():
+            self.workspace_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+            staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=self.workspace_cache))
+            try:
+                present = self.copy_out(image.ref, folder, staging / "tree", owner=owner)
+                if not present:
+                    (staging / "absent").touch()
+                slot.parent.mkdir(exist_ok=True)
+                with contextlib.suppress(OSError):  # another rollout got there first
+                    staging.rename(slot)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        if (slot / "absent").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            return False
+        shutil.copytree(slot / "tree", target, symlinks=True, dirs_exist_ok=True)
+        return True
+
+    def forget_workspaces(self) -> None:
+        """Drop cached working folders of images that no longer exist."""
+        if self.workspace_cache is None or not self.workspace_cache.is_dir():
+            return
+        done = subprocess.run(
+            self.runtime.command("images", "-q", "--no-trunc"),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            return
+        present = {line.removeprefix("sha256:")[:32] for line in done.stdout.decode().split()}
+        for entry in self.workspace_cache.iterdir():
+            if entry.name not in present:
+                shutil.rmtree(entry, ignore_errors=True)
 
     def copy_out(self, ref: str, folder: str, target: Path, *, owner: str) -> bool:
         """Copy ``folder`` of the image into ``target``; False when the image has no such folder.
