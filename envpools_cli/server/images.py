@@ -428,7 +428,8 @@ class Images:
                 "image_unavailable",
                 f"the image {local} is not on this machine and could not be pulled ({reason}). "
                 f"Pull it where a registry is reachable and load it ({self.runtime.engine} "
-                f"load), or map it to a local image: ENVPOOLS_IMAGE_MAP='{ref}=<local image>'",
+                f"load), map it to a local image: ENVPOOLS_IMAGE_MAP='{ref}=<local image>', "
+                "or run the backend with the host's tools: envpools local up --sandbox bwrap",
             )
         return local, swapped
 

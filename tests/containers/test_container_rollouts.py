@@ -214,7 +214,7 @@ def test_cancel_and_restart_leave_nothing_behind(start: Any, tmp_path: Path) -> 
     assert status in ep.TERMINAL_STATUSES, status
 
 
-def test_docker_image_is_used_as_is_and_a_slow_build_stops_at_its_timeout(
+def test_docker_image_is_used_as_is_a_missing_one_is_explained_a_slow_build_stopped(
     start: Any, tmp_path: Path
 ) -> None:
     backend = start()
@@ -235,6 +235,19 @@ def test_docker_image_is_used_as_is_and_a_slow_build_stops_at_its_timeout(
     assert doc["reward_primary"] == 1.0
     assert any(f"image {BASE_IMAGE} (task.toml docker_image)" in m for m in messages), messages
     assert not any(m.startswith("building image") for m in messages), messages
+
+    absent = make_task(
+        tmp_path,
+        "absent-image",
+        dockerfile=None,
+        toml=f'[environment]\ndocker_image = "localhost/envpools/absent-{uuid.uuid4().hex[:8]}:1"\n',
+    )
+    doc, _ = _rollout(backend, absent, timeout=90)
+    assert doc["status"] == "error", doc
+    assert doc["error"]["code"] == "image_unavailable", doc["error"]
+    assert "could not be pulled" in doc["error"]["message"]
+    assert "ENVPOOLS_IMAGE_MAP" in doc["error"]["message"]
+    assert "--sandbox bwrap" in doc["error"]["message"]
 
     slow = make_task(
         tmp_path,
