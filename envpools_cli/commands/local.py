@@ -378,20 +378,23 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         emit_record({"running": False, "log_file": str(log_file())}, fmt)
         raise typer.Exit(1)
     health = _healthy(str(state["url"])) or {}
-    emit_record(
-        {
-            "running": True,
-            "url": state["url"],
-            "pid": state["pid"],
-            "version": health.get("version"),
-            "sandbox": health.get("sandbox"),
-            "sandbox_detail": health.get("sandbox_detail"),
-            "data_dir": state.get("data_dir"),
-            "uptime_sec": round(time.time() - float(state.get("started_at", time.time()))),
-            "log_file": str(log_file()),
-        },
-        fmt,
-    )
+    record = {
+        "running": True,
+        "url": state["url"],
+        "pid": state["pid"],
+        "version": health.get("version"),
+        "sandbox": health.get("sandbox"),
+        "sandbox_detail": health.get("sandbox_detail"),
+        "data_dir": state.get("data_dir"),
+        "uptime_sec": round(time.time() - float(state.get("started_at", time.time()))),
+        "log_file": str(log_file()),
+    }
+    if fmt == "table":  # one readable line for people; the structure stays for scripts
+        detail = record.pop("sandbox_detail") or {}
+        record["sandbox"] = _describe_sandbox(health)
+        if note := detail.get("container_unavailable"):
+            record["sandbox_note"] = f"not the container driver: {note}"
+    emit_record(record, fmt)
 
 
 @app.command("logs")

@@ -37,6 +37,9 @@ def test_up_with_a_driver_reports_it_in_status_and_capabilities() -> None:
         detail = status["sandbox_detail"]
         assert detail["requested"] == "container" and detail["isolated"] is True
         assert detail["details"]["engine"] in ("podman", "docker")
+        table = envpools_subprocess("local", "status").stdout
+        engine = detail["details"]["engine"]
+        assert f"sandbox\tcontainer ({engine} {detail['details']['version']}" in table, table
 
         caps = envpools_subprocess("capabilities", "get", "-o", "json")
         assert caps.returncode == 0, caps.stderr
