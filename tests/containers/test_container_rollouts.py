@@ -187,7 +187,7 @@ def _running_container(backend: Backend, timeout: float = 120) -> str:
     raise AssertionError(f"no running container with cgroups (containers: {found})")
 
 
-def test_cancel_and_restart_leave_nothing_behind(start: Any, tmp_path: Path) -> None:
+def test_cancel_timeout_and_restart_leave_nothing_behind(start: Any, tmp_path: Path) -> None:
     task = make_task(tmp_path, "sleeper", solve="echo started; sleep 600")
     backend = start()
     pool = "p"
@@ -199,6 +199,16 @@ def test_cancel_and_restart_leave_nothing_behind(start: Any, tmp_path: Path) -> 
     assert backend.wait(rollout_id, timeout=60)["status"] == "cancelled"
     while containers_of(backend.data_dir) and time.monotonic() - began < 30:
         time.sleep(0.2)
+    assert containers_of(backend.data_dir) == []
+    assert cgroups_of(container) == []
+
+    # The agent phase's timeout: its container is killed with it.
+    timed = backend.rollout(pool, task.name, timeouts={"agent_sec": 3})["rollout_id"]
+    container = _running_container(backend)
+    doc = backend.wait(timed, timeout=90)
+    assert doc["status"] in ep.TERMINAL_STATUSES and doc["reward_primary"] != 1.0, doc
+    notes = [str(e["data"]) for e in ep.stream_rollout_events(timed, **backend.conn)]
+    assert any("timed out" in note or "timeout" in note for note in notes), notes
     assert containers_of(backend.data_dir) == []
     assert cgroups_of(container) == []
 

@@ -54,12 +54,3 @@ def test_up_with_a_driver_reports_it_in_status_and_capabilities() -> None:
         assert "envpools local down" in other.stderr
     finally:
         assert envpools_subprocess("local", "down").returncode == 0
-
-    try:
-        up = envpools_subprocess("local", "up", "--port", "0", "--sandbox", "bwrap", "-o", "json")
-        assert up.returncode == 0, up.stderr
-        status = json.loads(envpools_subprocess("local", "status", "--json").stdout)
-        assert status["sandbox"] == "bwrap"
-        assert status["sandbox_detail"]["requested"] == "bwrap"
-    finally:
-        assert envpools_subprocess("local", "down").returncode == 0
