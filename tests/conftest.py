@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,4 +30,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     # Never the user's real keyring (the local backend keeps its credential key there
     # when one answers); keyring tests delete this and bring their own Secret Service.
     monkeypatch.setenv("ENVPOOLS_KEYRING", "file")
+    # Backends started by tests use bubblewrap (or plain processes) unless a test asks
+    # for the container driver: `auto` would pick a container engine where one works.
+    monkeypatch.setenv("ENVPOOLS_SANDBOX", "bwrap" if shutil.which("bwrap") else "process")
     yield home

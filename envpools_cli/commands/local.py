@@ -1,4 +1,5 @@
-"""envpools local: the embedded backend on this machine (the only command importing it)."""
+"""envpools local: the embedded backend on this machine (with local_images, the only
+commands importing it)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
 from envpools_cli.commands._options import JsonOpt, OutputOpt, output_format
+from envpools_cli.commands.local_images import app as images_app
 
 app = typer.Typer(
     help="The local backend: the whole API on this machine, with real sandboxes.",
@@ -23,6 +25,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys of the local backend.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(images_app, name="images")
 
 LOCAL_PROFILE = "local"
 DataDirOpt = Annotated[
@@ -33,6 +36,21 @@ PortOpt = Annotated[
     int, typer.Option("--port", min=0, max=65535, help="Port (the next free one if taken; 0: any).")
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind.")]
+SANDBOXES = ("auto", "container", "bwrap", "process")
+SandboxOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sandbox",
+        help="auto (a working container engine, else bubblewrap), container, bwrap or "
+        "process (env ENVPOOLS_SANDBOX; default auto).",
+    ),
+]
+
+
+def _sandbox_choice(value: str | None) -> str | None:
+    if value is not None and value not in SANDBOXES:
+        raise UsageProblem(f"--sandbox must be one of {', '.join(SANDBOXES)}, not {value!r}")
+    return value
 
 
 def state_file() -> Path:
@@ -122,10 +140,11 @@ def serve(
     host: HostOpt = "127.0.0.1",
     data_dir: DataDirOpt = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    sandbox: SandboxOpt = None,
 ) -> None:
     """Run the local backend in the foreground (Ctrl-C stops it).
 
-    Example: envpools local serve --port 8000
+    Example: envpools local serve --port 8000 --sandbox container
     """
     from envpools_cli.server.serve import serve as run_server
     from envpools_cli.server.settings import ServerSettings
@@ -137,6 +156,8 @@ def serve(
             hint="stop it with 'envpools local down'",
         )
     settings = ServerSettings.from_env(data_dir or default_data_dir())
+    if choice := _sandbox_choice(sandbox):
+        settings.sandbox = choice
     run_server(settings, host=host, port=port, state_file=state_file(), log_level=log_level)
 
 
@@ -148,6 +169,7 @@ def up(
     wait_timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for it.")
     ] = 60.0,
+    sandbox: SandboxOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -156,18 +178,30 @@ def up(
     Records the address and a fresh API key (in the keyring) in the 'local' profile, so
     that the next envpools command just works.
 
-    Example: envpools local up && envpools rollouts list
+    --sandbox picks how rollouts are isolated: container (each task in its own image,
+    podman or Docker), bwrap (bubblewrap over the host's tools) or process (none);
+    auto, the default, takes the first that works here.
+
+    Example: envpools local up --sandbox container && envpools rollouts list
     """
     from envpools_cli.output.messages import info, success
 
     fmt = output_format(output, as_json, False)
+    choice = _sandbox_choice(sandbox)
     directory = data_dir or default_data_dir()
     state = running_state()
     started = state is None
     if state is None:
-        state = _spawn(host, port, directory, wait_timeout)
+        state = _spawn(host, port, directory, wait_timeout, choice)
     else:
         directory = Path(state.get("data_dir") or directory)
+        running = (_healthy(str(state["url"])) or {}).get("sandbox")
+        if choice not in (None, "auto", running):
+            raise CLIError(
+                f"a local backend is already running at {state['url']} with the {running} "
+                f"sandbox, not {choice}",
+                hint=f"stop it first: envpools local down && envpools local up --sandbox {choice}",
+            )
     where, fresh = ensure_local_key(LOCAL_PROFILE, directory)
     made_current = record_profile(str(state["url"]))
     result = {
@@ -187,9 +221,15 @@ def up(
         emit_record(result, fmt)
         return
     verb = "started" if started else "already running"
-    sandbox = (_healthy(str(state["url"])) or {}).get("sandbox", "?")
-    success(f"local backend {verb} at {state['url']} (pid {state['pid']}, sandbox: {sandbox})")
-    if sandbox == "process":
+    health = _healthy(str(state["url"])) or {}
+    running = health.get("sandbox", "?")
+    success(
+        f"local backend {verb} at {state['url']} (pid {state['pid']}, "
+        f"sandbox: {_describe_sandbox(health)})"
+    )
+    if note := (health.get("sandbox_detail") or {}).get("container_unavailable"):
+        info(f"not the container driver: {note}")
+    if running == "process":
         from envpools_cli.output.messages import warn
 
         warn(
@@ -221,7 +261,19 @@ def record_profile(url: str) -> bool:
     return make_current
 
 
-def _spawn(host: str, port: int, data_dir: Path, timeout: float) -> dict[str, Any]:
+def _describe_sandbox(health: dict[str, Any]) -> str:
+    """``container (podman 4.3.1, runc)``, ``bwrap``: the driver and, for containers, its engine."""
+    name = str(health.get("sandbox") or "?")
+    details = (health.get("sandbox_detail") or {}).get("details") or {}
+    if not details.get("engine"):
+        return name
+    engine = " ".join(str(details[k]) for k in ("engine", "version") if details.get(k))
+    return f"{name} ({', '.join(filter(None, [engine, details.get('oci_runtime')]))})"
+
+
+def _spawn(
+    host: str, port: int, data_dir: Path, timeout: float, sandbox: str | None = None
+) -> dict[str, Any]:
     from envpools_cli.output.messages import info
 
     log = log_file()
@@ -239,6 +291,7 @@ def _spawn(host: str, port: int, data_dir: Path, timeout: float) -> dict[str, An
         str(port),
         "--data-dir",
         str(data_dir),
+        *(["--sandbox", sandbox] if sandbox else []),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("ENVPOOLS_API_KEY", "SYNTH_API_KEY"):  # the server needs no client key
@@ -325,19 +378,23 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         emit_record({"running": False, "log_file": str(log_file())}, fmt)
         raise typer.Exit(1)
     health = _healthy(str(state["url"])) or {}
-    emit_record(
-        {
-            "running": True,
-            "url": state["url"],
-            "pid": state["pid"],
-            "version": health.get("version"),
-            "sandbox": health.get("sandbox"),
-            "data_dir": state.get("data_dir"),
-            "uptime_sec": round(time.time() - float(state.get("started_at", time.time()))),
-            "log_file": str(log_file()),
-        },
-        fmt,
-    )
+    record = {
+        "running": True,
+        "url": state["url"],
+        "pid": state["pid"],
+        "version": health.get("version"),
+        "sandbox": health.get("sandbox"),
+        "sandbox_detail": health.get("sandbox_detail"),
+        "data_dir": state.get("data_dir"),
+        "uptime_sec": round(time.time() - float(state.get("started_at", time.time()))),
+        "log_file": str(log_file()),
+    }
+    if fmt == "table":  # one readable line for people; the structure stays for scripts
+        detail = record.pop("sandbox_detail") or {}
+        record["sandbox"] = _describe_sandbox(health)
+        if note := detail.get("container_unavailable"):
+            record["sandbox_note"] = f"not the container driver: {note}"
+    emit_record(record, fmt)
 
 
 @app.command("logs")

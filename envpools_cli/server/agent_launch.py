@@ -11,6 +11,7 @@ the agent's tool tree (read-only), the gateway's socket and forwarder, and a PAT
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from envpools_cli.server.agent_installs import AgentTools
@@ -33,6 +34,8 @@ class AgentLaunch:
     bind_solution: bool
     mounts: list[Mount] = field(default_factory=list)
     gateway: EgressGateway | None = None
+    egress_socket: Path | None = None
+    """The gateway's socket, for a driver that connects the sandbox to it itself."""
     secrets: list[str] = field(default_factory=list)
     """Values to redact from everything the rollout records."""
 
@@ -59,6 +62,7 @@ def prepare_agent(
     *,
     isolated: bool,
     host_path: str,
+    forwarder_inside: bool = True,
 ) -> AgentLaunch:
     """The command, environment and mounts of the agent phase (close it when done)."""
     routes = _routes(harness, context)
@@ -76,9 +80,13 @@ def prepare_agent(
         mounts = list(tree.mounts)
         command = list(invocation.command)
         secrets = [invocation.env[k] for k in invocation.secret_env if invocation.env.get(k)]
+        egress_socket = None
         if gateway is not None:
-            mounts += gateway.sandbox_mounts()
-            command = gateway.launcher() + command
+            if forwarder_inside:
+                mounts += gateway.sandbox_mounts()
+                command = gateway.launcher() + command
+            else:
+                egress_socket = gateway.socket_path
             secrets += [gateway.placeholder, *(r.key for r in routes)]
     except BaseException:
         if gateway is not None:
@@ -92,6 +100,7 @@ def prepare_agent(
         bind_solution=invocation.bind_solution,
         mounts=mounts,
         gateway=gateway,
+        egress_socket=egress_socket,
         secrets=[s for s in secrets if len(s) >= 6],
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from envpools_cli.server.agent_installs import AgentTools
+from envpools_cli.server.container import make_any_driver, owner_id
 from envpools_cli.server.events import EventBus
 from envpools_cli.server.frames import is_terminal
 from envpools_cli.server.sandbox import (
@@ -17,7 +18,6 @@ from envpools_cli.server.sandbox import (
     SandboxUser,
     SandboxUsers,
     backend_user,
-    make_driver,
 )
 from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.store import Store
@@ -40,6 +40,8 @@ class ServerContext:
     prices: dict[str, Any]
     tool_paths: list[Path] = field(default_factory=list)
     sandbox_users: SandboxUsers = field(default_factory=SandboxUsers)
+    driver_note: str | None = None
+    """Why ``auto`` did not pick the container driver."""
     agents: AgentTools = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,7 +57,12 @@ class ServerContext:
         for folder in (settings.data_dir, settings.trials_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-        driver, warning = make_driver(settings.sandbox)
+        choice = make_any_driver(
+            settings.sandbox,
+            owner=owner_id(settings.data_dir),
+            cache_dir=settings.data_dir / "image-workspaces",
+        )
+        driver, warning = choice.driver, choice.warning
         users = SandboxUsers(settings.sandbox_uid or DEFAULT_SANDBOX_UID)
         if warning:
             log.warning("%s", warning)
@@ -66,6 +73,7 @@ class ServerContext:
             bus=EventBus(),
             driver=driver,
             driver_warning=warning,
+            driver_note=choice.note,
             prices=load_prices(settings.price_table),
             tool_paths=tools,
             sandbox_users=users,
@@ -91,6 +99,25 @@ class ServerContext:
         seq, terminal = envelope["seq"], is_terminal(event, data)
         self.store.after_commit(lambda: self.bus.notify(rollout_id, seq, frame, terminal))
         return envelope
+
+    @property
+    def owner(self) -> str:
+        """What labels this backend's containers (one value per data folder)."""
+        return owner_id(self.settings.data_dir)
+
+    def sandbox_report(self) -> dict[str, Any]:
+        """The sandbox as status and capabilities show it: the driver and how it was chosen."""
+        found: dict[str, Any] = {
+            "driver": self.driver.name,
+            "requested": self.settings.sandbox,
+            "isolated": self.driver.isolated,
+            "warning": self.driver_warning,
+        }
+        if self.driver_note:
+            found["container_unavailable"] = self.driver_note
+        if details := self.driver.describe():
+            found["details"] = details
+        return found
 
     def trial_dir(self, rollout_id: str) -> Path:
         return self.settings.trials_dir / rollout_id

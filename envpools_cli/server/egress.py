@@ -354,6 +354,11 @@ class EgressGateway:
         """The base URL an agent uses for ``route`` (the provider's own base URL)."""
         return f"{self.url}/{route}"
 
+    @property
+    def socket_path(self) -> Path | None:
+        """The unix socket the gateway listens on (None on the loopback-TCP variant)."""
+        return None if self._dir is None else self._dir / SOCKET_NAME
+
     def sandbox_mounts(self) -> list[Mount]:
         """What the sandbox binds to reach this gateway (nothing when not isolated)."""
         if self._dir is None:

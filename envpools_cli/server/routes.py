@@ -640,4 +640,10 @@ def delete_credential(org: AnyOrg, svc: Svc, credential_id: str) -> Response:
 @account_router.get("/healthz", include_in_schema=False)
 def healthz(request: Request) -> dict[str, Any]:
     svc: Service = request.app.state.service
-    return {"status": "ok", "version": __version__, "sandbox": svc.ctx.driver.name}
+    report = svc.ctx.sandbox_report()
+    return {
+        "status": "ok",
+        "version": __version__,
+        "sandbox": svc.ctx.driver.name,
+        "sandbox_detail": {k: v for k, v in report.items() if k != "driver"},
+    }

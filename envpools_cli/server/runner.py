@@ -29,7 +29,9 @@ from envpools_cli.server.agent_installs import tool_path_tree
 from envpools_cli.server.agent_launch import agent_failure, prepare_agent
 from envpools_cli.server.artifacts import TrialIndex, index_trial
 from envpools_cli.server.context import ServerContext
+from envpools_cli.server.environments import prepare_environment
 from envpools_cli.server.harnesses import AgentContext, Harness, harness_class
+from envpools_cli.server.images import Stop
 from envpools_cli.server.limits import Limits, resolve_limits
 from envpools_cli.server.phase_log import PhaseLog
 from envpools_cli.server.rewards import read_reward
@@ -104,6 +106,9 @@ class RolloutRunner:
         self.ended = False
         self._end_lock = threading.Lock()
         self.user: SandboxUser | None = None
+        self.image: str | None = None
+        """The task's image, with a driver that runs one."""
+        self.workdir = "/app"
         doc = ctx.store.get_rollout(rollout_id)
         request = ctx.store.get_request(rollout_id)
         if doc is None or request is None:
@@ -204,8 +209,20 @@ class RolloutRunner:
         for name in _LOG_DIRS:
             (self.trial / name).mkdir(exist_ok=True)
         try:
-            notes = task.seed_workspace(workspace)
+            prepared = prepare_environment(
+                self.ctx.driver,
+                task,
+                workspace,
+                events=self,
+                build_log=self.trial / "build.log",
+                limits=self.limits,
+                cancel=self.cancel,
+                owner=self.ctx.owner,
+            )
+            notes, self.image, self.workdir = prepared.notes, prepared.image, prepared.workdir
             shutil.copytree(workspace, baseline, symlinks=True, dirs_exist_ok=True)
+        except Stop:
+            raise Cancelled() from None
         except (OSError, shutil.Error) as exc:
             raise TaskError("bad_task_source", f"could not lay out the workspace: {exc}") from None
         for message in notes:
@@ -283,7 +300,7 @@ class RolloutRunner:
         self.harness = harness = cls()
         context = AgentContext(
             instruction=task.instruction,
-            workdir=task.workdir,
+            workdir=self.workdir,
             agent=agent,
             task=task,
             credentials=credentials,
@@ -303,6 +320,7 @@ class RolloutRunner:
             self.ctx.agents,
             isolated=self.ctx.driver.isolated,
             host_path=self.ctx.search_path,
+            forwarder_inside=self.ctx.driver.egress_in_sandbox,
         )
         try:
             env = {**task.layout.env, **launch.env}
@@ -319,6 +337,7 @@ class RolloutRunner:
             spec = self._spec(
                 task, workspace, launch.command, mounts, env, launch.network, launch.stdin
             )
+            spec.egress_socket = launch.egress_socket
             log_file = self.trial / "agent" / harness.log_name
             sink = PhaseLog(self, "agent", log_file, self.limits, harness.on_line)
             result = self._phase(spec, agent_timeout, sink)
@@ -452,7 +471,7 @@ class RolloutRunner:
         return SandboxSpec(
             command=command,
             workspace=workspace,
-            workdir=task.workdir,
+            workdir=self.workdir,
             mounts=mounts + extra,
             env=env,
             network=network,
@@ -460,6 +479,8 @@ class RolloutRunner:
             limits=self.limits,
             watch=self._watch(),
             user=self.user,
+            image=self.image,
+            label=self.rollout_id,
         )
 
     # --- the end --------------------------------------------------------------------------

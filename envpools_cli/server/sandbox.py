@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from envpools_cli.server.limits import DEFAULT_LIMITS, Limits
 from envpools_cli.server.safefs import tree_usage
@@ -187,6 +187,12 @@ class SandboxSpec:
     """Folders whose disk use counts against ``limits.storage_mb``."""
     user: SandboxUser | None = None
     """Who the command runs as, when the driver switches users (root backends)."""
+    image: str | None = None
+    """The task's image, for a driver that runs one (``container``)."""
+    egress_socket: Path | None = None
+    """The egress gateway's socket, for a driver that connects to it itself."""
+    label: str | None = None
+    """The rollout this command belongs to (labels what the driver creates for it)."""
 
 
 @dataclass
@@ -206,6 +212,10 @@ class Launch:
     env: dict[str, str]
     cwd: str
     fds: list[int] = field(default_factory=list)
+    stop: Callable[[], None] | None = None
+    """Stops what the command started outside its process group (a container)."""
+    cleanup: Callable[[int | None], None] | None = None
+    """Runs once the command is over, with its exit code (None: it was stopped)."""
 
 
 def _limits_prefix(limits: Limits, *, nproc: bool) -> list[str]:
@@ -240,6 +250,13 @@ class SandboxDriver:
     isolated = False
     switches_user = False
     """Runs each rollout as a uid of its own (``SandboxSpec.user``)."""
+    egress_in_sandbox = True
+    """The egress forwarder runs inside the sandbox (bound in); False: the driver
+    connects the sandbox to the gateway itself (``SandboxSpec.egress_socket``)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What status and capabilities report about this driver, beyond its name."""
+        return {}
 
     def launch(self, spec: SandboxSpec) -> Launch:
         raise NotImplementedError
@@ -266,6 +283,10 @@ class SandboxDriver:
                 start_new_session=True,
                 pass_fds=plan.fds,
             )
+        except BaseException:
+            if plan.cleanup is not None:
+                plan.cleanup(None)
+            raise
         finally:
             for fd in plan.fds:
                 os.close(fd)
@@ -296,6 +317,8 @@ class SandboxDriver:
                 finished.wait(0.05)
             else:
                 return
+            if plan.stop is not None:
+                plan.stop()
             _kill_group(proc)
 
         guard = threading.Thread(target=watchdog, name="sandbox-watchdog", daemon=True)
@@ -313,6 +336,9 @@ class SandboxDriver:
             finished.set()
             guard.join()
             _kill_group(proc)  # nothing of the command may outlive it
+            if plan.cleanup is not None:
+                halted = reason["timeout"] or reason["cancel"] or reason["storage"]
+                plan.cleanup(None if halted else exit_code)
         stopped = reason["timeout"] or reason["cancel"] or reason["storage"]
         return RunResult(
             exit_code=None if stopped else exit_code,

@@ -380,11 +380,7 @@ class Service:
                 "cancel": True,
                 "plan_gating": True,
             },
-            "sandbox": {
-                "driver": self.ctx.driver.name,
-                "isolated": self.ctx.driver.isolated,
-                "warning": self.ctx.driver_warning,
-            },
+            "sandbox": self.ctx.sandbox_report(),
             "datasets": {
                 EXAMPLE_DATASET: sorted(p.name for p in examples_dir().iterdir() if p.is_dir())
             },

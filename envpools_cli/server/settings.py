@@ -35,8 +35,9 @@ class ServerSettings:
     max_running: int = field(default_factory=lambda: max(2, _cpu_count()))
     default_agent_timeout_sec: int = 600
     default_verifier_timeout_sec: int = 600
-    sandbox: str = "auto"
-    """``auto`` (bwrap when installed, else the plain-process driver), ``bwrap`` or ``process``."""
+    sandbox: str = field(default_factory=lambda: os.environ.get("ENVPOOLS_SANDBOX") or "auto")
+    """``auto`` (a working container engine, else bwrap, else plain processes),
+    ``container``, ``bwrap`` or ``process``; default ``ENVPOOLS_SANDBOX``."""
     price_table: Path | None = None
     event_batch: int = 2000
     """Events per read and per ASGI message of a stream (frames are ~200 bytes)."""

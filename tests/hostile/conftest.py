@@ -1,9 +1,11 @@
 """Hostile tasks: each one attacks the local backend the way a malicious Harbor task could.
 
-Every test runs a real backend (uvicorn on a loopback port 0, SQLite, bubblewrap) and a
-task written to break out, then asserts containment and a terminal status. The suite runs
-as root, as CI does; ``test_unprivileged_backend.py`` runs it again as an unprivileged
-user where the machine allows.
+Every test runs a real backend (uvicorn on a loopback port 0, SQLite, a real sandbox) and
+a task written to break out, then asserts containment and a terminal status. Each test
+runs twice: with the bubblewrap sandbox and with the container driver (the task's own
+image under podman or Docker). The suite runs as root, as CI does;
+``test_unprivileged_backend.py`` runs it again as an unprivileged user where the machine
+allows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from envpools_cli import client as ep
+from tests.helpers.containers import containers_of, driver_settings
 from tests.integration.conftest import (
     Backend,
     fast_session,
@@ -33,13 +36,25 @@ __all__ = ["Backend", "Run", "hostile_run", "local_task", "make_task", "needs_bw
 AS_ROOT = os.geteuid() == 0
 
 
+DRIVERS = os.environ.get("ENVPOOLS_HOSTILE_DRIVERS", "bwrap,container").split(",")
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The sandbox driver the backends of this test use."""
+    name: str = request.param
+    driver_settings(name, monkeypatch)
+    return name
+
+
 @pytest.fixture
-def backend_factory(tmp_path: Path) -> Iterator[Any]:
+def backend_factory(tmp_path: Path, driver: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Start a backend with chosen settings (and environment), stopped after the test."""
     started: list[Backend] = []
 
     def start(**settings: Any) -> Backend:
         data_dir = tmp_path / f"backend{len(started)}"
+        settings = {**driver_settings(driver, monkeypatch), **settings}
         thread = start_backend(data_dir, **settings)
         org, key = thread.create_key("pro", name="hostile")
         backend = Backend(thread, key, org.org_id, fast_session(), data_dir)
@@ -50,6 +65,9 @@ def backend_factory(tmp_path: Path) -> Iterator[Any]:
     for backend in started:
         backend.session.close()
         backend.thread.stop()
+    if driver == "container":
+        left = {str(b.data_dir): containers_of(b.data_dir) for b in started}
+        assert not any(left.values()), f"containers left behind: {left}"
 
 
 @pytest.fixture

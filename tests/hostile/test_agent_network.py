@@ -83,11 +83,13 @@ def probe_command(targets: dict[str, tuple[str, int]]) -> str:
 
 
 def test_agent_reaches_its_provider_and_nothing_else(
-    agents_dir: Path, tmp_path: Path, loopback_service: int
+    agents_dir: Path, driver: str, tmp_path: Path, loopback_service: int
 ) -> None:
     require_agent("codex")
     key = "sk-hostile-network-0123456789"
-    thread = start_backend(tmp_path / "data")
+    # The container driver: codex comes from the tool tree, mounted read-only into an
+    # image that has no Node.js and no agent of its own.
+    thread = start_backend(tmp_path / "data", sandbox=driver)
     session = fast_session()
     targets: dict[str, tuple[str, int]] = {
         "backend_healthz": ("127.0.0.1", thread.port),

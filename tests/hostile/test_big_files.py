@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from .conftest import Backend, hostile_run, make_task, needs_bwrap
 
 pytestmark = needs_bwrap
@@ -19,8 +21,12 @@ def _rss_mib() -> float:
 
 
 def test_a_huge_file_is_diffed_and_archived_in_bounded_memory(
-    backend: Backend, tmp_path: Path
+    backend: Backend, driver: str, tmp_path: Path
 ) -> None:
+    if driver == "container":
+        # What is tested is the backend reading the workspace after the task, the same
+        # under every driver; half a minute of CI time for nothing new.
+        pytest.skip("backend-side: run with bwrap only")
     # Sparse files: ~0 bytes of disk, but every read returns their full length of zeros.
     task = make_task(
         tmp_path,
