@@ -90,6 +90,9 @@ class ServeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVPOOLS_", "SYNTH_"))}
         env["ENVPOOLS_STATE_DIR"] = str(self.state_dir)
         env["ENVPOOLS_HEARTBEAT_SEC"] = "1"
+        # The driver the session chose (tests/conftest.py): `auto` would pick a container
+        # engine where one works, and these tasks are not about the driver.
+        env["ENVPOOLS_SANDBOX"] = os.environ["ENVPOOLS_SANDBOX"]
         return env
 
     def create_key(self) -> str:
