@@ -33,6 +33,7 @@ __all__ = [
     "config_file",
     "load_config",
     "resolve",
+    "save_profile",
 ]
 
 #: The CLI's last resort is the hosted service; the client's is the official SDK's
@@ -104,6 +105,18 @@ def load_config() -> Config:
         str(current) if current else None,
         {str(k): dict(v) for k, v in profiles.items() if isinstance(v, dict)},
     )
+
+
+def save_profile(profile: str, api_url: str | None, *, make_current: bool) -> None:
+    """Remember ``api_url`` for ``profile`` (kept as is when None); optionally make it current."""
+    config = load_config()
+    settings = dict(config.profiles.get(profile, {}))
+    if api_url:
+        settings["api_url"] = api_url
+    config.profiles[profile] = settings
+    if make_current:
+        config.current_profile = profile
+    config.save()
 
 
 @dataclass(frozen=True)

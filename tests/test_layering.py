@@ -17,10 +17,8 @@ PACKAGE = "envpools_cli.commands"
 # into a non-command module. The test fails on any edge not listed here AND on a listed
 # edge that is gone, so this list can only shrink.
 KNOWN_DEBT = {
-    ("demo", "local"),
     ("demo", "rollouts_files"),
     ("demo", "rollouts_watch"),
-    ("local", "auth"),
     ("pools", "tasks"),
     ("rollouts", "rollouts_files"),
     ("rollouts", "rollouts_watch"),

@@ -17,19 +17,6 @@ app = typer.Typer(
 )
 
 
-def save_profile(profile: str, api_url: str | None, *, make_current: bool) -> None:
-    from envpools_cli.config import load_config
-
-    config = load_config()
-    settings = dict(config.profiles.get(profile, {}))
-    if api_url:
-        settings["api_url"] = api_url
-    config.profiles[profile] = settings
-    if make_current:
-        config.current_profile = profile
-    config.save()
-
-
 @app.command("login")
 def login(
     api_url: Annotated[
@@ -54,7 +41,7 @@ def login(
     """
     from envpools_cli import client as ep
     from envpools_cli import keystore
-    from envpools_cli.config import load_config
+    from envpools_cli.config import load_config, save_profile
     from envpools_cli.output.messages import success, warn
 
     resolved = runtime.resolved()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from envpools_cli.cli_errors import EXIT_NOT_SUCCEEDED
+from envpools_cli.commands._options import output_format
 from envpools_cli.runtime import runtime
 
 DEMO_POOL = "envpools-demo"
@@ -48,25 +49,34 @@ def demo(
     Example: envpools demo --agent oracle
     """
     from envpools_cli import client as ep
-    from envpools_cli.commands import local, rollouts_files, rollouts_watch
-    from envpools_cli.output.messages import info, success
+    from envpools_cli import local_backend
+    from envpools_cli.commands import rollouts_files, rollouts_watch
+    from envpools_cli.local_backend import LOCAL_PROFILE
+    from envpools_cli.output.local_backend import show_started
+    from envpools_cli.output.messages import info, success, warn
     from envpools_cli.output.usage import print_usage
     from envpools_cli.server.routing import examples_dir
 
-    state = local.running_state()
+    state = local_backend.running_state()
+    fmt = output_format(None, False, False)
     if state is None:
-        local.up(
-            port=8000,
+        started = local_backend.start(
             host="127.0.0.1",
+            port=8000,
             data_dir=None,
-            wait_timeout=60.0,
-            output=None,
-            as_json=False,
+            timeout=60.0,
+            sandbox=None,
+            info=info,
+            warn=warn,
+        )
+        url = str(started.state["url"])
+        show_started(
+            started.record(), (local_backend.healthy(url) or {}) if fmt == "table" else {}, fmt
         )
     else:
-        local.ensure_local_key(local.LOCAL_PROFILE, Path(state["data_dir"]))
-        local.record_profile(str(state["url"]))
-    runtime.use_profile(local.LOCAL_PROFILE)
+        local_backend.ensure_local_key(LOCAL_PROFILE, Path(state["data_dir"]), warn=warn)
+        local_backend.record_profile(str(state["url"]))
+    runtime.use_profile(LOCAL_PROFILE)
     conn = runtime.conn()
 
     task_dir = examples_dir() / DEMO_TASK
@@ -119,8 +129,8 @@ def demo(
     )
     info(
         f"artifacts in {target}; "
-        f"next: envpools -p {local.LOCAL_PROFILE} rollouts get {rollout_id}; "
-        f"envpools -p {local.LOCAL_PROFILE} rollouts tail {rollout_id}; envpools local down"
+        f"next: envpools -p {LOCAL_PROFILE} rollouts get {rollout_id}; "
+        f"envpools -p {LOCAL_PROFILE} rollouts tail {rollout_id}; envpools local down"
     )
     from envpools_cli.models import RolloutStatus  # pydantic: not at import time
 

@@ -1,0 +1,43 @@
+"""How the local backend reads on a terminal: ``local up`` and ``local status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envpools_cli.output.formats import emit_record
+from envpools_cli.output.messages import info, success, warn
+
+__all__ = ["describe_sandbox", "show_started"]
+
+
+def describe_sandbox(health: dict[str, Any]) -> str:
+    """``container (podman 4.3.1, runc)``, ``bwrap``: the driver and, for containers, its engine."""
+    name = str(health.get("sandbox") or "?")
+    details = (health.get("sandbox_detail") or {}).get("details") or {}
+    if not details.get("engine"):
+        return name
+    engine = " ".join(str(details[k]) for k in ("engine", "version") if details.get(k))
+    return f"{name} ({', '.join(filter(None, [engine, details.get('oci_runtime')]))})"
+
+
+def show_started(record: dict[str, Any], health: dict[str, Any], fmt: str) -> None:
+    """The result of ``local up``: the record in machine formats, a few lines for people."""
+    if fmt != "table":
+        emit_record(record, fmt)
+        return
+    verb = "started" if record["started"] else "already running"
+    success(
+        f"local backend {verb} at {record['url']} (pid {record['pid']}, "
+        f"sandbox: {describe_sandbox(health)})"
+    )
+    if note := (health.get("sandbox_detail") or {}).get("container_unavailable"):
+        info(f"not the container driver: {note}")
+    if health.get("sandbox", "?") == "process":
+        warn(
+            "bubblewrap is not available: rollouts run as plain processes, without "
+            "isolation (apt-get install bubblewrap)"
+        )
+    profile = record["profile"]
+    info(f"profile {profile!r}: key in {record['key_stored_in']}; data in {record['data_dir']}")
+    if not record["current_profile"]:
+        info(f"use it with --profile {profile}, or 'envpools config use {profile}'")
