@@ -41,6 +41,8 @@ from envpools_cli.commands import (
     pools,
     queue,
     rollouts,
+    rollouts_files,
+    rollouts_watch,
     tasks,
 )
 from envpools_cli.runtime import runtime
@@ -60,8 +62,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )
+pools.app.add_typer(tasks.app, name="tasks")
 app.add_typer(pools.app, name="pools")
 app.add_typer(tasks.app, name="tasks")
+rollouts.app.command("wait")(rollouts_watch.wait)
+rollouts.app.command("tail")(rollouts_watch.tail)
+rollouts.app.command("artifacts")(rollouts_files.artifacts)
+rollouts.app.command("download")(rollouts_files.download)
 app.add_typer(rollouts.app, name="rollouts")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(credentials.app, name="credentials")

@@ -50,12 +50,13 @@ def demo(
     """
     from envpools_cli import client as ep
     from envpools_cli import local_backend
-    from envpools_cli.commands import rollouts_files, rollouts_watch
+    from envpools_cli.downloads import download_files
     from envpools_cli.local_backend import LOCAL_PROFILE
     from envpools_cli.output.local_backend import show_started
     from envpools_cli.output.messages import info, success, warn
     from envpools_cli.output.usage import print_usage
     from envpools_cli.server.routing import examples_dir
+    from envpools_cli.watch import follow_to_end
 
     state = local_backend.running_state()
     fmt = output_format(None, False, False)
@@ -114,19 +115,13 @@ def demo(
     )
     rollout_id = str(rollout["rollout_id"])
     success(f"launched rollout {rollout_id} ({agent} on {DEMO_TASK}); following it live")
-    rollouts_watch.follow_to_end(rollout_id, timeout=timeout, exit_status=False)
+    code = follow_to_end(rollout_id, conn, timeout=timeout, exit_status=False)
+    if code:
+        raise typer.Exit(code)
     final = ep.get_rollout(rollout_id, **conn)
     print_usage(ep.get_rollout_usage(rollout_id, **conn))
     target = directory or demo_dir() / rollout_id
-    rollouts_files.download(
-        rollout_id,
-        paths=None,
-        directory=target,
-        prefix=None,
-        as_zip=False,
-        zip_file=None,
-        overwrite=True,
-    )
+    download_files(rollout_id, target, conn, overwrite=True)
     info(
         f"artifacts in {target}; "
         f"next: envpools -p {LOCAL_PROFILE} rollouts get {rollout_id}; "

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from envpools_cli.cli_errors import UsageProblem
-from envpools_cli.commands import tasks
+from envpools_cli.commands._harbor import local_task_body
 from envpools_cli.commands._options import (
     FieldsOpt,
     JsonOpt,
@@ -25,7 +25,6 @@ from envpools_cli.runtime import runtime
 app = typer.Typer(
     help="Pools: where rollouts run, with their tasks and limits.", no_args_is_help=True
 )
-app.add_typer(tasks.app, name="tasks")
 
 TypeOpt = Annotated[
     str | None,
@@ -256,7 +255,7 @@ def create_pool(
         )
     if local:
         body.setdefault("tasks", [])
-        body["tasks"] = list(body["tasks"]) + [tasks.local_task_body(path) for path in local]
+        body["tasks"] = list(body["tasks"]) + [local_task_body(path) for path in local]
     if "pool_type" not in body and not template:
         body["pool_type"] = "sandbox"
     pool = ep.create_pool(request=body, template=template, **runtime.conn())

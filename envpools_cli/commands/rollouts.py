@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
-from envpools_cli.commands import rollouts_files, rollouts_watch
 from envpools_cli.commands._ids import resolve_rollout_id, resolve_rollout_ids
 from envpools_cli.commands._options import (
     FieldsOpt,
@@ -30,10 +29,6 @@ app = typer.Typer(
     help="Rollouts: one agent attempt at one task, with events, artifacts and usage.",
     no_args_is_help=True,
 )
-app.command("wait")(rollouts_watch.wait)
-app.command("tail")(rollouts_watch.tail)
-app.command("artifacts")(rollouts_files.artifacts)
-app.command("download")(rollouts_files.download)
 
 RolloutArg = Annotated[str, typer.Argument(help="Rollout id.")]
 
@@ -366,8 +361,11 @@ def create(
     if fmt == "table":
         info(f"created {', '.join(ids)}")
     if wait:
-        rollouts_watch.wait_and_report(
+        from envpools_cli.watch import wait_and_report
+
+        code = wait_and_report(
             ids,
+            conn,
             timeout=timeout or _WAIT_DEFAULT_SEC,
             min_reward=min_reward,
             junit=None,
@@ -375,10 +373,16 @@ def create(
             fields=fields,
             single=single,
         )
+        if code:
+            raise typer.Exit(code)
         return
     if follow:
+        from envpools_cli.watch import follow_to_end
+
         show_rollouts(created, "name" if fmt == "table" else fmt, fields, single=True)
-        rollouts_watch.follow_to_end(ids[0], timeout=timeout or _WAIT_DEFAULT_SEC, exit_status=True)
+        code = follow_to_end(ids[0], conn, timeout=timeout or _WAIT_DEFAULT_SEC, exit_status=True)
+        if code:
+            raise typer.Exit(code)
         return
     show_rollouts(created, fmt, fields, single=single)
 
@@ -408,7 +412,9 @@ def get(
     rollout = ep.get_rollout(resolve_rollout_id(rollout_id), **runtime.conn())
     show_rollout(rollout, fmt, fields)
     if exit_status:
-        raise typer.Exit(rollouts_watch.status_exit_code([rollout], None, timed_out=False))
+        from envpools_cli.watch import status_exit_code
+
+        raise typer.Exit(status_exit_code([rollout], None, timed_out=False))
 
 
 def _check_list_filters(

@@ -1,4 +1,4 @@
-"""envpools tasks (also envpools pools tasks): a pool's task definitions."""
+"""envpools tasks (also envpools pools tasks, composed in app.py): a pool's task definitions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from envpools_cli.cli_errors import UsageProblem
+from envpools_cli.commands._harbor import local_task_body
 from envpools_cli.commands._options import (
     FieldsOpt,
     JsonOpt,
@@ -49,20 +50,6 @@ FromFileOpt = Annotated[
     str | None,
     typer.Option("--from-file", "-f", help="Task as JSON or YAML (file, or - for stdin)."),
 ]
-
-
-def local_task_body(path: Path, task_id: str | None = None) -> dict[str, Any]:
-    from envpools_cli.client import PoolTask
-
-    resolved = path.expanduser().resolve()
-    if not resolved.is_dir():
-        raise UsageProblem(f"{path}: not a directory")
-    if (
-        not (resolved / "instruction.md").is_file()
-        or not (resolved / "tests" / "test.sh").is_file()
-    ):
-        raise UsageProblem(f"{path}: not a Harbor task (needs instruction.md and tests/test.sh)")
-    return PoolTask.from_local(task_id or resolved.name, str(resolved)).model_dump()
 
 
 def _source(task: dict[str, Any]) -> str:

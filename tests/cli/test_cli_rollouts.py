@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envpools_cli.commands.rollouts_files import safe_target
+from envpools_cli.downloads import safe_target
 from tests.integration.conftest import make_task
 
 from .conftest import CLI, EXAMPLE, Local

@@ -1,0 +1,225 @@
+"""Following rollouts to their end: wait for many at once, stream one's events, and the
+verdict as an exit code. Shared by ``rollouts wait``, ``tail``, ``create --wait/--follow``,
+``get --exit-status`` and ``demo``; each returns the exit code for its command to raise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from envpools_cli.cli_errors import EXIT_NOT_SUCCEEDED, EXIT_OK, EXIT_TIMEOUT
+
+__all__ = ["follow_to_end", "status_exit_code", "wait_and_report", "watch_one"]
+
+
+def _terminal(doc: dict[str, Any]) -> bool:
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
+    return RolloutStatus.terminal(doc.get("status"))
+
+
+def _succeeded(doc: dict[str, Any]) -> bool:
+    from envpools_cli.models import RolloutStatus  # pydantic: not at import time
+
+    return RolloutStatus.succeeded(doc.get("status"))
+
+
+def status_exit_code(
+    docs: list[dict[str, Any]], min_reward: float | None, *, timed_out: bool
+) -> int:
+    """0 all succeeded (and reached min_reward); 5 any ended otherwise; 3 any still going."""
+    failed = False
+    for doc in docs:
+        if not _terminal(doc):
+            continue
+        if not _succeeded(doc):
+            failed = True
+        elif min_reward is not None:
+            reward = doc.get("reward_primary")
+            if not isinstance(reward, int | float) or reward < min_reward:
+                failed = True
+    if failed:
+        return EXIT_NOT_SUCCEEDED
+    if timed_out or any(not _terminal(d) for d in docs):
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def watch_one(
+    rollout_id: str,
+    deadline: float,
+    interval: float,
+    conn: dict[str, Any],
+    on_status: Callable[[str, str], None] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """(final or last state, timed out), via RolloutHandle.wait: events first, polls if needed."""
+    from envpools_cli import client as ep
+
+    handle = ep.RolloutHandle(rollout_id, **conn)
+    doc = handle.wait(
+        timeout=max(0.0, deadline - time.monotonic()),
+        poll_interval=interval,
+        on_status=None if on_status is None else lambda status: on_status(rollout_id, status),
+    )
+    return doc, not _terminal(doc)
+
+
+def wait_and_report(
+    ids: list[str],
+    conn: dict[str, Any],
+    *,
+    timeout: float,
+    min_reward: float | None,
+    junit: Path | None,
+    fmt: str,
+    fields: str | None,
+    interval: float = 2.0,
+    single: bool = False,
+) -> int:
+    """Wait for every rollout at once, print their final states; the verdict's exit code.
+
+    ``single``: the command was about one rollout, so machine output is one object.
+    """
+    from envpools_cli.output.progress import WaitProgress, summary_line
+    from envpools_cli.output.rollouts import show_rollouts
+
+    deadline = time.monotonic() + timeout
+    results: dict[str, tuple[dict[str, Any], bool]] = {}
+    failures: dict[str, BaseException] = {}
+
+    with WaitProgress(ids) as progress:
+
+        def work(rollout_id: str) -> None:
+            try:
+                results[rollout_id] = watch_one(
+                    rollout_id, deadline, interval, conn, progress.status
+                )
+                progress.finished(results[rollout_id][0])
+            except BaseException as exc:  # handed to the main thread
+                failures[rollout_id] = exc
+
+        threads = [threading.Thread(target=work, args=(rid,), daemon=True) for rid in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    for exc in failures.values():
+        raise exc
+    docs = [results[rid][0] for rid in ids]
+    timed_out = {rid for rid in ids if results[rid][1]}
+    if junit is not None:
+        from envpools_cli.output.wait_junit import write_junit
+
+        write_junit(junit, docs, min_reward, timed_out)
+    show_rollouts(docs, fmt, fields, single=single)
+    code = status_exit_code(docs, min_reward, timed_out=bool(timed_out))
+    progress.report(docs, summary_line(docs, min_reward, len(timed_out), timeout))
+    return code
+
+
+def _stream_events(
+    rollout_id: str,
+    conn: dict[str, Any],
+    *,
+    follow: bool,
+    since: str | None,
+    cursor: str | None,
+    types: set[str] | None,
+    view: Any,
+    timeout: float | None,
+) -> str:
+    """Feed events to ``view``; return why it ended: terminal, caught_up or timeout.
+
+    Reconnecting is the client's (``ReconnectPolicy.watching``): resumes after drops and
+    early closes, fails in seconds when the backend cannot be reached at all.
+    """
+    from envpools_cli import client as ep
+
+    stop_seq: int | None = None
+    if not follow:
+        last = ep.get_rollout_summary(rollout_id, **conn).get("last_event") or {}
+        stop_seq = int(last["seq"]) if isinstance(last.get("seq"), int) else 0
+        if stop_seq == 0:
+            return "caught_up"
+    with ep.stream_rollout_events(
+        rollout_id,
+        since=since,
+        cursor=cursor,
+        auto_reconnect=True,
+        reconnect=ep.ReconnectPolicy.watching(deadline=timeout),
+        on_gap="report",
+        on_reconnect=view.reconnecting,
+        **conn,
+    ) as stream:
+        for event in stream:
+            _show_event(event, types, view)
+            seq = event.get("seq")
+            if stop_seq is not None and isinstance(seq, int) and seq >= stop_seq:
+                return "caught_up"
+    return "timeout" if stream.timed_out else "terminal"
+
+
+def _show_event(event: dict[str, Any], types: set[str] | None, view: Any) -> None:
+    kind = event.get("event")
+    if kind == "heartbeat":
+        view.heartbeat()
+    elif kind == "gap":
+        from envpools_cli.output.rollouts import describe_event
+
+        view.notice("warning: " + describe_event(event))
+        if types is None or "gap" in types:
+            view.event(event)
+    elif types is None or kind in types or (kind == "lifecycle" and "status" in types):
+        view.event(event)
+
+
+def follow_to_end(
+    rollout_id: str,
+    conn: dict[str, Any],
+    *,
+    timeout: float | None,
+    exit_status: bool,
+    follow: bool = True,
+    since: str | None = None,
+    cursor: str | None = None,
+    types: set[str] | None = None,
+    fmt: str = "table",
+) -> int:
+    """Show a rollout's events until it ends (or, without ``follow``, until caught up).
+
+    The exit code: 3 when ``timeout`` ran out; with ``exit_status``, the rollout's verdict.
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.output.tail import make_view
+
+    with make_view(rollout_id, fmt) as view:
+        reason = _stream_events(
+            rollout_id,
+            conn,
+            follow=follow,
+            since=since,
+            cursor=cursor,
+            types=types,
+            view=view,
+            timeout=timeout,
+        )
+        doc = ep.get_rollout(rollout_id, **conn)
+        view.end(reason, doc.get("status"))
+    if fmt == "table":
+        from envpools_cli.output.messages import info
+
+        reward = doc.get("reward_primary")
+        info(
+            f"{rollout_id}: {doc.get('status')}"
+            + (f", reward {reward:g}" if isinstance(reward, int | float) else "")
+        )
+    if reason == "timeout":
+        return EXIT_TIMEOUT
+    if exit_status:
+        return status_exit_code([doc], None, timed_out=False)
+    return EXIT_OK
