@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from envpools_cli.models import RolloutStatus
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _SERVE = """
@@ -155,7 +157,7 @@ class Backend:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.client.get(f"/v1/rollouts/{rollout_id}").json()["status"]
-            if status in ("succeeded", "failed", "cancelled", "error", "completed"):
+            if RolloutStatus.terminal(status):
                 return str(status)
             time.sleep(0.01)
         raise TimeoutError(rollout_id)

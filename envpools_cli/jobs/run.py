@@ -199,7 +199,10 @@ class Outcome:
 
 def _cut_short(result: Result) -> bool:
     """The backend restarted while this rollout ran: it never finished."""
-    return result.status == "error" and (result.error or {}).get("code") == "backend_restarted"
+    return (
+        result.status == RolloutStatus.ERROR
+        and (result.error or {}).get("code") == "backend_restarted"
+    )
 
 
 class _Stop(Exception):
@@ -324,7 +327,7 @@ class Runner:
         with ``backend_restarted``: those are run again on resume. ``retry_errors`` runs
         every ``error`` (the platform could not run it) again.
         """
-        return _cut_short(result) or (self.retry_errors and result.status == "error")
+        return _cut_short(result) or (self.retry_errors and result.status == RolloutStatus.ERROR)
 
     def _cancel_requested(self) -> bool:
         return self.store.state(self.job).get("status") == "cancelled"

@@ -27,6 +27,8 @@ def _num(value: float | None) -> str:
 
 
 def write_junit(path: Path, job: Job, stats: JobStats, results: Sequence[Result]) -> None:
+    from envpools_cli.models import RolloutStatus  # pydantic: only when a report is written
+
     by_group: dict[tuple[str, str, str | None], list[Result]] = {}
     for result in results:
         by_group.setdefault((result.task_id, result.agent, result.model), []).append(result)
@@ -80,7 +82,7 @@ def write_junit(path: Path, job: Job, stats: JobStats, results: Sequence[Result]
                 ET.SubElement(case, "skipped", message="no attempt ended")
             elif row.passes:
                 continue
-            elif all(r.status == "error" for r in attempts):
+            elif all(RolloutStatus.parse(r.status) is RolloutStatus.ERROR for r in attempts):
                 errors += 1
                 first = attempts[0].error or {}
                 ET.SubElement(

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import envpools_cli
 from envpools_cli.models import TERMINAL_STATUSES, RolloutStatus
 from envpools_cli.output.units import human_bytes, relative_age
 from tests.integration.conftest import make_task
@@ -57,6 +58,30 @@ class TestStatus:
         assert RolloutStatus.terminal("Cancelled") and not RolloutStatus.terminal("verifying")
         assert RolloutStatus.succeeded("completed"), "the hosted service's older spelling"
         assert not RolloutStatus.terminal("paused") and RolloutStatus.parse(None) is None
+
+    def test_no_hand_written_set_of_terminal_statuses(self) -> None:
+        """Whether a status is terminal is asked of ``models`` everywhere; the one copy (the
+        tail fast path, which may not import pydantic) is held equal to it here."""
+        import ast
+
+        from envpools_cli import fasttail
+
+        assert fasttail._TERMINAL == TERMINAL_STATUSES
+        package = Path(envpools_cli.__file__).parent
+        found = []
+        for source in sorted(package.rglob("*.py")):
+            if source.name == "models.py" or source == Path(fasttail.__file__):
+                continue
+            for node in ast.walk(ast.parse(source.read_text())):
+                if isinstance(node, ast.Set | ast.Tuple | ast.List):
+                    named = {
+                        item.value
+                        for item in node.elts
+                        if isinstance(item, ast.Constant) and item.value in TERMINAL_STATUSES
+                    }
+                    if len(named) >= 3:  # a pair (cancelled, error) may be a rule of its own
+                        found.append(f"{source.relative_to(package)}:{node.lineno}")
+        assert not found, f"hand-written terminal status sets (use RolloutStatus): {found}"
 
     def test_a_cancelled_rollout_ends_a_wait_as_not_succeeded(self, cli: CLI, paused: str) -> None:
         rid = queue_one(cli, paused)
