@@ -67,14 +67,11 @@ def download_zip(rollout_id: str, target: Path, prefix: str | None, conn: dict[s
     from envpools_cli import client as ep
     from envpools_cli.output.messages import success
     from envpools_cli.output.progress import download_progress
+    from envpools_cli.output.streams import write_bytes_out
 
     with ep.open_artifacts_zip(rollout_id, prefix=prefix, **conn) as response:
         if str(target) == "-":
-            import sys
-
-            for chunk in response.iter_bytes(_CHUNK):
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+            write_bytes_out(response.iter_bytes(_CHUNK))
             return
         with download_progress() as progress:
             task = progress.add_task(f"{rollout_id}.zip", total=None)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from typing import TextIO
 
-__all__ = ["PipeClosed", "color_enabled", "is_tty", "write_out"]
+__all__ = ["PipeClosed", "color_enabled", "is_tty", "write_bytes_out", "write_out"]
 
 _color_choice = "auto"
 
@@ -58,6 +59,17 @@ def write_out(text: str) -> None:
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise PipeClosed() from None
+
+
+def write_bytes_out(chunks: Iterable[bytes]) -> None:
+    """Write binary data (a zip) to stdout as it comes; a closed pipe raises PipeClosed."""
+    try:
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
     except BrokenPipeError:
         _silence_stdout()
         raise PipeClosed() from None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -420,6 +423,14 @@ class TestInspect:
         with zipfile.ZipFile(tmp_path / f"{rid}-artifacts.zip") as archive:
             assert sorted(archive.namelist()) == sorted(paths)
         assert not list(tmp_path.rglob("*.part")), "no partial files left behind"
+        streamed = subprocess.run(
+            [sys.executable, "-m", "envpools_cli", "rollouts", "download", rid, "--zip-file", "-"],
+            capture_output=True,
+            check=False,
+        )
+        assert streamed.returncode == 0, streamed.stderr
+        with zipfile.ZipFile(io.BytesIO(streamed.stdout)) as archive:
+            assert sorted(archive.namelist()) == sorted(paths), "the zip, whole, on stdout"
 
     def test_support_bundle_never_holds_the_key(
         self, cli: CLI, pool: str, backend: Local, tmp_path: Path

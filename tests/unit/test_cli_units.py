@@ -147,3 +147,20 @@ def test_a_hanging_keyring_times_out_and_falls_back(tmp_path: Path) -> None:
     assert '"api_key_source": "file ' in status.stdout
     assert "ep_hanging_keyring_key" not in status.stdout + status.stderr
     assert time.monotonic() - started < 30, "the 30 s hang never blocked us"
+
+
+def test_binary_data_to_a_closed_pipe_is_pipe_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``download --zip-file - | head -c 1``: the reader leaving ends the CLI quietly
+    (PipeClosed, exit 0 at the boundary) as for text, not as an internal error."""
+    import io
+    import os
+
+    from envpools_cli.output.streams import PipeClosed, write_bytes_out
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stdout = io.TextIOWrapper(io.FileIO(write_end, "w"))
+    monkeypatch.setattr("sys.stdout", stdout)
+    with pytest.raises(PipeClosed):
+        write_bytes_out(iter([b"PK\x03\x04", b"x" * 65536]))
+    stdout.close()
