@@ -22,8 +22,10 @@ import httpx
 from envpools_cli import __version__
 
 from .errors import OutcomeUnknownError, TransportError, error_from_response, parse_retry_after
+from .settings import api_url, fixed_url, resolve_api_key, resolve_backend_base
 
 __all__ = [
+    "Connection",
     "HTTPSession",
     "RetryPolicy",
     "default_session",
@@ -301,3 +303,79 @@ def use_session(session: HTTPSession) -> Iterator[HTTPSession]:
         yield session
     finally:
         set_default_session(previous)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where, as whom and how: the one object every request of the client goes through.
+
+    A field left ``None`` is resolved at each request (flag > env > profile > default,
+    ``settings.py``), so a connection made before ``SYNTH_API_KEY`` is set works once
+    it is. Without ``session`` the process-wide one (``default_session()``, swapped by
+    ``use_session``) carries the request, with its ``RetryPolicy``. Timeouts are per
+    call: each method's default is the official SDK's for that call.
+    """
+
+    backend_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    session: HTTPSession | None = None
+
+    @property
+    def http(self) -> HTTPSession:
+        return self.session or default_session()
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.http.retry
+
+    def key(self) -> str:
+        return resolve_api_key(self.api_key)
+
+    def url(self, suffix: str, *, fixed: bool = False) -> str:
+        """``suffix`` under the API version's prefix, or under the host (``fixed``)."""
+        base = resolve_backend_base(self.backend_base)
+        return (
+            fixed_url(base, suffix)
+            if fixed
+            else api_url(base, suffix, api_version=self.api_version)
+        )
+
+    def request(
+        self,
+        method: str,
+        suffix: str,
+        *,
+        timeout: float,
+        fixed: bool = False,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        url = self.url(suffix, fixed=fixed)
+        return self.http.request(
+            method,
+            url,
+            api_key=self.key(),
+            json=json,
+            params=params or None,
+            headers=headers,
+            timeout=timeout,
+            idempotent=idempotent,
+        )
+
+    @contextmanager
+    def stream(
+        self, suffix: str, *, timeout: float, params: Mapping[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
+        """A GET whose body the caller reads (large artifacts, zips)."""
+        url = self.url(suffix)
+        with self.http.stream(
+            "GET",
+            url,
+            api_key=self.key(),
+            params=params or None,
+            timeout=timeout,
+        ) as response:
+            yield response
