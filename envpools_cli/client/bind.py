@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
-from .http import Connection, HTTPSession
+from .http import Connection
 
 __all__ = ["offer", "offer_as", "on_rollout", "sdk_function"]
 
@@ -25,18 +25,25 @@ R = TypeVar("R")
 T = TypeVar("T")
 K = TypeVar("K")
 
-_CONNECTION: tuple[tuple[str, Any], ...] = (
-    ("backend_base", str | None),
-    ("api_key", str | None),
-    ("api_version", str | None),
-    ("session", HTTPSession | None),
+_CONNECTION = (
+    ("backend_base", "str | None"),
+    ("api_key", "str | None"),
+    ("api_version", "str | None"),
+    ("session", "HTTPSession | None"),
 )
 
 
 def _signature(
-    method: Callable[..., Any], *, skip: int, preset: dict[str, Any], extra: list[str]
+    method: Callable[..., Any],
+    *,
+    skip: int,
+    preset: dict[str, Any],
+    extra: list[str],
+    then: Callable[..., Any] | None = None,
 ) -> inspect.Signature:
     signature = inspect.signature(method)
+    if then is not None:
+        signature = signature.replace(return_annotation=inspect.signature(then).return_annotation)
     params = [
         p.replace(default=preset[p.name]) if p.name in preset else p
         for p in list(signature.parameters.values())[skip:]
@@ -63,15 +70,20 @@ def sdk_function(
     function takes no ``api_version``, as in the official SDK.
     """
     fields = [field for field, _ in _CONNECTION if versioned or field != "api_version"]
+    signature = _signature(method, skip=1, preset=preset, extra=fields)
 
     def call(*args: Any, **kwargs: Any) -> R:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}() {exc}") from None
         connection = Connection(**{field: kwargs.pop(field, None) for field in fields})
         return method(resource(connection), *args, **{**preset, **kwargs})
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = method.__doc__
     call.__module__ = "envpools_cli.client"
-    call.__signature__ = _signature(method, skip=1, preset=preset, extra=fields)  # type: ignore[attr-defined]
+    call.__signature__ = signature  # type: ignore[attr-defined]
     return call
 
 
@@ -84,10 +96,18 @@ class _Offered(Generic[P, R]):
         method: Callable[..., Any],
         skip: int,
         preset: dict[str, Any],
+        then: Callable[..., Any] | None = None,
     ) -> None:
         self._call = call
         self.__doc__ = method.__doc__
-        self._signature = _signature(method, skip=skip, preset=preset, extra=[])
+        self._signature = _signature(method, skip=skip, preset=preset, extra=[], then=then)
+        self._name = method.__name__
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = f"{owner.__name__}.{name}"
+
+    def __repr__(self) -> str:
+        return f"<method {self._name}{self._signature}>"
 
     @overload
     def __get__(self, owner: None, kind: type[Any]) -> _Offered[P, R]: ...
@@ -138,4 +158,4 @@ def offer_as(
     def call(owner: Any, *args: Any, **kwargs: Any) -> T:
         return then(method(resource(owner.connection), *args, **kwargs))
 
-    return _Offered(call, method, 1, {})
+    return _Offered(call, method, 1, {}, then)

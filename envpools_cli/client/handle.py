@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,6 +15,15 @@ from .resources import Artifacts, Rollouts
 from .sse import ReconnectPolicy
 
 __all__ = ["RolloutHandle"]
+
+
+def _connection_field(name: str) -> Any:
+    """``handle.backend_base`` and the like, readable and settable as in the SDK."""
+
+    def set_field(handle: RolloutHandle, value: Any) -> None:
+        handle.connection = dataclasses.replace(handle.connection, **{name: value})
+
+    return property(lambda handle: getattr(handle.connection, name), set_field)
 
 
 class RolloutHandle:
@@ -39,6 +49,11 @@ class RolloutHandle:
 
     def __repr__(self) -> str:
         return f"RolloutHandle({self.rollout_id!r})"
+
+    backend_base = _connection_field("backend_base")
+    api_key = _connection_field("api_key")
+    api_version = _connection_field("api_version")
+    session = _connection_field("session")
 
     get = on_rollout(Rollouts, Rollouts.get)
     summary = on_rollout(Rollouts, Rollouts.summary)
