@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import copy
 import json as jsonlib
-import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -24,13 +23,10 @@ import pydantic
 
 from envpools_cli.models import (
     HARNESS_ALIASES,
-    PRESET_MODELS,
     TEMPLATE_DEFAULTS,
     PoolTaskInstance,
     PoolTemplate,
     RolloutRequestV1,
-    check_agent_model,
-    model_id_problem,
 )
 
 from .errors import (
@@ -41,6 +37,7 @@ from .errors import (
     TransportError,
 )
 from .http import Connection
+from .request_check import backend_capabilities, check_rollout_request, clear_capabilities_cache
 from .settings import quote_segment, resolve_backend_base
 from .sse import EventStream, GapPolicy, ReconnectPolicy
 
@@ -128,111 +125,6 @@ class Resource:
     def _array(self, method: str, suffix: str, **request: Any) -> builtins.list[dict[str, Any]]:
         data = _decode(self.connection.request(method, suffix, **request))
         return data if isinstance(data, list) else []
-
-
-# --- client-side validation of rollout requests -------------------------------------------
-
-_capabilities_cache: dict[str, dict[str, Any]] = {}
-_capabilities_lock = threading.Lock()
-
-
-def clear_capabilities_cache() -> None:
-    """Forget the backends' capabilities learnt while validating requests."""
-    with _capabilities_lock:
-        _capabilities_cache.clear()
-
-
-def _format_pydantic(exc: pydantic.ValidationError) -> builtins.list[str]:
-    messages = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error.get("loc", ()))
-        text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        messages.append(f"{where}: {text}" if where else text)
-    return messages
-
-
-class _RequestCheck:
-    """Whether the server would certainly reject a rollout request, asked before sending."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def capabilities(self) -> dict[str, Any] | None:
-        """The backend's capabilities, fetched once per process, or None if unknown."""
-        conn = self.connection
-        cache_key = f"{resolve_backend_base(conn.backend_base)}|{conn.api_version or ''}"
-        with _capabilities_lock:
-            caps = _capabilities_cache.get(cache_key)
-        if caps is None:
-            try:
-                caps = Capabilities(conn).get()
-            except (APIError, TransportError):
-                return None
-            with _capabilities_lock:
-                _capabilities_cache[cache_key] = caps
-        return caps
-
-    def agents(self) -> dict[str, builtins.list[str] | None] | None:
-        """Harness -> allowed models (None: any) the backend offers, or None if unknown."""
-        caps = self.capabilities()
-        if caps is None:
-            return None
-        agents: dict[str, builtins.list[str] | None] = {}
-        models = caps.get("models") if isinstance(caps.get("models"), dict) else {}
-        for entry in caps.get("agents") or []:
-            name = entry.get("name") if isinstance(entry, dict) else entry
-            if not isinstance(name, str):
-                continue
-            if isinstance(entry, dict) and entry.get("available") is False:
-                continue
-            allowed = entry.get("models") if isinstance(entry, dict) else None
-            if allowed is None and isinstance(models, dict):
-                allowed = models.get(name)
-            agents[name] = builtins.list(allowed) if isinstance(allowed, list) and allowed else None
-        return agents
-
-    def takes_any_model(self, harness: str) -> bool:
-        caps = self.capabilities() or {}
-        return any(
-            isinstance(entry, dict)
-            and entry.get("name") == harness
-            and entry.get("accepts_any_model") is True
-            for entry in caps.get("agents") or []
-        )
-
-    def __call__(self, payload: Mapping[str, Any]) -> None:
-        try:
-            request = RolloutRequestV1.model_validate(payload)
-        except pydantic.ValidationError as exc:
-            errors = _format_pydantic(exc)
-            message = "invalid rollout request: " + "; ".join(errors)
-            raise InvalidRequestError(message, errors=errors) from None
-        harness, model_id = request.agent.harness, request.agent.model_id
-        if harness in PRESET_MODELS:
-            try:
-                check_agent_model(harness, model_id)
-            except ValueError as exc:
-                # Beyond the presets' lists, the backend's capabilities decide: a gateway's
-                # model ids are welcome where the backend says it takes any model.
-                if not self.takes_any_model(harness):
-                    raise InvalidRequestError(str(exc)) from None
-                if model_id is not None and (problem := model_id_problem(model_id)):
-                    raise InvalidRequestError(problem) from None
-            return
-        offered = self.agents()
-        if offered is None:
-            return  # capabilities unknown: let the server decide
-        if harness not in offered:
-            available = sorted(set(offered) | set(PRESET_MODELS))
-            raise InvalidRequestError(
-                f"Unknown harness {harness!r}. Available harnesses: {available}"
-            )
-        allowed = offered[harness]
-        if model_id is not None and allowed is not None and model_id not in allowed:
-            raise InvalidRequestError(
-                f"Model {model_id!r} is not allowed for harness {harness!r}. "
-                f"Allowed models: {sorted(allowed)}"
-            )
 
 
 # --- /rollouts ----------------------------------------------------------------------------
@@ -330,7 +222,9 @@ class Rollouts(Resource):
 
     def check_request(self, payload: Mapping[str, Any]) -> None:
         """Raise InvalidRequestError if the server would certainly reject ``payload``."""
-        _RequestCheck(self.connection)(payload)
+        conn = self.connection
+        key = f"{resolve_backend_base(conn.backend_base)}|{conn.api_version or ''}"
+        check_rollout_request(payload, lambda: backend_capabilities(key, Capabilities(conn).get))
 
     def create(
         self,
