@@ -13,9 +13,9 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -27,6 +27,7 @@ from .settings import api_url, fixed_url, resolve_api_key, resolve_backend_base
 __all__ = [
     "Connection",
     "HTTPSession",
+    "RequestOptions",
     "RetryPolicy",
     "default_session",
     "set_default_session",
@@ -76,6 +77,18 @@ class RetryPolicy:
             return retry_after
         base = min(self.initial_delay * (2**attempt), self.max_delay)
         return float(base * (1.0 - self.jitter * rand()))
+
+
+class RequestOptions(TypedDict, total=False):
+    """What a request may carry besides its method, URL and key."""
+
+    json: Any
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    timeout: float | httpx.Timeout | None
+    """Seconds (default 30); None waits for ever."""
+    idempotent: bool | None
+    """Whether repeating it is safe; None: GET/PUT/DELETE... or a keyed request."""
 
 
 class HTTPSession:
@@ -129,28 +142,10 @@ class HTTPSession:
         self.sleep(delay)
 
     def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        api_key: str,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | httpx.Timeout | None = 30.0,
-        idempotent: bool | None = None,
+        self, method: str, url: str, *, api_key: str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         """Send one logical request; return the 2xx response with its body read."""
-        with self._open(
-            method,
-            url,
-            api_key=api_key,
-            json=json,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            idempotent=idempotent,
-        ) as response:
+        with self._open(method, url, api_key=api_key, **options) as response:
             response.read()
             return response
 
@@ -189,8 +184,8 @@ class HTTPSession:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | httpx.Timeout | None,
-        idempotent: bool | None,
+        timeout: float | httpx.Timeout | None = 30.0,
+        idempotent: bool | None = None,
         connect_retries: bool = True,
     ) -> Iterator[httpx.Response]:
         all_headers = self._headers(api_key, headers)
@@ -200,7 +195,7 @@ class HTTPSession:
             method,
             url,
             json=json,
-            params=params,
+            params=params or None,
             headers=all_headers,
             timeout=timeout if timeout is not None else httpx.Timeout(None),
         )
@@ -342,40 +337,14 @@ class Connection:
         )
 
     def request(
-        self,
-        method: str,
-        suffix: str,
-        *,
-        timeout: float,
-        fixed: bool = False,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
-        idempotent: bool | None = None,
+        self, method: str, suffix: str, *, fixed: bool = False, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         url = self.url(suffix, fixed=fixed)
-        return self.http.request(
-            method,
-            url,
-            api_key=self.key(),
-            json=json,
-            params=params or None,
-            headers=headers,
-            timeout=timeout,
-            idempotent=idempotent,
-        )
+        return self.http.request(method, url, api_key=self.key(), **options)
 
-    @contextmanager
     def stream(
         self, suffix: str, *, timeout: float, params: Mapping[str, str] | None = None
-    ) -> Iterator[httpx.Response]:
+    ) -> AbstractContextManager[httpx.Response]:
         """A GET whose body the caller reads (large artifacts, zips)."""
         url = self.url(suffix)
-        with self.http.stream(
-            "GET",
-            url,
-            api_key=self.key(),
-            params=params or None,
-            timeout=timeout,
-        ) as response:
-            yield response
+        return self.http.stream("GET", url, api_key=self.key(), params=params, timeout=timeout)

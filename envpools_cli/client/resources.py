@@ -15,7 +15,7 @@ import json as jsonlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, ClassVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -36,7 +36,7 @@ from .errors import (
     PlanGatingError,
     TransportError,
 )
-from .http import Connection
+from .http import Connection, RequestOptions
 from .request_check import backend_capabilities, check_rollout_request, clear_capabilities_cache
 from .settings import quote_segment, resolve_backend_base
 from .sse import EventStream, GapPolicy, ReconnectPolicy
@@ -115,15 +115,25 @@ def _copy(**values: Any) -> dict[str, Any]:
 class Resource:
     """Requests under one URL family, sent over ``connection``."""
 
+    _fixed: ClassVar[bool] = False
+    """The family's paths ignore the API version (credentials, account)."""
+
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    def _object(self, method: str, suffix: str, **request: Any) -> dict[str, Any]:
-        data = _decode(self.connection.request(method, suffix, **request))
+    def _send(self, method: str, suffix: str, **options: Unpack[RequestOptions]) -> httpx.Response:
+        return self.connection.request(method, suffix, fixed=self._fixed, **options)
+
+    def _object(
+        self, method: str, suffix: str, **options: Unpack[RequestOptions]
+    ) -> dict[str, Any]:
+        data = _decode(self._send(method, suffix, **options))
         return data if isinstance(data, dict) else {}
 
-    def _array(self, method: str, suffix: str, **request: Any) -> builtins.list[dict[str, Any]]:
-        data = _decode(self.connection.request(method, suffix, **request))
+    def _array(
+        self, method: str, suffix: str, **options: Unpack[RequestOptions]
+    ) -> builtins.list[dict[str, Any]]:
+        data = _decode(self._send(method, suffix, **options))
         return data if isinstance(data, list) else []
 
 
@@ -173,7 +183,7 @@ class Artifacts(Resource):
     ) -> bytes:
         """The bytes of one artifact (``artifact_path``, or ``path=`` as SDK 0.9.6 spells it)."""
         suffix = self._at(rollout_id, _one_path(artifact_path, path))
-        return self.connection.request("GET", suffix, timeout=timeout).content
+        return self._send("GET", suffix, timeout=timeout).content
 
     def open(
         self,
@@ -198,7 +208,7 @@ class Artifacts(Resource):
         """All artifacts of a rollout (under ``prefix``) as zip bytes."""
         suffix = f"{self._at(rollout_id)}.zip"
         params = _params(prefix=prefix, limit=limit)
-        return self.connection.request("GET", suffix, timeout=timeout, params=params).content
+        return self._send("GET", suffix, timeout=timeout, params=params).content
 
     def open_zip(
         self,
@@ -501,7 +511,7 @@ class PoolTasks(Resource):
 
     def delete(self, pool_id: str, task_id: str, *, timeout: float = 30.0) -> None:
         suffix = _pool(pool_id, f"/tasks/{quote_segment(task_id)}")
-        self.connection.request("DELETE", suffix, timeout=timeout)
+        self._send("DELETE", suffix, timeout=timeout)
 
 
 class Pools(Resource):
@@ -543,7 +553,7 @@ class Pools(Resource):
         return self._object("PUT", _pool(pool_id), timeout=timeout, json=_payload(request))
 
     def delete(self, pool_id: str, *, timeout: float = 30.0) -> None:
-        self.connection.request("DELETE", _pool(pool_id), timeout=timeout)
+        self._send("DELETE", _pool(pool_id), timeout=timeout)
 
     def metrics(self, pool_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
         """Queue depth, running count, totals and success rate of a pool."""
@@ -589,6 +599,8 @@ def _secret_text(value: str | dict[str, Any]) -> str:
 class Credentials(Resource):
     """``/api/v1/credentials``: values go in, never come back."""
 
+    _fixed = True
+
     def store(
         self,
         *,
@@ -605,15 +617,15 @@ class Credentials(Resource):
             "credential_value": _secret_text(credential_value),
             **_copy(metadata=metadata),
         }
-        return self._object("POST", _CREDENTIALS, timeout=timeout, fixed=True, json=body)
+        return self._object("POST", _CREDENTIALS, timeout=timeout, json=body)
 
     def list(self, *, timeout: float = 30.0) -> builtins.list[dict[str, Any]]:
         """Credentials of the organisation; values are never returned."""
-        return self._array("GET", _CREDENTIALS, timeout=timeout, fixed=True)
+        return self._array("GET", _CREDENTIALS, timeout=timeout)
 
     def delete(self, credential_id: str, *, timeout: float = 30.0) -> None:
         suffix = f"{_CREDENTIALS}/{quote_segment(credential_id)}"
-        self.connection.request("DELETE", suffix, timeout=timeout, fixed=True)
+        self._send("DELETE", suffix, timeout=timeout)
 
     def rotate(
         self, credential_id: str, *, new_value: str | dict[str, Any], timeout: float = 30.0
@@ -623,7 +635,6 @@ class Credentials(Resource):
             "PUT",
             f"{_CREDENTIALS}/{quote_segment(credential_id)}",
             timeout=timeout,
-            fixed=True,
             json={"credential_value": _secret_text(new_value)},
         )
 
@@ -644,9 +655,11 @@ def _flag_enabled(flags: Any, feature: str) -> bool:
 class Account(Resource):
     """``/api/v1/me``: who the key belongs to."""
 
+    _fixed = True
+
     def get(self, *, timeout: float = 10.0) -> dict[str, Any]:
         """``/api/v1/me``: the organisation, plan and feature flags of the key."""
-        return self._object("GET", "api/v1/me", timeout=timeout, fixed=True)
+        return self._object("GET", "api/v1/me", timeout=timeout)
 
     def check_plan_access(self, *, timeout: float = 10.0) -> dict[str, Any]:
         """Raise PlanGatingError unless the key's plan includes Environment Pools.
