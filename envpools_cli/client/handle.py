@@ -1,18 +1,29 @@
-"""RolloutHandle: one rollout's functions bound to its id and connection settings."""
+"""RolloutHandle: the ``/rollouts/{id}`` methods bound to one rollout and its connection."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from envpools_cli.models import TERMINAL_STATUSES
 
-from . import api
+from .bind import on_rollout
 from .errors import APIError, TransportError
-from .http import HTTPSession
-from .sse import EventStream, ReconnectPolicy
+from .http import Connection, HTTPSession
+from .resources import Artifacts, Rollouts
+from .sse import ReconnectPolicy
 
 __all__ = ["RolloutHandle"]
+
+
+def _connection_field(name: str) -> Any:
+    """``handle.backend_base`` and the like, readable and settable as in the SDK."""
+
+    def set_field(handle: RolloutHandle, value: Any) -> None:
+        handle.connection = dataclasses.replace(handle.connection, **{name: value})
+
+    return property(lambda handle: getattr(handle.connection, name), set_field)
 
 
 class RolloutHandle:
@@ -28,94 +39,33 @@ class RolloutHandle:
         session: HTTPSession | None = None,
     ) -> None:
         self.rollout_id = rollout_id
-        self.backend_base = backend_base
-        self.api_key = api_key
-        self.api_version = api_version
-        self.session = session
+        self.connection = Connection(backend_base, api_key, api_version, session)
+
+    @classmethod
+    def on(cls, rollout_id: str, connection: Connection) -> RolloutHandle:
+        handle = cls(rollout_id)
+        handle.connection = connection
+        return handle
 
     def __repr__(self) -> str:
         return f"RolloutHandle({self.rollout_id!r})"
 
-    def _conn(self) -> dict[str, Any]:
-        return {
-            "backend_base": self.backend_base,
-            "api_key": self.api_key,
-            "api_version": self.api_version,
-            "session": self.session,
-        }
+    backend_base = _connection_field("backend_base")
+    api_key = _connection_field("api_key")
+    api_version = _connection_field("api_version")
+    session = _connection_field("session")
 
-    def get(self, *, timeout: float = 30.0) -> dict[str, Any]:
-        return api.get_rollout(self.rollout_id, timeout=timeout, **self._conn())
-
-    def summary(self, *, timeout: float = 30.0) -> dict[str, Any]:
-        return api.get_rollout_summary(self.rollout_id, timeout=timeout, **self._conn())
-
-    def usage(self, *, timeout: float = 30.0) -> dict[str, Any]:
-        return api.get_rollout_usage(self.rollout_id, timeout=timeout, **self._conn())
-
-    def support_bundle(self, *, timeout: float = 30.0) -> dict[str, Any]:
-        return api.get_rollout_support_bundle(self.rollout_id, timeout=timeout, **self._conn())
-
-    def cancel(self, *, timeout: float = 30.0) -> dict[str, Any]:
-        return api.cancel_rollout(self.rollout_id, timeout=timeout, **self._conn())
-
-    def replay(
-        self,
-        *,
-        overrides: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-        timeout: float = 120.0,
-    ) -> dict[str, Any]:
-        return api.replay_rollout(
-            self.rollout_id, overrides=overrides, metadata=metadata, timeout=timeout, **self._conn()
-        )
-
-    def events(
-        self,
-        *,
-        since: str | None = None,
-        cursor: str | None = None,
-        limit: int | None = None,
-        timeout: float | None = None,
-        auto_reconnect: bool = True,
-    ) -> EventStream:
-        """The rollout's events; resumes after dropped connections unless told not to."""
-        return api.stream_rollout_events(
-            self.rollout_id,
-            since=since,
-            cursor=cursor,
-            limit=limit,
-            timeout=timeout,
-            auto_reconnect=auto_reconnect,
-            **self._conn(),
-        )
-
-    def artifacts(
-        self,
-        *,
-        prefix: str | None = None,
-        cursor: str | None = None,
-        limit: int | None = None,
-        timeout: float = 30.0,
-    ) -> dict[str, Any]:
-        return api.list_rollout_artifacts(
-            self.rollout_id,
-            prefix=prefix,
-            cursor=cursor,
-            limit=limit,
-            timeout=timeout,
-            **self._conn(),
-        )
-
-    def download_zip(
-        self, *, prefix: str | None = None, limit: int | None = None, timeout: float = 120.0
-    ) -> bytes:
-        return api.download_artifacts_zip(
-            self.rollout_id, prefix=prefix, limit=limit, timeout=timeout, **self._conn()
-        )
-
-    def download(self, path: str, *, timeout: float = 60.0) -> bytes:
-        return api.fetch_artifact(self.rollout_id, path, timeout=timeout, **self._conn())
+    get = on_rollout(Rollouts, Rollouts.get)
+    summary = on_rollout(Rollouts, Rollouts.summary)
+    usage = on_rollout(Rollouts, Rollouts.usage)
+    support_bundle = on_rollout(Rollouts, Rollouts.support_bundle)
+    cancel = on_rollout(Rollouts, Rollouts.cancel)
+    replay = on_rollout(Rollouts, Rollouts.replay)
+    # The product page: events reconnect by default (the SDK's handle did not).
+    events = on_rollout(Rollouts, Rollouts.events, auto_reconnect=True)
+    artifacts = on_rollout(Artifacts, Artifacts.list)
+    download_zip = on_rollout(Artifacts, Artifacts.zip)
+    download = on_rollout(Artifacts, Artifacts.fetch)
 
     def wait(
         self,
@@ -147,13 +97,10 @@ class RolloutHandle:
         report(last.get("status"))
         if str(last.get("status", "")).lower() in stop:
             return last
-        with api.stream_rollout_events(
-            self.rollout_id,
+        with self.events(
             cursor=self._cursor(),
-            auto_reconnect=True,
             reconnect=ReconnectPolicy.watching(deadline=max(0.0, timeout)),
             on_gap="ignore",
-            **self._conn(),
         ) as stream:
             for event in stream:
                 data = event.get("data")

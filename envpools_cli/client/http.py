@@ -13,18 +13,21 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
 from envpools_cli import __version__
 
 from .errors import OutcomeUnknownError, TransportError, error_from_response, parse_retry_after
+from .settings import api_url, fixed_url, resolve_api_key, resolve_backend_base
 
 __all__ = [
+    "Connection",
     "HTTPSession",
+    "RequestOptions",
     "RetryPolicy",
     "default_session",
     "set_default_session",
@@ -74,6 +77,18 @@ class RetryPolicy:
             return retry_after
         base = min(self.initial_delay * (2**attempt), self.max_delay)
         return float(base * (1.0 - self.jitter * rand()))
+
+
+class RequestOptions(TypedDict, total=False):
+    """What a request may carry besides its method, URL and key."""
+
+    json: Any
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    timeout: float | httpx.Timeout | None
+    """Seconds (default 30); None waits for ever."""
+    idempotent: bool | None
+    """Whether repeating it is safe; None: GET/PUT/DELETE... or a keyed request."""
 
 
 class HTTPSession:
@@ -127,28 +142,10 @@ class HTTPSession:
         self.sleep(delay)
 
     def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        api_key: str,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | httpx.Timeout | None = 30.0,
-        idempotent: bool | None = None,
+        self, method: str, url: str, *, api_key: str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         """Send one logical request; return the 2xx response with its body read."""
-        with self._open(
-            method,
-            url,
-            api_key=api_key,
-            json=json,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            idempotent=idempotent,
-        ) as response:
+        with self._open(method, url, api_key=api_key, **options) as response:
             response.read()
             return response
 
@@ -187,8 +184,8 @@ class HTTPSession:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | httpx.Timeout | None,
-        idempotent: bool | None,
+        timeout: float | httpx.Timeout | None = 30.0,
+        idempotent: bool | None = None,
         connect_retries: bool = True,
     ) -> Iterator[httpx.Response]:
         all_headers = self._headers(api_key, headers)
@@ -198,7 +195,7 @@ class HTTPSession:
             method,
             url,
             json=json,
-            params=params,
+            params=params or None,
             headers=all_headers,
             timeout=timeout if timeout is not None else httpx.Timeout(None),
         )
@@ -301,3 +298,53 @@ def use_session(session: HTTPSession) -> Iterator[HTTPSession]:
         yield session
     finally:
         set_default_session(previous)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where, as whom and how: the one object every request of the client goes through.
+
+    A field left ``None`` is resolved at each request (flag > env > profile > default,
+    ``settings.py``), so a connection made before ``SYNTH_API_KEY`` is set works once
+    it is. Without ``session`` the process-wide one (``default_session()``, swapped by
+    ``use_session``) carries the request, with its ``RetryPolicy``. Timeouts are per
+    call: each method's default is the official SDK's for that call.
+    """
+
+    backend_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    session: HTTPSession | None = None
+
+    @property
+    def http(self) -> HTTPSession:
+        return self.session or default_session()
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.http.retry
+
+    def key(self) -> str:
+        return resolve_api_key(self.api_key)
+
+    def url(self, suffix: str, *, fixed: bool = False) -> str:
+        """``suffix`` under the API version's prefix, or under the host (``fixed``)."""
+        base = resolve_backend_base(self.backend_base)
+        return (
+            fixed_url(base, suffix)
+            if fixed
+            else api_url(base, suffix, api_version=self.api_version)
+        )
+
+    def request(
+        self, method: str, suffix: str, *, fixed: bool = False, **options: Unpack[RequestOptions]
+    ) -> httpx.Response:
+        url = self.url(suffix, fixed=fixed)
+        return self.http.request(method, url, api_key=self.key(), **options)
+
+    def stream(
+        self, suffix: str, *, timeout: float, params: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[httpx.Response]:
+        """A GET whose body the caller reads (large artifacts, zips)."""
+        url = self.url(suffix)
+        return self.http.stream("GET", url, api_key=self.key(), params=params, timeout=timeout)

@@ -453,44 +453,36 @@ class Runner:
             raise _Stop()
 
     def _follow(self, trial: Trial, rollout_id: str, conn: dict[str, Any]) -> dict[str, Any]:
-        """Follow the rollout's events until it is terminal; return the final rollout."""
-        cursor: str | None = None
-        failures = 0
-        while True:
+        """Follow the rollout's events until it is terminal; return the final rollout.
+
+        Reconnecting is the client's (``ReconnectPolicy.watching``, as for ``tail`` and
+        ``wait``): drops, early closes and a backend restart are ridden out; a backend lost
+        for longer than the policy allows fails this trial as transient (``jobs resume``
+        follows it again).
+        """
+
+        def reconnecting(attempt: int, delay: float, exc: Exception) -> None:
             if self.stop.is_set():
                 raise _Stop()
-            stream = ep.stream_rollout_events(
-                rollout_id, cursor=cursor, auto_reconnect=True, on_gap="ignore", **conn
+            self.listener.problem(
+                self.progress, trial, f"event stream: {exc}; reconnecting in {delay:.1f}s"
             )
-            delivered = 0
-            try:
-                with stream:
-                    for event in stream:
-                        delivered += 1
-                        if self.stop.is_set():
-                            raise _Stop()
-                        data = event.get("data")
-                        if event.get("event") == "lifecycle" and isinstance(data, dict):
-                            status = str(data.get("status", "")).lower()
-                            if status and not RolloutStatus.terminal(status):
-                                self.progress.set_running(trial, rollout_id, status)
-                                self.listener.changed(self.progress)
-                failures = 0
-            except (ep.TransportError, ep.ServerError, ep.RateLimitError) as exc:
-                failures += 1
-                self.listener.problem(self.progress, trial, f"event stream: {exc}")
-                self._pause(min(2.0**failures, 30.0))
-            cursor = stream.last_event_id or cursor
-            try:
-                doc = ep.get_rollout(rollout_id, **conn)
-            except (ep.TransportError, ep.ServerError, ep.RateLimitError) as exc:
-                failures += 1
-                self.listener.problem(self.progress, trial, str(exc))
-                self._pause(min(2.0**failures, 30.0))
-                continue
-            if RolloutStatus.terminal(doc.get("status")):
-                return doc
-            if not delivered:
-                # The server closed an empty stream on a live rollout: do not spin.
-                failures += 1
-                self._pause(min(0.5 * 2.0**failures, 15.0))
+
+        with ep.stream_rollout_events(
+            rollout_id,
+            auto_reconnect=True,
+            reconnect=ep.ReconnectPolicy.watching(),
+            on_gap="ignore",
+            on_reconnect=reconnecting,
+            **conn,
+        ) as stream:
+            for event in stream:
+                if self.stop.is_set():
+                    raise _Stop()
+                data = event.get("data")
+                if event.get("event") == "lifecycle" and isinstance(data, dict):
+                    status = str(data.get("status", "")).lower()
+                    if status and not RolloutStatus.terminal(status):
+                        self.progress.set_running(trial, rollout_id, status)
+                        self.listener.changed(self.progress)
+        return ep.get_rollout(rollout_id, **conn)

@@ -550,6 +550,73 @@ class TestClientAndNamespaces:
             ("POST", "/v1/rollouts/r7/cancel"),
         ]
 
+    def test_resources_mirror_the_url_paths(self, recorder: Recorder) -> None:
+        recorder.handler = lambda r: httpx.Response(200, json={"ok": True})
+        client = EnvironmentPoolsClient(skip_plan_check=True, backend_base="http://ns.test")
+        client.rollouts.artifacts("r1", prefix="agent/")  # the SDK's spelling: a call
+        client.rollouts.artifacts.list("r1")
+        assert client.rollouts.artifacts.fetch("r1", "a/b.txt") == b'{"ok":true}'
+        client.queue.status()
+        paths = [r.url.path for r in recorder.requests]
+        assert paths == [
+            "/v1/rollouts/r1/artifacts",
+            "/v1/rollouts/r1/artifacts",
+            "/v1/rollouts/r1/artifacts/a/b.txt",
+            "/v1/queue/status",
+        ]
+        assert recorder.requests[0].url.params["prefix"] == "agent/"
+
+    def test_one_connection_reaches_every_resource(self, recorder: Recorder) -> None:
+        client = EnvironmentPoolsClient(
+            skip_plan_check=True, api_key="sk-one", backend_base="http://one.test"
+        )
+        handle = client.rollout("r2")
+        assert handle.connection is client.connection
+        assert client.pools.tasks.connection is client.connection
+        assert client.credentials.connection is client.connection
+        # The SDK's handle exposes its settings as attributes; setting one re-points it.
+        assert (handle.backend_base, handle.api_key) == ("http://one.test", "sk-one")
+        handle.api_version = "legacy"
+        handle.get()
+        assert recorder.last.url.path == "/api/v1/rollouts/r2"
+        assert client.connection.api_version is None
+
+    def test_handle_events_reconnect_by_default_module_function_does_not(self) -> None:
+        import inspect
+
+        handle_events = inspect.signature(RolloutHandle("r").events)
+        assert handle_events.parameters["auto_reconnect"].default is True
+        module_events = inspect.signature(ep.stream_rollout_events)
+        assert module_events.parameters["auto_reconnect"].default is False
+        resilient = inspect.signature(ep.stream_rollout_events_resilient)
+        assert resilient.parameters["auto_reconnect"].default is True
+
+
+def test_module_functions_take_the_connection_as_keywords() -> None:
+    import inspect
+
+    versioned = inspect.signature(ep.get_rollout).parameters
+    assert list(versioned) == [
+        "rollout_id",
+        "timeout",
+        "backend_base",
+        "api_key",
+        "api_version",
+        "session",
+    ]
+    assert versioned["timeout"].default == 30.0
+    # Credentials and the account live at fixed paths: no api_version, as in the SDK.
+    assert "api_version" not in inspect.signature(ep.store_credential).parameters
+    with pytest.raises(TypeError, match=r"store_credential\(\) got an unexpected keyword"):
+        ep.store_credential(
+            credential_name="n",
+            credential_type="GITHUB_PAT",
+            credential_value="v",
+            api_version="v1",
+        )
+    with pytest.raises(TypeError, match=r"get_rollout\(\) missing a required argument"):
+        ep.get_rollout()
+
 
 def test_every_documented_name_is_importable() -> None:
     names = [
