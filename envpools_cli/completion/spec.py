@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from envpools_cli import __version__, paths
 
 __all__ = ["Spec", "build", "load"]
 
-Spec = dict[str, Any]
+TYPE_CHECKING = False  # typing costs a Tab press more than the rest of this module
+if TYPE_CHECKING:
+    from typing import Any
+
+Spec = dict[str, "Any"]
 """``{"fingerprint", "tree"}``; a tree node is ``{"help", "options", "args", "commands"}``."""
 
 _PACKAGE = Path(__file__).resolve().parents[1]

@@ -9,17 +9,20 @@ client core (httpx, pydantic) would cost more to import than the whole budget.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from envpools_cli import paths
+
+TYPE_CHECKING = False  # typing, dataclasses and hashlib cost more than a Tab press may take
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Getter = Callable[[str, dict[str, Any]], Any]
 
 __all__ = ["BACKOFF_SEC", "FRESH_SEC", "TIMEOUT_SEC", "Backend", "Item", "local_values"]
 
@@ -33,14 +36,19 @@ Item = tuple[str, str]
 """A value and a few words about it (shown by zsh and fish)."""
 
 
-@dataclass
 class Backend:
     """Cached reads of one backend (URL + profile), as ``(value, description)`` items."""
 
-    profile_flag: str | None = None
-    api_url_flag: str | None = None
-    now: float = field(default_factory=time.time)
-    _conn: list[_Conn | None] = field(default_factory=list)  # resolved once, when first needed
+    def __init__(
+        self,
+        profile_flag: str | None = None,
+        api_url_flag: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        self.profile_flag = profile_flag
+        self.api_url_flag = api_url_flag
+        self.now = time.time() if now is None else now
+        self._conn: list[_Conn | None] = []  # resolved once, when first needed
 
     def rollouts(self, prefix: str) -> list[Item]:
         def fetch(get: Getter) -> Any:
@@ -119,19 +127,18 @@ class Backend:
         return data
 
 
-Getter = Callable[[str, dict[str, Any]], Any]
-
-
 class _HTTPFailure(Exception):
     """Any answer but 200: completion shows nothing new, it never explains."""
 
 
-@dataclass(frozen=True)
 class _Conn:
-    base: str
-    key: str = field(repr=False)
-    version: str
-    cache_name: str
+    __slots__ = ("base", "cache_name", "key", "version")
+
+    def __init__(self, base: str, key: str, version: str, cache_name: str) -> None:
+        self.base = base
+        self.key = key  # no __repr__: the key must not reach a traceback
+        self.version = version
+        self.cache_name = cache_name
 
 
 def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | None:
@@ -150,8 +157,16 @@ def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | N
     key = keystore.key_quickly(resolved.profile, keyring_timeout=KEYRING_TIMEOUT_SEC)
     if not key:
         return None
-    digest = hashlib.sha256(f"{base}\n{resolved.profile}\n{version}".encode()).hexdigest()[:16]
-    return _Conn(base, key, version, f"values-{digest}.json")
+    digest = _fnv1a(f"{base}\n{resolved.profile}\n{version}")
+    return _Conn(base, key, version, f"values-{digest:016x}.json")
+
+
+def _fnv1a(text: str) -> int:
+    """A stable 64-bit name for a cache file (hashlib's OpenSSL costs ~10 ms to import)."""
+    value = 0xCBF29CE484222325
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
 
 
 def _base_url(url: str) -> str | None:
