@@ -9,13 +9,10 @@ client core (httpx, pydantic) would cost more to import than the whole budget.
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
-from envpools_cli import paths
+from envpools_cli import snapshots
 
 TYPE_CHECKING = False  # typing, dataclasses and hashlib cost more than a Tab press may take
 if TYPE_CHECKING:
@@ -106,8 +103,8 @@ class Backend:
         conn = self._conn[0]
         if conn is None:
             return None
-        target = paths.cache_dir() / "completion" / conn.cache_name
-        cache = _read(target)
+        target = snapshots.path_of(f"completion/{conn.cache_name}")
+        cache = snapshots.read(target)
         entry = cache.get(resource)
         last = entry["data"] if isinstance(entry, dict) else None
         age = self.now - float(entry["at"]) if isinstance(entry, dict) else -1.0
@@ -119,11 +116,11 @@ class Backend:
             data = fetch(_getter(conn))
         except (OSError, ValueError, _HTTPFailure):
             cache["down_until"] = self.now + BACKOFF_SEC
-            _write(target, cache)
+            snapshots.write(target, cache)
             return last
         cache[resource] = {"at": self.now, "data": data}
         cache.pop("down_until", None)
-        _write(target, cache)
+        snapshots.write(target, cache)
         return data
 
 
@@ -158,7 +155,7 @@ def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | N
     if not key:
         return None
     digest = _fnv1a(f"{base}\n{resolved.profile}\n{version}")
-    return _Conn(base, key, version, f"values-{digest:016x}.json")
+    return _Conn(base, key, version, f"values-{digest:016x}")
 
 
 def _fnv1a(text: str) -> int:
@@ -211,29 +208,11 @@ def _getter(conn: _Conn) -> Getter:
             connection.close()
         if response.status != 200:
             raise _HTTPFailure(str(response.status))
+        import json
+
         return json.loads(body)
 
     return get
-
-
-def _read(target: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(target.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write(target: Path, data: dict[str, Any]) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as stream:
-            json.dump(data, stream, separators=(",", ":"))
-        temporary.replace(target)
-    except OSError:
-        pass  # a read-only cache only costs speed
 
 
 # --- how each resource reads --------------------------------------------------------------
