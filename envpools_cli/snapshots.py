@@ -56,7 +56,7 @@ def read(path: str) -> dict[str, Any]:
     """The dict stored at ``path``; ``{}`` when missing or unreadable."""
     try:
         with open(path, "rb") as stream:
-            data = marshal.load(stream)
+            data = marshal.loads(stream.read())  # marshal.load(stream): a read per object
     except (OSError, ValueError, EOFError, TypeError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -9,10 +9,11 @@ client core (httpx, pydantic) would cost more to import than the whole budget.
 
 from __future__ import annotations
 
+import os
 import time
 from urllib.parse import quote, urlencode, urlsplit
 
-from envpools_cli import snapshots
+from envpools_cli import paths, snapshots
 
 TYPE_CHECKING = False  # typing, dataclasses and hashlib cost more than a Tab press may take
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Backend:
         self.api_url_flag = api_url_flag
         self.now = time.time() if now is None else now
         self._conn: list[_Conn | None] = []  # resolved once, when first needed
+        self._name: list[str | None] = []  # the cache file's name, likewise
 
     def rollouts(self, prefix: str) -> list[Item]:
         def fetch(get: Getter) -> Any:
@@ -98,12 +100,11 @@ class Backend:
     def _cached(
         self, resource: str, fetch: Callable[[Getter], Any], good: Callable[[Any], bool]
     ) -> Any:
-        if not self._conn:
-            self._conn.append(_connection(self.profile_flag, self.api_url_flag))
-        conn = self._conn[0]
-        if conn is None:
+        if not self._name:
+            self._name.append(_cache_name(self.profile_flag, self.api_url_flag))
+        if self._name[0] is None:
             return None
-        target = snapshots.path_of(f"completion/{conn.cache_name}")
+        target = snapshots.path_of(f"completion/{self._name[0]}")
         cache = snapshots.read(target)
         entry = cache.get(resource)
         last = entry["data"] if isinstance(entry, dict) else None
@@ -112,6 +113,12 @@ class Backend:
             return last
         if float(cache.get("down_until", 0)) > self.now:
             return last
+        # Only a fetch needs the key (and the config and keystore imports, ~30 ms).
+        if not self._conn:
+            self._conn.append(_connection(self.profile_flag, self.api_url_flag))
+        conn = self._conn[0]
+        if conn is None:
+            return None
         try:
             data = fetch(_getter(conn))
         except (OSError, ValueError, _HTTPFailure):
@@ -138,9 +145,8 @@ class _Conn:
         self.cache_name = cache_name
 
 
-def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | None:
-    """Where to ask and with which key; None when nothing usable is configured."""
-    from envpools_cli import keystore
+def _place(profile_flag: str | None, api_url_flag: str | None) -> tuple[str, str, str] | None:
+    """(backend base, profile, API version) as the CLI resolves them; None if unusable."""
     from envpools_cli.config import ConfigError, resolve
 
     try:
@@ -150,12 +156,66 @@ def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | N
     base = _base_url(resolved.api_url)
     if base is None:
         return None
-    version = (resolved.api_version or "v1").strip().lower()
-    key = keystore.key_quickly(resolved.profile, keyring_timeout=KEYRING_TIMEOUT_SEC)
+    return base, resolved.profile, (resolved.api_version or "v1").strip().lower()
+
+
+def _name_for(place: tuple[str, str, str]) -> str:
+    return f"values-{_fnv1a(chr(10).join(place)):016x}"
+
+
+def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | None:
+    """Where to ask and with which key; None when nothing usable is configured."""
+    from envpools_cli import keystore
+
+    place = _place(profile_flag, api_url_flag)
+    if place is None:
+        return None
+    base, profile, version = place
+    key = keystore.key_quickly(profile, keyring_timeout=KEYRING_TIMEOUT_SEC)
     if not key:
         return None
-    digest = _fnv1a(f"{base}\n{resolved.profile}\n{version}")
-    return _Conn(base, key, version, f"values-{digest:016x}")
+    return _Conn(base, key, version, _name_for(place))
+
+
+# Settings that decide the backend, profile and version (config.resolve): not keys.
+_SETTING_PREFIXES = ("ENVPOOLS_", "SYNTH_", "ENV_POOLS_")
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_REMEMBERED_PLACES = 16
+
+
+def _cache_name(profile_flag: str | None, api_url_flag: str | None) -> str | None:
+    """The values cache of the backend these flags, the environment and the config select.
+
+    ``config.resolve`` costs a Tab press ~30 ms of imports (tomllib, dataclasses,
+    typing), so the answer is remembered by what it depends on: the flags, the setting
+    variables (not the keys: they do not move the backend) and the config file's size
+    and mtime. Stored as hashes: no URL or value of the environment is written down.
+    """
+    config_file = os.path.join(paths.config_dir(), "config.toml")
+    try:
+        stat = os.stat(config_file)
+        stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        stamp = "-"
+    settings = sorted(
+        (name, value)
+        for name, value in os.environ.items()
+        if (name.startswith(_SETTING_PREFIXES) or name in ("ENVIRONMENT", "APP_ENVIRONMENT"))
+        and not any(word in name for word in _SECRET_WORDS)
+    )
+    inputs = f"{profile_flag!r}\n{api_url_flag!r}\n{config_file}\n{stamp}\n{settings!r}"
+    asked = f"{_fnv1a(inputs):016x}"
+    where = snapshots.path_of("completion/places")
+    remembered = snapshots.read(where)
+    if asked in remembered:
+        known = remembered[asked]
+        return known if isinstance(known, str) else None
+    place = _place(profile_flag, api_url_flag)
+    name = None if place is None else _name_for(place)
+    kept = dict(list(remembered.items())[-(_REMEMBERED_PLACES - 1) :])
+    kept[asked] = name
+    snapshots.write(where, kept)
+    return name
 
 
 def _fnv1a(text: str) -> int:
