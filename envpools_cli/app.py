@@ -38,6 +38,7 @@ from envpools_cli.commands import (
     demo,
     jobs,
     local,
+    local_images,
     pools,
     queue,
     rollouts,
@@ -69,6 +70,7 @@ app.add_typer(capabilities.app, name="capabilities")
 app.add_typer(queue.app, name="queue")
 app.add_typer(auth.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
+local.app.add_typer(local_images.app, name="images")
 app.add_typer(local.app, name="local")
 app.add_typer(agents.app, name="agents")
 app.add_typer(completion.app, name="completion")

@@ -1,5 +1,4 @@
-"""envpools local: the embedded backend on this machine (with local_images, the only
-commands importing it)."""
+"""envpools local: the embedded backend on this machine (app.py adds `local images`)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ import typer
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
 from envpools_cli.commands._options import JsonOpt, OutputOpt, output_format
-from envpools_cli.commands.local_images import app as images_app
 
 app = typer.Typer(
     help="The local backend: the whole API on this machine, with real sandboxes.",
@@ -25,7 +23,6 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys of the local backend.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-app.add_typer(images_app, name="images")
 
 LOCAL_PROFILE = "local"
 DataDirOpt = Annotated[
