@@ -30,6 +30,7 @@ from bench.backend import ROOT, Backend, make_task
 
 ENVPOOLS = str(ROOT / ".venv" / "bin" / "envpools")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
+WARM_ROLLOUTS = 32
 TAB = "_ENVPOOLS_COMPLETE=bash"  # a Tab press: the shell function's call (values cached 20 s)
 SDK_PYTHON = str(ROOT / ".venv-sdk" / "bin" / "python")
 
@@ -321,6 +322,9 @@ def backend_figures(root: Path, rollouts: int, latency_runs: int) -> list[Figure
     for concurrency in (1, 4, 16):
         with Backend(root / f"c{concurrency}", ENVPOOLS_MAX_RUNNING=str(concurrency)) as backend:
             backend.pool("nop", {"nop-task": task}, concurrency=concurrency)
+            # Warm up first (imports, the sandbox, the allocator): growth is read from there.
+            warm = [backend.create("nop", "nop-task") for _ in range(WARM_ROLLOUTS)]
+            assert {backend.wait_terminal(rid) for rid in warm} == {"succeeded"}
             rss_before, db_before = backend.rss_kib(), backend.db_bytes()
             started = time.perf_counter()
             ids = [backend.create("nop", "nop-task") for _ in range(rollouts)]
@@ -341,13 +345,14 @@ def backend_figures(root: Path, rollouts: int, latency_runs: int) -> list[Figure
                 )
             )
             if concurrency == 16:
+                time.sleep(1.0)  # the last rollout threads end a moment after their status
                 rss_after, db_after = backend.rss_kib(), backend.db_bytes()
                 figures.append(
                     Figure(
                         f"backend RSS growth per rollout ({rollouts})",
                         (rss_after - rss_before) / rollouts,
                         "KiB",
-                        "RSS before -> after (MiB)",
+                        f"RSS after {WARM_ROLLOUTS} warm-up rollouts -> after (MiB)",
                         rss_before / 1024,
                         rss_after / rss_before,
                         "report (flat)",
