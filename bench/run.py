@@ -12,6 +12,7 @@ figure is the median of the per-round ratios. Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -24,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from bench.backend import ROOT, Backend, make_task
 
 ENVPOOLS = str(ROOT / ".venv" / "bin" / "envpools")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
+WARM_ROLLOUTS = 32
+TAB = "_ENVPOOLS_COMPLETE=bash"  # a Tab press: the shell function's call (values cached 20 s)
 SDK_PYTHON = str(ROOT / ".venv-sdk" / "bin" / "python")
 
 SDK_GET = (
@@ -128,7 +130,9 @@ def interleave(
     samples: dict[str, list[Sample]] = {name: [] for name in cases}
     for round_ in range(runs + 1):
         for name, command in cases.items():
-            sample = run_once(command, env)
+            # Leading NAME=VALUE words are that case's own environment (as in a shell).
+            own = dict(w.split("=", 1) for w in itertools.takewhile(lambda w: "=" in w, command))
+            sample = run_once(command[len(own) :], {**(env or {}), **own})
             if round_:
                 samples[name].append(sample)
     return samples
@@ -235,6 +239,8 @@ def startup_figures(backend: Backend, rollout_id: str, runs: int) -> list[Figure
         "completion bash": [ENVPOOLS, "completion", "bash"],
         "--help": [ENVPOOLS, "--help"],
         "rollouts --help": [ENVPOOLS, "rollouts", "--help"],
+        "Tab: commands": [TAB, ENVPOOLS, "2", "envpools", "rollouts", ""],
+        "Tab: rollout ids": [TAB, ENVPOOLS, "3", "envpools", "rollouts", "get", ""],
         "get -o json": [ENVPOOLS, "rollouts", "get", rollout_id, "-o", "json"],
         "sdk get": [SDK_PYTHON, "-c", SDK_GET, rollout_id],
         "list -o json": [ENVPOOLS, "rollouts", "list", "-o", "json"],
@@ -243,11 +249,11 @@ def startup_figures(backend: Backend, rollout_id: str, runs: int) -> list[Figure
     got = interleave(cases, runs, env)
     bare = got["python -c pass"]
     figures = []
-    for name in ("--version", "completion bash"):
+    for name in ("--version", "completion bash", "Tab: commands", "Tab: rollout ids"):
         ratio = paired_ratio(got[name], bare)
         figures.append(
             Figure(
-                f"envpools {name}",
+                name if name.startswith("Tab") else f"envpools {name}",
                 ms(median_wall(got[name])),
                 "ms",
                 "python -c pass",
@@ -316,6 +322,9 @@ def backend_figures(root: Path, rollouts: int, latency_runs: int) -> list[Figure
     for concurrency in (1, 4, 16):
         with Backend(root / f"c{concurrency}", ENVPOOLS_MAX_RUNNING=str(concurrency)) as backend:
             backend.pool("nop", {"nop-task": task}, concurrency=concurrency)
+            # Warm up first (imports, the sandbox, the allocator): growth is read from there.
+            warm = [backend.create("nop", "nop-task") for _ in range(WARM_ROLLOUTS)]
+            assert {backend.wait_terminal(rid) for rid in warm} == {"succeeded"}
             rss_before, db_before = backend.rss_kib(), backend.db_bytes()
             started = time.perf_counter()
             ids = [backend.create("nop", "nop-task") for _ in range(rollouts)]
@@ -336,13 +345,14 @@ def backend_figures(root: Path, rollouts: int, latency_runs: int) -> list[Figure
                 )
             )
             if concurrency == 16:
+                time.sleep(1.0)  # the last rollout threads end a moment after their status
                 rss_after, db_after = backend.rss_kib(), backend.db_bytes()
                 figures.append(
                     Figure(
                         f"backend RSS growth per rollout ({rollouts})",
                         (rss_after - rss_before) / rollouts,
                         "KiB",
-                        "RSS before -> after (MiB)",
+                        f"RSS after {WARM_ROLLOUTS} warm-up rollouts -> after (MiB)",
                         rss_before / 1024,
                         rss_after / rss_before,
                         "report (flat)",

@@ -1,6 +1,6 @@
 """Start-up time of envpools commands, as ratios to the interpreter, measured in one run.
 
-    .venv/bin/python bench/startup.py [--runs 15]
+.venv/bin/python bench/startup.py [--runs 15]
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ def median(command: list[str], runs: int, env: dict[str, str] | None = None) -> 
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(command, capture_output=True, env={**os.environ, **(env or {})},
-                       check=False)
+        subprocess.run(command, capture_output=True, env={**os.environ, **(env or {})}, check=False)
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
 
@@ -46,11 +45,16 @@ def main() -> None:
             "envpools --help": ([*ENVPOOLS, "--help"], None),
             "envpools pools list -o json": ([*ENVPOOLS, "pools", "list", "-o", "json"], env),
             "eager: import app+client+rich+keyring": (
-                [sys.executable, "-c", "import envpools_cli.app, envpools_cli.client, "
-                 "rich.console, rich.table, keyring, yaml"], None),
+                [
+                    sys.executable,
+                    "-c",
+                    "import envpools_cli.app, envpools_cli.client, "
+                    "rich.console, rich.table, keyring, yaml",
+                ],
+                None,
+            ),
         }
-        results = {name: median(command, runs, extra) for name, (command, extra) in
-                   cases.items()}
+        results = {name: median(command, runs, extra) for name, (command, extra) in cases.items()}
     floor = results["python -c pass"]
     for name, seconds in results.items():
         print(f"{name:<42} {seconds * 1000:7.1f} ms   {seconds / floor:5.1f}x python")

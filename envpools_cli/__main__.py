@@ -1,5 +1,5 @@
-"""Entry point. ``--version``, ``completion`` and plain reads (``fastpath.py``) answer before
-anything heavy is imported."""
+"""Entry point. ``--version``, ``completion``, ``--help`` (``fasthelp.py``) and plain reads
+(``fastpath.py``) answer before anything heavy is imported."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def _fast(argv: list[str]) -> int | None:
         if argv[1] in SHELLS:
             sys.stdout.write(script(argv[1]))
             return 0
+    if argv[-1:] in (["--help"], ["-h"]):
+        from envpools_cli.fasthelp import fast_help
+
+        return fast_help(argv)
     if argv[:1] == ["rollouts"]:
         from envpools_cli.fastpath import fast_read
 

@@ -8,6 +8,7 @@ with ``--debug``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -345,6 +346,56 @@ def _name_metavars(command: Any) -> None:
             param.metavar = (param.name or "value").upper()
     for sub in getattr(command, "commands", {}).values():
         _name_metavars(sub)
+
+
+HELP_WIDTH_COLUMNS = 80
+"""Click wraps help to ``min(columns, 80) - 2``: any terminal this wide or wider sees the
+same text, which is what ``help_screens`` records."""
+
+
+@functools.cache
+def _help_command() -> Any:
+    # Built once a process: ~0.2 s a time, and rendering many screens (a test) would
+    # pay it for each.
+    command = typer.main.get_command(app)
+    _name_metavars(command)
+    return command
+
+
+def help_screen(path: Sequence[str]) -> tuple[str, tuple[str, ...]] | None:
+    """``envpools PATH --help`` as it prints on a terminal of 80 columns or more.
+
+    ``(text, flags)``: the text exactly as Click writes it (this runs the real command with
+    ``--help``) and the flags that ask for it there (a command with a ``-h`` option of its
+    own takes only ``--help``); None when PATH names no command. ``fasthelp`` keeps these
+    and serves them without importing the app.
+    """
+    import contextlib
+    import io
+
+    command = _help_command()
+    node: Any = command
+    for name in path:
+        node = getattr(node, "commands", {}).get(name)
+        if node is None:
+            return None
+    taken = {name for param in node.params for name in (*param.opts, *param.secondary_opts)}
+    flags = tuple(flag for flag in ("--help", "-h") if flag not in taken)
+    if not flags:
+        return None
+    out = io.StringIO()
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(HELP_WIDTH_COLUMNS)
+    try:
+        with contextlib.redirect_stdout(out):
+            code = command.main(args=[*path, flags[0]], prog_name="envpools", standalone_mode=False)
+    finally:
+        if saved is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved
+        runtime.reset()
+    return (out.getvalue(), flags) if code in (0, None) else None
 
 
 def run(argv: list[str] | None = None) -> int:

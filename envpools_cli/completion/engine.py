@@ -10,10 +10,12 @@ to show them (recent rollouts first): bare for bash, ``value:about`` for zsh,
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 from envpools_cli.completion.values import Backend, Item, local_values
+
+TYPE_CHECKING = False  # typing and dataclasses cost more to import than a Tab press may take
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Completion", "answer", "complete"]
 
@@ -33,24 +35,26 @@ _BACKEND_KINDS = {
 }
 
 
-@dataclass
 class Completion:
-    directive: str = "values"
-    items: list[Item] = field(default_factory=list)
+    __slots__ = ("directive", "items")
+
+    def __init__(self, directive: str = "values", items: list[Item] | None = None) -> None:
+        self.directive = directive
+        self.items: list[Item] = items if items is not None else []
 
 
-@dataclass
 class _Line:
     """What the completed words say: the command, option values given, the current slot."""
 
-    node: dict[str, Any]
-    root: dict[str, Any]
-    values: dict[str, str] = field(default_factory=dict)  # kind -> last value given
-    used: set[str] = field(default_factory=set)  # option names given
-    positional: int = 0
-    expecting: dict[str, Any] | None = None
-    only_args: bool = False
-    broken: bool = False
+    def __init__(self, node: dict[str, Any], root: dict[str, Any]) -> None:
+        self.node = node
+        self.root = root
+        self.values: dict[str, str] = {}  # kind -> last value given
+        self.used: set[str] = set()  # option names given
+        self.positional = 0
+        self.expecting: dict[str, Any] | None = None
+        self.only_args = False
+        self.broken = False
 
 
 def answer(argv: list[str], shell: str) -> int:

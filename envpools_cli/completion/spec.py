@@ -1,27 +1,23 @@
 """The command tree as plain data: commands, options, arguments and what values each takes.
 
 Building it imports the whole Typer app (most of a second), so a Tab press reads it from
-``<cache dir>/completion/spec.json`` and rebuilds it only when the package's files
-change (their sizes and mtimes are the fingerprint) — after an upgrade or an edit.
+``<cache dir>/completion/spec.marshal`` and rebuilds it only when the package's files
+change (``snapshots``: their sizes and mtimes are the fingerprint) — after an upgrade or
+an edit.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
-
-from envpools_cli import __version__, paths
 
 __all__ = ["Spec", "build", "load"]
 
-Spec = dict[str, Any]
-"""``{"fingerprint", "tree"}``; a tree node is ``{"help", "options", "args", "commands"}``."""
+TYPE_CHECKING = False  # typing costs a Tab press more than the rest of this module
+if TYPE_CHECKING:
+    from typing import Any
 
-_PACKAGE = Path(__file__).resolve().parents[1]
-# Where the command tree and the static value lists it records are defined.
-_WATCHED = ("", "commands", "output", "completion")
+Spec = dict[str, "Any"]
+"""``{"tree"}``; a tree node is ``{"help", "options", "args", "commands"}``."""
 
 # What values a parameter takes, by its name; (command path, name) overrides. ``None``
 # means a free value (a new id, a number): nothing to offer.
@@ -66,44 +62,11 @@ _DIR_NAMES = {"data_dir", "dir", "directory", "tasks"}
 _EVENT_TYPES = ["lifecycle", "agent", "verifier", "reward", "heartbeat"]
 
 
-def fingerprint() -> str:
-    """Cheap to compute on every Tab press: version, and size + mtime of the watched files."""
-    parts = [__version__]
-    for sub in _WATCHED:
-        try:
-            entries = sorted(os.scandir(_PACKAGE / sub), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.endswith(".py"):
-                stat = entry.stat()
-                parts.append(f"{sub}/{entry.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return "|".join(parts)
-
-
-def spec_file() -> Path:
-    return paths.cache_dir() / "completion" / "spec.json"
-
-
 def load() -> Spec:
-    """The cached spec if it matches the installed package, else a fresh one (saved)."""
-    current = fingerprint()
-    target = spec_file()
-    try:
-        spec: Spec = json.loads(target.read_text())
-        if spec.get("fingerprint") == current:
-            return spec
-    except (OSError, ValueError):
-        pass
-    spec = {"fingerprint": current, "tree": build()}
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(spec, separators=(",", ":")))
-        temporary.replace(target)
-    except OSError:
-        pass  # a read-only cache only costs speed
-    return spec
+    """The command tree as recorded from the installed package (built once, kept on disk)."""
+    from envpools_cli import snapshots
+
+    return {"tree": snapshots.load("completion/spec", build)}
 
 
 def static_choices() -> dict[str, list[str]]:
@@ -115,7 +78,7 @@ def static_choices() -> dict[str, list[str]]:
     active = ["queued", "starting", "running", "verifying"]
     return {
         "format": list(FORMATS),
-        "status": active + sorted(TERMINAL_STATUSES),
+        "status": active + sorted(str(status) for status in TERMINAL_STATUSES),  # plain str
         "event_type": list(_EVENT_TYPES),
         "color": ["auto", "always", "never"],
         "config_key": sorted(PROFILE_KEYS),

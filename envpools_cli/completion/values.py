@@ -9,17 +9,18 @@ client core (httpx, pydantic) would cost more to import than the whole budget.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from envpools_cli import paths
+from envpools_cli import paths, snapshots
+
+TYPE_CHECKING = False  # typing, dataclasses and hashlib cost more than a Tab press may take
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Getter = Callable[[str, dict[str, Any]], Any]
 
 __all__ = ["BACKOFF_SEC", "FRESH_SEC", "TIMEOUT_SEC", "Backend", "Item", "local_values"]
 
@@ -33,14 +34,20 @@ Item = tuple[str, str]
 """A value and a few words about it (shown by zsh and fish)."""
 
 
-@dataclass
 class Backend:
     """Cached reads of one backend (URL + profile), as ``(value, description)`` items."""
 
-    profile_flag: str | None = None
-    api_url_flag: str | None = None
-    now: float = field(default_factory=time.time)
-    _conn: list[_Conn | None] = field(default_factory=list)  # resolved once, when first needed
+    def __init__(
+        self,
+        profile_flag: str | None = None,
+        api_url_flag: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        self.profile_flag = profile_flag
+        self.api_url_flag = api_url_flag
+        self.now = time.time() if now is None else now
+        self._conn: list[_Conn | None] = []  # resolved once, when first needed
+        self._name: list[str | None] = []  # the cache file's name, likewise
 
     def rollouts(self, prefix: str) -> list[Item]:
         def fetch(get: Getter) -> Any:
@@ -93,13 +100,12 @@ class Backend:
     def _cached(
         self, resource: str, fetch: Callable[[Getter], Any], good: Callable[[Any], bool]
     ) -> Any:
-        if not self._conn:
-            self._conn.append(_connection(self.profile_flag, self.api_url_flag))
-        conn = self._conn[0]
-        if conn is None:
+        if not self._name:
+            self._name.append(_cache_name(self.profile_flag, self.api_url_flag))
+        if self._name[0] is None:
             return None
-        target = paths.cache_dir() / "completion" / conn.cache_name
-        cache = _read(target)
+        target = snapshots.path_of(f"completion/{self._name[0]}")
+        cache = snapshots.read(target)
         entry = cache.get(resource)
         last = entry["data"] if isinstance(entry, dict) else None
         age = self.now - float(entry["at"]) if isinstance(entry, dict) else -1.0
@@ -107,36 +113,40 @@ class Backend:
             return last
         if float(cache.get("down_until", 0)) > self.now:
             return last
+        # Only a fetch needs the key (and the config and keystore imports, ~30 ms).
+        if not self._conn:
+            self._conn.append(_connection(self.profile_flag, self.api_url_flag))
+        conn = self._conn[0]
+        if conn is None:
+            return None
         try:
             data = fetch(_getter(conn))
         except (OSError, ValueError, _HTTPFailure):
             cache["down_until"] = self.now + BACKOFF_SEC
-            _write(target, cache)
+            snapshots.write(target, cache)
             return last
         cache[resource] = {"at": self.now, "data": data}
         cache.pop("down_until", None)
-        _write(target, cache)
+        snapshots.write(target, cache)
         return data
-
-
-Getter = Callable[[str, dict[str, Any]], Any]
 
 
 class _HTTPFailure(Exception):
     """Any answer but 200: completion shows nothing new, it never explains."""
 
 
-@dataclass(frozen=True)
 class _Conn:
-    base: str
-    key: str = field(repr=False)
-    version: str
-    cache_name: str
+    __slots__ = ("base", "cache_name", "key", "version")
+
+    def __init__(self, base: str, key: str, version: str, cache_name: str) -> None:
+        self.base = base
+        self.key = key  # no __repr__: the key must not reach a traceback
+        self.version = version
+        self.cache_name = cache_name
 
 
-def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | None:
-    """Where to ask and with which key; None when nothing usable is configured."""
-    from envpools_cli import keystore
+def _place(profile_flag: str | None, api_url_flag: str | None) -> tuple[str, str, str] | None:
+    """(backend base, profile, API version) as the CLI resolves them; None if unusable."""
     from envpools_cli.config import ConfigError, resolve
 
     try:
@@ -146,12 +156,74 @@ def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | N
     base = _base_url(resolved.api_url)
     if base is None:
         return None
-    version = (resolved.api_version or "v1").strip().lower()
-    key = keystore.key_quickly(resolved.profile, keyring_timeout=KEYRING_TIMEOUT_SEC)
+    return base, resolved.profile, (resolved.api_version or "v1").strip().lower()
+
+
+def _name_for(place: tuple[str, str, str]) -> str:
+    return f"values-{_fnv1a(chr(10).join(place)):016x}"
+
+
+def _connection(profile_flag: str | None, api_url_flag: str | None) -> _Conn | None:
+    """Where to ask and with which key; None when nothing usable is configured."""
+    from envpools_cli import keystore
+
+    place = _place(profile_flag, api_url_flag)
+    if place is None:
+        return None
+    base, profile, version = place
+    key = keystore.key_quickly(profile, keyring_timeout=KEYRING_TIMEOUT_SEC)
     if not key:
         return None
-    digest = hashlib.sha256(f"{base}\n{resolved.profile}\n{version}".encode()).hexdigest()[:16]
-    return _Conn(base, key, version, f"values-{digest}.json")
+    return _Conn(base, key, version, _name_for(place))
+
+
+# Settings that decide the backend, profile and version (config.resolve): not keys.
+_SETTING_PREFIXES = ("ENVPOOLS_", "SYNTH_", "ENV_POOLS_")
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_REMEMBERED_PLACES = 16
+
+
+def _cache_name(profile_flag: str | None, api_url_flag: str | None) -> str | None:
+    """The values cache of the backend these flags, the environment and the config select.
+
+    ``config.resolve`` costs a Tab press ~30 ms of imports (tomllib, dataclasses,
+    typing), so the answer is remembered by what it depends on: the flags, the setting
+    variables (not the keys: they do not move the backend) and the config file's size
+    and mtime. Stored as hashes: no URL or value of the environment is written down.
+    """
+    config_file = os.path.join(paths.config_dir(), "config.toml")
+    try:
+        stat = os.stat(config_file)
+        stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        stamp = "-"
+    settings = sorted(
+        (name, value)
+        for name, value in os.environ.items()
+        if (name.startswith(_SETTING_PREFIXES) or name in ("ENVIRONMENT", "APP_ENVIRONMENT"))
+        and not any(word in name for word in _SECRET_WORDS)
+    )
+    inputs = f"{profile_flag!r}\n{api_url_flag!r}\n{config_file}\n{stamp}\n{settings!r}"
+    asked = f"{_fnv1a(inputs):016x}"
+    where = snapshots.path_of("completion/places")
+    remembered = snapshots.read(where)
+    if asked in remembered:
+        known = remembered[asked]
+        return known if isinstance(known, str) else None
+    place = _place(profile_flag, api_url_flag)
+    name = None if place is None else _name_for(place)
+    kept = dict(list(remembered.items())[-(_REMEMBERED_PLACES - 1) :])
+    kept[asked] = name
+    snapshots.write(where, kept)
+    return name
+
+
+def _fnv1a(text: str) -> int:
+    """A stable 64-bit name for a cache file (hashlib's OpenSSL costs ~10 ms to import)."""
+    value = 0xCBF29CE484222325
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
 
 
 def _base_url(url: str) -> str | None:
@@ -196,29 +268,11 @@ def _getter(conn: _Conn) -> Getter:
             connection.close()
         if response.status != 200:
             raise _HTTPFailure(str(response.status))
+        import json
+
         return json.loads(body)
 
     return get
-
-
-def _read(target: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(target.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write(target: Path, data: dict[str, Any]) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as stream:
-            json.dump(data, stream, separators=(",", ":"))
-        temporary.replace(target)
-    except OSError:
-        pass  # a read-only cache only costs speed
 
 
 # --- how each resource reads --------------------------------------------------------------

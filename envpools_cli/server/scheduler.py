@@ -15,6 +15,7 @@ from typing import Any
 from envpools_cli.models import ACTIVE_STATUSES as _ACTIVE
 from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.server.context import ServerContext
+from envpools_cli.server.memory import release_freed_memory
 from envpools_cli.server.runner import Outcome, RolloutRunner
 from envpools_cli.server.store import now_iso
 
@@ -159,7 +160,12 @@ class Scheduler:
                 if self._runners.get(runner.rollout_id) is runner:
                     self._runners.pop(runner.rollout_id, None)
                     self._threads.pop(runner.rollout_id, None)
+                idle = not self._runners
                 self._cond.notify_all()
+            # This thread's SQLite connection goes now rather than whenever the thread
+            # object is collected, and what the rollout freed goes back (memory.py).
+            self.ctx.store.close()
+            release_freed_memory(idle=idle)
 
     # --- cancel ---------------------------------------------------------------------------
 
