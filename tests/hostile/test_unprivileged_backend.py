@@ -71,6 +71,8 @@ def test_the_hostile_suite_holds_with_an_unprivileged_backend() -> None:
             "-k",
             "not real_keyring",  # where the backend keeps its key, not what a task can do
             "-q",
+            "-n",
+            "0",  # one process: the outer run's two workers already fill the machine
             "-p",
             "no:cacheprovider",
             f"--basetemp={home / 'pytest'}",
