@@ -4,7 +4,8 @@ Importing the app and every command module costs most of a second on a loaded ma
 yet a Tab press (the command tree) and ``--help`` (the help screens) only read what the
 app would say. Both are built from the app itself, once, and kept in
 ``<cache dir>/<name>.marshal`` with a fingerprint of the package (version, Python, and the
-size + mtime of its source files): an upgrade or an edit rebuilds them on the next use.
+size + mtime of its source files, and the mtime of site-packages, which an install or
+upgrade of any package moves): an upgrade or an edit rebuilds them on the next use.
 
 ``marshal`` rather than JSON: it is built into the interpreter (``json`` costs ~2 ms to
 import, a tenth of the budget) and loads faster. The files are private caches in the
@@ -36,6 +37,12 @@ _WATCHED = ("", "commands", "output", "completion", "jobs", "client")
 def fingerprint() -> str:
     """Cheap enough for every Tab press: ~100 stats."""
     parts = [__version__, sys.version]
+    # An install or upgrade in the environment (Typer, Click: they render the help) adds
+    # and removes entries in site-packages, which moves the folder's mtime: one stat each.
+    for folder in sys.path:
+        if folder.endswith(("site-packages", "dist-packages")):
+            with contextlib.suppress(OSError):
+                parts.append(f"{folder}:{os.stat(folder).st_mtime_ns}")
     for sub in _WATCHED:
         try:
             entries = sorted(os.scandir(os.path.join(_PACKAGE, sub)), key=lambda e: e.name)

@@ -51,10 +51,12 @@ class AgentChoice:
 
 def parse_agent(text: str) -> AgentChoice:
     """``AGENT`` or ``AGENT:MODEL`` (the model may itself hold colons)."""
-    harness, _, model = text.strip().partition(":")
+    harness, colon, model = text.strip().partition(":")
     harness, model = harness.strip(), model.strip()
     if not harness or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", harness):
         raise PlanError(f"--agent expects AGENT or AGENT:MODEL, got {text!r}")
+    if colon and not model:  # 'codex:' is a model left out, not the agent's default model
+        raise PlanError(f"--agent {text!r} names no model after ':' (AGENT or AGENT:MODEL)")
     return AgentChoice(harness, model or None)
 
 

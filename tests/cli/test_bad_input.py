@@ -419,6 +419,17 @@ CASES = [
     case("jobs-run-without-tasks", "jobs", "run", "-a", "oracle", code=USAGE, says="--tasks"),
     case("jobs-empty-agent", "jobs", "run", "-t", str(EXAMPLE), "-a", "", code=USAGE, says="agent"),
     case(
+        "jobs-agent-colon-no-model",
+        "jobs",
+        "run",
+        "-t",
+        str(EXAMPLE),
+        "-a",
+        "codex:",
+        code=USAGE,
+        says="no model",
+    ),
+    case(
         "jobs-pass-reward-nan",
         "jobs",
         "run",

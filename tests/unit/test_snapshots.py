@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ def test_an_edit_changes_the_fingerprint(tmp_path: Path, monkeypatch: pytest.Mon
     changed = snapshots.fingerprint()
     os.utime(module, ns=(1, 1))  # same size, another mtime
     assert snapshots.fingerprint() != changed
+
+
+def test_an_install_in_site_packages_changes_the_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Typer upgrade alone (envpools untouched) must not keep serving the old help."""
+    site = tmp_path / "lib" / "site-packages"
+    (site / "typer-0.29.0.dist-info").mkdir(parents=True)
+    os.utime(site, ns=(1, 1))
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    before = snapshots.fingerprint()
+    (site / "typer-0.29.0.dist-info").rename(site / "typer-0.29.1.dist-info")
+    assert snapshots.fingerprint() != before
 
 
 def test_load_rebuilds_what_does_not_match(monkeypatch: pytest.MonkeyPatch) -> None:
