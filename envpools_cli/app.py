@@ -46,6 +46,7 @@ from envpools_cli.commands import (
     rollouts_watch,
     tasks,
 )
+from envpools_cli.precedence import debug_from_env
 from envpools_cli.runtime import runtime
 
 __all__ = ["app", "run"]
@@ -407,7 +408,7 @@ def run(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     runtime.reset()
     runtime.json_errors = _wants_json(argv)
-    runtime.debug = "--debug" in argv or os.environ.get("ENVPOOLS_DEBUG", "") not in ("", "0")
+    runtime.debug = "--debug" in argv or debug_from_env()
     command = typer.main.get_command(app)
     _name_metavars(command)
     try:

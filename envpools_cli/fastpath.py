@@ -100,7 +100,9 @@ def fast_read(argv: list[str]) -> int | None:
     plan = _plan(argv)
     if plan is None or any(os.environ.get(name) for name in _PROXY_VARS):
         return None
-    if os.environ.get("ENVPOOLS_DEBUG", "") not in ("", "0"):
+    from envpools_cli.precedence import debug_from_env
+
+    if debug_from_env():
         return None  # the full CLI logs its requests
     try:
         target = _base_url()

@@ -27,6 +27,7 @@ __all__ = [
     "Choice",
     "SettingName",
     "choose",
+    "debug_from_env",
     "from_env",
 ]
 
@@ -95,3 +96,14 @@ def choose(
     if name == "api_url" and default is not None:
         return _default_api_url(default)
     return Choice(default, "default")
+
+
+# Click's own true spellings: ENVPOOLS_DEBUG is the --debug option's envvar, and what is
+# read before Click parses it must agree ("false" is off, not "set, so on").
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+
+
+def debug_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """ENVPOOLS_DEBUG as ``--debug`` reads it; a value Click refuses counts as off here."""
+    value = (os.environ if environ is None else environ).get("ENVPOOLS_DEBUG", "")
+    return value.strip().lower() in _TRUE

@@ -226,6 +226,18 @@ class TestErrors:
         assert "GET" in result.err and "/v1/pools" in result.err
         assert backend.key not in result.err
 
+    @pytest.mark.parametrize(
+        ("value", "logs"), [("yes", True), ("1", True), ("false", False), ("off", False)]
+    )
+    def test_envpools_debug_reads_as_the_debug_flag(
+        self, cli: CLI, backend: Local, monkeypatch: pytest.MonkeyPatch, value: str, logs: bool
+    ) -> None:
+        """ENVPOOLS_DEBUG=false means off, as --debug's own parsing says (not "set: on")."""
+        monkeypatch.setenv("ENVPOOLS_DEBUG", value)
+        result = cli("pools", "list")
+        assert result.code == 0, result.err
+        assert ("/v1/pools" in result.err) is logs, result.err
+
 
 def test_completion_scripts_are_current() -> None:
     from envpools_cli.completion.scripts import SHELLS, script
