@@ -58,7 +58,7 @@ class Backend:
         self.key = ""
 
     def start(self) -> Backend:
-        from envpools_cli.server.store import Store
+        from envpools_cli.server.state.store import Store
 
         store = Store(self.data_dir / "envpools.db")
         org = store.create_org("bench", "pro")
@@ -168,8 +168,8 @@ class Backend:
         The rollout ran for real; the agent lines are added in one transaction (an agent
         printing 100k lines takes the live path far longer than a replay benchmark needs).
         """
-        from envpools_cli.server.frames import data_text, frame_envelope, frame_text
-        from envpools_cli.server.store import Store
+        from envpools_cli.server.state.frames import data_text, frame_envelope, frame_text
+        from envpools_cli.server.state.store import Store
 
         store = Store(self.data_dir / "envpools.db")
         try:

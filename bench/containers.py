@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from envpools_cli import client as ep  # noqa: E402
-from envpools_cli.server.container import DEFAULT_IMAGE, make_any_driver  # noqa: E402
-from envpools_cli.server.sandbox import SandboxDriver, SandboxSpec  # noqa: E402
+from envpools_cli.server.sandbox.container import DEFAULT_IMAGE, make_any_driver  # noqa: E402
+from envpools_cli.server.sandbox.drivers import SandboxDriver, SandboxSpec  # noqa: E402
 from envpools_cli.server.serve import BackendThread  # noqa: E402
 from envpools_cli.server.settings import ServerSettings  # noqa: E402
 

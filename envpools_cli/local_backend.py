@@ -111,7 +111,7 @@ def running_state() -> dict[str, Any] | None:
 
 def open_store(data_dir: Path) -> Any:
     """The backend's database under ``data_dir`` (the caller closes it)."""
-    from envpools_cli.server.store import Store
+    from envpools_cli.server.state.store import Store
 
     return Store(data_dir / "envpools.db")
 

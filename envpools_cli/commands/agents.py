@@ -51,7 +51,7 @@ def _agents_dir(data_dir: Path | None) -> Path:
 
 
 def _rows(agents_dir: Path) -> list[dict[str, Any]]:
-    from envpools_cli.server.agent_installs import AGENT_PACKAGES, installed_agents
+    from envpools_cli.server.agents.installs import AGENT_PACKAGES, installed_agents
 
     found = installed_agents(agents_dir)
     rows = []
@@ -108,7 +108,7 @@ def install(
     """
     from envpools_cli.output.formats import emit, parse_fields
     from envpools_cli.output.messages import info, success
-    from envpools_cli.server.agent_installs import (
+    from envpools_cli.server.agents.installs import (
         AGENT_PACKAGES,
         AgentInstallError,
         canonical_agent,
@@ -177,7 +177,7 @@ def remove(
     Example: envpools agents remove opencode
     """
     from envpools_cli.output.messages import info, success
-    from envpools_cli.server.agent_installs import AGENT_PACKAGES, canonical_agent, remove_agent
+    from envpools_cli.server.agents.installs import AGENT_PACKAGES, canonical_agent, remove_agent
 
     if canonical_agent(agent) not in AGENT_PACKAGES:
         raise UsageProblem(f"unknown agent {agent!r}; agents: {sorted(AGENT_PACKAGES)}")

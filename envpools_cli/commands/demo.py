@@ -55,7 +55,7 @@ def demo(
     from envpools_cli.output.local_backend import show_started
     from envpools_cli.output.messages import info, success, warn
     from envpools_cli.output.usage import print_usage
-    from envpools_cli.server.routing import examples_dir
+    from envpools_cli.server.services.placement import examples_dir
     from envpools_cli.watch import follow_to_end
 
     state = local_backend.running_state()

@@ -21,8 +21,8 @@ TaskOpt = Annotated[
 
 
 def _images() -> Any:
-    from envpools_cli.server.container_runtime import probe_runtime
-    from envpools_cli.server.images import Images
+    from envpools_cli.server.sandbox.engine import probe_runtime
+    from envpools_cli.server.sandbox.images import Images
 
     probe = probe_runtime()
     if probe.runtime is None:

@@ -11,11 +11,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from envpools_cli import __version__, models
-from envpools_cli.server.api_errors import RequestIdMiddleware, install_error_handlers, resources
+from envpools_cli.server.api.routes import account_router, pools_router
 from envpools_cli.server.context import ServerContext
-from envpools_cli.server.routes import account_router, pools_router
-from envpools_cli.server.scheduler import Scheduler
-from envpools_cli.server.service import Service
+from envpools_cli.server.errors import RequestIdMiddleware, install_error_handlers, resources
+from envpools_cli.server.scheduling.scheduler import Scheduler
+from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.settings import ServerSettings
 
 __all__ = ["LocalBackend", "create_app"]

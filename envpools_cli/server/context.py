@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envpools_cli.server.agent_installs import AgentTools
-from envpools_cli.server.container import make_any_driver, owner_id
-from envpools_cli.server.events import EventBus
-from envpools_cli.server.frames import is_terminal
-from envpools_cli.server.sandbox import (
+from envpools_cli.server.agents.installs import AgentTools
+from envpools_cli.server.sandbox.container import make_any_driver, owner_id
+from envpools_cli.server.sandbox.drivers import (
     DEFAULT_SANDBOX_UID,
     SandboxDriver,
     SandboxUser,
@@ -20,8 +18,10 @@ from envpools_cli.server.sandbox import (
     backend_user,
 )
 from envpools_cli.server.settings import ServerSettings
-from envpools_cli.server.store import Store
-from envpools_cli.server.usage import load_prices
+from envpools_cli.server.state.events import EventBus
+from envpools_cli.server.state.frames import is_terminal
+from envpools_cli.server.state.store import Store
+from envpools_cli.server.trial.usage import load_prices
 
 __all__ = ["ServerContext"]
 

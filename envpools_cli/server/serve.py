@@ -18,7 +18,7 @@ import uvicorn
 from envpools_cli import __version__
 from envpools_cli.server.app import LocalBackend
 from envpools_cli.server.settings import ServerSettings
-from envpools_cli.server.store import Org, Store
+from envpools_cli.server.state.store import Org, Store
 
 __all__ = [
     "DEFAULT_PORT",

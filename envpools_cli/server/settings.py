@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envpools_cli import paths
-from envpools_cli.server.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, Limits, parse_limits
+from envpools_cli.server.sandbox.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, Limits, parse_limits
 
 __all__ = ["ServerSettings", "agents_dir_for"]
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from envpools_cli.server.agent_installs import (
+from envpools_cli.server.agents.installs import (
     AGENT_PACKAGES,
     AgentInstallError,
     install_agent,
     installed_agents,
 )
-from envpools_cli.server.sandbox import make_driver
+from envpools_cli.server.sandbox.drivers import make_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 _problems: dict[str, str] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.agent_installs import installed_agents
+from envpools_cli.server.agents.installs import installed_agents
 from tests.agents.conftest import require_agent
 from tests.integration.conftest import fast_session, start_backend
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from envpools_cli.app import run
-from envpools_cli.server.routing import examples_dir
 from envpools_cli.server.serve import BackendThread
+from envpools_cli.server.services.placement import examples_dir
 from envpools_cli.server.settings import ServerSettings
 
 EXAMPLE = examples_dir() / "fix-failing-test"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envpools_cli.server.container_runtime import (
+from envpools_cli.server.sandbox.engine import (
     ContainerRuntime,
     exit_zero_elf,
     hard_limit,

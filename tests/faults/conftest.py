@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.store import Store
+from envpools_cli.server.state.store import Store
 from tests.integration.conftest import Backend, fast_session, make_task
 from tests.integration.conftest import backend as backend  # the fixture, shared
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from envpools_cli.server.container import OWNER_LABEL, owner_id
-from envpools_cli.server.container_runtime import probe_runtime
+from envpools_cli.server.sandbox.container import OWNER_LABEL, owner_id
+from envpools_cli.server.sandbox.engine import probe_runtime
 
 BASE_IMAGE = "localhost/envpools/bookworm:latest"
 IMAGE_MAP = f"python:3.12-slim={BASE_IMAGE},debian:bookworm-slim={BASE_IMAGE}"

@@ -114,7 +114,7 @@ def test_the_credential_key_goes_to_a_real_keyring_when_one_answers(
         assert not (backend.data_dir / "credentials.key").exists()
         store = backend.thread.backend.ctx.store
         assert store.vault.where() == "keyring"
-        from envpools_cli.server.vault import SERVICE
+        from envpools_cli.server.state.vault import SERVICE
 
         assert keyring.get_password(SERVICE, str(backend.data_dir.resolve()))
         for path in backend.data_dir.iterdir():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.runner import RolloutRunner
+from envpools_cli.server.trial.runner import RolloutRunner
 
 from .conftest import Backend, hostile_run, local_task, make_task, needs_bwrap
 

@@ -146,7 +146,7 @@ def test_asking_above_the_backend_maximum_is_lowered_and_said(
 ) -> None:
     import dataclasses
 
-    from envpools_cli.server.limits import DEFAULT_MAXIMA
+    from envpools_cli.server.sandbox.limits import DEFAULT_MAXIMA
 
     maxima = dataclasses.replace(DEFAULT_MAXIMA, memory_mb=256)
     backend: Backend = backend_factory(limit_maxima=maxima)  # type: ignore[operator]

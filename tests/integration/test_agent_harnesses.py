@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.harnesses.agents import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
+from envpools_cli.server.agents.adapters import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
 
 from .conftest import EXAMPLE, Backend, fast_session, local_task, start_backend
 
@@ -188,7 +188,7 @@ def test_adapters_tolerate_plain_text_lines() -> None:
 
 def test_commands_are_headless_and_never_carry_keys(tmp_path: Path) -> None:
     """Each CLI is pointed at the gateway its own way and only ever holds the placeholder."""
-    from envpools_cli.server.harnesses import AgentContext
+    from envpools_cli.server.agents import AgentContext
     from envpools_cli.server.tasks import load_task
 
     def context(model: str | None) -> AgentContext:

@@ -68,7 +68,7 @@ class TestAuth:
             assert body["upgrade_url"].startswith("https://")
 
     def test_feature_flag_opens_a_free_org(self, backend: Backend) -> None:
-        from envpools_cli.server.store import Store
+        from envpools_cli.server.state.store import Store
 
         store = Store(backend.thread.settings.db_path)
         org = store.create_org("flagged", "free", {"environment_pools": True})

@@ -187,7 +187,7 @@ def test_a_crashed_backend_recovers_on_start(tmp_path: Path) -> None:
     running = ep.create_rollout(request=request, **conn)["rollout_id"]
     thread.stop()
     # Simulate a crash in the middle of `running`: the store says it was running.
-    from envpools_cli.server.store import Store
+    from envpools_cli.server.state.store import Store
 
     store = Store(data_dir / "envpools.db")
     store.update_rollout(running, status="running")

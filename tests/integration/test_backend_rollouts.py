@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.runner import read_reward
+from envpools_cli.server.trial.runner import read_reward
 
 from .conftest import EXAMPLE, Backend, local_task, make_task, start_backend
 
@@ -378,7 +378,7 @@ def test_priority_runs_first(backend: Backend, tmp_path: Path) -> None:
 
 def test_cancel_while_starting(backend: Backend) -> None:
     """A cancel that lands while the workspace is being prepared ends the rollout there."""
-    from envpools_cli.server.runner import RolloutRunner
+    from envpools_cli.server.trial.runner import RolloutRunner
 
     backend.pool("paused", local_task("fix-failing-test", EXAMPLE), concurrency=0)
     rid = backend.rollout("paused", "fix-failing-test")["rollout_id"]

@@ -8,7 +8,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from envpools_cli.server.egress import PROVIDERS, EgressGateway, Route, open_gateway, provider
+from envpools_cli.server.sandbox.egress import (
+    PROVIDERS,
+    EgressGateway,
+    Route,
+    open_gateway,
+    provider,
+)
 from tests.agents.provider_stub import ProviderStub
 
 KEY = "sk-real-0123456789abcdef"

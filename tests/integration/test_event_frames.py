@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from envpools_cli.client.sse import SSEDecoder
-from envpools_cli.server.events import RECENT_FRAMES, EventBus
-from envpools_cli.server.frames import frame_envelope
-from envpools_cli.server.store import Store
+from envpools_cli.server.state.events import RECENT_FRAMES, EventBus
+from envpools_cli.server.state.frames import frame_envelope
+from envpools_cli.server.state.store import Store
 
 from .conftest import Backend, local_task, make_task
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.sandbox import ProcessDriver, SandboxSpec, make_driver
+from envpools_cli.server.sandbox.drivers import ProcessDriver, SandboxSpec, make_driver
 
 from .conftest import Backend, local_task, make_task, needs_bwrap
 
@@ -139,7 +139,7 @@ def test_fallback_driver_rewrites_container_paths(tmp_path: Path) -> None:
     logs.mkdir()
     script = tmp_path / "solve.sh"
     script.write_text("echo hi > /logs/agent/out.txt\ncd /app && pwd\n")
-    from envpools_cli.server.sandbox import Mount
+    from envpools_cli.server.sandbox.drivers import Mount
 
     spec = SandboxSpec(
         command=["/bin/bash", "/solution/solve.sh"],

@@ -10,9 +10,21 @@ from pathlib import Path
 import pytest
 
 from envpools_cli.redaction import REDACTED, redact_text
-from envpools_cli.server.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, parse_limits, resolve_limits
-from envpools_cli.server.safefs import Walk, open_dir, open_relative, read_at, tree_usage, write_at
-from envpools_cli.server.scrub import Scrubber
+from envpools_cli.server.sandbox.limits import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAXIMA,
+    parse_limits,
+    resolve_limits,
+)
+from envpools_cli.server.sandbox.safefs import (
+    Walk,
+    open_dir,
+    open_relative,
+    read_at,
+    tree_usage,
+    write_at,
+)
+from envpools_cli.server.trial.scrub import Scrubber
 
 
 def test_write_at_replaces_a_planted_link_instead_of_writing_through(tmp_path: Path) -> None:
@@ -107,7 +119,7 @@ def test_limits_are_clamped_to_the_backend_maxima() -> None:
 
 
 def test_sandbox_uids_are_unique_while_taken() -> None:
-    from envpools_cli.server.sandbox import SandboxUsers
+    from envpools_cli.server.sandbox.drivers import SandboxUsers
 
     users = SandboxUsers(base=1879048192, span=4)
     taken = [users.take() for _ in range(4)]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from envpools_cli.server import memory
+from envpools_cli.server.scheduling import memory
 
 
 def test_trims_when_idle_and_at_most_once_a_second_otherwise(

@@ -1,0 +1,630 @@
+"""One rollout from ``starting`` to its terminal status.
+
+Phases: seed the workspace from the Harbor task, run the agent (harness) in the
+sandbox, run ``tests/test.sh`` in the sandbox with ``/tests`` bound, read the reward,
+then collect the artifacts (diff, tarball, index), price the usage and publish the
+terminal lifecycle event, always last, after the rollout document already shows the
+final status.
+
+Everything the sandbox wrote is hostile input: the backend reads and writes the trial's
+``/logs`` folders and workspace only through ``safefs`` (no link followed, no FIFO
+opened), keeps a bounded share of the output as events, stops a sandbox that fills the
+disk, and collects artifacts in a thread of its own with a deadline; ``cancel`` ends
+the rollout at any stage, the finishing step included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envpools_cli.server.agents import AgentContext, Harness, harness_class
+from envpools_cli.server.agents.installs import tool_path_tree
+from envpools_cli.server.context import ServerContext
+from envpools_cli.server.sandbox.drivers import Mount, RunResult, SandboxSpec, SandboxUser
+from envpools_cli.server.sandbox.images import Stop
+from envpools_cli.server.sandbox.limits import Limits, resolve_limits
+from envpools_cli.server.sandbox.safefs import (
+    MAX_DEPTH,
+    MAX_ENTRIES,
+    Walk,
+    chown_tree,
+    open_dir,
+    tree_usage,
+    write_at,
+)
+from envpools_cli.server.state.store import now_iso
+from envpools_cli.server.state.vault import VaultError
+from envpools_cli.server.tasks import HarborTask, TaskError, expand_env, load_task
+from envpools_cli.server.trial.agent_launch import agent_failure, prepare_agent
+from envpools_cli.server.trial.artifacts import TrialIndex, index_trial
+from envpools_cli.server.trial.environment import prepare_environment
+from envpools_cli.server.trial.phase_log import PhaseLog
+from envpools_cli.server.trial.rewards import read_reward
+from envpools_cli.server.trial.scrub import Scrubber
+from envpools_cli.server.trial.usage import usage_snapshot
+from envpools_cli.server.trial.workspace_outputs import Stopped, write_diff, write_tarball
+
+__all__ = ["Outcome", "RolloutRunner", "read_reward"]
+
+log = logging.getLogger("envpools.server.runner")
+
+_LOG_DIRS = ("agent", "verifier", "artifacts")
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    status: str
+    error: dict[str, Any] | None = None
+    reward_primary: float | None = None
+    rewards: dict[str, float] = field(default_factory=dict)
+
+
+def _regular_bytes(root: Path) -> int:
+    try:
+        fd = open_dir(root)
+    except OSError:
+        return 0
+    try:
+        return sum(entry.info.st_size for entry in Walk(fd) if entry.is_file)
+    finally:
+        os.close(fd)
+
+
+def _credential(credentials: dict[str, tuple[str, str]], wanted: str) -> str | None:
+    """A stored credential by name, else by type."""
+    if wanted in credentials and credentials[wanted][1]:
+        return credentials[wanted][1]
+    return next((v for t, v in credentials.values() if t == wanted and v), None)
+
+
+class RolloutRunner:
+    def __init__(self, ctx: ServerContext, rollout_id: str) -> None:
+        self.ctx = ctx
+        self.rollout_id = rollout_id
+        self.cancel = threading.Event()
+        self.stop_collecting = threading.Event()
+        self.shutting_down = False
+        self.sandbox_sec = 0.0
+        self.bytes_uploaded = 0
+        self.harness: Harness | None = None
+        self.scrubber = Scrubber()
+        self.limits: Limits = ctx.settings.limits
+        self.trial = ctx.trial_dir(rollout_id)
+        self.started = time.monotonic()
+        self.ended = False
+        self._end_lock = threading.Lock()
+        self.user: SandboxUser | None = None
+        self.image: str | None = None
+        """The task's image, with a driver that runs one."""
+        self.workdir = "/app"
+        doc = ctx.store.get_rollout(rollout_id)
+        request = ctx.store.get_request(rollout_id)
+        if doc is None or request is None:
+            raise KeyError(rollout_id)
+        self.doc = doc
+        self.request = request
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        return self.scrubber.text(text)
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        """An event, unless the rollout already ended (its terminal event is the last)."""
+        with self._end_lock:
+            if not self.ended:
+                self.ctx.publish(self.rollout_id, event, data)
+
+    def note(self, message: str, **extra: Any) -> None:
+        self.publish(
+            "lifecycle", {"status": self.doc["status"], "message": self.redact(message), **extra}
+        )
+
+    def transition(self, status: str, **changes: Any) -> None:
+        with self._end_lock:
+            if self.ended:
+                raise Cancelled()
+            previous = self.doc["status"]
+            self.doc = self.ctx.store.update_rollout(self.rollout_id, status=status, **changes)
+            self.ctx.publish(self.rollout_id, "lifecycle", {"status": status, "previous": previous})
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def _give(self, path: Path) -> None:
+        """Hand a folder the backend built to the sandbox's user (when that is another uid)."""
+        if self.user is not None and self.user.switches:
+            chown_tree(path, self.user.uid, self.user.gid)
+
+    # --- the run --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            outcome = self._execute()
+        except Cancelled:
+            if self.shutting_down:
+                outcome = Outcome(
+                    "error",
+                    {
+                        "code": "backend_restarted",
+                        "message": "the local backend stopped while this "
+                        "rollout was running; it was not finished",
+                    },
+                )
+            else:
+                outcome = Outcome(
+                    "cancelled", {"code": "cancelled", "message": "cancelled by request"}
+                )
+        except TaskError as exc:
+            outcome = Outcome("error", {"code": exc.code, "message": self.redact(exc.message)})
+        except Exception as exc:
+            log.exception("rollout %s failed inside the backend", self.rollout_id)
+            outcome = Outcome(
+                "error",
+                {"code": "internal", "message": self.redact(f"{type(exc).__name__}: {exc}")},
+            )
+        finally:
+            if self.user is not None:  # its sandboxes are gone: the uid is free again
+                self.ctx.release_sandbox_user(self.user)
+        self.finish(outcome)
+
+    def _task(self) -> HarborTask:
+        source = self.doc.get("task_source") or {}
+        backend = source.get("backend", "harbor")
+        if backend != "harbor":
+            raise TaskError(
+                "backend_unsupported",
+                f"the local backend cannot run {backend!r} tasks; it runs Harbor-format task "
+                "directories (data_source {type: local, path})",
+            )
+        path = source.get("path")
+        if not path:
+            reason = source.get("reason") or "the task has no local path"
+            raise TaskError("bad_task_source", reason)
+        task = load_task(path)
+        # The pool task's env_vars, as written: over the Dockerfile's ENV, under what a phase
+        # sets itself (task.toml's [verifier.env], the harness's variables).
+        task.layout.env.update(source.get("env_vars") or {})
+        return task
+
+    def _prepare(self, task: HarborTask) -> Path:
+        """The trial folder: the seeded workspace (and its baseline copy) and /logs folders."""
+        self.trial.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.trial, 0o700)
+        self.user = self.ctx.take_sandbox_user()
+        workspace, baseline = self.trial / "workspace", self.trial / "baseline"
+        for name in _LOG_DIRS:
+            (self.trial / name).mkdir(exist_ok=True)
+        try:
+            prepared = prepare_environment(
+                self.ctx.driver,
+                task,
+                workspace,
+                events=self,
+                build_log=self.trial / "build.log",
+                limits=self.limits,
+                cancel=self.cancel,
+                owner=self.ctx.owner,
+            )
+            notes, self.image, self.workdir = prepared.notes, prepared.image, prepared.workdir
+            shutil.copytree(workspace, baseline, symlinks=True, dirs_exist_ok=True)
+        except Stop:
+            raise Cancelled() from None
+        except (OSError, shutil.Error) as exc:
+            raise TaskError("bad_task_source", f"could not lay out the workspace: {exc}") from None
+        for message in notes:
+            self.note(message)
+        self.bytes_uploaded = _regular_bytes(workspace)
+        for name in ("workspace", *_LOG_DIRS):
+            self._give(self.trial / name)
+        return workspace
+
+    def _stage(self, source: Path, name: str) -> Path:
+        """A copy of a task folder (tests/, solution/) for a phase to see read-only.
+
+        A copy owned by the sandbox's user, so the task's own file modes or the
+        location of its folder never keep the sandbox from reading it.
+        """
+        target = self.trial / "task" / name
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(exist_ok=True)
+        try:
+            shutil.copytree(source, target, symlinks=True)
+        except (OSError, shutil.Error) as exc:
+            raise TaskError(
+                "bad_task_source", f"could not copy the task's {name}/: {exc}"
+            ) from None
+        self._give(target)
+        return target
+
+    def _watch(self) -> list[Path]:
+        return [self.trial / "workspace", *(self.trial / name for name in _LOG_DIRS)]
+
+    def _storage_outcome(self) -> Outcome:
+        return Outcome(
+            "failed",
+            {
+                "code": "storage_limit",
+                "message": f"the sandbox wrote more than {self.limits.storage_mb} MB to its "
+                f"workspace and /logs (storage_mb), more than {MAX_ENTRIES:,} files, or "
+                f"folders deeper than {MAX_DEPTH}; it was stopped",
+            },
+        )
+
+    def _execute(self) -> Outcome:
+        task = self._task()
+        self.limits, notes = resolve_limits(
+            task.environment,
+            self.doc.get("resources"),
+            defaults=self.ctx.settings.limits,
+            maxima=self.ctx.settings.limit_maxima,
+        )
+        for message in notes:
+            self.note(message)
+        unreadable = None
+        try:
+            credentials = self.ctx.store.credential_values(self.doc["org_id"])
+        except VaultError as exc:  # a task that needs none still runs
+            credentials, unreadable = {}, str(exc)
+            self.note(f"stored credentials cannot be read: {exc}", warning=True)
+        self.scrubber = Scrubber(value for _, value in credentials.values())
+        workspace = self._prepare(task)
+        if self.ctx.driver_warning:
+            self.note(self.ctx.driver_warning, warning=True)
+        self.check_cancel()
+
+        agent = dict(self.doc.get("agent") or {})
+        name = str(agent.get("harness") or agent.get("kind") or "")
+        cls = harness_class(name)
+        if cls is None:
+            raise TaskError("harness_unavailable", f"unknown harness {name!r}")
+        status = self.ctx.agents.availability(name, cls.binary)
+        if not status.available:
+            raise TaskError(
+                "harness_unavailable", f"harness {name!r} cannot run here: {status.reason}"
+            )
+        self.harness = harness = cls()
+        context = AgentContext(
+            instruction=task.instruction,
+            workdir=self.workdir,
+            agent=agent,
+            task=task,
+            credentials=credentials,
+        )
+        if missing := harness.required_secret(context):
+            if unreadable:
+                raise TaskError("credentials_unreadable", f"harness {name!r}: {unreadable}")
+            raise TaskError("credentials_missing", f"harness {name!r}: {missing}")
+
+        self.transition("running", started_at=now_iso(), limits=self.limits.describe())
+        agent_timeout = self._timeout(
+            "agent_sec", task.agent_timeout_sec, self.ctx.settings.default_agent_timeout_sec
+        )
+        launch = prepare_agent(
+            harness,
+            context,
+            self.ctx.agents,
+            isolated=self.ctx.driver.isolated,
+            host_path=self.ctx.search_path,
+            forwarder_inside=self.ctx.driver.egress_in_sandbox,
+        )
+        try:
+            env = {**task.layout.env, **launch.env}
+            from_task = {k: env[k] for k in task.solution_env if k in launch.env}
+            env.update(self._expand(from_task, "solution.env", credentials))
+            self.scrubber = self.scrubber.add(*launch.secrets)
+            mounts = [
+                Mount(self.trial / "agent", "/logs/agent", writable=True),
+                Mount(self.trial / "artifacts", "/logs/artifacts", writable=True),
+                *launch.mounts,
+            ]
+            if launch.bind_solution:
+                mounts.append(Mount(self._stage(task.solution_dir, "solution"), "/solution"))
+            spec = self._spec(
+                task, workspace, launch.command, mounts, env, launch.network, launch.stdin
+            )
+            spec.egress_socket = launch.egress_socket
+            log_file = self.trial / "agent" / harness.log_name
+            sink = PhaseLog(self, "agent", log_file, self.limits, harness.on_line)
+            result = self._phase(spec, agent_timeout, sink)
+        finally:
+            launch.close()
+        if result.storage_exceeded:
+            return self._storage_outcome()
+        if result.timed_out:
+            return Outcome(
+                "failed",
+                {
+                    "code": "agent_timeout",
+                    "message": f"the agent did not finish within {agent_timeout:g}s",
+                },
+            )
+        self.doc = self.ctx.store.update_rollout(self.rollout_id, agent_exit_code=result.exit_code)
+        if failure := agent_failure(harness, result, launch):
+            return Outcome("error", failure)
+        if result.exit_code:
+            self._exit_code_file(result.exit_code)
+            self.note(f"the agent exited with code {result.exit_code}; running the tests anyway")
+        return self._verify(task, workspace, credentials)
+
+    def _expand(
+        self, values: dict[str, str], section: str, credentials: dict[str, tuple[str, str]]
+    ) -> dict[str, str]:
+        env, secrets, notes = expand_env(values, section, lambda n: _credential(credentials, n))
+        self.scrubber = self.scrubber.add(*secrets)
+        for message in notes:
+            self.note(message)
+        return env
+
+    def _exit_code_file(self, code: int) -> None:
+        """Harbor's ``agent/exit-code.txt``, replacing whatever the agent left by that name."""
+        try:
+            folder = open_dir(self.trial / "agent")
+        except OSError:
+            return
+        try:
+            write_at(folder, "exit-code.txt", [f"{code}\n".encode()])
+        except OSError as exc:
+            self.note(f"could not write agent/exit-code.txt: {exc.strerror or exc}")
+        finally:
+            os.close(folder)
+
+    def _verify(
+        self, task: HarborTask, workspace: Path, credentials: dict[str, tuple[str, str]]
+    ) -> Outcome:
+        self.check_cancel()
+        self.transition("verifying")
+        timeout = self._timeout(
+            "verifier_sec",
+            task.verifier_timeout_sec,
+            self.ctx.settings.default_verifier_timeout_sec,
+        )
+        mounts = [
+            Mount(self._stage(task.tests_dir, "tests"), "/tests"),
+            Mount(self.trial / "agent", "/logs/agent", writable=True),
+            Mount(self.trial / "verifier", "/logs/verifier", writable=True),
+            Mount(self.trial / "artifacts", "/logs/artifacts", writable=True),
+        ]
+        env = {**task.layout.env, **self._expand(task.verifier_env, "verifier.env", credentials)}
+        spec = self._spec(
+            task,
+            workspace,
+            ["/bin/bash", "/tests/test.sh"],
+            mounts,
+            env,
+            task.verifier_network,
+            None,
+        )
+        sink = PhaseLog(self, "verifier", self.trial / "verifier" / "test-stdout.txt", self.limits)
+        result = self._phase(spec, timeout, sink)
+        if result.storage_exceeded:
+            return self._storage_outcome()
+        if result.timed_out:
+            return Outcome(
+                "failed",
+                {
+                    "code": "verifier_timeout",
+                    "message": f"tests/test.sh did not finish within {timeout:g}s",
+                },
+            )
+        primary, rewards, problem = read_reward(self.trial / "verifier")
+        if primary is None:
+            message = problem or (
+                f"tests/test.sh exited with code {result.exit_code} without "
+                "writing /logs/verifier/reward.txt or reward.json"
+            )
+            return Outcome("failed", {"code": "reward_missing", "message": message})
+        self.publish(
+            "reward",
+            {"reward": primary, "rewards": rewards, "test_exit_code": result.exit_code},
+        )
+        return Outcome("succeeded", reward_primary=primary, rewards=rewards)
+
+    def _phase(self, spec: SandboxSpec, timeout: float, sink: PhaseLog) -> RunResult:
+        """Run one sandboxed phase to its end; a cancel raises, a timeout is returned."""
+        try:
+            result = self.ctx.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
+        finally:
+            sink.close()
+        self.sandbox_sec += result.duration_sec
+        if result.cancelled:
+            raise Cancelled()
+        usage = tree_usage(spec.watch)
+        if usage.bytes > self.limits.storage_mb * 1024 * 1024 or not usage.complete:
+            result.storage_exceeded = True  # written faster than the watchdog looked
+        return result
+
+    def _timeout(self, key: str, from_task: float | None, default: int) -> float:
+        requested = (self.doc.get("timeouts") or {}).get(key)
+        if isinstance(requested, int | float) and requested > 0:
+            return float(requested)
+        return from_task if from_task else float(default)
+
+    def _spec(
+        self,
+        task: HarborTask,
+        workspace: Path,
+        command: list[str],
+        mounts: list[Mount],
+        env: dict[str, str],
+        network: bool,
+        stdin: bytes | None,
+    ) -> SandboxSpec:
+        taken = {m.target for m in mounts}
+        extra = [m for m in tool_path_tree(self.ctx.tool_paths).mounts if m.target not in taken]
+        if self.ctx.tool_paths:
+            env = {"PATH": self.ctx.search_path, **env}
+        return SandboxSpec(
+            command=command,
+            workspace=workspace,
+            workdir=self.workdir,
+            mounts=mounts + extra,
+            env=env,
+            network=network,
+            stdin=stdin,
+            limits=self.limits,
+            watch=self._watch(),
+            user=self.user,
+            image=self.image,
+            label=self.rollout_id,
+        )
+
+    # --- the end --------------------------------------------------------------------------
+
+    def _outputs(self) -> None:
+        workspace, baseline = self.trial / "workspace", self.trial / "baseline"
+        if not workspace.is_dir() or workspace.is_symlink():
+            return
+        stop = self.stop_collecting.is_set
+        try:
+            write_diff(baseline, workspace, self.trial, scrubber=self.scrubber, stop=stop)
+        except OSError as exc:
+            log.warning("rollout %s: could not write workspace.diff: %s", self.rollout_id, exc)
+        try:
+            write_tarball(workspace, self.trial, scrubber=self.scrubber, stop=stop)
+        except OSError as exc:
+            log.warning("rollout %s: could not write workspace.tar.gz: %s", self.rollout_id, exc)
+
+    def _result_json(self, outcome: Outcome, usage: dict[str, Any]) -> None:
+        result = {
+            "schema_version": 1,
+            "id": self.rollout_id,
+            "task_name": (self.doc.get("task_ref") or {}).get("task_id"),
+            "agent_info": {
+                "name": (self.doc.get("agent") or {}).get("harness"),
+                "model_info": {"name": (self.doc.get("agent") or {}).get("model_id")},
+            },
+            "agent_result": {
+                "n_input_tokens": usage["llm_input_tokens"],
+                "n_cache_tokens": usage["llm_cache_tokens"],
+                "n_output_tokens": usage["llm_output_tokens"],
+                "cost_usd": usage["cost_usd"],
+            },
+            "verifier_result": {"rewards": outcome.rewards} if outcome.rewards else None,
+            "exception_info": outcome.error,
+            "status": outcome.status,
+            "started_at": self.doc.get("started_at"),
+            "finished_at": now_iso(),
+        }
+        try:
+            folder = open_dir(self.trial)
+        except OSError:
+            return
+        try:
+            write_at(folder, "result.json", [json.dumps(result, indent=2).encode()])
+        finally:
+            os.close(folder)
+
+    def _usage(self) -> dict[str, Any]:
+        return usage_snapshot(
+            self.rollout_id,
+            wall_time_sec=time.monotonic() - self.started,
+            sandbox_sec=self.sandbox_sec,
+            bytes_uploaded=self.bytes_uploaded,
+            bytes_downloaded=0,
+            tokens=self.harness.usage if self.harness else None,
+            prices=self.ctx.prices,
+        )
+
+    def _collect(self, outcome: Outcome, found: TrialIndex) -> None:
+        """The finishing step: diff, tarball, result.json, then the artifact index."""
+        try:
+            self._outputs()
+            self._result_json(outcome, self._usage())
+            index_trial(self.trial, self.scrubber, self.stop_collecting.is_set, found)
+        except Stopped:
+            pass
+        except Exception:
+            log.exception("rollout %s: collecting artifacts failed", self.rollout_id)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Collect artifacts within ``finish_timeout_sec`` (or until a cancel), then end."""
+        found = TrialIndex()
+        if self.trial.is_dir():
+            worker = threading.Thread(
+                target=self._collect,
+                args=(outcome, found),
+                name=f"collect-{self.rollout_id}",
+                daemon=True,
+            )
+            worker.start()
+            deadline = time.monotonic() + self.ctx.settings.finish_timeout_sec
+            while worker.is_alive():
+                if self.cancel.is_set() and outcome.status not in ("cancelled", "error"):
+                    if not self.shutting_down:
+                        outcome = Outcome(
+                            "cancelled",
+                            {
+                                "code": "cancelled",
+                                "message": "cancelled by request while its artifacts were "
+                                "being collected",
+                            },
+                        )
+                    break
+                if time.monotonic() >= deadline:
+                    self.note(
+                        f"collecting artifacts took longer than "
+                        f"{self.ctx.settings.finish_timeout_sec:g}s; the artifacts are "
+                        "incomplete",
+                        warning=True,
+                    )
+                    break
+                worker.join(0.05)
+            if worker.is_alive():
+                self.stop_collecting.set()
+                worker.join(1.0)
+            if found.skipped:
+                left_out = ", ".join(f"{n} ({why})" for why, n in sorted(found.skipped.items()))
+                self.note(f"files left out of the artifacts: {left_out}")
+            if found.scrubbed:
+                self.note(
+                    f"stored credential values were removed from {len(found.scrubbed)} "
+                    "artifact file(s)",
+                    scrubbed=found.scrubbed[:20],
+                )
+        self.end(outcome, list(found.entries))
+
+    def end(self, outcome: Outcome, entries: list[dict[str, Any]] | None = None) -> bool:
+        """Record the terminal status and publish it, once; False if it had already ended."""
+        usage = self._usage()
+        if entries is not None:
+            usage["bytes_downloaded"] = sum(e["size_bytes"] for e in entries)
+        with self._end_lock:
+            if self.ended:
+                return False
+            self.ended = True
+            if entries is not None:
+                self.ctx.store.put_artifacts(self.rollout_id, entries)
+            previous = self.doc["status"]
+            self.doc = self.ctx.store.update_rollout(
+                self.rollout_id,
+                status=outcome.status,
+                finished_at=now_iso(),
+                error=outcome.error,
+                reward_primary=outcome.reward_primary,
+                rewards=outcome.rewards or None,
+                usage=usage,
+            )
+            data: dict[str, Any] = {
+                "status": outcome.status,
+                "previous": previous,
+                "reward_primary": outcome.reward_primary,
+            }
+            if outcome.error:
+                data["error"] = outcome.error
+            self.ctx.publish(self.rollout_id, "lifecycle", data)
+        return True
