@@ -74,4 +74,6 @@ def test_every_unit_has_a_rank() -> None:
 def test_server_imports_point_down() -> None:
     upward = {(a, b) for a, b in server_edges() if RANK[a] <= RANK[b]}
     assert upward - KNOWN_DEBT == set(), f"imports that run up or sideways: {upward - KNOWN_DEBT}"
-    assert KNOWN_DEBT - upward == set(), f"paid debt, drop it from KNOWN_DEBT: {KNOWN_DEBT - upward}"
+    assert KNOWN_DEBT - upward == set(), (
+        f"paid debt, drop it from KNOWN_DEBT: {KNOWN_DEBT - upward}"
+    )
