@@ -61,7 +61,7 @@ def _rows(agents_dir: Path) -> list[dict[str, Any]]:
             {
                 "agent": harness,
                 "binary": package.binary,
-                "package": package.npm,
+                "package": package.package,
                 "installed": install.version if install else None,
                 "default_version": package.version,
                 "path": str(install.root) if install else None,

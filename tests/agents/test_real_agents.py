@@ -1,4 +1,7 @@
-"""The real codex, claude and opencode CLIs, in the bubblewrap sandbox, against the stub.
+"""The real agent CLIs, in the bubblewrap sandbox, against the stub.
+
+codex, claude, opencode, gemini (Gemini's streamGenerateContent), qwen (chat completions)
+and mini-swe-agent (chat completions through LiteLLM).
 
 Each test runs the bundled example task with one agent through the real local backend:
 the CLI reaches the scripted provider only through the rollout's egress gateway, fixes
@@ -66,6 +69,7 @@ class AgentCase:
     model: str | None
     turns: tuple[str, ...]
     """The stub's answers the agent's own usage report covers."""
+    finish_command: str | None = None
 
 
 CASES = {
@@ -77,6 +81,21 @@ CASES = {
     ),
     "opencode": AgentCase(
         "opencode", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "", None, ("tool_call", "final")
+    ),
+    "gemini-cli": AgentCase(
+        "gemini-cli", "GEMINI_API_KEY", "GEMINI_BASE_URL", "", None, ("tool_call", "final")
+    ),
+    "qwen-code": AgentCase(
+        "qwen-code", "DASHSCOPE_API_KEY", "DASHSCOPE_BASE_URL", "/v1", None, ("tool_call", "final")
+    ),
+    "mini-swe-agent": AgentCase(
+        "mini-swe-agent",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "/v1",
+        None,
+        ("tool_call", "final"),
+        finish_command="echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT",
     ),
 }
 
@@ -120,7 +139,9 @@ def run_agent(
     marker = uuid.uuid4().hex
     key = f"sk-test-{marker}"
     command = command or f"{FIX_COMMAND}; {scan_for(marker)}"
-    stub = ProviderStub(command=command, expected_key=key).start()
+    stub = ProviderStub(
+        command=command, expected_key=key, finish_command=case.finish_command
+    ).start()
     thread = start_backend(tmp_path / "data", **settings)
     session = fast_session()
     try:
@@ -178,7 +199,7 @@ def agent_data(run: Run) -> list[dict[str, Any]]:
     return [e["data"] for e in run.events if e["event"] == "agent"]
 
 
-@pytest.mark.parametrize("harness", ["codex", "claude-code", "opencode"])
+@pytest.mark.parametrize("harness", list(CASES))
 def test_real_agent_fixes_the_task_through_the_gateway(
     harness: str, agents_dir: Path, tmp_path: Path
 ) -> None:

@@ -49,6 +49,8 @@ __all__ = [
 
 BACKENDS = ("archipelago", "browser", "harbor", "kernel", "openenv")
 POOL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+CUSTOM_AGENT_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+"""A custom agent's name (``agent.name`` of its manifest)."""
 CURSOR_PATTERN = r"^[0-9]{1,18}$"
 _INT32 = 2**31 - 1
 _WEEK_SEC = 7 * 24 * 3600
@@ -96,10 +98,20 @@ MODEL_ID_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
 
 
 def _agent_schema(schema: dict[str, Any]) -> None:
-    """Harnesses this backend runs (and their aliases), and the model ids each takes."""
+    """Harnesses this backend runs (and their aliases), and the model ids each takes.
+
+    Custom agents (``envpools agents add``) come and go while the backend runs: the
+    document names the built-ins and lets through any name a custom agent can have.
+    """
     names = {name: name for name in HARNESSES}
     names.update({alias: name for alias, name in HARNESS_ALIASES.items() if name in HARNESSES})
-    schema["properties"]["harness"]["enum"] = sorted(names)
+    custom = {
+        "type": "string",
+        "pattern": CUSTOM_AGENT_PATTERN,
+        "not": {"enum": sorted(names)},
+        "description": "a custom agent added with `envpools agents add`",
+    }
+    schema["properties"]["harness"]["anyOf"] = [{"enum": sorted(names)}, custom]
     branches: list[dict[str, Any]] = []
     free = []
     for name, target in sorted(names.items()):
@@ -115,6 +127,8 @@ def _agent_schema(schema: dict[str, Any]) -> None:
         branches.append({"properties": {"harness": {"const": name}, "model_id": model_id}})
     if free:
         branches.append({"properties": {"harness": {"enum": free}}})
+    model = {"anyOf": [{"type": "string", "pattern": MODEL_ID_PATTERN}, {"type": "null"}]}
+    branches.append({"properties": {"harness": custom, "model_id": model}})
     schema["anyOf"] = branches
 
 
