@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envpools_cli.models import HARNESS_ALIASES
+from envpools_cli.models import HARNESS_ALIASES, PRESET_DEFAULT_MODELS
 from envpools_cli.server.agents.adapters import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
 from envpools_cli.server.agents.base import AgentContext, Harness, Invocation, TokenUsage
 from envpools_cli.server.agents.builtin import NopHarness, OracleHarness
@@ -30,6 +30,7 @@ __all__ = [
     "Harness",
     "Invocation",
     "TokenUsage",
+    "default_providers",
     "describe_harnesses",
     "harness_class",
     "harness_classes",
@@ -70,6 +71,16 @@ def harness_class(name: str, agents_dir: Path | None = None) -> type[Harness] | 
     return harness_classes(agents_dir).get(name)
 
 
+def default_providers(cls: type[Harness]) -> tuple[list[str], bool]:
+    """The providers ``cls`` talks to with its default model, and whether the model picks."""
+    manifest = getattr(cls, "manifest", None)
+    if manifest is not None:
+        return list(manifest.providers), False
+    model = PRESET_DEFAULT_MODELS.get(cls.name) or cls.default_model
+    context = AgentContext(instruction="", workdir="/app", agent={"model_id": model}, task=None)
+    return cls().providers(context), "provider/" in (cls.model_format or "")
+
+
 def describe_harnesses(tools: AgentTools) -> list[dict[str, Any]]:
     """Each harness, whether it runs here (tried in the sandbox) and which models it takes."""
     classes = harness_classes(tools.agents_dir)
@@ -90,8 +101,8 @@ def describe_harnesses(tools: AgentTools) -> list[dict[str, Any]]:
             entry["model_format"] = cls.model_format
         if cls.default_model:
             entry["default_model"] = cls.default_model
-        if custom:
-            entry["providers"] = list(cls.manifest.providers)  # type: ignore[attr-defined]
+        if cls.binary:
+            entry["providers"] = default_providers(cls)[0]
         if cls.binary:
             entry["version"] = status.version
             entry["source"] = status.source

@@ -175,6 +175,14 @@ def _read_record(agents_dir: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def _read_json_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def _write_record(agents_dir: Path, record: dict[str, Any]) -> None:
     staged = agents_dir / f".{_RECORD}.{os.getpid()}"
     staged.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -385,8 +393,11 @@ class AgentTools:
         tool_paths: list[Path],
         driver: SandboxDriver,
         users: tuple[Callable[[], SandboxUser], Callable[[SandboxUser], None]] | None = None,
+        checks_file: Path | None = None,
     ) -> None:
         self.agents_dir = agents_dir
+        self.checks_file = checks_file
+        """Where successful checks are remembered across processes (``agents list``)."""
         self.tool_paths = tool_paths
         self.driver = driver
         self.users = users
@@ -456,10 +467,37 @@ class AgentTools:
             cached = self._probes.get(key)
         if cached is not None and (cached[1].available or time.monotonic() - cached[0] < 30):
             return cached[1]
+        remembered = self._remembered(key)
+        if remembered is not None:
+            return remembered
         result = self._probe(harness, binary, tree, probe)
         with self._lock:
             self._probes[key] = (time.monotonic(), result)
+        if result.available:
+            self._remember(key, result)
         return result
+
+    def _disk_key(self, key: tuple[Any, ...]) -> str:
+        return json.dumps([self.driver.name, repr(key)])
+
+    def _remembered(self, key: tuple[Any, ...]) -> Availability | None:
+        """A success recorded by an earlier process for exactly this install and probe."""
+        if self.checks_file is None:
+            return None
+        entry = _read_json_file(self.checks_file).get(self._disk_key(key))
+        if not isinstance(entry, dict):
+            return None
+        return Availability(True, version=entry.get("version"), source=entry.get("source"))
+
+    def _remember(self, key: tuple[Any, ...], result: Availability) -> None:
+        if self.checks_file is None:
+            return
+        with self._lock, contextlib.suppress(OSError):
+            known = _read_json_file(self.checks_file)
+            known[self._disk_key(key)] = {"version": result.version, "source": result.source}
+            staged = self.checks_file.with_name(f".{self.checks_file.name}.{os.getpid()}")
+            staged.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+            os.replace(staged, self.checks_file)
 
     @staticmethod
     def _fingerprint(tree: ToolTree) -> tuple[Any, ...]:
