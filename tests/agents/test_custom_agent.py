@@ -296,6 +296,9 @@ def test_a_custom_agent_runs_in_a_job_beside_a_built_in(
     assert rows["tiny-agent"]["kind"] == "custom" and rows["tiny-agent"]["available"] is True
     assert rows["tiny-agent"]["installed"] == "0.1.0"
     assert rows["codex"]["kind"] == "built-in" and rows["codex"]["available"] is True
+    document = ep.get_openapi_schema(**local.conn)
+    spec = document["components"]["schemas"]["LocalAgentSpec"]
+    assert "tiny-agent" in spec["properties"]["harness"]["enum"]
     env = {"ENVPOOLS_API_URL": local.thread.url, "ENVPOOLS_API_KEY": local.conn["api_key"]}
     assert "tiny-agent" in tab("rollouts", "create", "--agent", "", env=env)
 

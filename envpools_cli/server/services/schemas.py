@@ -9,6 +9,7 @@ Schema here so that the OpenAPI document says it too.
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any
 
 from pydantic import (
@@ -45,12 +46,11 @@ __all__ = [
     "LocalPoolTaskUpdate",
     "LocalPoolUpdate",
     "LocalRolloutRequest",
+    "with_custom_agents",
 ]
 
 BACKENDS = ("archipelago", "browser", "harbor", "kernel", "openenv")
 POOL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-CUSTOM_AGENT_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
-"""A custom agent's name (``agent.name`` of its manifest)."""
 CURSOR_PATTERN = r"^[0-9]{1,18}$"
 _INT32 = 2**31 - 1
 _WEEK_SEC = 7 * 24 * 3600
@@ -98,20 +98,10 @@ MODEL_ID_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
 
 
 def _agent_schema(schema: dict[str, Any]) -> None:
-    """Harnesses this backend runs (and their aliases), and the model ids each takes.
-
-    Custom agents (``envpools agents add``) come and go while the backend runs: the
-    document names the built-ins and lets through any name a custom agent can have.
-    """
+    """Harnesses this backend runs (and their aliases), and the model ids each takes."""
     names = {name: name for name in HARNESSES}
     names.update({alias: name for alias, name in HARNESS_ALIASES.items() if name in HARNESSES})
-    custom = {
-        "type": "string",
-        "pattern": CUSTOM_AGENT_PATTERN,
-        "not": {"enum": sorted(names)},
-        "description": "a custom agent added with `envpools agents add`",
-    }
-    schema["properties"]["harness"]["anyOf"] = [{"enum": sorted(names)}, custom]
+    schema["properties"]["harness"]["enum"] = sorted(names)
     branches: list[dict[str, Any]] = []
     free = []
     for name, target in sorted(names.items()):
@@ -127,9 +117,33 @@ def _agent_schema(schema: dict[str, Any]) -> None:
         branches.append({"properties": {"harness": {"const": name}, "model_id": model_id}})
     if free:
         branches.append({"properties": {"harness": {"enum": free}}})
-    model = {"anyOf": [{"type": "string", "pattern": MODEL_ID_PATTERN}, {"type": "null"}]}
-    branches.append({"properties": {"harness": custom, "model_id": model}})
     schema["anyOf"] = branches
+
+
+def with_custom_agents(document: dict[str, Any], custom: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``document`` naming this backend's custom agents (``agents add``) too.
+
+    They come and go while the backend runs, so each request for the document adds the
+    current ones (name -> harness class) to the built-ins the cached document names.
+    """
+    spec = document.get("components", {}).get("schemas", {}).get("LocalAgentSpec")
+    if not custom or not isinstance(spec, dict):
+        return document
+    document = copy.deepcopy(document)
+    spec = document["components"]["schemas"]["LocalAgentSpec"]
+    harness = spec["properties"]["harness"]
+    harness["enum"] = sorted({*harness.get("enum", []), *custom})
+    for name, cls in sorted(custom.items()):
+        model: dict[str, Any]
+        if cls.accepts_any_model or not cls.models:
+            model = {"type": "string", "pattern": MODEL_ID_PATTERN}
+        else:
+            model = {"enum": sorted(cls.models)}
+        model_id = {"anyOf": [model, {"type": "null"}]}
+        spec.setdefault("anyOf", []).append(
+            {"properties": {"harness": {"const": name}, "model_id": model_id}}
+        )
+    return document
 
 
 class LocalAgentSpec(AgentSpec):
