@@ -134,7 +134,7 @@ def install(
         AGENT_PACKAGES,
         AgentInstallError,
         canonical_agent,
-        install_agent,
+        install_agents,
         is_version,
     )
 
@@ -152,20 +152,24 @@ def install(
         example = AGENT_PACKAGES[names[0]].version
         raise UsageProblem(f"--version {version!r} is not a version (for example {example})")
     target = _agents_dir(data_dir)
-    for name in dict.fromkeys(names):
 
-        def progress(message: str, agent: str = name) -> None:
-            info(f"{agent}: {message}")
+    def progress(agent: str, message: str) -> None:
+        info(f"{agent}: {message}")
 
-        try:
-            done, changed = install_agent(target, name, version, force=force, progress=progress)
-        except AgentInstallError as exc:
-            raise CLIError(str(exc), code="agent_install_failed") from None
+    results = install_agents(target, names, version, force=force, progress=progress)
+    failed = []
+    for name, result in results.items():
+        if isinstance(result, AgentInstallError):
+            failed.append(f"{name}: {result}")
+            continue
+        done, changed = result
         spec = AGENT_PACKAGES[name].spec(done.version)
         if changed:
             success(f"installed {spec} in {done.root}")
         else:
             info(f"{spec} is already installed (--force reinstalls it)")
+    if failed:
+        raise CLIError("\n".join(failed), code="agent_install_failed")
     rows = [r for r in _rows(target, check=False) if r["agent"] in names]
     _emit(rows, fmt, fields, check=False)
 

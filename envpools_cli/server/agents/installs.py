@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,7 @@ __all__ = [
     "ToolTree",
     "canonical_agent",
     "install_agent",
+    "install_agents",
     "installed_agents",
     "remove_agent",
 ]
@@ -65,6 +67,8 @@ SANDBOX_AGENTS = "/envpools/agents"
 _RECORD = "installed.json"
 _SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/")
 _PROBE_TIMEOUT = 60.0
+_PARALLEL_INSTALLS = 3
+_RECORD_LOCK = threading.Lock()
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _PROBE_SCRIPT = 'command -v "$0" >/dev/null || exit 127; exec "$0" --version'
 _RUN_SCRIPT = 'command -v "$0" >/dev/null || exit 127; exec "$@"'
@@ -101,6 +105,8 @@ class AgentPackage:
     """``npm`` (a Node.js CLI) or ``pypi`` (a Python package in a venv of its own)."""
     module: str | None = None
     """For ``pypi``: what the launcher runs with ``python -m``."""
+    executables: tuple[str, ...] = ()
+    """Globs of files the package ships without their executable bit (made executable)."""
 
     @property
     def bin_dir(self) -> str:
@@ -120,7 +126,14 @@ AGENT_PACKAGES: dict[str, AgentPackage] = {
         AgentPackage("claude-code", "@anthropic-ai/claude-code", "2.1.332", "claude"),
         AgentPackage("opencode", "opencode-ai", "1.18.33", "opencode"),
         AgentPackage("gemini-cli", "@google/gemini-cli", "0.61.0", "gemini"),
-        AgentPackage("qwen-code", "@qwen-code/qwen-code", "0.24.4", "qwen"),
+        AgentPackage(
+            "qwen-code",
+            "@qwen-code/qwen-code",
+            "0.24.4",
+            "qwen",
+            # Its bundled ripgrep is published 0644: qwen would fall back to a slow grep.
+            executables=("node_modules/@qwen-code/qwen-code/vendor/ripgrep/*/rg",),
+        ),
         AgentPackage(
             "mini-swe-agent",
             "mini-swe-agent",
@@ -258,6 +271,9 @@ def install_agent(
                 raise AgentInstallError(str(exc)) from None
         else:
             _python_install(staging, package, version, progress)
+        for pattern in package.executables:
+            for path in staging.glob(pattern):
+                path.chmod(path.stat().st_mode | 0o111)
         binary = staging / package.bin_dir / package.binary
         reported = _version_of(binary)
         if reported is None:
@@ -274,16 +290,17 @@ def install_agent(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    record = _read_record(agents_dir)
-    previous = record.get(harness) if isinstance(record.get(harness), dict) else None
-    record[harness] = {
-        "package": package.package,
-        "version": version,
-        "path": f"{harness}/{version}",
-        "installed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "reported_version": reported,
-    }
-    _write_record(agents_dir, record)
+    with _RECORD_LOCK:  # installs run side by side (install_agents)
+        record = _read_record(agents_dir)
+        previous = record.get(harness) if isinstance(record.get(harness), dict) else None
+        record[harness] = {
+            "package": package.package,
+            "version": version,
+            "path": f"{harness}/{version}",
+            "installed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "reported_version": reported,
+        }
+        _write_record(agents_dir, record)
     if previous and previous.get("path") != record[harness]["path"]:
         shutil.rmtree(agents_dir / str(previous.get("path")), ignore_errors=True)
     result = installed_agents(agents_dir)[harness]
@@ -302,12 +319,44 @@ def _python_install(
     write_launcher(staging, package.binary, package.package, package.module)
 
 
+def install_agents(
+    agents_dir: Path,
+    harnesses: list[str],
+    version: str | None = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str, str], None] = lambda _agent, _message: None,
+) -> dict[str, tuple[InstalledAgent, bool] | AgentInstallError]:
+    """Install several agents side by side (npm and pip mostly wait on the network)."""
+    unique = list(dict.fromkeys(canonical_agent(h) for h in harnesses))
+    if not unique:
+        return {}
+
+    def one(harness: str) -> tuple[InstalledAgent, bool] | AgentInstallError:
+        try:
+            return install_agent(
+                agents_dir,
+                harness,
+                version,
+                force=force,
+                progress=lambda message: progress(harness, message),
+            )
+        except AgentInstallError as exc:
+            return exc
+        except OSError as exc:  # e.g. an agents dir that cannot be written
+            return AgentInstallError(f"{harness} could not be installed: {exc}")
+
+    with ThreadPoolExecutor(min(_PARALLEL_INSTALLS, len(unique))) as pool:
+        return dict(zip(unique, pool.map(one, unique), strict=True))
+
+
 def remove_agent(agents_dir: Path, harness: str) -> InstalledAgent | None:
     harness = canonical_agent(harness)
     current = installed_agents(agents_dir).get(harness)
-    record = _read_record(agents_dir)
-    if record.pop(harness, None) is not None:
-        _write_record(agents_dir, record)
+    with _RECORD_LOCK:
+        record = _read_record(agents_dir)
+        if record.pop(harness, None) is not None:
+            _write_record(agents_dir, record)
     if current is not None:
         shutil.rmtree(current.root, ignore_errors=True)
     return current
