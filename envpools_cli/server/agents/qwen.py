@@ -22,6 +22,7 @@ from envpools_cli.server.agents.base import AgentContext, Invocation, bounded
 __all__ = ["QwenCodeHarness"]
 
 DEFAULT_PROVIDER = "dashscope"
+_API_ERROR = "[API Error"
 
 
 class QwenCodeHarness(ClaudeCodeHarness):
@@ -82,13 +83,16 @@ class QwenCodeHarness(ClaudeCodeHarness):
         return int(usage.get("input_tokens") or 0)
 
     def _assistant(self, message: dict[str, Any]) -> dict[str, Any]:
-        data = super()._assistant(message)
         blocks = [b for b in (message.get("message") or {}).get("content") or [] if b]
+        texts = [b for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+        if len(blocks) == 1 and texts and str(texts[0].get("text", "")).startswith(_API_ERROR):
+            # A provider failure is said as the assistant's text: it is no progress.
+            return self.error(str(texts[0]["text"]))
+        data = super()._assistant(message)
         calls = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
         if calls and data.get("kind") != "tool_call":
             # Text first, then the call, in one line: the call is the event, with the text.
             call = calls[0]
-            texts = [b for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
             text = "".join(str(b.get("text", "")) for b in texts)
             self.progress = True
             data = {
