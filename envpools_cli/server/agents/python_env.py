@@ -137,6 +137,10 @@ def launcher_script(binary: str, distribution: str, module: str) -> str:
 # {binary}: {distribution} in its own Python environment, installed by envpools.
 # It finds the environment from where it is mounted, so it runs in any sandbox.
 root=$(cd -P "$(dirname "$0")/.." && pwd)
+if [ ! -x "$root/bin/python" ]; then
+    echo "{binary} needs {SANDBOX_PYTHON} in the sandbox (the bwrap driver has it)" >&2
+    exit 126
+fi
 case "$1" in
 --version)
     exec "$root/bin/python" -I -c \\
