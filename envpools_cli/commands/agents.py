@@ -218,9 +218,11 @@ def add(
     try:
         agent = add_agent(target, source, builtin=RESERVED_NAMES, force=force, progress=progress)
     except AgentAddError as exc:
-        raise CLIError(
-            f"{source} was not added: {exc}", code="invalid_agent", exit_code=2
-        ) from None
+        if exc.invalid:
+            raise CLIError(
+                f"{source} was not added: {exc}", code="invalid_agent", exit_code=2
+            ) from None
+        raise CLIError(f"{source} was not added: {exc}", code="agent_install_failed") from None
     success(f"added {agent.manifest.name} (custom agent) in {agent.root}")
     rows = [r for r in _rows(target, check=False) if r["agent"] == agent.manifest.name]
     _emit(rows, fmt, fields, check=False)

@@ -62,7 +62,15 @@ _VISIBLE = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/", "/opt/")
 
 
 class AgentAddError(Exception):
-    """``agents add`` could not add the agent, and why."""
+    """``agents add`` could not add the agent, and why.
+
+    ``invalid``: the manifest or package is wrong (fix it); else its install failed
+    (npm, pip, the network), and trying again may work.
+    """
+
+    def __init__(self, message: str, *, invalid: bool = True) -> None:
+        super().__init__(message)
+        self.invalid = invalid
 
 
 @dataclass(frozen=True)
@@ -250,15 +258,17 @@ def _install(
             make_venv(stage / VENV_DIR)
             pip_install(stage / VENV_DIR, manifest.pip, progress)
         except PythonEnvError as exc:
-            raise AgentAddError(str(exc)) from None
+            raise AgentAddError(str(exc), invalid=False) from None
     if manifest.npm:
         npm = npm or shutil.which("npm")
         if npm is None:
-            raise AgentAddError("install.npm needs npm: install Node.js with npm first")
+            raise AgentAddError(
+                "install.npm needs npm: install Node.js with npm first", invalid=False
+            )
         try:
             npm_install(npm, stage, manifest.npm, progress)
         except NpmError as exc:
-            raise AgentAddError(str(exc)) from None
+            raise AgentAddError(str(exc), invalid=False) from None
 
 
 def _install_package(
@@ -273,7 +283,7 @@ def _install_package(
         make_venv(venv)
         pip_install(venv, [spec], progress)
     except PythonEnvError as exc:
-        raise AgentAddError(str(exc)) from None
+        raise AgentAddError(str(exc), invalid=False) from None
     found = []
     for site in sorted(venv.glob("lib/python*/site-packages")):
         for dist in importlib.metadata.distributions(path=[str(site)]):
