@@ -88,7 +88,7 @@ def describe_harnesses(tools: AgentTools) -> list[dict[str, Any]]:
         statuses = list(pool.map(tools.availability_of, classes.values()))
     described = []
     for (name, cls), status in zip(classes.items(), statuses, strict=True):
-        custom = bool(getattr(cls, "custom", False))
+        custom = cls.custom
         entry: dict[str, Any] = {
             "name": name,
             "available": status.available,

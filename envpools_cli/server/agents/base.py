@@ -85,6 +85,8 @@ class Harness:
     model_format: ClassVar[str | None] = None
     default_model: ClassVar[str | None] = None
     """The model a rollout gets when it names none (the SDK's presets have their own)."""
+    custom: ClassVar[bool] = False
+    """Declared by a manifest (``envpools agents add``), not built in."""
     log_name: ClassVar[str] = "agent.txt"
 
     def __init__(self) -> None:

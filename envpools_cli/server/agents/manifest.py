@@ -415,7 +415,7 @@ class ManifestHarness(Harness):
     """A manifest's agent: its command filled in, its output read by its parser."""
 
     manifest: ClassVar[AgentManifest]
-    custom: ClassVar[bool] = True
+    custom = True
 
     def __init__(self) -> None:
         self._parser = PARSERS[self.manifest.parser]()

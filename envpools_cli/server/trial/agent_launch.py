@@ -130,7 +130,7 @@ def _hint(harness: Harness, launch: AgentLaunch, exit_code: int | None) -> str:
     if own := harness.diagnose():
         return own
     if exit_code in (126, 127):
-        if getattr(harness, "custom", False):
+        if harness.custom:
             return (
                 f"the {harness.binary} command could not start in the sandbox: check the "
                 "manifest's run.command and add it again (envpools agents add PATH --force)"
