@@ -80,7 +80,7 @@ def _columns(*, check: bool) -> list[Any]:
         Column("INSTALLED", "installed", render=lambda v: v or "-", kind="fixed"),
         Column("DEFAULT", "default_version", render=lambda v: v or "-", kind="fixed", wide=True),
         Column("PROVIDERS", "providers"),
-        Column("MODELS", "models", render=lambda v: ", ".join(v or []) or "any"),
+        Column("MODELS", "models"),
         Column("PATH", "path", render=lambda v: v or "-", wide=True),
     ]
     if check:
@@ -90,7 +90,22 @@ def _columns(*, check: bool) -> list[Any]:
 
 def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows whose table cells read well: providers and availability as sentences."""
-    return [{**row, "providers": _providers(row), "available": _runs(row)} for row in rows]
+    return [
+        {
+            **row,
+            "providers": _providers(row),
+            "models": _models(row),
+            "available": _runs(row),
+        }
+        for row in rows
+    ]
+
+
+def _models(row: dict[str, Any]) -> str:
+    shown = ", ".join(row.get("models") or [])
+    if row.get("accepts_any_model"):
+        return f"{shown} (or any)" if shown else "any"
+    return shown or "-"
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, fields: str | None, *, check: bool) -> None:
