@@ -116,6 +116,11 @@ def check_rollout_request(payload: Mapping[str, Any], capabilities: Capabilities
         available = sorted(set(offered) | set(PRESET_MODELS))
         raise InvalidRequestError(f"Unknown harness {harness!r}. Available harnesses: {available}")
     allowed = offered[harness]
+    if model_id is not None and _takes_any_model(caps, harness):
+        # The listed models are presets, not a limit (gemini-cli, a custom agent...).
+        if problem := model_id_problem(model_id):
+            raise InvalidRequestError(problem)
+        return
     if model_id is not None and allowed is not None and model_id not in allowed:
         raise InvalidRequestError(
             f"Model {model_id!r} is not allowed for harness {harness!r}. "

@@ -1,4 +1,8 @@
-"""envpools agents: install the agent CLIs the local backend runs (codex, claude-code, opencode).
+"""envpools agents: the coding agents the local backend runs, built-in and your own.
+
+``install`` installs the built-in agents' CLIs (npm, or a Python environment of their
+own), ``add`` registers an agent of your own from its manifest (``agent.toml``) or a
+Python package, ``list`` shows them all and whether each runs here, ``remove`` removes.
 
 This works on the local backend's data dir directly, like ``envpools local``: the hosted
 service manages its own agents.
@@ -22,7 +26,7 @@ from envpools_cli.commands._options import (
 )
 
 app = typer.Typer(
-    help="Agent CLIs for the local backend: install them with npm, list them.",
+    help="Coding agents for the local backend: install the built-ins, add your own, list them.",
     no_args_is_help=True,
 )
 
@@ -50,48 +54,80 @@ def _agents_dir(data_dir: Path | None) -> Path:
     return agents_dir_for(data_dir)
 
 
-def _rows(agents_dir: Path) -> list[dict[str, Any]]:
-    from envpools_cli.server.agents.installs import AGENT_PACKAGES, installed_agents
+def _rows(agents_dir: Path, *, check: bool) -> list[dict[str, Any]]:
+    from envpools_cli.server.agents.listing import agent_rows, local_tools
 
-    found = installed_agents(agents_dir)
-    rows = []
-    for harness, package in AGENT_PACKAGES.items():
-        install = found.get(harness)
-        rows.append(
-            {
-                "agent": harness,
-                "binary": package.binary,
-                "package": package.npm,
-                "installed": install.version if install else None,
-                "default_version": package.version,
-                "path": str(install.root) if install else None,
-                "installed_at": install.installed_at if install else None,
-            }
-        )
-    return rows
+    return agent_rows(agents_dir, local_tools(agents_dir) if check else None)
 
 
-def _columns() -> list[Any]:
+def _providers(row: dict[str, Any]) -> str:
+    shown = ", ".join(row.get("providers") or []) or "-"
+    return shown + " (or the model's)" if row.get("provider_from_model") else shown
+
+
+def _runs(row: dict[str, Any]) -> str:
+    if row.get("available") is None:
+        return "-"
+    return "yes" if row["available"] else f"no: {row.get('reason') or 'unknown'}"
+
+
+def _columns(*, check: bool) -> list[Any]:
     from envpools_cli.output.formats import Column
 
-    return [
+    columns = [
         Column("AGENT", "agent", kind="id"),
-        Column("INSTALLED", "installed", render=lambda v: v or "-"),
-        Column("DEFAULT", "default_version"),
-        Column("PACKAGE", "package"),
-        Column("PATH", "path", render=lambda v: v or "-"),
+        Column("KIND", "kind", kind="fixed"),
+        Column("INSTALLED", "installed", render=lambda v: v or "-", kind="fixed"),
+        Column("DEFAULT", "default_version", render=lambda v: v or "-", kind="fixed", wide=True),
+        Column("PROVIDERS", "providers"),
+        Column("MODELS", "models"),
+        Column("PATH", "path", render=lambda v: v or "-", wide=True),
     ]
+    if check:
+        columns.append(Column("RUNS HERE", "available", ratio=2))
+    return columns
+
+
+def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose table cells read well: providers and availability as sentences."""
+    return [
+        {
+            **row,
+            "providers": _providers(row),
+            "models": _models(row),
+            "available": _runs(row),
+        }
+        for row in rows
+    ]
+
+
+def _models(row: dict[str, Any]) -> str:
+    shown = ", ".join(row.get("models") or [])
+    if row.get("accepts_any_model"):
+        return f"{shown} (or any)" if shown else "any"
+    return shown or "-"
+
+
+def _emit(rows: list[dict[str, Any]], fmt: str, fields: str | None, *, check: bool) -> None:
+    from envpools_cli.output.formats import emit, parse_fields
+
+    if fmt == "table":
+        rows = _table_rows(rows)
+    emit(rows, fmt, columns=_columns(check=check), fields=parse_fields(fields), id_key="agent")
 
 
 @app.command("install")
 def install(
     agents: Annotated[
         list[str] | None,
-        typer.Argument(help="codex, claude-code (or claude), opencode; none: all three."),
+        typer.Argument(
+            help="codex, claude-code (or claude), opencode, gemini-cli, qwen-code, "
+            "mini-swe-agent; none: all of them."
+        ),
     ] = None,
     version: Annotated[
         str | None,
-        typer.Option("--version", help="An npm version of the package (default: the pinned one)."),
+        typer.Option("--version", help="A version of the package (default: the pinned one)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Reinstall even if present.")] = False,
     data_dir: DataDirOpt = None,
@@ -100,19 +136,20 @@ def install(
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
 ) -> None:
-    """Install agent CLIs with npm into the local backend's data dir (needs Node.js and npm).
+    """Install the built-in agents' CLIs into the local backend's data dir.
 
-    The sandbox gets each as a read-only tool tree; a running backend uses it at once.
+    The Node.js agents need npm; mini-swe-agent gets a Python environment of its own made
+    with /usr/bin/python3 (python3-venv). The sandbox gets each as a read-only tool tree;
+    a running backend uses it at once.
 
-    Example: envpools agents install codex claude-code opencode
+    Example: envpools agents install codex gemini-cli mini-swe-agent
     """
-    from envpools_cli.output.formats import emit, parse_fields
     from envpools_cli.output.messages import info, success
     from envpools_cli.server.agents.installs import (
         AGENT_PACKAGES,
         AgentInstallError,
         canonical_agent,
-        install_agent,
+        install_agents,
         is_version,
     )
 
@@ -121,7 +158,8 @@ def install(
     unknown = [n for n in names if n not in AGENT_PACKAGES]
     if unknown:
         raise UsageProblem(
-            f"unknown agent {unknown[0]!r}; installable agents: {sorted(AGENT_PACKAGES)}"
+            f"unknown agent {unknown[0]!r}; installable agents: {sorted(AGENT_PACKAGES)} "
+            "(an agent of your own: envpools agents add PATH)"
         )
     if version and len(names) != 1:
         raise UsageProblem("--version applies to one agent at a time")
@@ -129,60 +167,131 @@ def install(
         example = AGENT_PACKAGES[names[0]].version
         raise UsageProblem(f"--version {version!r} is not a version (for example {example})")
     target = _agents_dir(data_dir)
-    for name in dict.fromkeys(names):
 
-        def progress(message: str, agent: str = name) -> None:
-            info(f"{agent}: {message}")
+    def progress(agent: str, message: str) -> None:
+        info(f"{agent}: {message}")
 
-        try:
-            done, changed = install_agent(target, name, version, force=force, progress=progress)
-        except AgentInstallError as exc:
-            raise CLIError(str(exc), code="agent_install_failed") from None
+    results = install_agents(target, names, version, force=force, progress=progress)
+    failed = []
+    for name, result in results.items():
+        if isinstance(result, AgentInstallError):
+            failed.append(f"{name}: {result}")
+            continue
+        done, changed = result
+        spec = AGENT_PACKAGES[name].spec(done.version)
         if changed:
-            success(f"installed {done.package}@{done.version} in {done.root}")
+            success(f"installed {spec} in {done.root}")
         else:
-            info(f"{done.package}@{done.version} is already installed (--force reinstalls it)")
-    rows = [r for r in _rows(target) if r["agent"] in names]
-    emit(rows, fmt, columns=_columns(), fields=parse_fields(fields), id_key="agent")
+            info(f"{spec} is already installed (--force reinstalls it)")
+    if failed:
+        raise CLIError("\n".join(failed), code="agent_install_failed")
+    rows = [r for r in _rows(target, check=False) if r["agent"] in names]
+    _emit(rows, fmt, fields, check=False)
 
 
-@app.command("list")
-def list_(
+@app.command("add")
+def add(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH|PACKAGE",
+            help="A folder holding agent.toml (or the file), or a Python package for pip "
+            "(name==version, a wheel, a project folder) that declares an envpools.agents "
+            "entry point.",
+        ),
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a custom agent of the same name.")
+    ] = False,
     data_dir: DataDirOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
 ) -> None:
-    """The agents the local backend can install, and which version of each is installed.
+    """Add an agent of your own, declared by a manifest (agent.toml, manifest_version = 1).
 
-    Whether an installed agent actually runs in the sandbox: envpools capabilities get.
+    The manifest is checked first: a missing command, an unknown parser or a provider the
+    gateway would not route is refused here with the reason, not at the first rollout.
+    The agent then appears in capabilities, --agent NAME and jobs. README, "Coding agents",
+    documents the manifest.
 
-    Example: envpools agents list -o json | jq '.[] | select(.installed)'
+    Example: envpools agents add ./my-agent
     """
-    from envpools_cli.output.formats import emit, parse_fields
+    from envpools_cli.output.messages import info, success
+    from envpools_cli.server.agents import RESERVED_NAMES
+    from envpools_cli.server.agents.custom import AgentAddError, add_agent
 
     fmt = output_format(output, as_json, quiet)
-    rows = _rows(_agents_dir(data_dir))
-    emit(rows, fmt, columns=_columns(), fields=parse_fields(fields), id_key="agent")
+    if not source.strip():
+        raise UsageProblem("give a folder holding agent.toml, or a Python package")
+    target = _agents_dir(data_dir)
+
+    def progress(message: str) -> None:
+        info(message)
+
+    try:
+        agent = add_agent(target, source, builtin=RESERVED_NAMES, force=force, progress=progress)
+    except AgentAddError as exc:
+        if exc.invalid:
+            raise CLIError(
+                f"{source} was not added: {exc}", code="invalid_agent", exit_code=2
+            ) from None
+        raise CLIError(f"{source} was not added: {exc}", code="agent_install_failed") from None
+    success(f"added {agent.manifest.name} (custom agent) in {agent.root}")
+    rows = [r for r in _rows(target, check=False) if r["agent"] == agent.manifest.name]
+    _emit(rows, fmt, fields, check=False)
+
+
+@app.command("list")
+def list_(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Start each agent's CLI in a sandbox to tell whether it runs here.",
+        ),
+    ] = True,
+    data_dir: DataDirOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Every agent: built-in or custom, installed version, providers, models, whether it runs here.
+
+    Example: envpools agents list -o json | jq '.[] | select(.available | not)'
+    """
+    fmt = output_format(output, as_json, quiet)
+    rows = _rows(_agents_dir(data_dir), check=check)
+    _emit(rows, fmt, fields, check=check)
 
 
 @app.command("remove")
 def remove(
-    agent: Annotated[str, typer.Argument(help="codex, claude-code or opencode.")],
+    agent: Annotated[str, typer.Argument(help="A built-in agent's CLI, or a custom agent.")],
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Remove an installed agent CLI.
+    """Remove an installed agent CLI, or a custom agent.
 
     Example: envpools agents remove opencode
     """
     from envpools_cli.output.messages import info, success
+    from envpools_cli.server.agents.custom import remove_custom_agent
     from envpools_cli.server.agents.installs import AGENT_PACKAGES, canonical_agent, remove_agent
 
-    if canonical_agent(agent) not in AGENT_PACKAGES:
-        raise UsageProblem(f"unknown agent {agent!r}; agents: {sorted(AGENT_PACKAGES)}")
-    removed = remove_agent(_agents_dir(data_dir), agent)
+    target = _agents_dir(data_dir)
+    name = canonical_agent(agent)
+    if name not in AGENT_PACKAGES:
+        if remove_custom_agent(target, name):
+            success(f"removed the custom agent {name}")
+            return
+        raise UsageProblem(
+            f"unknown agent {agent!r}; built-in agents: {sorted(AGENT_PACKAGES)}, or a "
+            "custom agent's name (envpools agents list)"
+        )
+    removed = remove_agent(target, agent)
     if removed is None:
         info(f"{agent} is not installed")
     else:
-        success(f"removed {removed.package}@{removed.version}")
+        success(f"removed {AGENT_PACKAGES[name].spec(removed.version)}")

@@ -72,8 +72,9 @@ def load() -> Spec:
 def static_choices() -> dict[str, list[str]]:
     """Value lists known without asking a backend."""
     from envpools_cli.config import PROFILE_KEYS
-    from envpools_cli.models import PRESET_MODELS, TERMINAL_STATUSES
+    from envpools_cli.models import TERMINAL_STATUSES
     from envpools_cli.output.formats import FORMATS
+    from envpools_cli.server.agents.installs import AGENT_PACKAGES
 
     active = ["queued", "starting", "running", "verifying"]
     return {
@@ -82,7 +83,7 @@ def static_choices() -> dict[str, list[str]]:
         "event_type": list(_EVENT_TYPES),
         "color": ["auto", "always", "never"],
         "config_key": sorted(PROFILE_KEYS),
-        "installable_agent": sorted(PRESET_MODELS),
+        "installable_agent": sorted(AGENT_PACKAGES),
     }
 
 

@@ -12,7 +12,7 @@ __all__ = ["capability_sections"]
 def _agent_line(agent: dict[str, Any]) -> str:
     if agent.get("available") is False:
         return f"unavailable: {agent.get('reason') or 'no reason given'}"
-    parts = ["available"]
+    parts = ["available (custom agent)" if agent.get("custom") else "available"]
     if agent.get("version"):
         parts.append(f"version {agent['version']}")
     models = agent.get("models")

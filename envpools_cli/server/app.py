@@ -11,11 +11,13 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from envpools_cli import __version__, models
+from envpools_cli.server.agents import HARNESSES, harness_classes
 from envpools_cli.server.api.routes import account_router, pools_router
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.errors import RequestIdMiddleware, install_error_handlers, resources
 from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.services.rollouts import Service
+from envpools_cli.server.services.schemas import with_custom_agents
 from envpools_cli.server.settings import ServerSettings
 
 __all__ = ["LocalBackend", "create_app"]
@@ -76,6 +78,17 @@ def create_app(backend: LocalBackend) -> FastAPI:
     for index, prefix in enumerate(PREFIXES):
         app.include_router(pools_router, prefix=prefix, include_in_schema=index == 0)
     app.include_router(account_router)
+    cached_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        custom = {
+            name: cls
+            for name, cls in harness_classes(backend.ctx.agents.agents_dir).items()
+            if name not in HARNESSES
+        }
+        return with_custom_agents(cached_openapi(), custom)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.resources = resources(
         [(prefix + path, methods) for prefix in PREFIXES for path, methods in _paths(pools_router)]
         + _paths(account_router)

@@ -3,7 +3,7 @@
 They are installed by ``envpools agents install`` (the same code a user runs) into
 ``ENVPOOLS_TEST_AGENTS_DIR`` (default ``.cache/agents`` in the repository), and reused
 while the pinned versions match. Tests skip with the reason only when they cannot be had:
-no bubblewrap, no npm, or the npm registry unreachable.
+no bubblewrap, no npm (or no python3-venv for mini-swe-agent), or the registry unreachable.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from envpools_cli.server.agents.installs import (
     AGENT_PACKAGES,
     AgentInstallError,
-    install_agent,
+    install_agents,
     installed_agents,
 )
 from envpools_cli.server.sandbox.drivers import make_driver
@@ -41,16 +41,15 @@ def installed_cli_dir() -> Path:
     except RuntimeError as exc:
         pytest.skip(f"the agent tests run the CLIs in bubblewrap: {exc}")
     present = installed_agents(_SHARED)
-    for harness, package in AGENT_PACKAGES.items():
-        if harness in _problems:
-            continue
-        current = present.get(harness)
-        if current is not None and current.version == package.version:
-            continue
-        try:
-            install_agent(_SHARED, harness)
-        except (AgentInstallError, OSError) as exc:  # OSError: e.g. a read-only checkout
-            _problems[harness] = str(exc)
+    missing = [
+        harness
+        for harness, package in AGENT_PACKAGES.items()
+        if harness not in _problems
+        and (harness not in present or present[harness].version != package.version)
+    ]
+    for harness, result in install_agents(_SHARED, missing).items():
+        if isinstance(result, AgentInstallError):
+            _problems[harness] = str(result)
     return _SHARED
 
 
@@ -61,6 +60,6 @@ def agents_dir(installed_cli_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def require_agent(harness: str) -> None:
-    """Skip, saying why, when the CLI could not be installed (npm unreachable)."""
+    """Skip, saying why, when the CLI could not be installed (npm or PyPI unreachable)."""
     if harness in _problems:
-        pytest.skip(f"{harness} could not be installed from npm: {_problems[harness]}")
+        pytest.skip(f"{harness} could not be installed: {_problems[harness]}")

@@ -1,13 +1,17 @@
 """A scripted LLM provider on loopback, speaking the APIs the real agent CLIs call.
 
 It answers the OpenAI Responses API (streaming; a WebSocket upgrade gets a quick 404 so
-a client falls back to HTTP), Chat Completions (streaming or not) and the Anthropic
-Messages API (streaming or not), with the same script for every conversation:
+a client falls back to HTTP), Chat Completions (streaming or not), the Anthropic
+Messages API (streaming or not) and Gemini's ``generateContent`` and
+``streamGenerateContent`` (``?alt=sse``), with the same script for every conversation:
 
 1. a request that offers tools and holds no tool result yet gets one shell tool call,
    running ``command`` (the tool each CLI offers: codex ``exec_command``, claude
-   ``Bash``, opencode ``bash``);
-2. a request that already holds a tool result gets the final message ``final_text``;
+   ``Bash``, opencode and mini-swe-agent ``bash``, gemini-cli and qwen-code
+   ``run_shell_command``);
+2. a request that already holds a tool result gets the final message ``final_text``
+   (with ``finish_command``, for an agent that ends by running a command, the final
+   message also calls the shell tool with it);
 3. a request that offers no tools (titles, summaries, quota probes) gets a short text.
 
 Every answer carries fixed token counts (``TURN_USAGE``) and is written to a ledger,
@@ -61,6 +65,7 @@ _SHELL_TOOLS = {
     "shell_command": "command",  # codex, older
     "bash": "command",  # opencode
     "Bash": "command",  # claude code
+    "run_shell_command": "command",  # gemini-cli, qwen-code
 }
 
 
@@ -78,6 +83,8 @@ class ProviderStub:
     command: str
     final_text: str = "Fixed: slugify lower-cases before splitting; all tests pass."
     expected_key: str | None = None
+    finish_command: str | None = None
+    """For agents that end with a tool call (mini-swe-agent): the final answer runs it."""
     host: str = "127.0.0.1"
     port: int = 0
     answers: list[Answer] = field(default_factory=list)
@@ -140,7 +147,7 @@ class ProviderStub:
     def authorised(self, headers: Any) -> bool:
         offered = [
             value.removeprefix("Bearer ").strip()
-            for name in ("authorization", "x-api-key", "api-key")
+            for name in ("authorization", "x-api-key", "api-key", "x-goog-api-key")
             if (value := headers.get(name))
         ]
         with self._lock:
@@ -223,6 +230,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._responses(body, path)
         elif path.endswith("/chat/completions"):
             self._chat(body, path)
+        elif path.endswith(":countTokens"):
+            self._json(200, {"totalTokens": 100})
+        elif path.endswith((":generateContent", ":streamGenerateContent")):
+            self._gemini(body, path)
         else:
             self._json(404, {"error": {"message": f"no route {path}"}})
 
@@ -319,6 +330,21 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             ]
             finish = "tool_calls"
+        elif turn == "final" and self.provider.finish_command:
+            names = [(t.get("function") or {}).get("name", "") for t in tools]
+            name, arg = _shell_tool(names)
+            message["content"] = self.provider.final_text
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{n}",
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "arguments": json.dumps({arg: self.provider.finish_command}),
+                    },
+                }
+            ]
+            finish = "tool_calls"
         else:
             message["content"] = self.provider.final_text if turn == "final" else "Fix slugify"
             finish = "stop"
@@ -344,14 +370,66 @@ class _Handler(BaseHTTPRequestHandler):
             self._sse({**base, "object": "chat.completion.chunk", "choices": [choice]})
 
         chunk({"role": "assistant", "content": ""})
+        if message.get("content"):
+            chunk({"content": message["content"]})
         if message.get("tool_calls"):
             call = message["tool_calls"][0]
             chunk({"tool_calls": [{"index": 0, **call}]})
-        else:
-            chunk({"content": message["content"]})
         chunk({}, finish)
         self._sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage_body})
         self._sse("[DONE]")
+
+    # --- Gemini generateContent / streamGenerateContent -------------------------------
+
+    def _gemini(self, body: dict[str, Any], path: str) -> None:
+        contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
+        has_result = any(
+            isinstance(part, dict) and "functionResponse" in part
+            for content in contents
+            for part in content.get("parts") or []
+        )
+        declarations = [
+            d
+            for tool in body.get("tools") or []
+            if isinstance(tool, dict)
+            for d in tool.get("functionDeclarations") or []
+            if isinstance(d, dict)
+        ]
+        turn = _turn(declarations, has_result)
+        n = self.provider.next_id()
+        usage = TURN_USAGE[turn]
+        # The model is in the path: /v1beta/models/<model>:generateContent
+        model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+        part: dict[str, Any]
+        if turn == "tool_call":
+            name, arg = _shell_tool([str(d.get("name", "")) for d in declarations])
+            args = {arg: self.provider.command, "description": "fix"}
+            part = {"functionCall": {"id": f"call_{n}", "name": name, "args": args}}
+        else:
+            part = {"text": self.provider.final_text if turn == "final" else "Fix slugify"}
+        response = {
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": [part]},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": usage.prompt,
+                "cachedContentTokenCount": usage.cached,
+                "candidatesTokenCount": usage.output,
+                "totalTokenCount": usage.prompt + usage.output,
+            },
+            "modelVersion": model,
+            "responseId": f"resp_{n}",
+        }
+        self.provider.record(Answer("gemini", turn, model, usage, path))
+        if not path.endswith(":streamGenerateContent"):
+            self._json(200, response)
+            return
+        self._start_stream()
+        self._sse(response)
 
     # --- Anthropic Messages -------------------------------------------------------------
 

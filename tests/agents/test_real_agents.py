@@ -1,4 +1,7 @@
-"""The real codex, claude and opencode CLIs, in the bubblewrap sandbox, against the stub.
+"""The real agent CLIs, in the bubblewrap sandbox, against the stub.
+
+codex, claude, opencode, gemini (Gemini's streamGenerateContent), qwen (chat completions)
+and mini-swe-agent (chat completions through LiteLLM).
 
 Each test runs the bundled example task with one agent through the real local backend:
 the CLI reaches the scripted provider only through the rollout's egress gateway, fixes
@@ -66,6 +69,7 @@ class AgentCase:
     model: str | None
     turns: tuple[str, ...]
     """The stub's answers the agent's own usage report covers."""
+    finish_command: str | None = None
 
 
 CASES = {
@@ -77,6 +81,21 @@ CASES = {
     ),
     "opencode": AgentCase(
         "opencode", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "", None, ("tool_call", "final")
+    ),
+    "gemini-cli": AgentCase(
+        "gemini-cli", "GEMINI_API_KEY", "GEMINI_BASE_URL", "", None, ("tool_call", "final")
+    ),
+    "qwen-code": AgentCase(
+        "qwen-code", "DASHSCOPE_API_KEY", "DASHSCOPE_BASE_URL", "/v1", None, ("tool_call", "final")
+    ),
+    "mini-swe-agent": AgentCase(
+        "mini-swe-agent",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "/v1",
+        None,
+        ("tool_call", "final"),
+        finish_command="echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT",
     ),
 }
 
@@ -114,13 +133,23 @@ def _zip_text(data: bytes) -> str:
 
 
 def run_agent(
-    tmp_path: Path, case: AgentCase, command: str | None = None, **settings: Any
+    tmp_path: Path,
+    case: AgentCase,
+    command: str | None = None,
+    *,
+    provider_key: str | None = None,
+    **settings: Any,
 ) -> Iterator[Run]:
-    """One rollout of ``case``; the scripted tool call fixes the task, then scans for the key."""
+    """One rollout of ``case``; the scripted tool call fixes the task, then scans for the key.
+
+    ``provider_key``: the only key the provider takes (default: the one stored).
+    """
     marker = uuid.uuid4().hex
     key = f"sk-test-{marker}"
     command = command or f"{FIX_COMMAND}; {scan_for(marker)}"
-    stub = ProviderStub(command=command, expected_key=key).start()
+    stub = ProviderStub(
+        command=command, expected_key=provider_key or key, finish_command=case.finish_command
+    ).start()
     thread = start_backend(tmp_path / "data", **settings)
     session = fast_session()
     try:
@@ -178,7 +207,7 @@ def agent_data(run: Run) -> list[dict[str, Any]]:
     return [e["data"] for e in run.events if e["event"] == "agent"]
 
 
-@pytest.mark.parametrize("harness", ["codex", "claude-code", "opencode"])
+@pytest.mark.parametrize("harness", list(CASES))
 def test_real_agent_fixes_the_task_through_the_gateway(
     harness: str, agents_dir: Path, tmp_path: Path
 ) -> None:
@@ -211,6 +240,24 @@ def test_real_agent_fixes_the_task_through_the_gateway(
         assert run.usage["model_id"]
 
         assert run.marker not in run.visible, "the provider key leaked"
+
+
+@pytest.mark.parametrize("harness", ["gemini-cli", "qwen-code", "mini-swe-agent"])
+def test_a_refused_key_ends_in_agent_failed_with_what_to_do(
+    harness: str, agents_dir: Path, tmp_path: Path
+) -> None:
+    """The provider answers 401: the agent did nothing, so no tests run on its workspace."""
+    require_agent(harness)
+    case = CASES[harness]
+    for run in run_agent(tmp_path, case, provider_key="sk-another-key-entirely"):
+        assert run.rollout["status"] == "error", run.rollout
+        error = run.rollout["error"]
+        assert error["code"] == "agent_failed", error
+        assert "the provider refused the stored key" in error["message"]
+        assert f"replace the {case.key_name} credential" in error["message"]
+        assert error["gateway"]["statuses"] == {"401": len(run.stub.requests)}
+        assert run.rollout.get("reward_primary") is None
+        assert run.marker not in run.visible
 
 
 def test_without_isolation_the_agent_still_goes_through_the_gateway(

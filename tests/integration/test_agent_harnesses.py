@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import pytest
 
 from envpools_cli import client as ep
 from envpools_cli.server.agents.adapters import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
+from envpools_cli.server.agents.gemini import GeminiCliHarness
+from envpools_cli.server.agents.mini_swe import MiniSweAgentHarness
+from envpools_cli.server.agents.qwen import QwenCodeHarness
 
 from .conftest import EXAMPLE, Backend, fast_session, local_task, start_backend
 
@@ -66,7 +70,158 @@ echo "$OPENCODE_CONFIG_CONTENT"
 """,
     ),
 }
-HARNESS_OF = {"codex": "codex", "claude": "claude-code", "opencode": "opencode"}
+
+
+def _echo(*events: dict[str, object]) -> str:
+    return "".join(f"echo {shlex.quote(json.dumps(event))}\n" for event in events)
+
+
+def _mini(role: str, **fields: object) -> dict[str, object]:
+    return {"type": "envpools.mini", "role": role, **fields}
+
+
+def _bash(call_id: str, command: str) -> list[dict[str, object]]:
+    arguments = json.dumps({"command": command})
+    return [
+        {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": arguments}}
+    ]
+
+
+STAND_INS.update(
+    {
+        "gemini": (
+            "GEMINI_API_KEY",
+            "sk-gemini-test-secret-321",
+            "#!/bin/bash\ncat > /dev/null\n"
+            + _echo(
+                {"type": "init", "session_id": "s1", "model": "gemini-2.5-pro"},
+                {"type": "message", "role": "user", "content": "Fix the failing test"},
+                {
+                    "type": "tool_use",
+                    "tool_name": "run_shell_command",
+                    "tool_id": "c1",
+                    "parameters": {"command": "ls"},
+                },
+            )
+            + FIX
+            + "\n"
+            + _echo({"type": "tool_result", "tool_id": "c1", "status": "success", "output": "x"})
+            + 'echo "leak: $GEMINI_API_KEY"\n'
+            + _echo(
+                {"type": "message", "role": "assistant", "content": "Fixed it", "delta": True},
+                {
+                    "type": "result",
+                    "status": "success",
+                    "stats": {
+                        "total_tokens": 3100,
+                        "input_tokens": 3000,
+                        "output_tokens": 100,
+                        "cached": 1000,
+                        "tool_calls": 1,
+                        "models": {"gemini-2.5-pro": {}},
+                    },
+                },
+            ),
+        ),
+        "qwen": (
+            "DASHSCOPE_API_KEY",
+            "sk-dashscope-test-secret-654",
+            "#!/bin/bash\ncat > /dev/null\n"
+            + _echo(
+                {"type": "system", "subtype": "init", "model": "qwen3-coder-plus"},
+                {
+                    "type": "assistant",
+                    "message": {
+                        "id": "m1",
+                        "content": [
+                            {"type": "text", "text": "Looking"},
+                            {
+                                "type": "tool_use",
+                                "id": "t1",
+                                "name": "run_shell_command",
+                                "input": {"command": "ls"},
+                            },
+                        ],
+                        "usage": {
+                            "input_tokens": 1000,
+                            "cache_read_input_tokens": 400,
+                            "output_tokens": 30,
+                        },
+                    },
+                },
+            )
+            + FIX
+            + "\n"
+            + 'echo "leak: $OPENAI_API_KEY"\n'
+            + _echo(
+                {
+                    "type": "user",
+                    "message": {
+                        "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x"}]
+                    },
+                },
+                {
+                    "type": "result",
+                    "subtype": "success",
+                    "is_error": False,
+                    "num_turns": 2,
+                    "result": "Done",
+                    "usage": {
+                        "input_tokens": 2500,
+                        "cache_read_input_tokens": 1400,
+                        "output_tokens": 60,
+                    },
+                },
+            ),
+        ),
+        "mini-swe-agent": (
+            "OPENAI_API_KEY",
+            "sk-openai-mini-secret-987",
+            "#!/bin/bash\necho 'Building agent config from specs'\n"
+            + _echo(
+                _mini("system", content="You are a helpful assistant"),
+                _mini("user", content="Please solve this issue"),
+                _mini(
+                    "assistant",
+                    content="I will fix it",
+                    tool_calls=_bash("c1", "ls"),
+                    usage={
+                        "prompt_tokens": 800,
+                        "completion_tokens": 40,
+                        "prompt_tokens_details": {"cached_tokens": 300},
+                    },
+                    cost=0.0,
+                ),
+            )
+            + FIX
+            + "\n"
+            + _echo(_mini("tool", tool_call_id="c1", content="x", returncode=0))
+            + 'echo "leak: $OPENAI_API_KEY"\n'
+            + _echo(
+                _mini(
+                    "assistant",
+                    content="Done",
+                    tool_calls=_bash("c2", "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"),
+                    usage={
+                        "prompt_tokens": 900,
+                        "completion_tokens": 10,
+                        "prompt_tokens_details": {"cached_tokens": 800},
+                    },
+                    cost=0.0,
+                ),
+                _mini("exit", content="", exit_status="Submitted"),
+            ),
+        ),
+    }
+)
+HARNESS_OF = {
+    "codex": "codex",
+    "claude": "claude-code",
+    "opencode": "opencode",
+    "gemini": "gemini-cli",
+    "qwen": "qwen-code",
+    "mini-swe-agent": "mini-swe-agent",
+}
 
 
 @pytest.fixture
@@ -81,7 +236,7 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield folder
 
 
-@pytest.mark.parametrize("binary", ["codex", "claude", "opencode"])
+@pytest.mark.parametrize("binary", list(HARNESS_OF))
 def test_agent_cli_adapter(tools: Path, tmp_path: Path, binary: str) -> None:
     credential, secret, _ = STAND_INS[binary]
     harness = HARNESS_OF[binary]
@@ -125,7 +280,8 @@ def test_agent_cli_adapter(tools: Path, tmp_path: Path, binary: str) -> None:
         assert done["reward_primary"] == 1.0, "the stand-in agent fixed the task"
         agent_data = [e["data"] for e in events if e["event"] == "agent"]
         kinds = {d.get("kind") for d in agent_data}
-        assert "message" in kinds
+        # qwen and mini-swe-agent say their text with the tool call it comes with.
+        assert "message" in kinds or binary in ("qwen", "mini-swe-agent")
         usage = ep.get_rollout_usage(rid, **conn)
         trial = tmp_path / "data" / "trials" / rid
         every_text = (
@@ -151,11 +307,33 @@ def test_agent_cli_adapter(tools: Path, tmp_path: Path, binary: str) -> None:
         assert usage["llm_output_tokens"] == 77
         assert usage["provider_costs"]["anthropic"] == pytest.approx(0.0412)
         assert {"tool_call", "result"} <= kinds
-    else:
+    elif binary == "opencode":
         assert usage["llm_input_tokens"] == 100 + 900 + 50
         assert usage["llm_output_tokens"] == 30
         assert usage["provider_costs"]["anthropic"] == pytest.approx(0.03)
         assert {"tool_call", "step_finish"} <= kinds
+    elif binary == "gemini":
+        # Gemini counts cached tokens inside the prompt's; the price table prices them.
+        assert (usage["llm_input_tokens"], usage["llm_cache_tokens"]) == (3000, 1000)
+        assert usage["llm_output_tokens"] == 100
+        expected = (2000 * 1.25 + 1000 * 0.31 + 100 * 10.0) / 1_000_000
+        assert usage["provider_costs"]["gemini"] == pytest.approx(expected, abs=1e-6)
+        assert {"tool_call", "tool_result", "result"} <= kinds
+    elif binary == "qwen":
+        # Qwen's input_tokens already hold the cached ones (unlike Claude Code's).
+        assert (usage["llm_input_tokens"], usage["llm_cache_tokens"]) == (2500, 1400)
+        assert usage["llm_output_tokens"] == 60
+        expected = (1100 * 1.0 + 1400 * 0.10 + 60 * 5.0) / 1_000_000
+        assert usage["provider_costs"]["dashscope"] == pytest.approx(expected, abs=1e-6)
+        call = next(d for d in agent_data if d.get("kind") == "tool_call")
+        assert call["text"] == "Looking" and call["input"] == {"command": "ls"}
+    else:
+        assert (usage["llm_input_tokens"], usage["llm_cache_tokens"]) == (1700, 1100)
+        assert usage["llm_output_tokens"] == 50 and usage["model_id"] == "gpt-5-mini"
+        expected = (600 * 0.25 + 1100 * 0.025 + 50 * 2.0) / 1_000_000
+        assert usage["provider_costs"]["openai"] == pytest.approx(expected, abs=1e-6)
+        result = next(d for d in agent_data if d.get("kind") == "result")
+        assert result["is_error"] is False and result["text"] == "Done"
     assert usage["cost_usd"] == pytest.approx(sum(usage["provider_costs"].values()))
 
 
@@ -178,7 +356,14 @@ def test_claude_usage_without_a_result_line_dedupes_messages() -> None:
 
 
 def test_adapters_tolerate_plain_text_lines() -> None:
-    for cls in (ClaudeCodeHarness, CodexHarness, OpenCodeHarness):
+    for cls in (
+        ClaudeCodeHarness,
+        CodexHarness,
+        OpenCodeHarness,
+        GeminiCliHarness,
+        QwenCodeHarness,
+        MiniSweAgentHarness,
+    ):
         assert cls().on_line("npm WARN something") == {
             "stream": "output",
             "text": "npm WARN something",
@@ -201,7 +386,12 @@ def test_commands_are_headless_and_never_carry_keys(tmp_path: Path) -> None:
                 "OPENAI_API_KEY": ("OPENAI_API_KEY", "sk-1234567890"),
                 "ANTHROPIC_API_KEY": ("ANTHROPIC_API_KEY", "sk-ant-0987654321"),
             },
-            gateway_urls={"openai": "http://gw/openai", "anthropic": "http://gw/anthropic"},
+            gateway_urls={
+                "openai": "http://gw/openai",
+                "anthropic": "http://gw/anthropic",
+                "gemini": "http://gw/gemini",
+                "dashscope": "http://gw/dashscope",
+            },
             placeholder="sk-envpools-placeholder",
         )
 
@@ -227,7 +417,35 @@ def test_commands_are_headless_and_never_carry_keys(tmp_path: Path) -> None:
     )
     assert anthropic["provider"]["anthropic"]["options"]["baseURL"] == "http://gw/anthropic/v1"
 
-    for invocation in (codex, claude, opencode):
+    gemini = GeminiCliHarness().invocation(context(None))
+    assert gemini.command[:2] == ["/bin/sh", "-c"] and 'exec gemini "$@"' in gemini.command[2]
+    assert gemini.command[-3:] == ["--output-format", "stream-json", "--yolo"]
+    assert gemini.stdin == b"Fix it." and "Fix it." not in gemini.command
+    assert gemini.env["GOOGLE_GEMINI_BASE_URL"] == "http://gw/gemini"
+    assert gemini.env["GEMINI_API_KEY"] == "sk-envpools-placeholder"
+    settings = json.loads(gemini.env["ENVPOOLS_GEMINI_SETTINGS"])
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+
+    qwen = QwenCodeHarness().invocation(context(None))
+    assert qwen.command[:3] == ["qwen", "--auth-type", "openai"] and "--yolo" in qwen.command
+    assert qwen.stdin == b"Fix it."
+    assert qwen.env["OPENAI_BASE_URL"] == "http://gw/dashscope"
+    assert (qwen.env["OPENAI_API_KEY"], qwen.env["OPENAI_MODEL"]) == (
+        "sk-envpools-placeholder",
+        "qwen3-coder-plus",
+    )
+    assert QwenCodeHarness().providers(context("openai/gpt-4.1")) == ["openai"]
+
+    mini = MiniSweAgentHarness().invocation(context("anthropic/claude-sonnet-4-5"))
+    assert mini.command[:2] == ["mini-swe-agent", "--python"]
+    assert mini.command[mini.command.index("--model") + 1] == "anthropic/claude-sonnet-4-5"
+    assert 'model.model_kwargs.api_base="http://gw/anthropic"' in mini.command
+    assert mini.env["ANTHROPIC_API_KEY"] == "sk-envpools-placeholder"
+    default = MiniSweAgentHarness().invocation(context(None))
+    assert default.env["OPENAI_API_KEY"] == "sk-envpools-placeholder"
+    assert default.command[default.command.index("--model") + 1] == "openai/gpt-5-mini"
+
+    for invocation in (codex, claude, opencode, gemini, qwen, mini, default):
         text = " ".join(invocation.command) + json.dumps(invocation.env)
         assert "sk-1234567890" not in text and "sk-ant-0987654321" not in text
     assert os.environ.get("CODEX_API_KEY") is None

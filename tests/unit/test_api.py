@@ -315,6 +315,31 @@ def test_a_backend_that_takes_any_model_id_decides(recorder: Recorder) -> None:
     assert recorder.body()["agent"]["model_id"] == "openai/gpt-4o"
 
 
+def test_presets_of_a_harness_that_takes_any_model_are_no_limit(recorder: Recorder) -> None:
+    """gemini-cli (not an SDK preset) lists models but takes any id: the backend decides."""
+    gemini = {
+        "name": "gemini-cli",
+        "available": True,
+        "models": ["gemini-2.5-pro"],
+        "accepts_any_model": True,
+    }
+    fixed = {"name": "mine", "available": True, "models": ["m1"], "accepts_any_model": False}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/capabilities"):
+            return httpx.Response(200, json={"agents": [gemini, fixed]})
+        return httpx.Response(201, json={"rollout_id": "ro_1", "status": "queued"})
+
+    recorder.handler = answer
+    request = {**REQUEST, "agent": {"harness": "gemini-cli", "model_id": "gemini-2.0-flash"}}
+    ep.create_rollout(request=request)
+    assert recorder.body()["agent"]["model_id"] == "gemini-2.0-flash"
+    with pytest.raises(InvalidRequestError, match="is not a model id"):
+        ep.create_rollout(request={**REQUEST, "agent": {"harness": "gemini-cli", "model_id": "/x"}})
+    with pytest.raises(InvalidRequestError, match="Allowed models: \\['m1'\\]"):
+        ep.create_rollout(request={**REQUEST, "agent": {"harness": "mine", "model_id": "m2"}})
+
+
 def test_claude_is_claude_code(recorder: Recorder) -> None:
     recorder.handler = lambda request: httpx.Response(201, json={"rollout_id": "ro_1"})
     ep.create_rollout(request={**REQUEST, "agent": {"harness": "claude"}})

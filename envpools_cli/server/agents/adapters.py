@@ -31,7 +31,8 @@ _ANTHROPIC_IDS = {"claude-sonnet-4.5": "claude-sonnet-4-5"}
 """Preset ids (the SDK's spelling) -> the id the Anthropic API knows."""
 
 
-def _missing(ctx: AgentContext, name: str) -> str | None:
+def missing_credential(ctx: AgentContext, name: str) -> str | None:
+    """What to store when provider ``name``'s key (or, with no default, base URL) is missing."""
     wanted = provider(name)
     if ctx.which(*wanted.key_names):
         if wanted.upstream(ctx.secret(wanted.base_url_name)) is None:
@@ -62,7 +63,7 @@ class ClaudeCodeHarness(Harness):
         return ["anthropic"]
 
     def required_secret(self, ctx: AgentContext) -> str | None:
-        return _missing(ctx, "anthropic")
+        return missing_credential(ctx, "anthropic")
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         chosen = ctx.model_id or "claude-sonnet-4.5"
@@ -122,9 +123,7 @@ class ClaudeCodeHarness(Harness):
         if body.get("id") and usage and not self._final:
             # One line per content block repeats the same usage: keep the last per id.
             self._messages[str(body["id"])] = {
-                "input": int(usage.get("input_tokens") or 0)
-                + int(usage.get("cache_read_input_tokens") or 0)
-                + int(usage.get("cache_creation_input_tokens") or 0),
+                "input": self.prompt_tokens(usage),
                 "output": int(usage.get("output_tokens") or 0),
                 "cache": int(usage.get("cache_read_input_tokens") or 0),
             }
@@ -166,11 +165,7 @@ class ClaudeCodeHarness(Harness):
     def _result(self, message: dict[str, Any]) -> dict[str, Any]:
         usage = message.get("usage") or {}
         self._final = True
-        self.usage.input_tokens = (
-            int(usage.get("input_tokens") or 0)
-            + int(usage.get("cache_read_input_tokens") or 0)
-            + int(usage.get("cache_creation_input_tokens") or 0)
-        )
+        self.usage.input_tokens = self.prompt_tokens(usage)
         self.usage.output_tokens = int(usage.get("output_tokens") or 0)
         self.usage.cache_tokens = int(usage.get("cache_read_input_tokens") or 0)
         if isinstance(message.get("total_cost_usd"), int | float) and (
@@ -191,6 +186,15 @@ class ClaudeCodeHarness(Harness):
             "text": bounded(text),
             "num_turns": message.get("num_turns"),
         }
+
+    @staticmethod
+    def prompt_tokens(usage: dict[str, Any]) -> int:
+        """All prompt tokens of a usage block: Anthropic counts cache reads and writes apart."""
+        return (
+            int(usage.get("input_tokens") or 0)
+            + int(usage.get("cache_read_input_tokens") or 0)
+            + int(usage.get("cache_creation_input_tokens") or 0)
+        )
 
     def _sum_messages(self) -> None:
         self.usage.input_tokens = sum(m["input"] for m in self._messages.values())
@@ -218,7 +222,7 @@ class CodexHarness(Harness):
         return ["openai"]
 
     def required_secret(self, ctx: AgentContext) -> str | None:
-        return _missing(ctx, "openai")
+        return missing_credential(ctx, "openai")
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         model = ctx.model_id or "gpt-5.2-codex"
@@ -350,7 +354,7 @@ class OpenCodeHarness(Harness):
         return [self.split_model(ctx.model_id)[0]]
 
     def required_secret(self, ctx: AgentContext) -> str | None:
-        return _missing(ctx, self.split_model(ctx.model_id)[0])
+        return missing_credential(ctx, self.split_model(ctx.model_id)[0])
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         provider_id, model = self.split_model(ctx.model_id)

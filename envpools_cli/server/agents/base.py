@@ -83,6 +83,10 @@ class Harness:
     models: ClassVar[tuple[str, ...] | None] = None
     accepts_any_model: ClassVar[bool] = False
     model_format: ClassVar[str | None] = None
+    default_model: ClassVar[str | None] = None
+    """The model a rollout gets when it names none (the SDK's presets have their own)."""
+    custom: ClassVar[bool] = False
+    """Declared by a manifest (``envpools agents add``), not built in."""
     log_name: ClassVar[str] = "agent.txt"
 
     def __init__(self) -> None:

@@ -120,6 +120,20 @@ PROVIDERS: dict[str, Provider] = {
             "OPENROUTER_BASE_URL",
             "https://openrouter.ai/api/v1",
         ),
+        # Gemini's clients add /v1beta/models/... themselves; the key goes in x-goog-api-key.
+        Provider(
+            "gemini",
+            ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+            "GEMINI_BASE_URL",
+            "https://generativelanguage.googleapis.com",
+        ),
+        # Alibaba Cloud Model Studio (Qwen models), OpenAI-compatible.
+        Provider(
+            "dashscope",
+            ("DASHSCOPE_API_KEY",),
+            "DASHSCOPE_BASE_URL",
+            "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+        ),
     )
 }
 

@@ -15,7 +15,7 @@ from envpools_cli.models import (
     check_agent_model,
     model_id_problem,
 )
-from envpools_cli.server.agents import HARNESSES, AgentContext
+from envpools_cli.server.agents import AgentContext, Harness, harness_classes
 from envpools_cli.server.errors import ApiError, invalid
 from envpools_cli.server.scheduling.scheduler import ACTIVE_STATUSES
 from envpools_cli.server.services.pools import PoolService
@@ -45,16 +45,20 @@ class Router:
         except pydantic.ValidationError as exc:
             raise invalid(exc) from None
         harness = request.agent.harness
-        if harness not in HARNESSES:
+        offered = self.harnesses()
+        if harness not in offered:
             raise ApiError(
                 422,
                 "validation_error",
-                f"unknown harness {harness!r}; this backend offers {sorted(HARNESSES)}",
+                f"unknown harness {harness!r}; this backend offers {sorted(offered)}",
             )
+        cls = offered[harness]
         model = request.agent.model_id
         if model is None and harness in PRESET_DEFAULT_MODELS:
             request.agent.model_id = PRESET_DEFAULT_MODELS[harness]
-        elif HARNESSES[harness].accepts_any_model:
+        elif model is None and cls.default_model:
+            request.agent.model_id = cls.default_model
+        elif cls.accepts_any_model:
             # Any id: a gateway's or proxy's names are its own (presets are suggestions).
             if model is not None and (problem := model_id_problem(model)):
                 raise ApiError(422, "validation_error", problem)
@@ -63,11 +67,22 @@ class Router:
                 check_agent_model(harness, model)
             except ValueError as exc:
                 raise ApiError(422, "validation_error", str(exc)) from None
+        elif cls.models and model is not None and model not in cls.models:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"Model {model!r} is not allowed for harness {harness!r}. "
+                f"Allowed models: {sorted(cls.models)}",
+            )
         return request
+
+    def harnesses(self) -> dict[str, type[Harness]]:
+        """The built-in harnesses and this backend's custom agents."""
+        return harness_classes(self.pools.ctx.agents.agents_dir)
 
     def check_credentials(self, org: Org, request: RolloutRequestV1) -> None:
         """Refuse now what would end in ``credentials_missing``: for dry runs and validate."""
-        cls = HARNESSES[request.agent.harness]
+        cls = self.harnesses()[request.agent.harness]
         if cls.binary is None:  # oracle, nop: nothing to check
             return
         context = AgentContext(

@@ -9,6 +9,7 @@ Schema here so that the OpenAPI document says it too.
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any
 
 from pydantic import (
@@ -45,6 +46,7 @@ __all__ = [
     "LocalPoolTaskUpdate",
     "LocalPoolUpdate",
     "LocalRolloutRequest",
+    "with_custom_agents",
 ]
 
 BACKENDS = ("archipelago", "browser", "harbor", "kernel", "openenv")
@@ -116,6 +118,32 @@ def _agent_schema(schema: dict[str, Any]) -> None:
     if free:
         branches.append({"properties": {"harness": {"enum": free}}})
     schema["anyOf"] = branches
+
+
+def with_custom_agents(document: dict[str, Any], custom: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``document`` naming this backend's custom agents (``agents add``) too.
+
+    They come and go while the backend runs, so each request for the document adds the
+    current ones (name -> harness class) to the built-ins the cached document names.
+    """
+    spec = document.get("components", {}).get("schemas", {}).get("LocalAgentSpec")
+    if not custom or not isinstance(spec, dict):
+        return document
+    document = copy.deepcopy(document)
+    spec = document["components"]["schemas"]["LocalAgentSpec"]
+    harness = spec["properties"]["harness"]
+    harness["enum"] = sorted({*harness.get("enum", []), *custom})
+    for name, cls in sorted(custom.items()):
+        model: dict[str, Any]
+        if cls.accepts_any_model or not cls.models:
+            model = {"type": "string", "pattern": MODEL_ID_PATTERN}
+        else:
+            model = {"enum": sorted(cls.models)}
+        model_id = {"anyOf": [model, {"type": "null"}]}
+        spec.setdefault("anyOf", []).append(
+            {"properties": {"harness": {"const": name}, "model_id": model_id}}
+        )
+    return document
 
 
 class LocalAgentSpec(AgentSpec):

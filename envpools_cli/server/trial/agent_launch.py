@@ -130,6 +130,11 @@ def _hint(harness: Harness, launch: AgentLaunch, exit_code: int | None) -> str:
     if own := harness.diagnose():
         return own
     if exit_code in (126, 127):
+        if harness.custom:
+            return (
+                f"the {harness.binary} command could not start in the sandbox: check the "
+                "manifest's run.command and add it again (envpools agents add PATH --force)"
+            )
         return (
             f"the {harness.binary} command could not start in the sandbox: install it "
             f"with `envpools agents install {harness.name}` (or --force to reinstall)"

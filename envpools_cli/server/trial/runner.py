@@ -289,10 +289,10 @@ class RolloutRunner:
 
         agent = dict(self.doc.get("agent") or {})
         name = str(agent.get("harness") or agent.get("kind") or "")
-        cls = harness_class(name)
+        cls = harness_class(name, self.ctx.agents.agents_dir)
         if cls is None:
             raise TaskError("harness_unavailable", f"unknown harness {name!r}")
-        status = self.ctx.agents.availability(name, cls.binary)
+        status = self.ctx.agents.availability_of(cls)
         if not status.available:
             raise TaskError(
                 "harness_unavailable", f"harness {name!r} cannot run here: {status.reason}"

@@ -40,6 +40,33 @@ DEFAULT_PRICES: dict[str, Any] = {
             "output": 10.0,
             "cache_read": 0.125,
         },
+        "gpt-5.2": {"provider": "openai", "input": 1.25, "output": 10.0, "cache_read": 0.125},
+        "gpt-5-mini": {"provider": "openai", "input": 0.25, "output": 2.0, "cache_read": 0.025},
+        "gemini-2.5-pro": {"provider": "gemini", "input": 1.25, "output": 10.0, "cache_read": 0.31},
+        "gemini-2.5-flash": {
+            "provider": "gemini",
+            "input": 0.30,
+            "output": 2.50,
+            "cache_read": 0.075,
+        },
+        "gemini-3-pro-preview": {
+            "provider": "gemini",
+            "input": 2.0,
+            "output": 12.0,
+            "cache_read": 0.20,
+        },
+        "qwen3-coder-plus": {
+            "provider": "dashscope",
+            "input": 1.0,
+            "output": 5.0,
+            "cache_read": 0.10,
+        },
+        "qwen3-coder-flash": {
+            "provider": "dashscope",
+            "input": 0.30,
+            "output": 1.50,
+            "cache_read": 0.03,
+        },
     },
 }
 
