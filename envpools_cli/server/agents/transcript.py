@@ -170,11 +170,13 @@ class Transcript:
                 self.call(owner, key, extra.pop("name", None) or "tool", {})
         extra.pop("name", None)
         text = "" if content is None else clip(content)
+        # An exit code 0 is worth keeping; a None or a False flag is not.
+        kept = {k: v for k, v in extra.items() if v is not None and v is not False}
         for existing in owner.results:
             if key and existing.call_id == key:
-                existing.content, existing.extra = text, {k: v for k, v in extra.items() if v}
+                existing.content, existing.extra = text, kept
                 return
-        owner.results.append(DraftResult(key, text, {k: v for k, v in extra.items() if v}))
+        owner.results.append(DraftResult(key, text, kept))
 
 
 class OutputTranscript(Transcript):

@@ -261,12 +261,13 @@ def build_trajectory(
     transcript = harness.transcript
     transcript.finish()
     model = harness.usage.model or transcript.model or (rollout.get("agent") or {}).get("model_id")
-    first = next(iter(llm.links.values()), None) or next(
-        (e for e in llm.exchanges if e.answered and e.tools), None
-    )
+    # What the model was given besides the conversation: from the first exchange of it.
+    conversation = [*llm.links.values(), *(e for e in llm.exchanges if e.answered and e.tools)]
+    system = next((e.system for e in conversation if e.system), None)
+    tools = next((e.tools for e in conversation if e.tools), None)
     drafts: list[tuple[DraftStep, ExchangeView | None]] = []
-    if first is not None and first.system:
-        drafts.append((DraftStep("system", first.system, llm_calls=None), None))
+    if system:
+        drafts.append((DraftStep("system", system, llm_calls=None), None))
     if not transcript.steps or transcript.steps[0].source != "user":
         drafts.append((DraftStep("user", instruction, llm_calls=None), None))
     drafts += [(step, llm.links.get(i)) for i, step in enumerate(transcript.steps)]
@@ -300,7 +301,7 @@ def build_trajectory(
             or (None if harness.binary else __version__)
             or "unknown",
             model_name=model,
-            tool_definitions=first.tools if first is not None and first.tools else None,
+            tool_definitions=tools,
             extra=agent_extra,
         ),
         steps=steps,
