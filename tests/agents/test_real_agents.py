@@ -30,12 +30,14 @@ import pytest
 
 from envpools_cli import client as ep
 from envpools_cli.atif import Trajectory
+from envpools_cli.jobs.export import export, items_of_rollouts
 from envpools_cli.server.sandbox.exchanges import describe
 from tests.agents.conftest import require_agent
 from tests.agents.provider_stub import FIX_COMMAND, TURN_USAGE, ProviderStub, Usage
 from tests.integration.conftest import EXAMPLE, fast_session, local_task, start_backend
 
 pytestmark = pytest.mark.sandbox
+pq = pytest.importorskip("pyarrow.parquet", reason="the parquet export needs pyarrow")
 
 SEEN = "KEY-VISIBLE-IN-SANDBOX"
 SCANNED = "SANDBOX-SCAN-DONE"
@@ -96,6 +98,7 @@ class Run:
     events: list[dict[str, Any]]
     usage: dict[str, Any]
     artifacts: dict[str, bytes]
+    conn: dict[str, Any]
     visible: str
     """Everything the user can read about the rollout, as one text."""
 
@@ -182,7 +185,7 @@ def run_agent(
                 _trial_text(tmp_path / "data" / "trials" / rid),
             ]
         )
-        yield Run(stub, marker, done, events, usage, artifacts, visible)
+        yield Run(stub, marker, done, events, usage, artifacts, conn, visible)
     finally:
         session.close()
         thread.stop()
@@ -232,7 +235,28 @@ def test_real_agent_fixes_the_task_through_the_gateway(
 
         check_exchanges(run)
         check_trajectory(run)
+        check_export(run, tmp_path / "export")
         assert run.marker not in run.visible, "the provider key leaked"
+
+
+def check_export(run: Run, folder: Path) -> None:
+    """The chat export is the conversation: the call, its result, the final answer."""
+    items = items_of_rollouts([run.rollout])
+    for fmt in ("messages", "parquet"):
+        result = export(items, folder, fmt, run.conn)
+        assert result.written == [run.rollout["rollout_id"]], result
+    (line,) = [json.loads(text) for text in (folder / "messages.jsonl").read_text().splitlines()]
+    messages = line["messages"]
+    assert [m["role"] for m in messages[:2]] == ["system", "user"]
+    call = next(m for m in messages if m.get("tool_calls"))["tool_calls"][0]
+    assert "sed -i" in call["function"]["arguments"]
+    answer = next(m for m in messages if m.get("tool_call_id") == call["id"])
+    assert SCANNED in answer["content"]
+    assert messages[-1] == {"role": "assistant", "content": run.stub.final_text}
+    assert line["tools"] and line["metadata"]["reward"] == 1.0
+    assert line["metadata"]["agent"] == run.rollout["agent"]["harness"]
+    table = pq.read_table(folder / "rollouts.parquet").to_pylist()
+    assert table[0]["messages"][-1]["content"] == run.stub.final_text
 
 
 def exchanges_of(run: Run) -> list[dict[str, Any]]:
