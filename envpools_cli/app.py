@@ -45,6 +45,7 @@ from envpools_cli.commands import (
     rollouts_files,
     rollouts_watch,
     tasks,
+    view,
 )
 from envpools_cli.precedence import debug_from_env
 from envpools_cli.runtime import runtime
@@ -85,6 +86,7 @@ app.add_typer(local.app, name="local")
 app.add_typer(agents.app, name="agents")
 app.add_typer(completion.app, name="completion")
 app.command(name="demo")(demo.demo)
+app.command(name="view")(view.view)
 
 
 def _version(value: bool) -> None:
