@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from envpools_cli.atif import SCHEMA_VERSION, Trajectory, to_messages
+from envpools_cli.server.agents import transcript as transcript_module
 from envpools_cli.server.agents.adapters import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
 from envpools_cli.server.agents.base import Harness, TokenUsage
 from envpools_cli.server.agents.transcript import MAX_STEPS, TEXT_LIMIT, Transcript
@@ -234,6 +235,17 @@ class TestTranscripts:
             harness.transcript.agent_step(message=str(n))
         assert len(harness.transcript.steps) == MAX_STEPS
         assert "6 later steps" in (build(harness, []).notes or "")
+
+    def test_output_past_the_feed_limit_is_counted_not_read(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(transcript_module, "FEED_LIMIT", 1000)
+        harness = CodexHarness()
+        message = {"type": "item.completed", "item": {"type": "agent_message", "text": "x" * 300}}
+        feed(harness, *[message] * 10)
+        assert len(harness.transcript.steps) == 2  # ~360 characters a line: two fit
+        notes = build(harness, []).notes or ""
+        assert "its last 8 lines are not in these steps" in notes
 
 
 def view(index: int, *, tools: bool = True, **fields: Any) -> ExchangeView:

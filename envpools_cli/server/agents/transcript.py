@@ -13,8 +13,9 @@ the step's observation, keyed by call id). Give a step the provider's response i
 (``response_id``) or keep the provider's tool call ids when the CLI prints them: they
 link the step to the exchange the gateway recorded, which has the exact tokens.
 
-Everything here is the agent's output, hence hostile: each text is clipped, and the
-number of steps is bounded, so a run that prints without end cannot exhaust memory.
+Everything here is the agent's output, hence hostile: each text is clipped, the number of
+steps is bounded, and past ``FEED_LIMIT`` characters of output nothing more is read, so a
+run that prints without end cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ __all__ = ["DraftCall", "DraftStep", "OutputTranscript", "Transcript", "clip"]
 TEXT_LIMIT = 256 * 1024
 """Characters kept of one message, argument or tool output (the rest is marked cut)."""
 MAX_STEPS = 5000
+FEED_LIMIT = 64 * 1024 * 1024
+"""Characters of output a transcript reads; the rest is counted, not kept."""
 
 
 def clip(value: Any, limit: int = TEXT_LIMIT) -> str:
@@ -102,11 +105,17 @@ class Transcript:
         self.final: dict[str, Any] = {}
         """What the agent reported about the whole run (its totals, an error), if anything."""
         self.dropped_steps = 0
+        self.fed = 0
+        self.dropped_lines = 0
 
     # --- what the runner calls ------------------------------------------------------------
 
     def feed(self, line: str) -> None:
         """One line the agent printed: a JSON object goes to ``record``, else to ``text``."""
+        self.fed += len(line)
+        if self.fed > FEED_LIMIT:
+            self.dropped_lines += 1
+            return
         stripped = line.strip()
         if stripped.startswith("{"):
             try:

@@ -592,7 +592,7 @@ class RolloutRunner:
                 usage=usage,
                 prices=self.ctx.prices,
             )
-            write_trajectory(self.trial, trajectory)
+            write_trajectory(self.trial, trajectory, self.scrubber.text)
         except (ValueError, OSError) as exc:  # a pydantic ValidationError is a ValueError
             log.warning("rollout %s: no trajectory.json: %s", self.rollout_id, exc)
             self.note(f"the trajectory could not be written: {str(exc)[:500]}", warning=True)

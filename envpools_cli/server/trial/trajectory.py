@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,11 @@ def build_trajectory(
     notes = []
     if transcript.dropped_steps:
         notes.append(f"{transcript.dropped_steps:,} later steps were not kept")
+    if transcript.dropped_lines:
+        notes.append(
+            f"the agent printed more than the transcript reads: its last "
+            f"{transcript.dropped_lines:,} lines are not in these steps"
+        )
     costs = usage.get("provider_costs") or {}
     llm_cost = sum(v for k, v in costs.items() if k != "sandbox" and isinstance(v, int | float))
     extra: dict[str, Any] = {
@@ -311,9 +317,12 @@ def build_trajectory(
     )
 
 
-def write_trajectory(trial: Path, trajectory: Trajectory) -> None:
-    """``trajectory.json`` at the top of the trial folder (the sandbox never sees it)."""
-    text = json.dumps(trajectory.to_json_dict(), ensure_ascii=False, indent=1)
+def write_trajectory(
+    trial: Path, trajectory: Trajectory, scrub: Callable[[str], str] = lambda text: text
+) -> None:
+    """``trajectory.json`` at the top of the trial folder (the sandbox never sees it),
+    through ``scrub`` (the rollout's credential values out, as from every artifact)."""
+    text = scrub(json.dumps(trajectory.to_json_dict(), ensure_ascii=False, indent=1))
     folder = open_dir(trial)
     try:
         write_at(folder, TRAJECTORY_FILE, [text.encode("utf-8", "surrogateescape")])
