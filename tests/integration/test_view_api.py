@@ -102,6 +102,8 @@ def test_it_fetches_what_it_shows_and_nothing_else(
     ):
         assert client.get(base + refused).status_code == 404, refused
     assert client.post(base + "api/v1/rollouts", json={}).status_code == 405
+    sneaky = client.get(base + f"api/v1/rollouts/{rid}/artifacts/workspace.diff%23x")
+    assert sneaky.status_code == 404, "an encoded '#' stays part of the name"
     assert client.get(base + "api/info", headers={"Host": "attacker.example"}).status_code == 403
 
     # The agent's files: sandboxed when opened, an attachment when downloaded.

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -193,7 +194,8 @@ def create_view_app(config: ViewConfig) -> Starlette:
         path = request.path_params["path"]
         if not _PROXIED.match(path) or "/../" in f"/{path}/" or "\\" in path:
             return _error(404, "not_found", f"the viewer does not show {path!r}")
-        url = config.upstream(request, path)
+        # The path arrives decoded: encode it again, so that a %3F stays part of a name.
+        url = config.upstream(request, quote(path, safe="/:@!$&'()*+,;=-._~"))
         if request.url.query:
             url += "?" + request.url.query
         headers = {
