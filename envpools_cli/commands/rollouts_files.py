@@ -148,7 +148,8 @@ def trajectory(
     """
     from envpools_cli.runtime import runtime as _runtime
 
-    fmt = "json" if as_json else (output or "table").lower()
+    default = "json" if runtime.resolved().output == "json" else "table"  # the profile's -o
+    fmt = "json" if as_json else (output or default).lower()
     if as_json and output and output.lower() != "json":
         raise UsageProblem(f"--json and -o {output} disagree; choose one")
     if fmt not in ("table", "json", "messages"):
