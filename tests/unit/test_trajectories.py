@@ -107,9 +107,12 @@ def feed(harness: Harness, *records: dict[str, Any] | str) -> Transcript:
     return harness.transcript
 
 
-def claude_message(msg_id: str, block: dict[str, Any], output_tokens: int = 1) -> dict[str, Any]:
+def claude_message(
+    msg_id: str, block: dict[str, Any], output_tokens: int = 1, stop: str | None = None
+) -> dict[str, Any]:
     usage = {"input_tokens": 5, "cache_read_input_tokens": 100, "output_tokens": output_tokens}
     body = {"id": msg_id, "model": "claude-x", "content": [block], "usage": usage}
+    body["stop_reason"] = stop
     return {"type": "assistant", "message": body, "timestamp": "2026-01-01T00:00:00Z"}
 
 
@@ -137,12 +140,13 @@ class TestTranscripts:
                     ]
                 },
             },
-            claude_message("m2", {"type": "text", "text": "Done."}, output_tokens=7),
+            claude_message("m2", {"type": "text", "text": "Done."}, output_tokens=7, stop="end"),
             {"type": "result", "is_error": False, "total_cost_usd": 0.5, "usage": {}},
         )
         assert transcript.session_id == "s1" and transcript.tools == ["Bash"]
         first, second = transcript.steps
         assert (first.response_id, first.message, first.reasoning) == ("m1", "Let me look.", "hmm")
+        assert first.metrics == {"prompt_tokens": 105, "cached_tokens": 100}, "still streaming"
         assert [c.call_id for c in first.calls] == ["t1", "t2"]
         assert [(r.call_id, r.content, r.extra) for r in first.results] == [
             ("t2", "file", {}),

@@ -102,9 +102,12 @@ class ClaudeCodeTranscript(Transcript):
                 "prompt_tokens": _int(usage.get("input_tokens"))
                 + cached
                 + _int(usage.get("cache_creation_input_tokens")),
-                "completion_tokens": _int(usage.get("output_tokens")),
                 "cached_tokens": cached,
             }
+            # A line printed while the answer streamed carries the output count of its
+            # start (1): only a finished message (a stop reason) says how many there were.
+            if body.get("stop_reason"):
+                step.metrics["completion_tokens"] = _int(usage.get("output_tokens"))
         if message.get("error"):
             step.extra["error"] = clip(message["error"], 4000)
         for block in body.get("content") or []:

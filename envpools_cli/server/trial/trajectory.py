@@ -165,13 +165,13 @@ def _metrics(
         return None
     reported = dict(step.metrics)
     prompt, cached = int(reported.pop("prompt_tokens", 0)), int(reported.pop("cached_tokens", 0))
-    completion = int(reported.pop("completion_tokens", 0))
+    out = reported.pop("completion_tokens", None)  # None: the agent did not say
     cost = reported.pop("cost_usd", None)
-    if cost is None:
-        cost = price_tokens(prices, step.model or model, prompt, cached, completion)
+    if cost is None and out is not None:
+        cost = price_tokens(prices, step.model or model, prompt, cached, int(out))
     return Metrics(
         prompt_tokens=prompt,
-        completion_tokens=completion,
+        completion_tokens=out,
         cached_tokens=cached,
         cost_usd=round(cost, 8) if cost is not None else None,
         extra={"source": "agent", **reported},
