@@ -36,6 +36,7 @@ __all__ = [
     "ExportError",
     "ExportItem",
     "ExportResult",
+    "TrajectoryMissing",
     "choose",
     "export",
     "items_of_job",
