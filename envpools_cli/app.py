@@ -45,6 +45,7 @@ from envpools_cli.commands import (
     rollouts_files,
     rollouts_watch,
     tasks,
+    view,
 )
 from envpools_cli.precedence import debug_from_env
 from envpools_cli.runtime import runtime
@@ -71,6 +72,8 @@ rollouts.app.command("wait")(rollouts_watch.wait)
 rollouts.app.command("tail")(rollouts_watch.tail)
 rollouts.app.command("artifacts")(rollouts_files.artifacts)
 rollouts.app.command("download")(rollouts_files.download)
+rollouts.app.command("trajectory")(rollouts_files.trajectory)
+rollouts.app.command("export")(rollouts_files.export)
 app.add_typer(rollouts.app, name="rollouts")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(credentials.app, name="credentials")
@@ -83,6 +86,7 @@ app.add_typer(local.app, name="local")
 app.add_typer(agents.app, name="agents")
 app.add_typer(completion.app, name="completion")
 app.command(name="demo")(demo.demo)
+app.command(name="view")(view.view)
 
 
 def _version(value: bool) -> None:

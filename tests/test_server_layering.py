@@ -19,6 +19,7 @@ PREFIX = "envpools_cli.server."
 RANK = {
     "serve": 11,
     "app": 10,
+    "view": 9,
     "api": 9,
     "services": 8,
     "scheduling": 7,

@@ -16,6 +16,15 @@ from envpools_cli.cli_errors import (
     CLIError,
     UsageProblem,
 )
+from envpools_cli.commands._export import (
+    AgentFilterOpt,
+    ExportFormatOpt,
+    MinRewardOpt,
+    OverwriteOpt,
+    StatusFilterOpt,
+    check_export_flags,
+    run_export,
+)
 from envpools_cli.commands._options import (
     JsonOpt,
     QuietOpt,
@@ -576,6 +585,56 @@ def report_job(
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(document, encoding="utf-8")
     success(f"wrote {html} ({len(document) // 1024} KiB)")
+
+
+@app.command("export")
+def export_job(
+    job_ref: JobArg,
+    fmt: ExportFormatOpt = "messages",
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", "-d", help="The folder to write into (default: ./<job id>-<format>)."
+        ),
+    ] = None,
+    min_reward: MinRewardOpt = None,
+    status: StatusFilterOpt = None,
+    agent: AgentFilterOpt = None,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a job's trajectories for training and analysis: ATIF, chat JSONL or Parquet.
+
+    messages.jsonl holds one conversation per rollout ({"messages", "tools", "metadata"}:
+    reward, task, agent, model, attempt, job), for datasets.load_dataset("json", ...);
+    rollouts.parquet one row per rollout, for load_dataset("parquet", ...); atif one
+    <rollout id>.json each. The paths written go to stdout.
+
+    Example: envpools jobs export nightly --format parquet --min-reward 1 --status succeeded
+    """
+    from envpools_cli.jobs.export import choose, items_of_job
+    from envpools_cli.jobs.lifecycle import rollout_rows
+
+    statuses, agents = check_export_flags(fmt, status, agent)
+    store = _store()
+    job = _load(job_ref)
+    items = choose(
+        items_of_job(job.id, rollout_rows(job, store), job.dataset),
+        min_reward=min_reward,
+        statuses=statuses,
+        agents=agents,
+    )
+    folder = directory or Path(f"{job.id}-{fmt}")
+    conn = _job_conn(job) if items else runtime.conn()
+    run_export(
+        items,
+        fmt=fmt,
+        folder=folder,
+        overwrite=overwrite,
+        conn=conn,
+        as_json=as_json,
+        describe=lambda n: f"{n} rollout(s) of job {job.id}",
+    )
 
 
 @app.command("compare")

@@ -1,4 +1,4 @@
-"""envpools rollouts artifacts / download: what a rollout left behind."""
+"""envpools rollouts artifacts / download / trajectory / export: what a rollout left behind."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ from typing import Annotated
 
 import typer
 
-from envpools_cli.cli_errors import UsageProblem
-from envpools_cli.commands._ids import resolve_rollout_id
+from envpools_cli.cli_errors import EXIT_NOT_FOUND, CLIError, UsageProblem
+from envpools_cli.commands._export import (
+    AgentFilterOpt,
+    DirOpt,
+    ExportFormatOpt,
+    MinRewardOpt,
+    OverwriteOpt,
+    StatusFilterOpt,
+    check_export_flags,
+    run_export,
+)
+from envpools_cli.commands._ids import resolve_rollout_id, resolve_rollout_ids
 from envpools_cli.commands._options import (
     FieldsOpt,
     JsonOpt,
@@ -19,7 +29,7 @@ from envpools_cli.commands._options import (
 )
 from envpools_cli.runtime import runtime
 
-__all__ = ["artifacts", "download"]
+__all__ = ["artifacts", "download", "export", "trajectory"]
 
 
 def artifacts(
@@ -108,4 +118,103 @@ def download(
         paths=paths,
         prefix=prefix,
         overwrite=overwrite,
+    )
+
+
+def trajectory(
+    rollout_id: Annotated[str, typer.Argument(help="Rollout id.")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="table (readable steps), json (the ATIF document) or messages "
+            "(OpenAI-style chat messages with tool calls).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Show every line of long messages and outputs.")
+    ] = False,
+) -> None:
+    """What the agent did, step by step: messages, tool calls and their results, tokens.
+
+    The rollout's trajectory.json (ATIF, the Agent Trajectory Interchange Format), as
+    steps folded to fit, as the document itself (-o json), or as chat messages
+    (-o messages) ready for a training set.
+
+    Example: envpools rollouts trajectory ro_18ec37 -o messages | jq '.[-1].content'
+    """
+    from envpools_cli.runtime import runtime as _runtime
+
+    default = "json" if runtime.resolved().output == "json" else "table"  # the profile's -o
+    fmt = "json" if as_json else (output or default).lower()
+    if as_json and output and output.lower() != "json":
+        raise UsageProblem(f"--json and -o {output} disagree; choose one")
+    if fmt not in ("table", "json", "messages"):
+        raise UsageProblem(f"-o {output!r} is not one of table, json, messages")
+    if fmt != "table":
+        _runtime.json_errors = True
+    from envpools_cli.atif import to_messages
+    from envpools_cli.jobs.export import TrajectoryMissing, load_trajectory
+    from envpools_cli.output.formats import dump_json
+    from envpools_cli.output.streams import write_out
+    from envpools_cli.output.trajectory import print_messages, print_trajectory
+
+    rollout_id = resolve_rollout_id(rollout_id)
+    try:
+        document = load_trajectory(rollout_id, runtime.conn())
+    except TrajectoryMissing:
+        raise CLIError(
+            f"rollout {rollout_id} has no trajectory",
+            hint="it is written when the rollout ends; a backend other than envpools' own "
+            "may write none (envpools rollouts artifacts shows what there is)",
+            exit_code=EXIT_NOT_FOUND,
+            code="not_found",
+        ) from None
+    except ValueError as exc:
+        raise CLIError(f"rollout {rollout_id}'s trajectory.json is not valid ATIF: {exc}") from None
+    if fmt == "json":
+        write_out(dump_json(document.to_json_dict()) + "\n")
+    elif fmt == "messages":
+        print_messages(to_messages(document))
+    else:
+        print_trajectory(document.to_json_dict(), full=full)
+
+
+def export(
+    rollout_ids: Annotated[list[str], typer.Argument(help="Rollout ids.", show_default=False)],
+    fmt: ExportFormatOpt = "messages",
+    directory: DirOpt = Path("envpools-export"),
+    min_reward: MinRewardOpt = None,
+    status: StatusFilterOpt = None,
+    agent: AgentFilterOpt = None,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export rollouts' trajectories for training and analysis: ATIF, chat JSONL or Parquet.
+
+    messages.jsonl holds one conversation per rollout ({"messages", "tools", "metadata"}:
+    reward, task, agent, model, attempt), for datasets.load_dataset("json", ...);
+    rollouts.parquet one row per rollout. The paths written go to stdout.
+
+    Example: envpools rollouts export $(cat ids.txt) --format messages --min-reward 1 -d sft/
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.jobs.export import choose, items_of_rollouts
+
+    statuses, agents = check_export_flags(fmt, status, agent)
+    ids = resolve_rollout_ids(rollout_ids)
+    conn = runtime.conn()
+    docs = [ep.get_rollout(rid, **conn) for rid in ids]
+    items = choose(items_of_rollouts(docs), min_reward=min_reward, statuses=statuses, agents=agents)
+    run_export(
+        items,
+        fmt=fmt,
+        folder=directory,
+        overwrite=overwrite,
+        conn=conn,
+        as_json=as_json,
+        describe=lambda n: f"{n} of {len(ids)} rollout(s)",
     )

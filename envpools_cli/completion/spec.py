@@ -44,6 +44,7 @@ _KIND_BY_NAME: dict[str, str | None] = {
     "color": "color",
     "pool_type": "pool_type",
     "types": "event_type",
+    "fmt": "export_format",
 }
 _KIND_OVERRIDES: dict[tuple[str, str], str | None] = {
     ("", "profile"): "profile",
@@ -56,6 +57,7 @@ _KIND_OVERRIDES: dict[tuple[str, str], str | None] = {
     ("config use", "name"): "profile",
     ("jobs run", "agent"): "agent_model",
     ("agents install", "agents"): "installable_agent",
+    ("rollouts trajectory", "output"): "trajectory_format",
 }
 _FILE_NAMES = {"from_file", "junit", "zip_file", "out", "key_file", "value_file", "html"}
 _DIR_NAMES = {"data_dir", "dir", "directory", "tasks"}
@@ -84,6 +86,8 @@ def static_choices() -> dict[str, list[str]]:
         "color": ["auto", "always", "never"],
         "config_key": sorted(PROFILE_KEYS),
         "installable_agent": sorted(AGENT_PACKAGES),
+        "export_format": ["atif", "messages", "parquet"],
+        "trajectory_format": ["table", "json", "messages"],
     }
 
 

@@ -9,16 +9,18 @@ a rollout can succeed and score 0.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from envpools_cli.output.sanitize import clean
 from envpools_cli.output.streams import color_enabled, is_tty
 
-__all__ = ["WaitProgress", "download_progress", "passed", "summary_line"]
+__all__ = ["WaitProgress", "count_progress", "download_progress", "passed", "summary_line"]
 
 
 def passed(doc: dict[str, Any], min_reward: float | None) -> bool:
@@ -221,6 +223,25 @@ def download_progress() -> Any:
         transient=True,
         console=_stderr_console(),
     )
+
+
+@contextlib.contextmanager
+def count_progress(what: str, total: int) -> Iterator[Callable[[], None]]:
+    """A bar counting ``total`` things on stderr (hidden when stderr is not a terminal);
+    yields the function that counts one (callable from any thread)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(
+        TextColumn(what),
+        BarColumn(),
+        MofNCompleteColumn(),
+        disable=not is_tty(sys.stderr) or total == 0,
+        transient=True,
+        console=_stderr_console(),
+    )
+    with progress:
+        task = progress.add_task(what, total=total)
+        yield lambda: progress.advance(task)
 
 
 def _stderr_console() -> Any:

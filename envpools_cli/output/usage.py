@@ -18,6 +18,24 @@ def _number(value: Any) -> str:
     return f"{int(value):,}" if isinstance(value, int | float) else "-"
 
 
+def _counted_by(usage: dict[str, Any]) -> list[tuple[str, str]]:
+    """Whose token counts these are, when the backend says (the gateway's, or the agent's)."""
+    source = usage.get("usage_source")
+    if source == "agent":
+        return [("Tokens from", "the agent")]
+    if source != "gateway":
+        return []
+    said = usage.get("agent_reported") or {}
+    if isinstance(said, dict) and (said.get("llm_input_tokens") or said.get("llm_output_tokens")):
+        reported = (
+            f" (the agent said {_number(said.get('llm_input_tokens'))} in / "
+            f"{_number(said.get('llm_output_tokens'))} out)"
+        )
+    else:
+        reported = " (the agent said nothing)"
+    return [("Tokens from", f"the gateway{reported}")]
+
+
 def usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
     wall = usage.get("wall_time_sec")
     minutes = usage.get("sandbox_minutes")
@@ -26,6 +44,7 @@ def usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
         ("Sandbox", f"{float(minutes):.2f} min" if isinstance(minutes, int | float) else "-"),
         ("Tokens in", _number(usage.get("llm_input_tokens"))),
         ("Tokens out", _number(usage.get("llm_output_tokens"))),
+        *_counted_by(usage),
         ("Uploaded", human_bytes(usage.get("bytes_uploaded"))),
         ("Downloaded", human_bytes(usage.get("bytes_downloaded"))),
     ]

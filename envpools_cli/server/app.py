@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.requests import Request
 
 from envpools_cli import __version__, models
 from envpools_cli.server.agents import HARNESSES, harness_classes
@@ -19,6 +20,7 @@ from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.services.schemas import with_custom_agents
 from envpools_cli.server.settings import ServerSettings
+from envpools_cli.server.view import Sessions, ViewConfig, create_view_app
 
 __all__ = ["LocalBackend", "create_app"]
 
@@ -93,7 +95,35 @@ def create_app(backend: LocalBackend) -> FastAPI:
         [(prefix + path, methods) for prefix in PREFIXES for path, methods in _paths(pools_router)]
         + _paths(account_router)
     )
+    app.mount("/view", create_view_app(_view_config(backend)))
     return app
+
+
+def _own_api(request: Request, suffix: str) -> str:
+    """This backend's API, on the address the request came in on (never its Host header)."""
+    host, port = request.scope.get("server") or ("127.0.0.1", 8000)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/v1/{suffix}"
+
+
+def _view_config(backend: LocalBackend) -> ViewConfig:
+    """The viewer at ``/view``: a person signs in with an API key of this backend."""
+
+    def check_key(key: str) -> bool:
+        org = backend.ctx.store.org_for_key(key)
+        return org is not None and org.has_access
+
+    return ViewConfig(
+        sessions=Sessions(check_key=check_key),
+        upstream=_own_api,
+        backend="this local backend",
+        jobs=None,
+        # Reachable only with a key (posted, never in a URL), whatever address it is on.
+        loopback_only=False,
+    )
 
 
 def _paths(router: APIRouter) -> list[tuple[str, set[str]]]:

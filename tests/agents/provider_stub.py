@@ -200,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def do_GET(self) -> None:
+        self.provider.requests.append({"method": "GET", "path": self.path.split("?", 1)[0]})
         if self.headers.get("upgrade", "").lower() == "websocket":
             # No WebSocket here: a plain 404 sends the client to HTTP at once.
             self._json(404, {"error": {"message": "websockets are not served here"}})
@@ -217,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": {"message": "body is not JSON"}})
             return
         path = self.path.split("?", 1)[0]
-        self.provider.requests.append({"path": path, "body": body})
+        self.provider.requests.append({"method": "POST", "path": path, "body": body})
         if not self.provider.authorised(self.headers):
             message = {"type": "authentication_error", "message": "invalid x-api-key"}
             self._json(401, {"type": "error", "error": message})

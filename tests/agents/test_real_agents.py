@@ -10,6 +10,11 @@ provider key carries a unique marker that must appear nowhere the user can see: 
 logs, artifacts (downloaded as a zip too), the support bundle, the usage. The scripted
 tool call also looks for it inside the sandbox (environment, every process's environment
 and command line, the files the agent can write): it must not be there either.
+
+The same runs check the rollout's record of itself against the stub's ledger: the
+trajectory (ATIF) has the scripted call, its result and the final message, with each
+model step's tokens those the stub handed out for that turn; the LLM exchanges hold
+every call the stub saw, byte for byte the bodies it was sent, with no key.
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ from typing import Any
 import pytest
 
 from envpools_cli import client as ep
+from envpools_cli.atif import Trajectory
+from envpools_cli.jobs.export import export, items_of_rollouts
+from envpools_cli.server.sandbox.exchanges import describe
 from tests.agents.conftest import require_agent
 from tests.agents.provider_stub import FIX_COMMAND, TURN_USAGE, ProviderStub, Usage
 from tests.integration.conftest import EXAMPLE, fast_session, local_task, start_backend
 
 pytestmark = pytest.mark.sandbox
+pq = pytest.importorskip("pyarrow.parquet", reason="the parquet export needs pyarrow")
 
 SEEN = "KEY-VISIBLE-IN-SANDBOX"
 SCANNED = "SANDBOX-SCAN-DONE"
@@ -107,6 +116,8 @@ class Run:
     rollout: dict[str, Any]
     events: list[dict[str, Any]]
     usage: dict[str, Any]
+    artifacts: dict[str, bytes]
+    conn: dict[str, Any]
     visible: str
     """Everything the user can read about the rollout, as one text."""
 
@@ -136,6 +147,7 @@ def run_agent(
     tmp_path: Path,
     case: AgentCase,
     command: str | None = None,
+    pool_fields: dict[str, Any] | None = None,
     *,
     provider_key: str | None = None,
     **settings: Any,
@@ -167,6 +179,7 @@ def run_agent(
                 "pool_id": "agents",
                 "pool_type": "sandbox",
                 "tasks": [local_task("fix", EXAMPLE).model_dump()],
+                **(pool_fields or {}),
             },
             **conn,
         )
@@ -186,6 +199,8 @@ def run_agent(
         usage = ep.get_rollout_usage(rid, **conn)
         bundle = ep.get_rollout_support_bundle(rid, **conn)
         archive = ep.download_artifacts_zip(rid, **conn)
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            artifacts = {name: opened.read(name) for name in opened.namelist()}
         visible = "\n".join(
             [
                 json.dumps(done),
@@ -196,7 +211,7 @@ def run_agent(
                 _trial_text(tmp_path / "data" / "trials" / rid),
             ]
         )
-        yield Run(stub, marker, done, events, usage, visible)
+        yield Run(stub, marker, done, events, usage, artifacts, conn, visible)
     finally:
         session.close()
         thread.stop()
@@ -232,13 +247,21 @@ def test_real_agent_fixes_the_task_through_the_gateway(
         assert run.stub.keys_seen == {f"sk-test-{run.marker}"}
         assert [t for t in run.stub.turns() if t != "side"] == ["tool_call", "final"]
 
-        expected: Usage = run.stub.totals(*case.turns)
+        # The usage is every token the provider handed out: the agent's own report when
+        # it covers them all, else the gateway's record of each call (a CLI's title or
+        # summary calls are not in its own report).
+        expected: Usage = run.stub.totals()
         assert run.usage["llm_input_tokens"] == expected.prompt
         assert run.usage["llm_cache_tokens"] == expected.cached
         assert run.usage["llm_output_tokens"] == expected.output
+        reported_all = set(run.stub.turns()) <= set(case.turns)
+        assert run.usage["usage_source"] == ("agent" if reported_all else "gateway")
         assert run.usage["cost_usd"] > 0
         assert run.usage["model_id"]
 
+        check_exchanges(run)
+        check_trajectory(run)
+        check_export(run, tmp_path / "export")
         assert run.marker not in run.visible, "the provider key leaked"
 
 
@@ -260,6 +283,119 @@ def test_a_refused_key_ends_in_agent_failed_with_what_to_do(
         assert run.marker not in run.visible
 
 
+def check_export(run: Run, folder: Path) -> None:
+    """The chat export is the conversation: the call, its result, the final answer."""
+    items = items_of_rollouts([run.rollout])
+    for fmt in ("messages", "parquet"):
+        result = export(items, folder, fmt, run.conn)
+        assert result.written == [run.rollout["rollout_id"]], result
+    (line,) = [json.loads(text) for text in (folder / "messages.jsonl").read_text().splitlines()]
+    messages = line["messages"]
+    assert [m["role"] for m in messages[:2]] == ["system", "user"]
+    call = next(m for m in messages if m.get("tool_calls"))["tool_calls"][0]
+    assert "sed -i" in call["function"]["arguments"]
+    answer = next(m for m in messages if m.get("tool_call_id") == call["id"])
+    assert SCANNED in answer["content"]
+    assert messages[-1] == {"role": "assistant", "content": run.stub.final_text}
+    assert line["tools"] and line["metadata"]["reward"] == 1.0
+    assert line["metadata"]["agent"] == run.rollout["agent"]["harness"]
+    table = pq.read_table(folder / "rollouts.parquet").to_pylist()
+    assert table[0]["messages"][-1]["content"] == run.stub.final_text
+
+
+def exchanges_of(run: Run) -> list[dict[str, Any]]:
+    lines = run.artifacts["llm/exchanges.jsonl"].decode().splitlines()
+    return sorted((json.loads(line) for line in lines), key=lambda e: e["index"])
+
+
+def check_exchanges(run: Run) -> None:
+    """One line per call the stub saw, with the very body it got, its answer, no key."""
+    exchanges = exchanges_of(run)
+    text = run.artifacts["llm/exchanges.jsonl"].decode()
+    assert run.marker not in text and "sk-envpools-" not in text, "a key was recorded"
+    assert [e["index"] for e in exchanges] == list(range(len(exchanges)))
+    assert len(exchanges) == len(run.stub.requests), (exchanges, run.stub.requests)
+    seen = sorted(json.dumps(r.get("body"), sort_keys=True) for r in run.stub.requests)
+    sent = sorted(json.dumps(e["request"], sort_keys=True) for e in exchanges)
+    assert sent == seen, "the recorded request bodies are the ones the provider got"
+    for exchange in exchanges:
+        match = [r for r in run.stub.requests if r["path"].endswith(exchange["path"])]
+        assert match and exchange["method"] == match[0]["method"], exchange["path"]
+    answered = [e for e in exchanges if e["usage"]]
+    assert sorted(
+        (e["usage"]["prompt_tokens"], e["usage"]["cached_tokens"], e["usage"]["completion_tokens"])
+        for e in answered
+    ) == sorted((a.usage.prompt, a.usage.cached, a.usage.output) for a in run.stub.answers)
+    streamed = [e for e in answered if e["streamed"]]
+    assert streamed, "the CLIs stream their answers"
+    for exchange in streamed:
+        # Reassembled: the whole answer, as the stub scripted it for that turn.
+        assert exchange["status"] == 200 and exchange["latency_ms"] >= 0
+        view = describe(exchange)
+        said = [view.text] + [json.dumps(c["arguments"]) for c in view.tool_calls]
+        assert any(
+            "sed -i" in text or text in (run.stub.final_text, "Fix slugify") for text in said
+        ), said
+
+
+def check_trajectory(run: Run) -> None:
+    """The trajectory validates, and its steps are the stub's script, with its tokens."""
+    document = json.loads(run.artifacts["trajectory.json"])
+    trajectory = Trajectory.model_validate(document)
+    assert document["schema_version"] == "ATIF-v1.8"
+    assert trajectory.trajectory_id == run.rollout["rollout_id"]
+    assert trajectory.extra and trajectory.extra["reward"] == 1.0
+    sources = [s.source for s in trajectory.steps]
+    assert sources[:2] == ["system", "user"], sources
+    assert "Fix the failing test" in str(trajectory.steps[1].message)
+    agent = [s for s in trajectory.steps if s.source == "agent"]
+    # tool call -> observation (answering that call) -> final message
+    call_step = next(s for s in agent if s.tool_calls)
+    call = call_step.tool_calls[0]  # type: ignore[index]
+    assert "sed -i" in json.dumps(call.arguments)
+    assert call_step.observation is not None
+    result = call_step.observation.results[0]
+    assert result.source_call_id == call.tool_call_id
+    assert SCANNED in str(result.content) and "OK" in str(result.content)
+    # What the agent observed is what the provider was sent back as the call's result.
+    followups = [json.dumps(r.get("body")) for r in run.stub.requests[1:]]
+    assert any(SCANNED in body for body in followups)
+    assert agent[-1].message == run.stub.final_text
+    assert agent.index(call_step) < len(agent) - 1
+
+    # Each model step carries the tokens the stub handed out for that turn.
+    expected = {"tool_call": TURN_USAGE["tool_call"], "final": TURN_USAGE["final"]}
+    for step, turn in ((call_step, "tool_call"), (agent[-1], "final")):
+        assert step.metrics is not None, step
+        usage = expected[turn]
+        assert (step.metrics.prompt_tokens, step.metrics.cached_tokens) == (
+            usage.prompt,
+            usage.cached,
+        )
+        assert step.metrics.completion_tokens == usage.output
+        assert step.metrics.extra and step.metrics.extra["source"] == "gateway"
+        index = step.metrics.extra["llm_exchange"]
+        linked = exchanges_of(run)[index]
+        assert linked["usage"]["completion_tokens"] == usage.output
+
+    # Steps plus what happened outside them add up to the rollout's usage, exactly.
+    final = trajectory.final_metrics
+    assert final is not None and final.extra is not None
+    outside = final.extra.get("outside_steps", {})
+    assert (final.total_prompt_tokens or 0) + outside.get("prompt_tokens", 0) == run.usage[
+        "llm_input_tokens"
+    ]
+    assert (final.total_completion_tokens or 0) + outside.get("completion_tokens", 0) == run.usage[
+        "llm_output_tokens"
+    ]
+    assert (final.total_cached_tokens or 0) + outside.get("cached_tokens", 0) == run.usage[
+        "llm_cache_tokens"
+    ]
+    assert outside.get("llm_calls", 0) == run.stub.turns().count("side")
+    assert final.total_steps == len(trajectory.steps)
+    assert final.extra["usage_source"] == run.usage["usage_source"]
+
+
 def test_without_isolation_the_agent_still_goes_through_the_gateway(
     agents_dir: Path, tmp_path: Path
 ) -> None:
@@ -268,11 +404,18 @@ def test_without_isolation_the_agent_still_goes_through_the_gateway(
     # Unsandboxed, the workspace is not at /app: the agent works in its own directory
     # (and scanning the host for the key would prove nothing).
     fix = FIX_COMMAND.replace("cd /app && ", "")
-    for run in run_agent(tmp_path, CASES["codex"], fix, sandbox="process"):
+    off = {"record_llm_exchanges": False}  # and a pool that keeps no LLM exchanges
+    for run in run_agent(tmp_path, CASES["codex"], fix, off, sandbox="process"):
         assert run.rollout["status"] == "succeeded", run.rollout
         assert run.rollout["reward_primary"] == 1.0
         assert run.stub.keys_seen == {f"sk-test-{run.marker}"}
         assert run.marker not in run.visible
+        assert "llm/exchanges.jsonl" not in run.artifacts
+        assert run.usage["usage_source"] == "agent"
+        assert run.usage["llm_input_tokens"] == run.stub.totals().prompt
+        trajectory = Trajectory.model_validate_json(run.artifacts["trajectory.json"])
+        assert trajectory.extra and "llm_exchanges" not in trajectory.extra
+        assert trajectory.steps[0].source == "user", "no system prompt known"
 
 
 def test_token_totals_are_the_stubs_fixed_numbers() -> None:

@@ -132,3 +132,4 @@ def test_artifacts_are_scrubbed_of_stored_credentials(backend: Backend, tmp_path
         assert CREDENTIAL.encode() not in data, f"{name} holds the credential"
     assert b"[REDACTED]" in fetched["notes.txt"]
     assert b"+key in a file: [REDACTED]" in fetched["workspace.diff"]
+    assert b"printed: [REDACTED]" in fetched["zip:trajectory.json"], "the step's output"

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from envpools_cli import client as ep
+from envpools_cli.atif import Trajectory
 from envpools_cli.server.trial.runner import read_reward
 
 from .conftest import EXAMPLE, Backend, local_task, make_task, start_backend
@@ -47,12 +48,35 @@ class TestRewards:
         assert summary["last_event"]["data"]["status"] == "succeeded"
         assert summary["event_count"] == len(events)
 
+        # Its trajectory: the instruction, then one step running solve.sh, with its output.
+        raw = ep.fetch_artifact(rollout["rollout_id"], "trajectory.json", **backend.conn)
+        trajectory = Trajectory.model_validate_json(raw)
+        assert trajectory.agent.name == "oracle" and trajectory.agent.version
+        assert [s.source for s in trajectory.steps] == ["user", "agent"]
+        assert "Fix the failing test" in str(trajectory.steps[0].message)
+        step = trajectory.steps[1]
+        assert step.llm_call_count == 0 and step.metrics is None
+        assert step.tool_calls and step.tool_calls[0].arguments == {
+            "command": "bash /solution/solve.sh"
+        }
+        assert step.observation and "patched" in str(step.observation.results[0].content)
+        assert trajectory.extra and trajectory.extra["reward"] == 1.0
+        assert trajectory.final_metrics and trajectory.final_metrics.total_prompt_tokens == 0
+        assert trajectory.final_metrics.extra == {"usage_source": "none"}
+        usage = ep.get_rollout_usage(rollout["rollout_id"], **backend.conn)
+        assert usage["usage_source"] == "none" and usage["llm_input_tokens"] == 0
+
     def test_nop_scores_zero(self, backend: Backend) -> None:
         backend.pool("coding", local_task("fix-failing-test", EXAMPLE))
         rollout = backend.rollout("coding", "fix-failing-test", "nop")
         done = backend.wait(rollout["rollout_id"])
         assert done["status"] == "succeeded", "the verifier produced a reward, even if 0"
         assert done["reward_primary"] == 0.0
+        raw = ep.fetch_artifact(rollout["rollout_id"], "trajectory.json", **backend.conn)
+        trajectory = Trajectory.model_validate_json(raw)
+        assert [s.source for s in trajectory.steps] == ["user", "agent"]
+        assert trajectory.steps[1].llm_call_count == 0 and not trajectory.steps[1].tool_calls
+        assert trajectory.extra and trajectory.extra["reward"] == 0.0
 
     def test_bundled_dataset_without_a_pool(self, backend: Backend) -> None:
         request = {

@@ -25,6 +25,11 @@ from envpools_cli.server.agents.base import (
     bounded,
     json_line,
 )
+from envpools_cli.server.agents.transcripts import (
+    ClaudeCodeTranscript,
+    CodexTranscript,
+    OpenCodeTranscript,
+)
 from envpools_cli.server.sandbox.egress import PROVIDERS, provider
 
 _ANTHROPIC_IDS = {"claude-sonnet-4.5": "claude-sonnet-4-5"}
@@ -52,6 +57,7 @@ class ClaudeCodeHarness(Harness):
     models = tuple(sorted(PRESET_MODELS["claude-code"]))
     accepts_any_model = True
     log_name = "claude-code.txt"
+    transcript_class = ClaudeCodeTranscript
 
     def __init__(self) -> None:
         super().__init__()
@@ -213,6 +219,7 @@ class CodexHarness(Harness):
     models = tuple(sorted(PRESET_MODELS["codex"]))
     accepts_any_model = True
     log_name = "codex.txt"
+    transcript_class = CodexTranscript
 
     def __init__(self) -> None:
         super().__init__()
@@ -336,6 +343,7 @@ class OpenCodeHarness(Harness):
     accepts_any_model = True
     model_format = "provider/model (a bare id means anthropic/<id>)"
     log_name = "opencode.txt"
+    transcript_class = OpenCodeTranscript
 
     def __init__(self) -> None:
         super().__init__()

@@ -2,7 +2,9 @@
 
 A harness turns a rollout's agent spec and task into one command run in the sandbox
 (``invocation``), turns each line the command prints into the data of an ``agent``
-event (``on_line``), and reports the tokens and cost it saw (``usage``).
+event (``on_line``), reports the tokens and cost it saw (``usage``), and keeps the steps
+of the run for its trajectory (``transcript``, of its ``transcript_class``: see
+``transcript.py``). The runner hands each line to ``read_line``, which does both.
 
 A harness that talks to an LLM names the providers it needs (``providers``): the backend
 opens an egress gateway to exactly those and hands the harness, in its context, the
@@ -17,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from envpools_cli.server.agents.transcript import Transcript
 from envpools_cli.server.tasks import HarborTask
 
 __all__ = ["AgentContext", "Harness", "Invocation", "TokenUsage"]
@@ -88,9 +91,11 @@ class Harness:
     custom: ClassVar[bool] = False
     """Declared by a manifest (``envpools agents add``), not built in."""
     log_name: ClassVar[str] = "agent.txt"
+    transcript_class: ClassVar[type[Transcript]] = Transcript
 
     def __init__(self) -> None:
         self.usage = TokenUsage()
+        self.transcript = self.transcript_class()
         self.progress = False
         """Whether the agent got anywhere: a model answer, a tool call, tokens."""
         self.errors: list[str] = []
@@ -103,6 +108,12 @@ class Harness:
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         raise NotImplementedError
+
+    def read_line(self, line: str) -> dict[str, Any]:
+        """One line the agent printed: the data of its ``agent`` event, and a transcript line."""
+        data = self.on_line(line)
+        self.transcript.feed(line)
+        return data
 
     def on_line(self, line: str) -> dict[str, Any]:
         return self.plain(line)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from envpools_cli.server.agents.base import AgentContext, Harness, Invocation
+from envpools_cli.server.agents.transcript import OutputTranscript
+
+SOLVE = "/solution/solve.sh"
 
 
 class OracleHarness(Harness):
@@ -11,11 +14,14 @@ class OracleHarness(Harness):
     name = "oracle"
     description = "runs the task's solution/solve.sh"
     log_name = "oracle.txt"
+    transcript_class = OutputTranscript
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         assert ctx.task is not None
         env = {"DEBIAN_FRONTEND": "noninteractive", **ctx.task.solution_env}
-        return Invocation(["/bin/bash", "/solution/solve.sh"], env=env, bind_solution=True)
+        if isinstance(self.transcript, OutputTranscript):
+            self.transcript.command = f"bash {SOLVE}"
+        return Invocation(["/bin/bash", SOLVE], env=env, bind_solution=True)
 
     def required_secret(self, ctx: AgentContext) -> str | None:
         if ctx.task is not None and not ctx.task.has_solution:
@@ -29,6 +35,7 @@ class NopHarness(Harness):
     name = "nop"
     description = "does nothing (the tests should fail)"
     log_name = "nop.txt"
+    transcript_class = OutputTranscript
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         return Invocation(["/bin/true"])

@@ -11,6 +11,7 @@ The agent never holds the provider key. It gets a per-rollout placeholder as its
 the gateway swaps the placeholder for the stored key on the way out, so the real key is
 not in the sandbox's environment, files, process list or artifacts. A request without
 the placeholder is refused, so another local user who finds the socket gains nothing.
+Each call it forwards can be recorded (``exchanges.py``: scrubbed, streams reassembled).
 
 With bubblewrap the gateway listens on a unix socket bound into the sandbox, and a tiny
 forwarder started in front of the agent (``FORWARDER``) listens on the sandbox's own
@@ -42,6 +43,7 @@ import httpx
 import uvicorn
 
 from envpools_cli.server.sandbox.drivers import Mount
+from envpools_cli.server.sandbox.exchanges import ExchangeLog
 
 __all__ = [
     "GATEWAY_PORT",
@@ -178,10 +180,13 @@ class GatewayLog:
 class _Proxy:
     """The ASGI app: one route table, one placeholder, one upstream client."""
 
-    def __init__(self, routes: dict[str, Route], placeholder: str, record: GatewayLog) -> None:
+    def __init__(
+        self, routes: dict[str, Route], placeholder: str, record: GatewayLog, exchanges: ExchangeLog
+    ) -> None:
         self.routes = routes
         self.placeholder = placeholder.encode()
         self.record = record
+        self.exchanges = exchanges
         self.client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -252,6 +257,7 @@ class _Proxy:
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         assert self.client is not None
+        exchange = self.exchanges.begin(name, scope["method"], rest, bytes(body))
         try:
             request = self.client.build_request(
                 scope["method"], url, headers=headers, content=bytes(body)
@@ -260,6 +266,7 @@ class _Proxy:
         except httpx.HTTPError as exc:
             reason = _describe(exc)
             where = _origin(route.upstream)
+            exchange.end(reason)
             self.record.failures.append(f"{where}: {reason}")
             await self._reply(send, 502, f"envpools gateway: cannot reach {where}: {reason}")
             return
@@ -273,13 +280,17 @@ class _Proxy:
                 if k.lower() not in _HOP_HEADERS
             ]
             start = {"type": "http.response.start", "status": response.status_code}
+            exchange.response(response.status_code, response.headers.raw)
             await send({**start, "headers": out})
             async for chunk in response.aiter_raw():
+                exchange.chunk(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         except httpx.HTTPError as exc:
+            exchange.end(_describe(exc))
             self.record.failures.append(f"{_origin(route.upstream)}: {_describe(exc)}")
         finally:
+            exchange.end()
             await response.aclose()
 
 
@@ -301,7 +312,9 @@ def _describe(exc: httpx.HTTPError) -> str:
 class EgressGateway:
     """One rollout's gateway: a proxy server on its own thread and event loop."""
 
-    def __init__(self, routes: list[Route], *, isolated: bool) -> None:
+    def __init__(
+        self, routes: list[Route], *, isolated: bool, exchanges: ExchangeLog | None = None
+    ) -> None:
         self.routes = {r.name: r for r in routes}
         self.placeholder = "sk-envpools-" + secrets.token_urlsafe(24)
         self.log = GatewayLog()
@@ -323,7 +336,7 @@ class EgressGateway:
             self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._sock.listen(128)
         config = uvicorn.Config(
-            _Proxy(self.routes, self.placeholder, self.log),
+            _Proxy(self.routes, self.placeholder, self.log, exchanges or ExchangeLog(None)),
             lifespan="on",
             log_level="warning",
             access_log=False,
@@ -389,8 +402,11 @@ class EgressGateway:
         return [python, "-I", "-S", "-c", FORWARDER, str(GATEWAY_PORT), target]
 
 
-def open_gateway(routes: list[Route], *, isolated: bool) -> EgressGateway:
-    return EgressGateway(routes, isolated=isolated).start()
+def open_gateway(
+    routes: list[Route], *, isolated: bool, exchanges: ExchangeLog | None = None
+) -> EgressGateway:
+    """A started gateway; ``exchanges`` records each call it forwards (see exchanges.py)."""
+    return EgressGateway(routes, isolated=isolated, exchanges=exchanges).start()
 
 
 def forwarder_python() -> tuple[str, list[Mount]]:

@@ -196,6 +196,10 @@ class _LocalPoolLimits(OpenWireModel):
     idle_timeout_sec: Count | None = None
     max_session_age_sec: Count | None = None
     prewarm: Count | None = None
+    record_llm_exchanges: Flag | None = Field(
+        default=None,
+        description="Keep each agent's LLM calls as llm/exchanges.jsonl (default true)",
+    )
 
 
 class LocalPoolCreate(_LocalPoolLimits, PoolConfigV1):

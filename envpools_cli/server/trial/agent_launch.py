@@ -1,7 +1,8 @@
 """Starting an agent harness in its sandbox, and judging an agent that never got going.
 
 ``prepare_agent`` opens the rollout's egress gateway to the providers the harness needs,
-with the organisation's stored keys and base URLs, and assembles what the sandbox needs:
+with the organisation's stored keys and base URLs (recording each call in ``exchanges``
+when given), and assembles what the sandbox needs:
 the agent's tool tree (read-only), the gateway's socket and forwarder, and a PATH.
 
 ``agent_failure`` turns an agent that exited without doing anything into an
@@ -18,6 +19,7 @@ from envpools_cli.server.agents import AgentContext, Harness
 from envpools_cli.server.agents.installs import AgentTools
 from envpools_cli.server.sandbox.drivers import Mount, RunResult
 from envpools_cli.server.sandbox.egress import EgressGateway, Route, open_gateway, provider
+from envpools_cli.server.sandbox.exchanges import ExchangeLog
 
 __all__ = ["AgentLaunch", "agent_failure", "prepare_agent"]
 
@@ -63,12 +65,18 @@ def prepare_agent(
     isolated: bool,
     host_path: str,
     forwarder_inside: bool = True,
+    exchanges: Path | None = None,
 ) -> AgentLaunch:
     """The command, environment and mounts of the agent phase (close it when done)."""
     routes = _routes(harness, context)
-    gateway = open_gateway(routes, isolated=isolated) if routes else None
+    record = None
+    if exchanges is not None:
+        record = ExchangeLog(exchanges, [value for _, value in context.credentials.values()])
+    gateway = open_gateway(routes, isolated=isolated, exchanges=record) if routes else None
     try:
         if gateway is not None:
+            if record is not None:
+                record.add_secrets(gateway.placeholder)
             context.gateway_urls = {r.name: gateway.url_for(r.name) for r in routes}
             context.placeholder = gateway.placeholder
         invocation = harness.invocation(context)

@@ -1,8 +1,9 @@
 """A rollout's artifacts: what its trial folder holds after the run.
 
 The trial folder mirrors Harbor's layout: ``agent/``, ``verifier/`` and ``artifacts/``
-(bound at ``/logs/...`` in the sandbox), plus ``workspace.diff``, ``workspace.tar.gz``
-and ``result.json`` written by the worker. Paths are relative to the trial folder;
+(bound at ``/logs/...`` in the sandbox), plus ``workspace.diff``, ``workspace.tar.gz``,
+``result.json``, ``trajectory.json`` and ``llm/exchanges.jsonl`` written by the worker
+(outside anything the sandbox sees). Paths are relative to the trial folder;
 nothing outside those entries is ever served, and every file is opened through
 ``safefs``: no symlink is followed, no FIFO or device is opened.
 """
@@ -41,7 +42,13 @@ __all__ = [
 ]
 
 LOG_DIRS = ("agent", "verifier", "artifacts")
-WORKER_FILES = ("workspace.diff", "workspace.tar.gz", "result.json")
+WORKER_FILES = (
+    "workspace.diff",
+    "workspace.tar.gz",
+    "result.json",
+    "trajectory.json",
+    "llm/exchanges.jsonl",
+)
 _TEXT_SUFFIXES = {".txt", ".log", ".diff", ".patch", ".md", ".jsonl", ".sh", ".py", ".toml"}
 _CHUNK = 64 * 1024
 MAX_INDEXED = 100_000
@@ -171,9 +178,19 @@ def index_trial(
                 os.close(folder)
             too_many = f"more than {MAX_INDEXED:,} entries or deeper than {MAX_DEPTH}"
             found.skip(too_many, walk.skipped)
-        for name in WORKER_FILES:  # written by the backend itself, already scrubbed
-            if os.path.lexists(trial / name):
-                _index_file(trial_fd, name, name, Scrubber(), found)
+        for relative in WORKER_FILES:  # written by the backend itself, already scrubbed
+            folder_name, _, name = relative.rpartition("/")
+            if not os.path.lexists(trial / relative):
+                continue
+            try:
+                folder = open_dir_at(trial_fd, folder_name) if folder_name else trial_fd
+            except OSError:
+                continue
+            try:
+                _index_file(folder, name, relative, Scrubber(), found)
+            finally:
+                if folder != trial_fd:
+                    os.close(folder)
     finally:
         os.close(trial_fd)
     return found

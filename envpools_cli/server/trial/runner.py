@@ -2,9 +2,9 @@
 
 Phases: seed the workspace from the Harbor task, run the agent (harness) in the
 sandbox, run ``tests/test.sh`` in the sandbox with ``/tests`` bound, read the reward,
-then collect the artifacts (diff, tarball, index), price the usage and publish the
-terminal lifecycle event, always last, after the rollout document already shows the
-final status.
+then collect the artifacts (diff, tarball, trajectory, index), price the usage and
+publish the terminal lifecycle event, always last, after the rollout document already
+shows the final status.
 
 Everything the sandbox wrote is hostile input: the backend reads and writes the trial's
 ``/logs`` folders and workspace only through ``safefs`` (no link followed, no FIFO
@@ -29,6 +29,7 @@ from envpools_cli.server.agents import AgentContext, Harness, harness_class
 from envpools_cli.server.agents.installs import tool_path_tree
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.sandbox.drivers import Mount, RunResult, SandboxSpec, SandboxUser
+from envpools_cli.server.sandbox.exchanges import EXCHANGES_FILE, read_exchanges
 from envpools_cli.server.sandbox.images import Stop
 from envpools_cli.server.sandbox.limits import Limits, resolve_limits
 from envpools_cli.server.sandbox.safefs import (
@@ -49,6 +50,12 @@ from envpools_cli.server.trial.environment import prepare_environment
 from envpools_cli.server.trial.phase_log import PhaseLog
 from envpools_cli.server.trial.rewards import read_reward
 from envpools_cli.server.trial.scrub import Scrubber
+from envpools_cli.server.trial.trajectory import (
+    LlmAccount,
+    account,
+    build_trajectory,
+    write_trajectory,
+)
 from envpools_cli.server.trial.usage import usage_snapshot
 from envpools_cli.server.trial.workspace_outputs import Stopped, write_diff, write_tarball
 
@@ -99,6 +106,9 @@ class RolloutRunner:
         self.sandbox_sec = 0.0
         self.bytes_uploaded = 0
         self.harness: Harness | None = None
+        self.instruction = ""
+        self.agent_version: str | None = None
+        self._llm: LlmAccount | None = None
         self.scrubber = Scrubber()
         self.limits: Limits = ctx.settings.limits
         self.trial = ctx.trial_dir(rollout_id)
@@ -298,6 +308,7 @@ class RolloutRunner:
                 "harness_unavailable", f"harness {name!r} cannot run here: {status.reason}"
             )
         self.harness = harness = cls()
+        self.instruction, self.agent_version = task.instruction, status.version
         context = AgentContext(
             instruction=task.instruction,
             workdir=self.workdir,
@@ -321,6 +332,7 @@ class RolloutRunner:
             isolated=self.ctx.driver.isolated,
             host_path=self.ctx.search_path,
             forwarder_inside=self.ctx.driver.egress_in_sandbox,
+            exchanges=self._exchanges_file(),
         )
         try:
             env = {**task.layout.env, **launch.env}
@@ -339,7 +351,7 @@ class RolloutRunner:
             )
             spec.egress_socket = launch.egress_socket
             log_file = self.trial / "agent" / harness.log_name
-            sink = PhaseLog(self, "agent", log_file, self.limits, harness.on_line)
+            sink = PhaseLog(self, "agent", log_file, self.limits, harness.read_line)
             result = self._phase(spec, agent_timeout, sink)
         finally:
             launch.close()
@@ -360,6 +372,16 @@ class RolloutRunner:
             self._exit_code_file(result.exit_code)
             self.note(f"the agent exited with code {result.exit_code}; running the tests anyway")
         return self._verify(task, workspace, credentials)
+
+    def _exchanges_file(self) -> Path | None:
+        """Where the gateway records the agent's LLM calls, unless the pool says not to."""
+        pool_id = self.doc.get("pool_id")
+        pool = self.ctx.store.get_pool(self.doc["org_id"], pool_id) if pool_id else None
+        if pool is not None and pool.get("record_llm_exchanges") is False:
+            return None
+        folder = self.trial / EXCHANGES_FILE.rpartition("/")[0]
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return self.trial / EXCHANGES_FILE
 
     def _expand(
         self, values: dict[str, str], section: str, credentials: dict[str, tuple[str, str]]
@@ -529,22 +551,59 @@ class RolloutRunner:
         finally:
             os.close(folder)
 
+    def _llm_account(self) -> LlmAccount:
+        """Whose token counts the rollout reports (read once the agent is done)."""
+        if self._llm is None:
+            views = read_exchanges(self.trial / EXCHANGES_FILE) if self.harness else []
+            self._llm = account(self.harness, views, self.ctx.prices)
+        return self._llm
+
     def _usage(self) -> dict[str, Any]:
+        llm = self._llm_account()
         return usage_snapshot(
             self.rollout_id,
             wall_time_sec=time.monotonic() - self.started,
             sandbox_sec=self.sandbox_sec,
             bytes_uploaded=self.bytes_uploaded,
             bytes_downloaded=0,
-            tokens=self.harness.usage if self.harness else None,
+            tokens=llm.tokens,
             prices=self.ctx.prices,
+            source=llm.source,
+            agent_reported=llm.agent if llm.disagreed else None,
         )
 
+    def _trajectory(self, outcome: Outcome, usage: dict[str, Any]) -> None:
+        """``trajectory.json``: what the agent did, step by step (ATIF)."""
+        if self.harness is None:
+            return
+        rollout = {
+            **self.doc,
+            "status": outcome.status,
+            "reward_primary": outcome.reward_primary,
+            "rewards": outcome.rewards or None,
+        }
+        try:
+            trajectory = build_trajectory(
+                self.harness,
+                self._llm_account(),
+                instruction=self.instruction,
+                version=self.agent_version,
+                rollout=rollout,
+                usage=usage,
+                prices=self.ctx.prices,
+            )
+            write_trajectory(self.trial, trajectory, self.scrubber.text)
+        except (ValueError, OSError) as exc:  # a pydantic ValidationError is a ValueError
+            log.warning("rollout %s: no trajectory.json: %s", self.rollout_id, exc)
+            self.note(f"the trajectory could not be written: {str(exc)[:500]}", warning=True)
+
     def _collect(self, outcome: Outcome, found: TrialIndex) -> None:
-        """The finishing step: diff, tarball, result.json, then the artifact index."""
+        """The finishing step: diff, tarball, trajectory, result.json, then the index."""
         try:
             self._outputs()
-            self._result_json(outcome, self._usage())
+            usage = self._usage()
+            self._trajectory(outcome, usage)
+            self._result_json(outcome, usage)
             index_trial(self.trial, self.scrubber, self.stop_collecting.is_set, found)
         except Stopped:
             pass

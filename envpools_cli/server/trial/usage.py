@@ -15,7 +15,7 @@ from typing import Any
 
 from envpools_cli.server.agents import TokenUsage
 
-__all__ = ["DEFAULT_PRICES", "load_prices", "usage_snapshot"]
+__all__ = ["DEFAULT_PRICES", "load_prices", "price_tokens", "usage_snapshot"]
 
 DEFAULT_PRICES: dict[str, Any] = {
     # The local backend runs on your own machine: sandbox time is free unless you say so.
@@ -96,18 +96,30 @@ def _price_entry(prices: dict[str, Any], model: str) -> dict[str, Any] | None:
     return None
 
 
+def price_tokens(
+    prices: dict[str, Any], model: str | None, prompt: int, cached: int, completion: int
+) -> float | None:
+    """The cost of one call or run from the table (``prompt`` includes ``cached``), or None
+    when the table has no price for ``model``."""
+    entry = _price_entry(prices, model or "")
+    if not entry:
+        return None
+    return (
+        max(0, prompt - cached) * float(entry.get("input", 0.0))
+        + cached * float(entry.get("cache_read", entry.get("input", 0.0)))
+        + completion * float(entry.get("output", 0.0))
+    ) / 1_000_000
+
+
 def _token_cost(tokens: TokenUsage, prices: dict[str, Any]) -> tuple[str | None, float]:
     if tokens.cost_usd is not None:
         return tokens.provider, tokens.cost_usd
     entry = _price_entry(prices, tokens.model or "")
-    if not entry:
+    cost = price_tokens(
+        prices, tokens.model, tokens.input_tokens, tokens.cache_tokens, tokens.output_tokens
+    )
+    if not entry or cost is None:
         return tokens.provider, 0.0
-    fresh_input = max(0, tokens.input_tokens - tokens.cache_tokens)
-    cost = (
-        fresh_input * float(entry.get("input", 0.0))
-        + tokens.cache_tokens * float(entry.get("cache_read", entry.get("input", 0.0)))
-        + tokens.output_tokens * float(entry.get("output", 0.0))
-    ) / 1_000_000
     return entry.get("provider", tokens.provider), cost
 
 
@@ -120,7 +132,12 @@ def usage_snapshot(
     bytes_downloaded: int,
     tokens: TokenUsage | None,
     prices: dict[str, Any],
+    source: str | None = None,
+    agent_reported: TokenUsage | None = None,
 ) -> dict[str, Any]:
+    """The rollout's usage document; ``source`` says whose token counts these are (the
+    agent's own report, or the gateway's record of every provider call), and
+    ``agent_reported`` what the agent said when that was not used."""
     sandbox_minutes = sandbox_sec / 60.0
     provider_costs: dict[str, float] = {}
     sandbox_cost = sandbox_minutes * float(prices.get("sandbox_minute_usd", 0.0))
@@ -130,7 +147,7 @@ def usage_snapshot(
         provider, cost = _token_cost(tokens, prices)
         name = provider or "llm"
         provider_costs[name] = round(provider_costs.get(name, 0.0) + cost, 6)
-    return {
+    snapshot = {
         "rollout_id": rollout_id,
         "wall_time_sec": round(wall_time_sec, 3),
         "sandbox_minutes": round(sandbox_minutes, 4),
@@ -144,3 +161,13 @@ def usage_snapshot(
         "cost_usd": round(sum(provider_costs.values()), 6),
         "provider_costs": provider_costs,
     }
+    if source is not None:
+        snapshot["usage_source"] = source
+    if agent_reported is not None:
+        snapshot["agent_reported"] = {
+            "llm_input_tokens": agent_reported.input_tokens,
+            "llm_output_tokens": agent_reported.output_tokens,
+            "llm_cache_tokens": agent_reported.cache_tokens,
+            "cost_usd": agent_reported.cost_usd,
+        }
+    return snapshot
