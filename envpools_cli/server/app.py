@@ -12,8 +12,14 @@ from pydantic import BaseModel
 
 from envpools_cli import __version__, models
 from envpools_cli.server.api.routes import account_router, pools_router
+from envpools_cli.server.api.text import RefuseUnencodableText
 from envpools_cli.server.context import ServerContext
-from envpools_cli.server.errors import RequestIdMiddleware, install_error_handlers, resources
+from envpools_cli.server.errors import (
+    EncodedJSONResponse,
+    RequestIdMiddleware,
+    install_error_handlers,
+    resources,
+)
 from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.settings import ServerSettings
@@ -68,11 +74,13 @@ def create_app(backend: LocalBackend) -> FastAPI:
         docs_url="/v1/docs",
         redoc_url=None,
         lifespan=lifespan,
+        default_response_class=EncodedJSONResponse,
     )
     app.state.service = backend.service
     app.state.model_schemas = model_schemas()
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RefuseUnencodableText)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     for index, prefix in enumerate(PREFIXES):
         app.include_router(pools_router, prefix=prefix, include_in_schema=index == 0)
     app.include_router(account_router)

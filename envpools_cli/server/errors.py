@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -21,6 +22,7 @@ from envpools_cli.server.state.vault import VaultError
 
 __all__ = [
     "ApiError",
+    "EncodedJSONResponse",
     "RequestIdMiddleware",
     "Resource",
     "install_error_handlers",
@@ -45,6 +47,23 @@ _CODES = {
     422: "validation_error",
     429: "rate_limited",
 }
+
+
+class EncodedJSONResponse(JSONResponse):
+    """JSON that always encodes: UTF-8 text, or ``\\u`` escapes where a stored string holds
+    a lone surrogate (a value from before such text was refused at the door), so that no
+    stored value can make a read fail."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        )
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(
+                content, ensure_ascii=True, allow_nan=False, indent=None, separators=(",", ":")
+            ).encode("ascii")
 
 
 class ApiError(Exception):
@@ -113,7 +132,7 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
         request, error.status, error.code, error.message, error.details, **error.extra
     )
     headers = {"x-request-id": request_id_of(request), **error.headers}
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return EncodedJSONResponse(body, status_code=error.status, headers=headers)
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:

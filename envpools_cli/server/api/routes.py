@@ -46,7 +46,7 @@ from envpools_cli.models import (
     UsageSnapshot,
 )
 from envpools_cli.server.api.auth import current_org, pools_org
-from envpools_cli.server.errors import ApiError
+from envpools_cli.server.errors import ApiError, EncodedJSONResponse
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.services.schemas import (
     CURSOR_PATTERN,
@@ -170,7 +170,7 @@ def doc(
 
 
 def _json(status: int, body: Any) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
+    return EncodedJSONResponse(body, status_code=status)
 
 
 def _sent(body: BaseModel) -> dict[str, Any]:
