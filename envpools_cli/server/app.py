@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,8 @@ from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.settings import ServerSettings
 
 __all__ = ["LocalBackend", "create_app"]
+
+log = logging.getLogger("envpools.server")
 
 PREFIXES = ("/v1", "/api/v1", "/api/v1/environment-pools")
 
@@ -55,6 +58,13 @@ class LocalBackend:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        if lost := self.ctx.ends.flush():
+            log.error(
+                "the store did not take the end of %d rollout(s) before the backend stopped "
+                "(%s); they will show error/backend_restarted at the next start",
+                len(lost),
+                ", ".join(lost[:10]),
+            )
         self.ctx.store.close()
 
 
@@ -77,6 +87,7 @@ def create_app(backend: LocalBackend) -> FastAPI:
         default_response_class=EncodedJSONResponse,
     )
     app.state.service = backend.service
+    app.state.data_dir = backend.settings.data_dir
     app.state.model_schemas = model_schemas()
     install_error_handlers(app)
     app.add_middleware(RefuseUnencodableText)

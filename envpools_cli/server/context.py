@@ -21,6 +21,7 @@ from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.state.events import EventBus
 from envpools_cli.server.state.frames import is_terminal
 from envpools_cli.server.state.store import Store
+from envpools_cli.server.state.terminal import TerminalWrites
 from envpools_cli.server.trial.usage import load_prices
 
 __all__ = ["ServerContext"]
@@ -43,8 +44,11 @@ class ServerContext:
     driver_note: str | None = None
     """Why ``auto`` did not pick the container driver."""
     agents: AgentTools = field(init=False)
+    ends: TerminalWrites = field(init=False)
+    """Rollout ends the store has not taken yet (``state/terminal.py``)."""
 
     def __post_init__(self) -> None:
+        self.ends = TerminalWrites(self.store, self.bus)
         self.agents = AgentTools(
             self.settings.agents_path,
             self.tool_paths,

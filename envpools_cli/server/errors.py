@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from envpools_cli.server.state.exhaustion import exhaustion
 from envpools_cli.server.state.vault import VaultError
 
 __all__ = [
@@ -221,6 +222,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        data_dir = getattr(request.app.state, "data_dir", None)
+        if data_dir is not None and (found := exhaustion(exc, data_dir)) is not None:
+            # The machine's disk or open files ran out: said as such, 507 or 503, not 500.
+            log.warning("%s %s: %s", request.method, request.url.path, found.message)
+            headers = {"Retry-After": "5"} if found.status == 503 else None
+            refused = ApiError(found.status, found.code, found.message, headers=headers)
+            return error_response(request, refused)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(
             request, ApiError(500, "internal", "internal server error; see the server log")

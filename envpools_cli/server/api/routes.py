@@ -350,6 +350,9 @@ async def rollout_events(
     batch_size = ctx.settings.event_batch
 
     def finished(last_seq: int) -> bool:
+        kept = ctx.ends.pending(rollout_id)
+        if kept is not None and kept.seq <= last_seq:
+            return True
         last = ctx.store.last_event(rollout_id)
         if last is None or last["event"] != "lifecycle":
             return False
@@ -358,7 +361,12 @@ async def rollout_events(
         return bool(last["seq"] <= last_seq or (since_norm and last["timestamp"] <= since_norm))
 
     def read(after: int, wanted: int) -> list[Frame]:
-        return ctx.store.event_frames_after(rollout_id, after, limit=wanted, since=since_norm)
+        rows = ctx.store.event_frames_after(rollout_id, after, limit=wanted, since=since_norm)
+        if len(rows) < wanted:  # an end the store has not taken yet comes last
+            kept = ctx.ends.frame_after(rollout_id, rows[-1][0] if rows else after)
+            if kept is not None:
+                rows.append(kept)
+        return rows
 
     async def stream() -> AsyncIterator[bytes]:
         # Frames come encoded (from the bus's cache or from SQLite) and leave as one

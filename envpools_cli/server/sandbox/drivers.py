@@ -330,6 +330,13 @@ class SandboxDriver:
         try:
             for raw in iter(lambda: stdout.readline(MAX_LINE), b""):
                 on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        except BaseException:
+            # Its output cannot be taken (the disk or the store is full): stop the command
+            # now rather than wait below for it to end by itself.
+            if plan.stop is not None:
+                plan.stop()
+            _kill_group(proc)
+            raise
         finally:
             stdout.close()
             exit_code = proc.wait()
