@@ -579,8 +579,11 @@ class RolloutRunner:
             index_trial(self.trial, self.scrubber, self.stop_collecting.is_set, found)
         except Stopped:
             pass
-        except Exception:
-            log.exception("rollout %s: collecting artifacts failed", self.rollout_id)
+        except Exception as exc:
+            if (found := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+                log.warning("rollout %s: collecting artifacts: %s", self.rollout_id, found.message)
+            else:
+                log.exception("rollout %s: collecting artifacts failed", self.rollout_id)
 
     def finish(self, outcome: Outcome) -> None:
         """Collect artifacts within ``finish_timeout_sec`` (or until a cancel), then end."""
