@@ -580,8 +580,10 @@ class RolloutRunner:
         except Stopped:
             pass
         except Exception as exc:
-            if (found := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
-                log.warning("rollout %s: collecting artifacts: %s", self.rollout_id, found.message)
+            if (exhausted := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+                log.warning(
+                    "rollout %s: collecting artifacts: %s", self.rollout_id, exhausted.message
+                )
             else:
                 log.exception("rollout %s: collecting artifacts failed", self.rollout_id)
 
