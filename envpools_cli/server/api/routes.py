@@ -121,7 +121,12 @@ _ERRORS = {
     409: "Conflicts with the current state (exists already, still in use, key reused)",
     422: "The request is not valid: `details` names the fields",
     429: "The pool's queue is full: retry after `Retry-After` seconds",
+    503: "`resource_exhausted`: the backend ran out of open files; retry after `Retry-After`",
+    507: "`disk_full`: the backend's data folder is below its free-space floor; the message "
+    "says where and how much is needed",
 }
+# What a create may meet on the backend's machine (state/exhaustion.py).
+_EXHAUSTED = (503, 507)
 # One event of the stream as an SSE parser hands it over (CONTRACT §5): heartbeats have
 # no id; every other event's id is its seq, and its data the JSON of an EventEnvelope.
 _SSE_EVENT: dict[str, Any] = {
@@ -191,6 +196,7 @@ def _sent(body: BaseModel) -> dict[str, Any]:
         404,
         409,
         429,
+        *_EXHAUSTED,
         status=201,
         extra_responses={
             200: {"model": RolloutDryRun, "description": "With dry_run: nothing created"}
@@ -215,7 +221,9 @@ def validate_rollout(org: PoolsOrg, svc: Svc, body: dict[str, Any]) -> dict[str,
     return svc.validate(org, body)
 
 
-@pools_router.post("/rollouts/batch", tags=["rollouts"], **doc(RolloutBatchResult, *_POOLS, 409))
+@pools_router.post(
+    "/rollouts/batch", tags=["rollouts"], **doc(RolloutBatchResult, *_POOLS, 409, *_EXHAUSTED)
+)
 def create_batch(
     org: PoolsOrg, svc: Svc, body: RolloutBatchRequest, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -290,7 +298,7 @@ def support_bundle(org: PoolsOrg, svc: Svc, rollout_id: str, request: Request) -
 @pools_router.post(
     "/rollouts/{rollout_id}/replay",
     tags=["rollouts"],
-    **doc(Rollout, *_POOLS, 402, 404, 409, 429, status=201),
+    **doc(Rollout, *_POOLS, 402, 404, 409, 429, *_EXHAUSTED, status=201),
 )
 def replay_rollout(
     org: PoolsOrg,

@@ -144,9 +144,7 @@ class Service:
                 "selected_pool_id": pool["pool_id"] if pool else None,
                 "routing_debug": debug,
             }
-        settings = self.ctx.settings
-        if (low := low_on_disk(settings.data_dir, settings.min_free_mb)) is not None:
-            raise ApiError(low.status, low.code, low.message)
+        self._room_for_rollouts()
         now = now_iso()
         rollout_id = f"ro_{time.time_ns():x}{secrets.token_hex(3)}"
         # Secrets belong in stored credentials: a secret-looking field of the agent or the
@@ -191,6 +189,13 @@ class Service:
         self.ctx.publish(rollout_id, "lifecycle", {"status": "queued", "pool_id": doc["pool_id"]})
         self.store.after_commit(self.scheduler.wake)
         return 201, self.rollout_view(doc)
+
+    def _room_for_rollouts(self) -> None:
+        """Below the data folder's free-space floor a new rollout would fail half-way:
+        refused now, 507 ``disk_full`` with what is full and what is needed."""
+        settings = self.ctx.settings
+        if (low := low_on_disk(settings.data_dir, settings.min_free_mb)) is not None:
+            raise ApiError(low.status, low.code, low.message)
 
     @staticmethod
     def rollout_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +297,7 @@ class Service:
             raise ApiError(422, "validation_error", 'the body must be {"requests": [...]}')
         if len(body["requests"]) > 1000:
             raise ApiError(422, "validation_error", "at most 1000 requests per batch")
+        self._room_for_rollouts()
         metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
         rollouts, errors = [], []
         for index, item in enumerate(body["requests"]):
