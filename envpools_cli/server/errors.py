@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import secrets
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -220,15 +221,31 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _vault(request: Request, exc: VaultError) -> JSONResponse:
         return error_response(request, ApiError(503, "credential_key_unavailable", str(exc)))
 
+    def exhausted(request: Request, exc: BaseException) -> JSONResponse | None:
+        """The machine's disk or open files ran out: said as such, 507 or 503, not 500."""
+        data_dir = getattr(request.app.state, "data_dir", None)
+        found = exhaustion(exc, data_dir) if data_dir is not None else None
+        if found is None:
+            return None
+        log.warning("%s %s: %s", request.method, request.url.path, found.message)
+        headers = {"Retry-After": "5"} if found.status == 503 else None
+        return error_response(
+            request, ApiError(found.status, found.code, found.message, headers=headers)
+        )
+
+    # Handled here (by exception type) rather than by the catch-all below, which answers
+    # and then lets the error end the connection.
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    async def _machine(request: Request, exc: Exception) -> JSONResponse:
+        if (answer := exhausted(request, exc)) is not None:
+            return answer
+        raise exc
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        data_dir = getattr(request.app.state, "data_dir", None)
-        if data_dir is not None and (found := exhaustion(exc, data_dir)) is not None:
-            # The machine's disk or open files ran out: said as such, 507 or 503, not 500.
-            log.warning("%s %s: %s", request.method, request.url.path, found.message)
-            headers = {"Retry-After": "5"} if found.status == 503 else None
-            refused = ApiError(found.status, found.code, found.message, headers=headers)
-            return error_response(request, refused)
+        if (answer := exhausted(request, exc)) is not None:
+            return answer
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(
             request, ApiError(500, "internal", "internal server error; see the server log")

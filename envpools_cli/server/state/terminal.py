@@ -79,6 +79,9 @@ class TerminalWrites:
         timestamp = now_iso()
         try:
             return self._write(rollout_id, changes, data, entries, timestamp)
+        except KeyError:  # no such rollout (any more): nothing to keep for it
+            log.error("rollout %s ended %s but is not in the store", rollout_id, changes)
+            return {**(fallback or {}), **changes}
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
         try:
@@ -178,15 +181,19 @@ class TerminalWrites:
                 pending.entries,
                 pending.timestamp,
             )
+        except KeyError:
+            log.error(
+                "rollout %s is not in the store any more: its end is dropped", pending.rollout_id
+            )
+            self._drop(pending)
+            return True
         except Exception as exc:
             pending.attempts += 1
             pending.error = f"{type(exc).__name__}: {exc}"
             delay = min(FIRST_RETRY_SEC * 2 ** (pending.attempts - 1), MAX_RETRY_SEC)
             pending.next_try = time.monotonic() + delay
             return False
-        with self._lock:
-            if self._pending.get(pending.rollout_id) is pending:
-                del self._pending[pending.rollout_id]
+        self._drop(pending)
         log.warning(
             "rollout %s: its end (%s) is stored now, after %d attempts",
             pending.rollout_id,
@@ -194,6 +201,11 @@ class TerminalWrites:
             pending.attempts + 1,
         )
         return True
+
+    def _drop(self, pending: PendingEnd) -> None:
+        with self._lock:
+            if self._pending.get(pending.rollout_id) is pending:
+                del self._pending[pending.rollout_id]
 
     def flush(self) -> list[str]:
         """Try every kept end now (at shutdown); the rollouts whose end is still not stored."""
