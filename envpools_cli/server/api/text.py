@@ -3,8 +3,9 @@
 JSON lets a request carry a lone UTF-16 surrogate (``"\\ud800"``): Python decodes it into a
 ``str`` that no UTF-8 encoder takes. Stored, it made every later answer that held it fail
 (the rollout list, a get, a support bundle), so it is refused before any route sees it:
-a body whose JSON holds one anywhere (a value or a key, at any depth), or a path or query
-that does, is answered 422 ``validation_error`` naming the field, and nothing is created.
+a body whose JSON holds one anywhere (a value or a key, at any depth) is answered 422
+``validation_error`` naming the field, and nothing is created. (A path or a query cannot
+hold one: the server decodes their percent-escapes with U+FFFD for what is not UTF-8.)
 
 The check is cheap where it matters: such a string can only come from a ``\\uD800``-
 ``\\uDFFF`` escape (raw surrogate bytes are not UTF-8, and FastAPI refuses them as bad
@@ -63,17 +64,6 @@ def _in_body(body: bytes) -> tuple[str, ...] | None:
     return unencodable_field(value, ("body",))
 
 
-def _in_url(scope: Scope) -> tuple[str, ...] | None:
-    if _SURROGATE.search(str(scope.get("path", ""))):
-        return ("path",)
-    query = scope.get("query_string", b"")
-    if isinstance(query, bytes) and b"%" in query:
-        for name, value in Request(scope).query_params.multi_items():
-            if _SURROGATE.search(name) or _SURROGATE.search(value):
-                return ("query", name)
-    return None
-
-
 def _refusal(where: tuple[str, ...]) -> ApiError:
     loc = [shown(part) for part in where]
     field = ".".join(loc[1:] if loc[0] == "body" and len(loc) > 1 else loc)
@@ -103,24 +93,20 @@ class RefuseUnencodableText:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("method") not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        where = _in_url(scope)
-        if where is None and scope.get("method") in _WITH_BODY:
-            chunks: list[bytes] = []
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client left before sending its body
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-            where = _in_body(body)
-            receive = _replay(body, receive)
-        if where is not None:
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before sending its body
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if (where := _in_body(body)) is not None:
             response = error_response(Request(scope), _refusal(where))
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, _replay(body, receive), send)
