@@ -119,7 +119,8 @@ class TerminalWrites:
         doc, written, frame = self.store.end_rollout(
             rollout_id, changes, data, entries=entries, timestamp=timestamp
         )
-        self.bus.notify(rollout_id, written["seq"], frame, True)
+        seq = written["seq"]
+        self.store.after_commit(lambda: self.bus.notify(rollout_id, seq, frame, True))
         return doc
 
     # --- what reads see meanwhile ---------------------------------------------------------
