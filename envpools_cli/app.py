@@ -241,6 +241,20 @@ def _retry_command(argv: Sequence[str], key: str) -> str:
     return shlex.join(["envpools", *kept, "--idempotency-key", key])
 
 
+# The backend's machine ran out of something: said as such, not as a passing hiccup.
+_EXHAUSTED = {
+    "disk_full": (
+        EXIT_ERROR,
+        "free some space on the backend's disk (the message says where), then run this again",
+    ),
+    "resource_exhausted": (
+        EXIT_TRANSIENT,
+        "the backend is out of open files: try again when fewer rollouts run, or raise its "
+        "limit (the message says how)",
+    ),
+}
+
+
 def classify(
     exc: BaseException, argv: Sequence[str] = ()
 ) -> tuple[int, dict[str, Any], str | None]:
@@ -261,6 +275,9 @@ def classify(
         )
     if isinstance(exc, ep.NotFoundError):
         return EXIT_NOT_FOUND, exc.to_dict(), None
+    if isinstance(exc, ep.APIError) and exc.code in _EXHAUSTED:
+        code, hint = _EXHAUSTED[exc.code]
+        return code, exc.to_dict(), hint
     if isinstance(exc, ep.RateLimitError | ep.ServerError):
         return EXIT_TRANSIENT, exc.to_dict(), "this is transient: try again later"
     if isinstance(exc, ep.APIError):

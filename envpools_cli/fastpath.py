@@ -139,10 +139,10 @@ def fast_read(argv: list[str]) -> int | None:
             shown = items[:_LIST_LIMIT]
     except (OSError, ValueError, UnicodeError):
         return None  # refused, reset, timed out, not JSON: the full CLI retries and explains
-    from envpools_cli.output.streams import PipeClosed, is_tty, write_out
+    from envpools_cli.output.streams import PipeClosed, is_tty, json_text, write_out
 
     # As output.formats.dump_json: indented for a person, one line for a pipe.
-    text = json.dumps(shown, indent=2 if is_tty() else None, ensure_ascii=False, default=str)
+    text = json_text(shown, indent=2 if is_tty() else None)
     with contextlib.suppress(PipeClosed):  # `| head -c 10`: quiet, as the full CLI
         write_out(text + "\n")
     return 0

@@ -11,7 +11,10 @@ are skipped; duplicate ids are dropped.
 Anything else - a frame of another shape, an HTTP error, a dropped or silent connection,
 a stream that ends before the terminal event - hands over to the full CLI, resuming after
 the last event written (``--cursor``), so its reconnect policy, messages and exit codes
-apply and nothing is printed twice.
+apply and nothing is printed twice. A cut of a connection the backend had answered is
+handed over as such (``--resume-after-cut``): the full CLI says it, like every later one,
+and counts the backend as reached (a restart is an outage to ride out, not a backend that
+was never there).
 """
 
 from __future__ import annotations
@@ -78,10 +81,13 @@ class _Copy:
             return b"".join(lines), pos
 
 
-def _hand_over(argv: list[str], last: int) -> int:
+def _hand_over(argv: list[str], last: int, cut: str | None = None) -> int:
     from envpools_cli.app import run
 
-    return run([*argv, "--cursor", str(last)] if last else argv)
+    resume = ["--cursor", str(last)] if last else []
+    if cut is not None:
+        resume += ["--resume-after-cut", cut]
+    return run([*argv, *resume])
 
 
 def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str]) -> int:
@@ -94,10 +100,12 @@ def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str
     }
     base = f"{root}/rollouts/{quote(rollout_id, safe='')}"
     connection = http.client.HTTPConnection(netloc, timeout=_SILENCE_SEC)
+    reached = False
     try:
         try:
             connection.request("GET", f"{base}/events", headers=headers)
             answer = connection.getresponse()
+            reached = True
             if answer.status != 200:
                 return _hand_over(argv, copy.last)
             pending = b""
@@ -111,8 +119,10 @@ def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str
                 if lines:
                     out.write(lines)
                     out.flush()
-            if copy.odd or not copy.terminal:
+            if copy.odd:
                 return _hand_over(argv, copy.last)
+            if not copy.terminal:
+                return _hand_over(argv, copy.last, "the stream ended early")
             connection.close()
             connection.request("GET", base, headers={**headers, "Accept": "application/json"})
             final = connection.getresponse()
@@ -120,8 +130,8 @@ def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str
             if final.status != 200:
                 return _hand_over(argv, copy.last)
             status = json.loads(body).get("status")
-        except (OSError, http.client.HTTPException, ValueError, AttributeError):
-            return _hand_over(argv, copy.last)
+        except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
+            return _hand_over(argv, copy.last, type(exc).__name__ if reached else None)
         end = {
             "event": "end",
             "id": None,

@@ -132,14 +132,19 @@ def _stream_events(
     types: set[str] | None,
     view: Any,
     timeout: float | None,
+    resumed_after: str | None = None,
 ) -> str:
     """Feed events to ``view``; return why it ended: terminal, caught_up or timeout.
 
     Reconnecting is the client's (``ReconnectPolicy.watching``): resumes after drops and
-    early closes, fails in seconds when the backend cannot be reached at all.
+    early closes, fails in seconds when the backend cannot be reached at all. Every
+    interruption is said once: ``resumed_after`` is the cut after which the fast path
+    handed this stream over (the backend was reached already: what follows is an outage).
     """
     from envpools_cli import client as ep
 
+    if resumed_after is not None:
+        view.resuming(resumed_after)
     stop_seq: int | None = None
     if not follow:
         last = ep.get_rollout_summary(rollout_id, **conn).get("last_event") or {}
@@ -151,7 +156,7 @@ def _stream_events(
         since=since,
         cursor=cursor,
         auto_reconnect=True,
-        reconnect=ep.ReconnectPolicy.watching(deadline=timeout),
+        reconnect=ep.ReconnectPolicy.watching(deadline=timeout, resumed=resumed_after is not None),
         on_gap="report",
         on_reconnect=view.reconnecting,
         **conn,
@@ -189,6 +194,7 @@ def follow_to_end(
     cursor: str | None = None,
     types: set[str] | None = None,
     fmt: str = "table",
+    resumed_after: str | None = None,
 ) -> int:
     """Show a rollout's events until it ends (or, without ``follow``, until caught up).
 
@@ -207,6 +213,7 @@ def follow_to_end(
             types=types,
             view=view,
             timeout=timeout,
+            resumed_after=resumed_after,
         )
         doc = ep.get_rollout(rollout_id, **conn)
         view.end(reason, doc.get("status"))

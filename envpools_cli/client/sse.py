@@ -168,6 +168,10 @@ class ReconnectPolicy:
     - when the backend answered before but has been lost for ``outage_limit`` seconds;
     - at ``deadline`` seconds after the stream began (then the stream just ends, with
       ``timed_out`` set: the caller decides what a timeout means).
+
+    ``resumed``: the stream continues one that another reader had open (``tail``'s fast
+    path hands over after a cut), so the backend has answered already: a failure from the
+    first attempt on is an outage, said and ridden out, not an unreachable backend.
     """
 
     max_retries: int | None = 5
@@ -177,9 +181,10 @@ class ReconnectPolicy:
     deadline: float | None = None
     unreachable_after: float = 5.0
     outage_limit: float | None = None
+    resumed: bool = False
 
     @classmethod
-    def watching(cls, deadline: float | None = None) -> ReconnectPolicy:
+    def watching(cls, deadline: float | None = None, *, resumed: bool = False) -> ReconnectPolicy:
         """Following a rollout to its end (CLI ``tail``/``wait``, ``RolloutHandle.wait``):
         ride out a backend restart of up to five minutes, quickly notice it coming back."""
         return cls(
@@ -188,6 +193,7 @@ class ReconnectPolicy:
             backoff_max=5.0,
             deadline=deadline,
             outage_limit=300.0,
+            resumed=resumed,
         )
 
     def delay(
@@ -277,7 +283,7 @@ class EventStream(Iterator[dict[str, Any]]):
         self._recent_set: set[str] = set()
         self._server_retry: float | None = None
         self._deadline: float | None = None
-        self.reached = False
+        self.reached = self.policy.resumed
         """The backend has answered (any HTTP status) at least once."""
         self.delivered = 0
         self.reconnects = 0

@@ -58,6 +58,7 @@ def serve(
 
     Example: envpools local serve --port 8000 --sandbox container
     """
+    from envpools_cli.server.sandbox.limits import OpenFilesTooLow
     from envpools_cli.server.serve import serve as run_server
     from envpools_cli.server.settings import ServerSettings
 
@@ -70,7 +71,10 @@ def serve(
     settings = ServerSettings.from_env(data_dir or default_data_dir())
     if choice := sandbox_choice(sandbox):
         settings.sandbox = choice
-    run_server(settings, host=host, port=port, state_file=state_file(), log_level=log_level)
+    try:
+        run_server(settings, host=host, port=port, state_file=state_file(), log_level=log_level)
+    except OpenFilesTooLow as exc:
+        raise CLIError(str(exc)) from None
 
 
 @app.command("up")

@@ -111,6 +111,15 @@ def tail(
     ] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
+    resumed_after: Annotated[
+        str | None,
+        typer.Option(
+            "--resume-after-cut",
+            hidden=True,
+            help="Set by tail's fast path when it hands over after a cut connection: "
+            "what cut it (said once, then resumed from --cursor).",
+        ),
+    ] = None,
 ) -> None:
     """Follow a rollout's events: a live view on a terminal, plain lines or JSON otherwise.
 
@@ -155,6 +164,7 @@ def tail(
         cursor=cursor,
         types=wanted,
         fmt=fmt,
+        resumed_after=resumed_after,
     )
     if code:
         raise typer.Exit(code)

@@ -15,10 +15,12 @@ _ESCAPES = re.compile(
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# A lone surrogate (JSON can carry one as "\ud800") cannot be written as UTF-8 at all.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def clean(text: str, *, keep_newlines: bool = False) -> str:
-    text = _ESCAPES.sub("", text)
+    text = _SURROGATES.sub("\ufffd", _ESCAPES.sub("", text))
     if keep_newlines:
         return _CONTROLS.sub("", text.replace("\r\n", "\n"))
     return _CONTROLS.sub("", text.replace("\n", " ").replace("\r", " "))

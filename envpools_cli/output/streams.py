@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-__all__ = ["PipeClosed", "color_enabled", "is_tty", "write_bytes_out", "write_out"]
+__all__ = [
+    "PipeClosed",
+    "color_enabled",
+    "is_tty",
+    "json_text",
+    "write_bytes_out",
+    "write_out",
+]
 
 _color_choice = "auto"
 
@@ -52,6 +60,18 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def json_text(value: object, indent: int | None = None) -> str:
+    """JSON as it is printed: UTF-8 text, or ``\\u`` escapes when a string holds a lone
+    surrogate (which no UTF-8 stdout can write)."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(value, indent=indent, ensure_ascii=True, default=str)
+    return text
 
 
 def write_out(text: str) -> None:

@@ -44,6 +44,10 @@ class TailView:
             f"(attempt {attempt}), resuming after the last event"
         )
 
+    def resuming(self, reason: str) -> None:
+        """The connection another reader had (tail's fast path) was cut: said here, once."""
+        self.notice(f"connection lost ({reason}); reconnecting, resuming after the last event")
+
     def heartbeat(self) -> None:
         pass
 

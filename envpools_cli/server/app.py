@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,8 +15,14 @@ from starlette.requests import Request
 from envpools_cli import __version__, models
 from envpools_cli.server.agents import HARNESSES, harness_classes
 from envpools_cli.server.api.routes import account_router, pools_router
+from envpools_cli.server.api.text import RefuseUnencodableText
 from envpools_cli.server.context import ServerContext
-from envpools_cli.server.errors import RequestIdMiddleware, install_error_handlers, resources
+from envpools_cli.server.errors import (
+    EncodedJSONResponse,
+    RequestIdMiddleware,
+    install_error_handlers,
+    resources,
+)
 from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.services.schemas import with_custom_agents
@@ -23,6 +30,8 @@ from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.view import Sessions, ViewConfig, create_view_app
 
 __all__ = ["LocalBackend", "create_app"]
+
+log = logging.getLogger("envpools.server")
 
 PREFIXES = ("/v1", "/api/v1", "/api/v1/environment-pools")
 
@@ -53,6 +62,13 @@ class LocalBackend:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        if lost := self.ctx.ends.flush():
+            log.error(
+                "the store did not take the end of %d rollout(s) before the backend stopped "
+                "(%s); they will show error/backend_restarted at the next start",
+                len(lost),
+                ", ".join(lost[:10]),
+            )
         self.ctx.store.close()
 
 
@@ -72,11 +88,14 @@ def create_app(backend: LocalBackend) -> FastAPI:
         docs_url="/v1/docs",
         redoc_url=None,
         lifespan=lifespan,
+        default_response_class=EncodedJSONResponse,
     )
     app.state.service = backend.service
+    app.state.data_dir = backend.settings.data_dir
     app.state.model_schemas = model_schemas()
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RefuseUnencodableText)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     for index, prefix in enumerate(PREFIXES):
         app.include_router(pools_router, prefix=prefix, include_in_schema=index == 0)
     app.include_router(account_router)

@@ -17,10 +17,17 @@ from envpools_cli.server.sandbox.drivers import (
     SandboxUsers,
     backend_user,
 )
+from envpools_cli.server.sandbox.limits import (
+    fit_open_files,
+    open_files_hard_limit,
+    plan_open_files,
+    raise_open_files,
+)
 from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.state.events import EventBus
 from envpools_cli.server.state.frames import is_terminal
 from envpools_cli.server.state.store import Store
+from envpools_cli.server.state.terminal import TerminalWrites
 from envpools_cli.server.trial.usage import load_prices
 
 __all__ = ["ServerContext"]
@@ -28,6 +35,18 @@ __all__ = ["ServerContext"]
 log = logging.getLogger("envpools.server")
 
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def _fit_open_files(settings: ServerSettings) -> None:
+    """Raise the open-files soft limit to the hard one, and fit what runs under it: the
+    sandboxes' own limit, and how many rollouts run at once (said when it is too low)."""
+    files = plan_open_files(*raise_open_files(), settings.max_running)
+    if files.warning:
+        log.warning("%s", files.warning)
+    settings.max_running = files.max_running
+    hard = open_files_hard_limit()
+    settings.limits = fit_open_files(settings.limits, hard)
+    settings.limit_maxima = fit_open_files(settings.limit_maxima, hard)
 
 
 @dataclass
@@ -43,8 +62,11 @@ class ServerContext:
     driver_note: str | None = None
     """Why ``auto`` did not pick the container driver."""
     agents: AgentTools = field(init=False)
+    ends: TerminalWrites = field(init=False)
+    """Rollout ends the store has not taken yet (``state/terminal.py``)."""
 
     def __post_init__(self) -> None:
+        self.ends = TerminalWrites(self.store, self.bus)
         self.agents = AgentTools(
             self.settings.agents_path,
             self.tool_paths,
@@ -54,6 +76,7 @@ class ServerContext:
 
     @classmethod
     def create(cls, settings: ServerSettings) -> ServerContext:
+        _fit_open_files(settings)
         for folder in (settings.data_dir, settings.trials_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from envpools_cli.server.state.exhaustion import exhaustion
 from envpools_cli.server.state.vault import VaultError
 
 __all__ = [
     "ApiError",
+    "EncodedJSONResponse",
     "RequestIdMiddleware",
     "Resource",
     "install_error_handlers",
@@ -45,6 +49,23 @@ _CODES = {
     422: "validation_error",
     429: "rate_limited",
 }
+
+
+class EncodedJSONResponse(JSONResponse):
+    """JSON that always encodes: UTF-8 text, or ``\\u`` escapes where a stored string holds
+    a lone surrogate (a value from before such text was refused at the door), so that no
+    stored value can make a read fail."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        )
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(
+                content, ensure_ascii=True, allow_nan=False, indent=None, separators=(",", ":")
+            ).encode("ascii")
 
 
 class ApiError(Exception):
@@ -113,7 +134,7 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
         request, error.status, error.code, error.message, error.details, **error.extra
     )
     headers = {"x-request-id": request_id_of(request), **error.headers}
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return EncodedJSONResponse(body, status_code=error.status, headers=headers)
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -200,8 +221,31 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _vault(request: Request, exc: VaultError) -> JSONResponse:
         return error_response(request, ApiError(503, "credential_key_unavailable", str(exc)))
 
+    def exhausted(request: Request, exc: BaseException) -> JSONResponse | None:
+        """The machine's disk or open files ran out: said as such, 507 or 503, not 500."""
+        data_dir = getattr(request.app.state, "data_dir", None)
+        found = exhaustion(exc, data_dir) if data_dir is not None else None
+        if found is None:
+            return None
+        log.warning("%s %s: %s", request.method, request.url.path, found.message)
+        headers = {"Retry-After": "5"} if found.status == 503 else None
+        return error_response(
+            request, ApiError(found.status, found.code, found.message, headers=headers)
+        )
+
+    # Handled here (by exception type) rather than by the catch-all below, which answers
+    # and then lets the error end the connection.
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    async def _machine(request: Request, exc: Exception) -> JSONResponse:
+        if (answer := exhausted(request, exc)) is not None:
+            return answer
+        raise exc
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        if (answer := exhausted(request, exc)) is not None:
+            return answer
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(
             request, ApiError(500, "internal", "internal server error; see the server log")

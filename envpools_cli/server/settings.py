@@ -53,6 +53,9 @@ class ServerSettings:
     """Collecting artifacts (diff, tarball, index) after the sandbox has stopped."""
     cancel_grace_sec: float = 10.0
     """How long ``cancel`` waits for a rollout to stop before ending it regardless."""
+    min_free_mb: int = 128
+    """Free space kept in the data folder's filesystem for running rollouts: below it new
+    rollouts are refused (``disk_full``, 507) and queued ones wait (0: no floor)."""
 
     @property
     def db_path(self) -> Path:
@@ -79,6 +82,8 @@ class ServerSettings:
             settings.max_running = int(value)
         if value := os.environ.get("ENVPOOLS_SANDBOX_UID"):
             settings.sandbox_uid = int(value)
+        if value := os.environ.get("ENVPOOLS_MIN_FREE_MB"):
+            settings.min_free_mb = int(value)
         settings.limits = parse_limits(os.environ.get("ENVPOOLS_SANDBOX_LIMITS"), settings.limits)
         settings.limit_maxima = parse_limits(
             os.environ.get("ENVPOOLS_SANDBOX_MAX_LIMITS"), settings.limit_maxima

@@ -9,6 +9,7 @@ are reported so that a failure from a missing tool is easy to read.
 
 from __future__ import annotations
 
+import errno
 import json
 import posixpath
 import re
@@ -31,6 +32,8 @@ __all__ = [
 
 DEFAULT_WORKDIR = "/app"
 #: ``${credential:NAME}``: the one way a task's env values reach beyond their own text.
+#: Reading a task fails for these because of the machine, whatever the task holds.
+_MACHINE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 _CREDENTIAL = re.compile(r"\$\{credential:([A-Za-z_][A-Za-z0-9_.-]*)\}")
 _HOST_VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}?")
 #: Parts of a task folder that must be what they say, not links to elsewhere on the host.
@@ -345,7 +348,9 @@ def load_task(path: str | Path) -> HarborTask:
         layout = DockerLayout()
         if dockerfile.is_file():
             layout = parse_dockerfile(dockerfile.read_text(errors="replace"))
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _MACHINE_ERRORS:
+            raise  # the machine's (no file left to open), not the task's: said as such
         raise _not_a_task(path) from None
     return HarborTask(
         root=root,

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,9 @@ class ServeProcess:
     url: str = ""
     key: str = ""
     org_id: str = ""
+    open_files: tuple[int, int] | None = None
+    """RLIMIT_NOFILE (soft, hard) the backend starts with; None: this process's."""
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVPOOLS_", "SYNTH_"))}
@@ -93,7 +97,12 @@ class ServeProcess:
         # The driver the session chose (tests/conftest.py): `auto` would pick a container
         # engine where one works, and these tasks are not about the driver.
         env["ENVPOOLS_SANDBOX"] = os.environ["ENVPOOLS_SANDBOX"]
-        return env
+        return {**env, **self.extra_env}
+
+    def _limits(self) -> None:
+        """In the child, before exec: the open-files limits it is to start with."""
+        if self.open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def create_key(self) -> str:
         store = Store(self.data_dir / "envpools.db")
@@ -120,7 +129,12 @@ class ServeProcess:
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env=self.env(), stdout=log, stderr=log, start_new_session=True
+                command,
+                env=self.env(),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=self._limits if self.open_files is not None else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

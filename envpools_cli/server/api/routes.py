@@ -46,7 +46,7 @@ from envpools_cli.models import (
     UsageSnapshot,
 )
 from envpools_cli.server.api.auth import current_org, pools_org
-from envpools_cli.server.errors import ApiError
+from envpools_cli.server.errors import ApiError, EncodedJSONResponse
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.services.schemas import (
     CURSOR_PATTERN,
@@ -121,7 +121,12 @@ _ERRORS = {
     409: "Conflicts with the current state (exists already, still in use, key reused)",
     422: "The request is not valid: `details` names the fields",
     429: "The pool's queue is full: retry after `Retry-After` seconds",
+    503: "`resource_exhausted`: the backend ran out of open files; retry after `Retry-After`",
+    507: "`disk_full`: the backend's data folder is below its free-space floor; the message "
+    "says where and how much is needed",
 }
+# What a create may meet on the backend's machine (state/exhaustion.py).
+_EXHAUSTED = (503, 507)
 # One event of the stream as an SSE parser hands it over (CONTRACT §5): heartbeats have
 # no id; every other event's id is its seq, and its data the JSON of an EventEnvelope.
 _SSE_EVENT: dict[str, Any] = {
@@ -170,7 +175,7 @@ def doc(
 
 
 def _json(status: int, body: Any) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
+    return EncodedJSONResponse(body, status_code=status)
 
 
 def _sent(body: BaseModel) -> dict[str, Any]:
@@ -191,6 +196,7 @@ def _sent(body: BaseModel) -> dict[str, Any]:
         404,
         409,
         429,
+        *_EXHAUSTED,
         status=201,
         extra_responses={
             200: {"model": RolloutDryRun, "description": "With dry_run: nothing created"}
@@ -215,7 +221,9 @@ def validate_rollout(org: PoolsOrg, svc: Svc, body: dict[str, Any]) -> dict[str,
     return svc.validate(org, body)
 
 
-@pools_router.post("/rollouts/batch", tags=["rollouts"], **doc(RolloutBatchResult, *_POOLS, 409))
+@pools_router.post(
+    "/rollouts/batch", tags=["rollouts"], **doc(RolloutBatchResult, *_POOLS, 409, *_EXHAUSTED)
+)
 def create_batch(
     org: PoolsOrg, svc: Svc, body: RolloutBatchRequest, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -290,7 +298,7 @@ def support_bundle(org: PoolsOrg, svc: Svc, rollout_id: str, request: Request) -
 @pools_router.post(
     "/rollouts/{rollout_id}/replay",
     tags=["rollouts"],
-    **doc(Rollout, *_POOLS, 402, 404, 409, 429, status=201),
+    **doc(Rollout, *_POOLS, 402, 404, 409, 429, *_EXHAUSTED, status=201),
 )
 def replay_rollout(
     org: PoolsOrg,
@@ -350,6 +358,9 @@ async def rollout_events(
     batch_size = ctx.settings.event_batch
 
     def finished(last_seq: int) -> bool:
+        kept = ctx.ends.pending(rollout_id)
+        if kept is not None and kept.seq <= last_seq:
+            return True
         last = ctx.store.last_event(rollout_id)
         if last is None or last["event"] != "lifecycle":
             return False
@@ -358,7 +369,12 @@ async def rollout_events(
         return bool(last["seq"] <= last_seq or (since_norm and last["timestamp"] <= since_norm))
 
     def read(after: int, wanted: int) -> list[Frame]:
-        return ctx.store.event_frames_after(rollout_id, after, limit=wanted, since=since_norm)
+        rows = ctx.store.event_frames_after(rollout_id, after, limit=wanted, since=since_norm)
+        if len(rows) < wanted:  # an end the store has not taken yet comes last
+            kept = ctx.ends.frame_after(rollout_id, rows[-1][0] if rows else after)
+            if kept is not None:
+                rows.append(kept)
+        return rows
 
     async def stream() -> AsyncIterator[bytes]:
         # Frames come encoded (from the bus's cache or from SQLite) and leave as one

@@ -47,7 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from envpools_cli.server.sandbox.limits import DEFAULT_LIMITS, Limits
+from envpools_cli.server.sandbox.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    fit_open_files,
+    open_files_hard_limit,
+)
 from envpools_cli.server.sandbox.safefs import tree_usage
 
 __all__ = [
@@ -226,6 +231,7 @@ def _limits_prefix(limits: Limits, *, nproc: bool) -> list[str]:
     """
     data = limits.memory_mb * 1024 * 1024
     fsize = limits.file_mb * 1024 * 1024
+    limits = fit_open_files(limits, open_files_hard_limit())
     prlimit = next((p for p in ("/usr/bin/prlimit", "/bin/prlimit") if os.access(p, os.X_OK)), None)
     if prlimit:
         argv = [prlimit, "--core=0", f"--nofile={limits.open_files}", f"--fsize={fsize}"]
@@ -330,6 +336,13 @@ class SandboxDriver:
         try:
             for raw in iter(lambda: stdout.readline(MAX_LINE), b""):
                 on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        except BaseException:
+            # Its output cannot be taken (the disk or the store is full): stop the command
+            # now rather than wait below for it to end by itself.
+            if plan.stop is not None:
+                plan.stop()
+            _kill_group(proc)
+            raise
         finally:
             stdout.close()
             exit_code = proc.wait()

@@ -11,11 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_MAXIMA", "Limits", "parse_limits", "resolve_limits"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAXIMA",
+    "FILES_PER_ROLLOUT",
+    "FILES_RESERVED",
+    "Limits",
+    "OpenFiles",
+    "OpenFilesTooLow",
+    "fit_open_files",
+    "open_files_hard_limit",
+    "parse_limits",
+    "plan_open_files",
+    "raise_open_files",
+    "resolve_limits",
+]
 
 
 @dataclass(frozen=True)
@@ -123,3 +138,84 @@ def parse_limits(text: str | None, base: Limits) -> Limits:
             )
         values[name] = int(raw)
     return dataclasses.replace(base, **values)
+
+
+# --- the backend's own open files -------------------------------------------------------------
+
+#: Descriptors one running rollout holds in the backend: its thread's SQLite connection
+#: (database and WAL), the sandbox's output pipe and the descriptors handed to bubblewrap,
+#: the watchdog's folder walks; measured at ~4, counted twice over.
+FILES_PER_ROLLOUT = 8
+#: The backend without rollouts: listening and client sockets, SQLite, Python, uvicorn.
+FILES_RESERVED = 256
+
+
+class OpenFilesTooLow(RuntimeError):
+    """The hard open-files limit leaves no room for even one rollout."""
+
+
+@dataclass(frozen=True)
+class OpenFiles:
+    soft: int
+    hard: int
+    max_running: int
+    """Rollouts that may run at once within the limit (at most the one asked for)."""
+    warning: str | None = None
+
+
+def open_files_hard_limit() -> int | None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return None if hard == resource.RLIM_INFINITY else int(hard)
+
+
+def raise_open_files() -> tuple[int, int]:
+    """This process's open-files soft limit raised to its hard limit: ``(soft, hard)`` after.
+
+    The soft limit is often 1024 while the hard limit allows far more; a backend running a
+    few hundred rollouts needs more than 1024 (``FILES_PER_ROLLOUT``).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return int(soft), int(hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):
+        return int(soft), int(hard)  # not allowed here: what there is
+    return int(wanted), int(hard)
+
+
+def plan_open_files(soft: int, hard: int, max_running: int) -> OpenFiles:
+    """How many rollouts fit under the (raised) limit, and what to say when it is too low.
+
+    Raises ``OpenFilesTooLow`` when not even one fits.
+    """
+    needed = FILES_RESERVED + FILES_PER_ROLLOUT * max_running
+    fits = (soft - FILES_RESERVED) // FILES_PER_ROLLOUT
+    limit = f"hard limit is {hard}" if soft == hard else f"limit is {soft} (hard limit {hard})"
+    how = f"raise it (ulimit -Hn {needed} before starting the backend, or LimitNOFILE={needed} "
+    how += "for a systemd service)"
+    if fits < 1:
+        raise OpenFilesTooLow(
+            f"the open-files {limit}, too low for the local backend: it needs at least "
+            f"{FILES_RESERVED + FILES_PER_ROLLOUT} to run one rollout and {needed} to run "
+            f"{max_running} at once; {how}"
+        )
+    if fits >= max_running:
+        return OpenFiles(soft, hard, max_running)
+    return OpenFiles(
+        soft,
+        hard,
+        fits,
+        f"the open-files {limit}, too low to run {max_running} rollouts at once "
+        f"(ENVPOOLS_MAX_RUNNING): that needs {needed}; running at most {fits} at once. To run "
+        f"{max_running}, {how}",
+    )
+
+
+def fit_open_files(limits: Limits, hard: int | None) -> Limits:
+    """A sandbox cannot be given more open files than the backend's hard limit (setting
+    more fails inside the sandbox, where the limit cannot be raised)."""
+    if hard is None or limits.open_files <= hard:
+        return limits
+    return dataclasses.replace(limits, open_files=hard)

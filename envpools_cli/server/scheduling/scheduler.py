@@ -4,18 +4,25 @@ Queued rollouts start in order of priority (higher first), then age, as long as 
 pool has a free slot (``concurrency``/``max_running``) and the machine-wide cap allows.
 A restart marks rollouts that were starting/running/verifying as ``error``
 (``backend_restarted``); queued ones simply run.
+
+No rollout stays active without a runner: a runner thread that died without ending its
+rollout, or a rollout left active with no runner at all, is ended ``error``
+(``runner_lost``) within a few seconds. Below the data folder's free-space floor no
+queued rollout starts (it would fail half-way); they start once there is room again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from envpools_cli.models import ACTIVE_STATUSES as _ACTIVE
 from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.scheduling.memory import release_freed_memory
+from envpools_cli.server.state.exhaustion import low_on_disk
 from envpools_cli.server.state.store import now_iso
 from envpools_cli.server.trial.runner import Outcome, RolloutRunner
 
@@ -24,6 +31,15 @@ __all__ = ["ACTIVE_STATUSES", "Scheduler"]
 log = logging.getLogger("envpools.server.scheduler")
 
 ACTIVE_STATUSES: tuple[str, ...] = tuple(sorted(_ACTIVE))
+#: How long an active rollout may be seen without a runner before it is ended.
+ORPHAN_GRACE_SEC = 2.0
+
+
+def _runner_lost(detail: str) -> Outcome:
+    return Outcome(
+        "error",
+        {"code": "runner_lost", "message": f"the backend lost this rollout's runner: {detail}"},
+    )
 
 
 class Scheduler:
@@ -34,6 +50,9 @@ class Scheduler:
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._orphans: dict[str, float] = {}
+        """Active rollouts seen without a runner, and since when."""
+        self._low_on_disk = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -63,13 +82,11 @@ class Scheduler:
                 "message": "the local backend stopped while this rollout was "
                 f"{doc['status']}; it was not finished",
             }
-            self.ctx.store.update_rollout(
-                doc["rollout_id"], status="error", finished_at=now_iso(), error=error
-            )
-            self.ctx.publish(
+            self.ctx.ends.end(
                 doc["rollout_id"],
-                "lifecycle",
+                {"status": "error", "finished_at": now_iso(), "error": error},
                 {"status": "error", "previous": doc["status"], "error": error},
+                fallback=doc,
             )
 
     def wake(self) -> None:
@@ -101,13 +118,17 @@ class Scheduler:
                 if self._stopping:
                     return
             try:
+                self._reap()
+            except Exception:
+                log.exception("scheduler: looking for lost runners failed")
+            try:
                 self._dispatch()
             except Exception:
                 log.exception("scheduler dispatch failed")
 
     def _dispatch(self) -> None:
         queued = self.ctx.store.rollouts_with_status("queued")
-        if not queued:
+        if not queued or self._disk_too_low():
             return
         with self._cond:
             busy: dict[tuple[str, str | None], int] = {}
@@ -127,6 +148,49 @@ class Scheduler:
                 busy[key] = busy.get(key, 0) + 1
                 total += 1
                 self._launch(doc["rollout_id"])
+
+    def _disk_too_low(self) -> bool:
+        """Below the free-space floor: hold the queue (said once in the log)."""
+        settings = self.ctx.settings
+        low = low_on_disk(settings.data_dir, settings.min_free_mb)
+        if low is not None and not self._low_on_disk:
+            log.warning("not starting queued rollouts: %s", low.message)
+        elif low is None and self._low_on_disk:
+            log.warning("there is room in %s again: starting queued rollouts", settings.data_dir)
+        self._low_on_disk = low is not None
+        return self._low_on_disk
+
+    def _reap(self) -> None:
+        """End what is active with no runner behind it: a runner thread that died without
+        ending its rollout, or an active rollout that never got one."""
+        with self._cond:
+            dead = [
+                (rollout_id, runner)
+                for rollout_id, runner in self._runners.items()
+                if (thread := self._threads.get(rollout_id)) is not None
+                and thread.ident is not None  # started
+                and not thread.is_alive()
+            ]
+        for rollout_id, runner in dead:
+            runner.end(_runner_lost("its thread stopped without ending it"))
+            self._forget(rollout_id, runner)
+        active = self.ctx.store.rollout_ids_with_status(*ACTIVE_STATUSES)
+        kept = self.ctx.ends.pending_ids()
+        now = time.monotonic()
+        with self._cond:
+            seen = {r for r in active if r not in self._runners and r not in kept}
+        self._orphans = {r: self._orphans.get(r, now) for r in seen}
+        for rollout_id, since in list(self._orphans.items()):
+            if now - since >= ORPHAN_GRACE_SEC:
+                self._end_orphan(rollout_id, _runner_lost("it had none (it never started)"))
+                self._orphans.pop(rollout_id, None)
+
+    def _forget(self, rollout_id: str, runner: RolloutRunner) -> None:
+        with self._cond:
+            if self._runners.get(rollout_id) is runner:
+                self._runners.pop(rollout_id, None)
+                self._threads.pop(rollout_id, None)
+            self._cond.notify_all()
 
     def _claim(self, rollout_id: str) -> bool:
         """queued -> starting, unless something else (a cancel) got there first."""
@@ -155,6 +219,9 @@ class Scheduler:
     def _work(self, runner: RolloutRunner) -> None:
         try:
             runner.run()
+        except BaseException as exc:
+            log.exception("rollout %s: its runner failed", runner.rollout_id)
+            runner.end(_runner_lost(f"{type(exc).__name__}: {exc}"))
         finally:
             with self._cond:
                 if self._runners.get(runner.rollout_id) is runner:
@@ -223,19 +290,24 @@ class Scheduler:
             self._end_orphan(rollout_id)
         return store.get_rollout(rollout_id) or doc
 
-    def _end_orphan(self, rollout_id: str) -> None:
-        """An active rollout with no runner (its runner failed to start): end it here."""
-        store = self.ctx.store
-        with self._cond, store.tx():
-            if rollout_id in self._runners:
+    def _end_orphan(self, rollout_id: str, outcome: Outcome | None = None) -> None:
+        """An active rollout with no runner (its runner failed to start): end it here.
+
+        Under the lock no runner can take it; a runner that had it ended it before letting
+        go, so the store (or the ends kept in memory) shows that end.
+        """
+        outcome = outcome or Outcome(
+            "cancelled", {"code": "cancelled", "message": "cancelled by request"}
+        )
+        with self._cond:
+            if rollout_id in self._runners or self.ctx.ends.pending(rollout_id) is not None:
                 return
-            doc = store.get_rollout(rollout_id)
+            doc = self.ctx.store.get_rollout(rollout_id)
             if doc is None or doc["status"] not in ACTIVE_STATUSES:
                 return
-            error = {"code": "cancelled", "message": "cancelled by request"}
-            store.update_rollout(rollout_id, status="cancelled", finished_at=now_iso(), error=error)
-        self.ctx.publish(
-            rollout_id,
-            "lifecycle",
-            {"status": "cancelled", "previous": doc["status"], "error": error},
-        )
+            self.ctx.ends.end(
+                rollout_id,
+                {"status": outcome.status, "finished_at": now_iso(), "error": outcome.error},
+                {"status": outcome.status, "previous": doc["status"], "error": outcome.error},
+                fallback=doc,
+            )

@@ -27,6 +27,7 @@ from envpools_cli.server.errors import ApiError
 from envpools_cli.server.scheduling.scheduler import ACTIVE_STATUSES, Scheduler
 from envpools_cli.server.services.placement import EXAMPLE_DATASET, Router, examples_dir
 from envpools_cli.server.services.pools import KNOWN_BACKENDS, PoolService
+from envpools_cli.server.state.exhaustion import low_on_disk
 from envpools_cli.server.state.store import Org, now_iso
 
 __all__ = ["Service", "redact"]
@@ -143,6 +144,7 @@ class Service:
                 "selected_pool_id": pool["pool_id"] if pool else None,
                 "routing_debug": debug,
             }
+        self._room_for_rollouts()
         now = now_iso()
         rollout_id = f"ro_{time.time_ns():x}{secrets.token_hex(3)}"
         # Secrets belong in stored credentials: a secret-looking field of the agent or the
@@ -188,6 +190,13 @@ class Service:
         self.store.after_commit(self.scheduler.wake)
         return 201, self.rollout_view(doc)
 
+    def _room_for_rollouts(self) -> None:
+        """Below the data folder's free-space floor a new rollout would fail half-way:
+        refused now, 507 ``disk_full`` with what is full and what is needed."""
+        settings = self.ctx.settings
+        if (low := low_on_disk(settings.data_dir, settings.min_free_mb)) is not None:
+            raise ApiError(low.status, low.code, low.message)
+
     @staticmethod
     def rollout_view(doc: dict[str, Any]) -> dict[str, Any]:
         return dict(doc)
@@ -196,7 +205,7 @@ class Service:
         doc = self.store.get_rollout(rollout_id, org.org_id)
         if doc is None:
             raise ApiError(404, "not_found", f"rollout {rollout_id!r} not found")
-        return doc
+        return self.ctx.ends.overlay(doc)  # ended, even when the store has not taken it yet
 
     def get_rollout(self, org: Org, rollout_id: str) -> dict[str, Any]:
         return self.rollout_view(self._rollout_or_404(org, rollout_id))
@@ -212,8 +221,9 @@ class Service:
         rows = self.store.list_rollouts(org.org_id, limit=limit + 1, before_n=before, **filters)
         page = rows[:limit]
         next_cursor = str(page[-1][0]) if len(rows) > limit and page else None
+        overlay = self.ctx.ends.overlay
         return {
-            "rollouts": [self.rollout_view(doc) for _, doc in page],
+            "rollouts": [self.rollout_view(overlay(doc)) for _, doc in page],
             "next_cursor": next_cursor,
             "cursor": next_cursor,
         }
@@ -233,9 +243,15 @@ class Service:
             "created_at": doc.get("created_at"),
             "started_at": doc.get("started_at"),
             "finished_at": doc.get("finished_at"),
-            "last_event": self.store.last_event(rollout_id),
-            "event_count": self.store.count_events(rollout_id),
+            **self._last_event(rollout_id),
         }
+
+    def _last_event(self, rollout_id: str) -> dict[str, Any]:
+        last, count = self.store.last_event(rollout_id), self.store.count_events(rollout_id)
+        kept = self.ctx.ends.pending(rollout_id)
+        if kept is not None and (last is None or last["seq"] < kept.seq):
+            last, count = kept.envelope, count + 1
+        return {"last_event": last, "event_count": count}
 
     def usage(self, org: Org, rollout_id: str) -> dict[str, Any]:
         doc = self._rollout_or_404(org, rollout_id)
@@ -281,6 +297,7 @@ class Service:
             raise ApiError(422, "validation_error", 'the body must be {"requests": [...]}')
         if len(body["requests"]) > 1000:
             raise ApiError(422, "validation_error", "at most 1000 requests per batch")
+        self._room_for_rollouts()
         metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
         rollouts, errors = [], []
         for index, item in enumerate(body["requests"]):

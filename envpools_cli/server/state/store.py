@@ -295,11 +295,17 @@ class Store:
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         finally:
             self._local.after_commit = None
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except BaseException:
+            # A COMMIT refused (a full disk) can leave the transaction open: this thread's
+            # next tx() would join it and never commit, holding the write lock for good.
+            _rollback(db)
+            raise
         for callback in callbacks:
             callback()
 
@@ -549,6 +555,13 @@ class Store:
         args.append(limit)
         return [(row["n"], json.loads(row["doc"])) for row in self.db.execute(sql, args)]
 
+    def rollout_ids_with_status(self, *statuses: str) -> list[str]:
+        marks = ",".join("?" * len(statuses))
+        rows = self.db.execute(
+            f"SELECT rollout_id FROM rollouts WHERE status IN ({marks}) ORDER BY n", statuses
+        ).fetchall()
+        return [str(row["rollout_id"]) for row in rows]
+
     def rollouts_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
         rows = self.db.execute(
@@ -581,10 +594,10 @@ class Store:
         return self.append_event_frame(rollout_id, event, data)[0]
 
     def append_event_frame(
-        self, rollout_id: str, event: str, data: dict[str, Any]
+        self, rollout_id: str, event: str, data: dict[str, Any], *, timestamp: str | None = None
     ) -> tuple[dict[str, Any], bytes]:
         """Store one event; its envelope and its SSE frame (``frames.frame_text``)."""
-        timestamp = now_iso()
+        timestamp = timestamp or now_iso()
         terminal = is_terminal(event, data)
         text = data_text(data)
         with self.tx() as db:
@@ -598,6 +611,32 @@ class Store:
                 (rollout_id, seq, event, timestamp, int(terminal), frame),
             )
         return envelope(seq, event, timestamp, data), frame
+
+    def last_seq(self, rollout_id: str) -> int:
+        (last,) = self.db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id = ?", (rollout_id,)
+        ).fetchone()
+        return int(last)
+
+    def end_rollout(
+        self,
+        rollout_id: str,
+        changes: dict[str, Any],
+        data: dict[str, Any],
+        *,
+        entries: list[dict[str, Any]] | None = None,
+        timestamp: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+        """A rollout's end in one transaction: its artifacts, its final document and its
+        terminal lifecycle event (the document, envelope and frame)."""
+        with self.tx():
+            if entries is not None:
+                self.put_artifacts(rollout_id, entries)
+            doc = self.update_rollout(rollout_id, **changes)
+            envelope, frame = self.append_event_frame(
+                rollout_id, "lifecycle", data, timestamp=timestamp
+            )
+        return doc, envelope, frame
 
     def event_frames_after(
         self, rollout_id: str, after_seq: int, *, limit: int, since: str | None = None
@@ -758,6 +797,14 @@ class Store:
             )
             for row in rows
         }
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo what is open; SQLite may have rolled back itself (after SQLITE_FULL), and an
+    error of the ROLLBACK must not hide the one that caused it."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def envelope(seq: int, event: str, timestamp: str, data: dict[str, Any]) -> dict[str, Any]:

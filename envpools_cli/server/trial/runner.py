@@ -41,6 +41,7 @@ from envpools_cli.server.sandbox.safefs import (
     tree_usage,
     write_at,
 )
+from envpools_cli.server.state.exhaustion import disk_full, exhaustion, free_bytes
 from envpools_cli.server.state.store import now_iso
 from envpools_cli.server.state.vault import VaultError
 from envpools_cli.server.tasks import HarborTask, TaskError, expand_env, load_task
@@ -64,6 +65,8 @@ __all__ = ["Outcome", "RolloutRunner", "read_reward"]
 log = logging.getLogger("envpools.server.runner")
 
 _LOG_DIRS = ("agent", "verifier", "artifacts")
+#: Less free than this after a phase: the disk filled while it ran.
+_FULL_BELOW = 1024 * 1024
 
 
 class Cancelled(Exception):
@@ -113,6 +116,8 @@ class RolloutRunner:
         self.limits: Limits = ctx.settings.limits
         self.trial = ctx.trial_dir(rollout_id)
         self.started = time.monotonic()
+        self.seq = 0
+        """The last event seq this runner stored (for an end the store refuses)."""
         self.ended = False
         self._end_lock = threading.Lock()
         self.user: SandboxUser | None = None
@@ -135,7 +140,7 @@ class RolloutRunner:
         """An event, unless the rollout already ended (its terminal event is the last)."""
         with self._end_lock:
             if not self.ended:
-                self.ctx.publish(self.rollout_id, event, data)
+                self.seq = self.ctx.publish(self.rollout_id, event, data)["seq"]
 
     def note(self, message: str, **extra: Any) -> None:
         self.publish(
@@ -148,7 +153,10 @@ class RolloutRunner:
                 raise Cancelled()
             previous = self.doc["status"]
             self.doc = self.ctx.store.update_rollout(self.rollout_id, status=status, **changes)
-            self.ctx.publish(self.rollout_id, "lifecycle", {"status": status, "previous": previous})
+            envelope = self.ctx.publish(
+                self.rollout_id, "lifecycle", {"status": status, "previous": previous}
+            )
+            self.seq = envelope["seq"]
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -181,15 +189,28 @@ class RolloutRunner:
         except TaskError as exc:
             outcome = Outcome("error", {"code": exc.code, "message": self.redact(exc.message)})
         except Exception as exc:
-            log.exception("rollout %s failed inside the backend", self.rollout_id)
-            outcome = Outcome(
-                "error",
-                {"code": "internal", "message": self.redact(f"{type(exc).__name__}: {exc}")},
-            )
+            outcome = self._failure(exc)
         finally:
             if self.user is not None:  # its sandboxes are gone: the uid is free again
                 self.ctx.release_sandbox_user(self.user)
-        self.finish(outcome)
+        try:
+            self.finish(outcome)
+        except Exception as exc:
+            log.error("rollout %s: finishing failed: %s", self.rollout_id, exc)
+        finally:
+            if not self.ended:  # whatever failed while finishing, the rollout ends
+                self.end(outcome)
+
+    def _failure(self, exc: Exception) -> Outcome:
+        """What ends a rollout that failed inside the backend: the machine running out of
+        disk or files said as such, anything else ``internal`` (with its traceback logged)."""
+        if (found := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+            log.warning("rollout %s: %s", self.rollout_id, found.message)
+            return Outcome("error", found.as_error())
+        log.exception("rollout %s failed inside the backend", self.rollout_id)
+        return Outcome(
+            "error", {"code": "internal", "message": self.redact(f"{type(exc).__name__}: {exc}")}
+        )
 
     def _task(self) -> HarborTask:
         source = self.doc.get("task_source") or {}
@@ -234,6 +255,7 @@ class RolloutRunner:
         except Stop:
             raise Cancelled() from None
         except (OSError, shutil.Error) as exc:
+            self._exhausted(exc)
             raise TaskError("bad_task_source", f"could not lay out the workspace: {exc}") from None
         for message in notes:
             self.note(message)
@@ -255,11 +277,17 @@ class RolloutRunner:
         try:
             shutil.copytree(source, target, symlinks=True)
         except (OSError, shutil.Error) as exc:
+            self._exhausted(exc)
             raise TaskError(
                 "bad_task_source", f"could not copy the task's {name}/: {exc}"
             ) from None
         self._give(target)
         return target
+
+    def _exhausted(self, exc: BaseException) -> None:
+        """A full disk or no file left is the machine's doing, not the task's: raise it so."""
+        if (found := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+            raise found from None
 
     def _watch(self) -> list[Path]:
         return [self.trial / "workspace", *(self.trial / name for name in _LOG_DIRS)]
@@ -465,6 +493,9 @@ class RolloutRunner:
         self.sandbox_sec += result.duration_sec
         if result.cancelled:
             raise Cancelled()
+        free = free_bytes(self.ctx.settings.data_dir)
+        if free is not None and free < _FULL_BELOW:  # what the phase did was cut short
+            raise disk_full(self.ctx.settings.data_dir)
         usage = tree_usage(spec.watch)
         if usage.bytes > self.limits.storage_mb * 1024 * 1024 or not usage.complete:
             result.storage_exceeded = True  # written faster than the watchdog looked
@@ -607,8 +638,13 @@ class RolloutRunner:
             index_trial(self.trial, self.scrubber, self.stop_collecting.is_set, found)
         except Stopped:
             pass
-        except Exception:
-            log.exception("rollout %s: collecting artifacts failed", self.rollout_id)
+        except Exception as exc:
+            if (exhausted := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+                log.warning(
+                    "rollout %s: collecting artifacts: %s", self.rollout_id, exhausted.message
+                )
+            else:
+                log.exception("rollout %s: collecting artifacts failed", self.rollout_id)
 
     def finish(self, outcome: Outcome) -> None:
         """Collect artifacts within ``finish_timeout_sec`` (or until a cancel), then end."""
@@ -658,26 +694,31 @@ class RolloutRunner:
         self.end(outcome, list(found.entries))
 
     def end(self, outcome: Outcome, entries: list[dict[str, Any]] | None = None) -> bool:
-        """Record the terminal status and publish it, once; False if it had already ended."""
-        usage = self._usage()
-        if entries is not None:
-            usage["bytes_downloaded"] = sum(e["size_bytes"] for e in entries)
+        """Record the terminal status and publish it, once; False if it had already ended.
+
+        The status, artifacts and terminal event are one write; if the store refuses it,
+        the end is kept and published live all the same (``state/terminal.py``).
+        """
+        usage: dict[str, Any] | None = None
+        try:
+            usage = self._usage()
+            if entries is not None:
+                usage["bytes_downloaded"] = sum(e["size_bytes"] for e in entries)
+        except Exception:
+            log.exception("rollout %s: pricing its usage failed", self.rollout_id)
         with self._end_lock:
             if self.ended:
                 return False
             self.ended = True
-            if entries is not None:
-                self.ctx.store.put_artifacts(self.rollout_id, entries)
             previous = self.doc["status"]
-            self.doc = self.ctx.store.update_rollout(
-                self.rollout_id,
-                status=outcome.status,
-                finished_at=now_iso(),
-                error=outcome.error,
-                reward_primary=outcome.reward_primary,
-                rewards=outcome.rewards or None,
-                usage=usage,
-            )
+            changes = {
+                "status": outcome.status,
+                "finished_at": now_iso(),
+                "error": outcome.error,
+                "reward_primary": outcome.reward_primary,
+                "rewards": outcome.rewards or None,
+                "usage": usage,
+            }
             data: dict[str, Any] = {
                 "status": outcome.status,
                 "previous": previous,
@@ -685,5 +726,12 @@ class RolloutRunner:
             }
             if outcome.error:
                 data["error"] = outcome.error
-            self.ctx.publish(self.rollout_id, "lifecycle", data)
+            self.doc = self.ctx.ends.end(
+                self.rollout_id,
+                changes,
+                data,
+                entries=entries,
+                after_seq=self.seq,
+                fallback=self.doc,
+            )
         return True
