@@ -140,6 +140,8 @@ def describe(job: Job, store: JobStore, records: dict[str, Record] | None = None
     passes = sum(1 for r in attempts if passed(r, job.pass_reward))
     launched = sum(1 for k, r in records.items() if k in planned and r.rollout_id)
     state = store.state(job)
+    unknown = [r for r in results if r.cost_usd is None]
+    known_cost = sum(r.cost_usd for r in results if r.cost_usd is not None)
     return {
         "id": job.id,
         "name": job.name,
@@ -155,9 +157,16 @@ def describe(job: Job, store: JobStore, records: dict[str, Record] | None = None
         "total": job.total,
         "launched": launched,
         "ended": len(results),
+        "attempts_ended": len(attempts),
         "passes": passes,
+        "errors": sum(1 for r in results if r.error_kind is not None),
         "pass_rate": passes / len(attempts) if attempts else None,
-        "cost_usd": sum(r.cost_usd for r in results),
+        "cost_usd": None if unknown else known_cost,
+        "cost_usd_known": known_cost,
+        "unpriced_rollouts": len(unknown),
+        "input_tokens": sum(r.input_tokens for r in results),
+        "output_tokens": sum(r.output_tokens for r in results),
+        "cache_tokens": sum(r.cache_tokens for r in results),
         "pass_reward": job.pass_reward,
         "folder": str(job.folder) if job.folder else None,
     }
@@ -184,8 +193,11 @@ def rollout_rows(job: Job, store: JobStore) -> list[dict[str, Any]]:
         if record.result is not None:
             result = record.result.to_dict()
             result.pop("agent", None)
+            result.pop("model", None)  # the one asked for, as the trial has it
             row.update(result)
             row["passed"] = passed(record.result, job.pass_reward)
+            row["error_kind"] = record.result.error_kind
+            row["transient_error"] = record.result.transient_error
         rows.append(row)
     return rows
 

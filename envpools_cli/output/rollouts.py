@@ -83,11 +83,14 @@ def _error_code(value: Any) -> str:
 
 
 def _agent(value: Any) -> str:
+    """The harness alone: the model has a column of its own, so neither hides the other."""
     if isinstance(value, dict):
-        harness = value.get("harness") or value.get("kind") or "?"
-        model = value.get("model_id")
-        return f"{harness}:{model}" if model else str(harness)
+        return plain_value(value.get("harness") or value.get("kind") or "?")
     return plain_value(value)
+
+
+def _model(value: Any) -> str:
+    return plain_value(value.get("model_id")) if isinstance(value, dict) else "-"
 
 
 def _reward(value: Any) -> str:
@@ -101,7 +104,8 @@ def rollout_columns() -> list[Column]:
         Column("STATUS", "status", kind="fixed"),
         Column("TASK", "task_ref", render=_task_id, ratio=2),
         Column("DATASET", "task_ref", render=_dataset, wide=True),
-        Column("AGENT", "agent", render=_agent),
+        Column("AGENT", "agent", render=_agent, kind="fixed"),
+        Column("MODEL", "agent", render=_model),
         Column("POOL", "pool_id", kind="id", wide=True),
         Column("REWARD", "reward_primary", render=_reward, kind="fixed"),
         Column("DURATION", "duration", kind="fixed", wide=True),

@@ -138,10 +138,17 @@ def test_min_pass_rate_and_junit(cli: CLI, backend: Backend, suite: Path, tmp_pa
     root = ET.parse(report).getroot()
     suites = {s.get("name"): s for s in root.iter("testsuite")}
     oracle = suites["suite [oracle]"]
-    assert (oracle.get("tests"), oracle.get("failures"), oracle.get("errors")) == ("6", "3", "0")
+    # The broken verifier is an error (no verdict), not one of the oracle's failures.
+    assert (oracle.get("tests"), oracle.get("failures"), oracle.get("errors")) == ("6", "2", "1")
     cases = {c.get("name"): c for c in oracle.iter("testcase")}
     assert cases["alpha"].find("failure") is None
     assert cases["delta-unsolvable"].find("failure") is not None
+    broken = cases["foxtrot-broken-verifier"]
+    assert broken.find("failure") is None
+    error = broken.find("error")
+    assert error is not None and error.get("type") == "verifier:reward_missing"
+    props = {p.get("name"): p.get("value") for p in broken.iter("property")}
+    assert (props["errors"], props["errors_verifier"], props["attempts"]) == ("2", "2", "0")
     out = cases["alpha"].findtext("system-out") or ""
     assert out.count("attempt ") == 2 and "rollout=ro_" in out
     props = {p.get("name"): p.get("value") for p in cases["echo-half"].iter("property")}
@@ -154,7 +161,7 @@ def test_min_pass_rate_and_junit(cli: CLI, backend: Backend, suite: Path, tmp_pa
                  "--name", "second", "-q")  # fmt: skip
     assert better.code == 0
     compared = cli("jobs", "compare", job_id, "second", "-o", "json").json()
-    assert compared["counts"] == {"same": 12}
+    assert compared["counts"] == {"same": 10, "no verdict": 2}  # the broken verifier
     assert {t["agent"]: t["delta_pass_rate"] for t in compared["totals"]} == {
         "oracle": 0.0,
         "nop": 0.0,
