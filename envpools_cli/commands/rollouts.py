@@ -402,7 +402,8 @@ def get(
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
 ) -> None:
-    """Show a rollout.
+    """Show a rollout: its task, agent, timing, usage (tokens, cached tokens, cost), error
+    and last events.
 
     Example: envpools rollouts get ro_18ec37 -o json | jq .reward_primary
     """
@@ -410,7 +411,15 @@ def get(
 
     fmt = output_format(output, as_json, quiet, fields=fields)
     rollout = ep.get_rollout(resolve_rollout_id(rollout_id), **runtime.conn())
-    show_rollout(rollout, fmt, fields)
+    events = None
+    if fmt == "table" and fields is None and rollout.get("rollout_id"):
+        from envpools_cli.watch import recent_events
+
+        try:
+            events = recent_events(str(rollout["rollout_id"]), runtime.conn())
+        except (ep.APIError, ep.TransportError, ep.StreamGapError):
+            events = None  # the rollout itself is what was asked for
+    show_rollout(rollout, fmt, fields, events)
     if exit_status:
         from envpools_cli.watch import status_exit_code
 

@@ -240,8 +240,15 @@ def _seconds(value: Any) -> str:
     return f"{value:g}s" if isinstance(value, int | float) else compact(value)
 
 
-def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
-    """``rollouts get`` as sections: summary, task, agent, timing, usage, error, routing."""
+def rollout_sections(
+    doc: dict[str, Any],
+    *,
+    terminal: bool,
+    events: list[dict[str, Any]] | None = None,
+    event_count: int | None = None,
+) -> list[Section]:
+    """``rollouts get`` as sections: summary, task, agent, timing, usage, error, the last
+    events (when given), routing."""
     from envpools_cli.output.usage import cost_rows, usage_rows
 
     def dict_of(key: str) -> dict[str, Any]:
@@ -323,6 +330,15 @@ def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
     else:
         error.add("Error", error_doc)
 
+    shown = len(events or [])
+    recent = Section(
+        f"Events (last {shown} of {event_count})"
+        if event_count and event_count > shown
+        else "Events"
+    )
+    for envelope in events or []:
+        recent.add(event_time(envelope), f"{envelope.get('event')}: {describe_event(envelope)}")
+
     route = dict_of("routing")
     routing = Section("Routing")
     routing.add("Strategy", route.get("strategy"))
@@ -350,7 +366,7 @@ def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
     for key, value in doc.items():
         if key not in _SHOWN_KEYS:
             other.add(key, value)
-    return [summary, task, agent, timing, usage, error, routing, limits, metadata, other]
+    return [summary, task, agent, timing, usage, error, recent, routing, limits, metadata, other]
 
 
 def show_rollouts(
@@ -377,13 +393,22 @@ def show_rollouts(
     )
 
 
-def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
-    """One rollout: sections on a table, the document as it came in every machine format."""
+def show_rollout(
+    item: dict[str, Any],
+    fmt: str,
+    fields: str | None,
+    events: tuple[list[dict[str, Any]], int] | None = None,
+) -> None:
+    """One rollout: sections on a table (with its last ``events``, and how many there are),
+    the document as it came in every machine format."""
     from envpools_cli.output.describe import print_sections
     from envpools_cli.output.formats import emit_record, parse_fields
     from envpools_cli.output.streams import is_tty
 
     if fmt == "table" and fields is None:
-        print_sections(rollout_sections(item, terminal=is_tty()))
+        recent, count = events if events is not None else (None, None)
+        print_sections(
+            rollout_sections(item, terminal=is_tty(), events=recent, event_count=count)
+        )
         return
     emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)

@@ -395,8 +395,11 @@ class TestRecordViews:
             "Timing",
             "Usage",
             "Error",
+            "Events",
             "Routing",
         ]
+        events = view[view.index("Events:") + 1 : view.index("Routing:")]
+        assert any("lifecycle: status error" in line for line in events), events
         error = view[view.index("Error:") + 1 :]
         assert error[0].split() == ["Code:", "credentials_missing"]
         message = document["error"]["message"]
