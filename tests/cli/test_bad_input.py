@@ -84,7 +84,7 @@ CASES = [
     ),
     case("flag-without-value", "rollouts", "list", "--limit", code=USAGE, says="--limit"),
     case("jobs-status-is-not-a-command", "jobs", "status", "x", code=USAGE, says="status"),
-    case("cancel-without-ids", "rollouts", "cancel", "--yes", code=USAGE, says="ROLLOUT_IDS"),
+    case("cancel-without-ids", "rollouts", "cancel", "--yes", code=USAGE, says="ROLLOUT_ID..."),
     case("compare-one-job", "jobs", "compare", "a", code=USAGE, says="JOB"),
     # --- bad values, bad enums, negative and huge numbers -----------------------------------
     case("limit-not-a-number", "rollouts", "list", "--limit", "abc", code=USAGE, says="--limit"),
