@@ -122,8 +122,12 @@ def _plan_error(exc: Exception) -> UsageProblem:
     return UsageProblem(str(exc))
 
 
-def _job_conn(job: Job) -> dict[str, Any]:
-    """The connection for a job's rollouts; refuse a backend that does not know the job."""
+def _job_conn(job: Job, *, restore: bool = False) -> dict[str, Any]:
+    """The connection for a job's rollouts; refuse a backend that does not know the job.
+
+    ``restore``: a pool the job made that is gone from the backend holding the job's
+    rollouts is made again from the job's task folders (``resume`` reuses the job's pool).
+    """
     from envpools_cli import client as ep
     from envpools_cli.output.messages import warn
 
@@ -134,6 +138,11 @@ def _job_conn(job: Job) -> dict[str, Any]:
         # One cheap request: a backend that is down fails here, not in every worker.
         ep.get_pool(job.pool_id, **conn)
     except ep.NotFoundError:
+        from envpools_cli.jobs.lifecycle import restore_pool
+
+        if restore and restore_pool(job, _store(), conn):
+            warn(f"pool {job.pool_id} of job {job.id} was gone; made it again from its tasks")
+            return conn
         where = (
             "" if conn["backend_base"] == job.backend_base else f" (it ran on {job.backend_base})"
         )
@@ -346,7 +355,7 @@ def resume_job(
     check_writable_file(junit, "--junit")
     store = _store()
     job = _load(job_ref)
-    conn = _job_conn(job)
+    conn = _job_conn(job, restore=True)
     if store.state(job).get("status") == "cancelled":
         store.clear_state(job)
     _run(
@@ -521,9 +530,10 @@ def delete_job(
     ] = False,
     yes: YesOpt = False,
 ) -> None:
-    """Delete a job's records (and the pool it created, unless --keep-pool).
+    """Delete a job's records and the pool it created (unless --keep-pool).
 
-    The rollouts themselves stay on the backend.
+    Rollouts of the job still going are cancelled first; the finished ones stay on the
+    backend.
 
     Example: envpools jobs delete old-run --yes
     """

@@ -19,7 +19,15 @@ from envpools_cli.jobs.stats import JobStats, compute, is_attempt, passed
 from envpools_cli.jobs.store import Job, JobStore, Record, Result, new_job_id, now_iso
 from envpools_cli.models import RolloutStatus
 
-__all__ = ["cancel_job", "create_job", "delete_job", "describe", "job_stats", "rollout_rows"]
+__all__ = [
+    "cancel_job",
+    "create_job",
+    "delete_job",
+    "describe",
+    "job_stats",
+    "restore_pool",
+    "rollout_rows",
+]
 
 
 def _conn_only(conn: dict[str, Any]) -> dict[str, Any]:
@@ -223,17 +231,70 @@ def cancel_job(job: Job, store: JobStore, conn: dict[str, Any]) -> list[str]:
 def delete_job(
     job: Job, store: JobStore, conn: dict[str, Any] | None, *, keep_pool: bool
 ) -> str | None:
-    """Remove the job folder, and the pool the job created unless ``keep_pool``.
+    """Remove the job folder, and the pool the job created unless ``keep_pool``: its
+    rollouts still going (a job stopped halfway) are cancelled first, since a pool with
+    rollouts queued or running cannot go.
 
     Returns a warning when the pool could not be deleted (the folder is gone anyway).
     """
     warning = None
     if job.pool_created and not keep_pool and conn is not None:
+        conn = _conn_only(conn)
         try:
-            ep.delete_pool(job.pool_id, **_conn_only(conn))
+            for record in store.records(job).values():
+                if record.rollout_id and record.result is None:
+                    with contextlib.suppress(ep.NotFoundError):
+                        ep.cancel_rollout(record.rollout_id, **conn)
+            ep.delete_pool(job.pool_id, **conn)
         except ep.NotFoundError:
             pass
         except (ep.APIError, ep.TransportError) as exc:
-            warning = f"pool {job.pool_id} was not deleted: {exc}"
+            warning = (
+                f"pool {job.pool_id} was not deleted: {exc} "
+                f"(delete it later: envpools pools delete {job.pool_id} --yes)"
+            )
     store.delete(job)
     return warning
+
+
+def restore_pool(job: Job, store: JobStore, conn: dict[str, Any]) -> bool:
+    """Make the job's pool again when it is gone from the backend that ran the job.
+
+    Only for a pool the job made from local task folders that still exist, and only on a
+    backend that still holds the job's rollouts (the same backend: another one would
+    start the job over, which ``resume`` must not do). True when it was made.
+    """
+    conn = _conn_only(conn)
+    if not job.pool_created or not job.task_paths:
+        return False
+    known = [r.rollout_id for r in store.records(job).values() if r.rollout_id]
+    if not known:
+        return False
+    try:
+        ep.get_rollout(known[0], **conn)
+    except (ep.NotFoundError, ep.AuthenticationError, ep.PermissionDeniedError):
+        return False
+    tasks = []
+    for task_id in job.task_ids:
+        path = job.task_paths.get(task_id)
+        if not path or not _still_a_task(path):
+            return False
+        tasks.append(ep.PoolTask.from_local(task_id, path).model_dump())
+    body = {
+        "pool_id": job.pool_id,
+        "pool_type": "sandbox",
+        "concurrency": job.concurrency,
+        "tags": ["envpools-job"],
+        "tasks": tasks,
+    }
+    ep.create_pool(request=body, **conn)
+    return True
+
+
+def _still_a_task(path: str) -> bool:
+    """Whether ``path`` is still a Harbor task folder."""
+    from pathlib import Path
+
+    from envpools_cli.jobs.plan import is_harbor_task
+
+    return is_harbor_task(Path(path))

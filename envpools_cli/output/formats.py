@@ -242,16 +242,17 @@ _MIN_TEXT = 8
 
 
 def _drop_order(columns: Sequence[Column], shown: list[int]) -> list[int]:
-    """Which shown column goes first when a table cannot fit: ``--wide`` extras first (so
-    ``--wide`` never shows less than without it), then text, then the rest, each from the
-    right; ids never (unless nothing else is left: the first id stays)."""
+    """Which shown column goes first when a table cannot fit: ``--wide`` extras first, ids
+    among them (so ``--wide`` never shows less than without it), then text, then the
+    rest, each from the right; other ids never (unless nothing else is left: the first
+    id stays)."""
 
     def rank(i: int) -> tuple[int, int]:
         column = columns[i]
         tier = 0 if column.wide else 1 if column.kind == "text" else 2
         return (tier, -i)
 
-    droppable = [i for i in shown if columns[i].kind != "id"] or shown[1:]
+    droppable = [i for i in shown if columns[i].wide or columns[i].kind != "id"] or shown[1:]
     return sorted(droppable, key=rank)
 
 
