@@ -56,8 +56,19 @@ def build_request(
     request: dict[str, Any] = json.loads(json.dumps(base))
     if task:
         dataset, sep, task_id = task.partition("/")
-        if not sep or not dataset or not task_id:
-            raise UsageProblem(f"--task expects DATASET/TASK_ID, got {task!r}")
+        if not sep and dataset and pool:
+            # A task of the pool, by its id: the pool's name stands for the dataset.
+            dataset, task_id = pool, task
+        elif not sep and dataset:
+            raise UsageProblem(
+                f"--task {task!r} names a task but not where it is: add --pool POOL (a task "
+                "of that pool), or give DATASET/TASK_ID (e.g. envpools-examples/"
+                "fix-failing-test, the bundled example)"
+            )
+        if not dataset or not task_id:
+            raise UsageProblem(
+                f"--task expects TASK_ID (with --pool) or DATASET/TASK_ID, got {task!r}"
+            )
         request["task_ref"] = {
             **(request.get("task_ref") or {}),
             "dataset": dataset,
@@ -207,7 +218,13 @@ def _check_create_flags(
 @app.command("create")
 def create(
     task: Annotated[
-        str | None, typer.Option("--task", "-t", metavar="DATASET/TASK_ID", help="The task to run.")
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="[DATASET/]TASK_ID",
+            help="The task to run: a task id of --pool, or DATASET/TASK_ID.",
+        ),
     ] = None,
     agent: Annotated[
         str | None,
@@ -602,7 +619,15 @@ def replay(
 @app.command("validate")
 def validate(
     from_file: Annotated[str | None, typer.Option("--from-file", "-f")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", metavar="DATASET/TASK_ID")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="[DATASET/]TASK_ID",
+            help="The task: a task id of --pool, or DATASET/TASK_ID.",
+        ),
+    ] = None,
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m")] = None,
     pool: Annotated[str | None, typer.Option("--pool")] = None,

@@ -125,7 +125,7 @@ def _hint(harness: Harness, launch: AgentLaunch, exit_code: int | None) -> str:
         keys = sorted({provider(r).key_names[0] for r in routes})
         return (
             f"the provider refused the stored key: replace the {' / '.join(keys)} "
-            "credential (envpools credentials list, then envpools credentials rotate ID)"
+            f"credential (envpools credentials rotate {keys[0] if keys else 'NAME'})"
         )
     if log is not None and log.statuses.get(404):
         return (
