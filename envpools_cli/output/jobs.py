@@ -275,7 +275,13 @@ def _notes(result: dict[str, Any], job_id: str) -> None:
 
 
 def emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
-    """A job's result table: task x agent rows, then totals per agent/model."""
+    """A job's result table: task x agent rows, then totals per agent/model; errors and
+    unknown costs are said on stderr whatever the format."""
+    _emit_result(job, result, fmt)
+    _notes(result, str(job["id"]))
+
+
+def _emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
     if fmt == "json":
         write_out(dump_json({"job": job, "result": result}) + "\n")
         return
@@ -309,7 +315,6 @@ def emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
     _table(groups, _result_columns(k, totals=False, width=width))
     write_out("\n")
     _table(totals, _result_columns(k, totals=True, width=width))
-    _notes(result, str(job["id"]))
 
 
 def _rollout_columns(width: int | None) -> list[Column]:
