@@ -10,6 +10,7 @@ from envpools_cli.jobs.plan import (
     LocalTask,
     PlanError,
     Trial,
+    check_task_files,
     discover_tasks,
     select_tasks,
 )
@@ -56,6 +57,8 @@ def create_job(
             warn(f"skipped {len(skipped)} folder(s) that are not Harbor tasks: {names}")
         chosen = set(select_tasks([t.task_id for t in found], spec.include, spec.exclude))
         local = [t for t in found if t.task_id in chosen]
+        for task in local:
+            check_task_files(task)
         task_ids = [t.task_id for t in local]
         pool_id = job_id
         default_name = spec.tasks_dir.expanduser().resolve().name

@@ -407,8 +407,6 @@ def show_rollout(
 
     if fmt == "table" and fields is None:
         recent, count = events if events is not None else (None, None)
-        print_sections(
-            rollout_sections(item, terminal=is_tty(), events=recent, event_count=count)
-        )
+        print_sections(rollout_sections(item, terminal=is_tty(), events=recent, event_count=count))
         return
     emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,58 @@ def test_a_task_of_the_pool_by_its_id(cli: CLI, backend: Local) -> None:
     assert "is not in pool 'coding'; its tasks: fix-failing-test" in unknown.err
     nowhere = cli("rollouts", "create", "--agent", "oracle", "--task", "fix-failing-test")
     assert nowhere.code == 2 and "add --pool POOL" in nowhere.err
+
+
+def test_tasks_init_then_check(cli: CLI, tmp_path: Path) -> None:
+    """A new task passes its check as made; a check says which half of it is unsound."""
+    task = tmp_path / "my-task"
+    made = cli("tasks", "init", str(task))
+    assert made.code == 0, made.err
+    assert {p.relative_to(task).as_posix() for p in task.rglob("*") if p.is_file()} == {
+        "instruction.md", "task.toml", "environment/Dockerfile", "environment/repo/README.md",
+        "solution/solve.sh", "tests/test.sh",
+    }  # fmt: skip
+    assert cli("tasks", "init", str(task)).code == 2, "an existing task is never overwritten"
+
+    sound = cli("tasks", "check", str(task), "-o", "json")
+    assert sound.code == 0, sound.err
+    checks = {c["agent"]: c for c in sound.json()["checks"]}
+    assert checks["oracle"]["reward"] == 1.0 and checks["nop"]["reward"] == 0.0
+
+    # Tests that pass whatever the agent does: nop must not pass.
+    test = task / "tests" / "test.sh"
+    test.write_text("#!/bin/bash\necho 'all good' && echo 1 > /logs/verifier/reward.txt\n")
+    lax = cli("tasks", "check", str(task))
+    assert lax.code == 5
+    assert "nop: doing nothing scores 1: the tests do not check the work" in lax.err
+    # A solution that does not solve it: the oracle must pass, and the verifier says why.
+    test.write_text(
+        "#!/bin/bash\necho \"greeting is '$(cat /app/greeting.txt 2>/dev/null)'\"\n"
+        "grep -qx hello /app/greeting.txt && r=1 || r=0; echo $r > /logs/verifier/reward.txt\n"
+    )
+    (task / "solution" / "solve.sh").write_text("#!/bin/bash\necho bye > /app/greeting.txt\n")
+    wrong = cli("tasks", "check", str(task))
+    assert wrong.code == 5
+    assert "oracle: solution/solve.sh does not solve it: reward 0, not 1" in wrong.err
+    assert "| greeting is 'bye'" in wrong.err
+
+    (task / "task.toml").write_text("version = \n")
+    broken = cli("tasks", "check", str(task))
+    assert broken.code == 2 and "invalid TOML" in broken.err and str(task) in broken.err
+
+
+def test_a_broken_task_toml_among_good_tasks_is_named(
+    cli: CLI, backend: Local, tmp_path: Path
+) -> None:
+    suite = tmp_path / "suite"
+    for name in ("good", "bad"):
+        shutil.copytree(EXAMPLE, suite / name)
+    (suite / "bad" / "task.toml").write_text("version = \n")
+    ran = cli("jobs", "run", "--tasks", str(suite), "-a", "oracle")
+    assert ran.code == 2
+    assert f"{suite / 'bad' / 'task.toml'}: not valid TOML" in ran.err
+    assert "--exclude bad" in ran.err
+    pool = cli(
+        "pools", "create", "p", "--local", str(suite / "good"), "--local", str(suite / "bad")
+    )
+    assert pool.code == 1 and "task 'bad'" in pool.err
