@@ -1,9 +1,11 @@
 """Eval jobs on screen: the live progress of a run, result tables, job lists, comparisons.
 
 Progress goes to stderr (a Rich live display on a terminal, one line per ended rollout
-otherwise); tables and documents go to stdout. Result tables fit 80 columns: the task
-and agent columns fold, and the optional columns (errors, tokens, cost per success)
-appear only when the terminal is wide enough.
+otherwise); tables and documents go to stdout. Tables are fitted by ``formats`` like
+every other: ids (job, rollout, ``agent:model``) are never folded or cut, task names give
+way with an ellipsis, and the optional columns (PASS@1, tokens, cost per success, error
+kinds) appear when the terminal is wide enough. Errors (rollouts with no verdict) have
+their own column everywhere, and a cost nobody could price reads ``unknown``, never $0.
 """
 
 from __future__ import annotations
