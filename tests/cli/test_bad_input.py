@@ -197,7 +197,19 @@ CASES = [
         says="novalue",
     ),
     case(
-        "task-without-dataset",
+        "task-without-dataset-or-pool",
+        "rollouts",
+        "create",
+        "-t",
+        "justatask",
+        "-a",
+        "oracle",
+        code=USAGE,
+        says="add --pool POOL",
+    ),
+    case(
+        # With --pool, a bare task id is that pool's task: one it does not have is not found.
+        "task-not-in-the-pool",
         "rollouts",
         "create",
         "-t",
@@ -206,8 +218,8 @@ CASES = [
         "oracle",
         "--pool",
         POOL,
-        code=USAGE,
-        says="justatask",
+        code=NOT_FOUND,
+        says="is not in pool",
     ),
     case("create-without-anything", "rollouts", "create", code=USAGE, says="missing"),
     case(
