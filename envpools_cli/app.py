@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -344,10 +345,21 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+_PYTHON_LIST = re.compile(r"\[((?:'[^'\[\]\n]*'(?:, )?)+)\]")
+
+
+def plain_lists(text: str) -> str:
+    """``Allowed models: ['a', 'b']`` reads ``Allowed models: a, b``: the client keeps the
+    official SDK's wording (and its Python lists) for code; people get words."""
+    return _PYTHON_LIST.sub(lambda m: ", ".join(re.findall(r"'([^']*)'", m.group(1))), text)
+
+
 def report(exit_code: int, payload: dict[str, Any], hint: str | None) -> None:
     from envpools_cli.output import messages
 
     payload = {k: _scrub(v) for k, v in payload.items() if v is not None}
+    if isinstance(payload.get("message"), str):
+        payload["message"] = plain_lists(payload["message"])
     hint = _scrub(hint)
     if runtime.json_errors:
         messages.error_json({**payload, "exit_code": exit_code, **({"hint": hint} if hint else {})})
@@ -361,13 +373,11 @@ def report(exit_code: int, payload: dict[str, Any], hint: str | None) -> None:
 
 
 def _name_metavars(command: Any) -> None:
-    """Help shows ``--pool POOL`` rather than Typer's ``--pool <str>``."""
-    for param in getattr(command, "params", []):
-        is_option = getattr(param, "param_type_name", "") == "option"
-        if is_option and param.metavar is None and not getattr(param, "is_flag", False):
-            param.metavar = (param.name or "value").upper()
-    for sub in getattr(command, "commands", {}).values():
-        _name_metavars(sub)
+    """Help shows ``--pool POOL`` and ``ROLLOUT_ID...`` rather than Typer's ``<str>`` and
+    ``rollout_ids <list[str]>``, and wraps between words (``help_format``)."""
+    from envpools_cli.help_format import polish
+
+    polish(command)
 
 
 HELP_WIDTH_COLUMNS = 80

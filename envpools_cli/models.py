@@ -516,9 +516,18 @@ class UsageSnapshot(OpenWireModel):
     bytes_downloaded: int | None = None
     llm_input_tokens: int | None = None
     llm_output_tokens: int | None = None
-    cost_usd: float | None = Field(default=None, description="Estimated cost in USD")
+    cost_usd: float | None = Field(
+        default=None, description="Estimated cost in USD; null when some usage is unpriced"
+    )
     provider_costs: dict[str, float] | None = Field(
         default=None, description="Per-provider cost breakdown"
+    )
+    llm_cache_tokens: int | None = Field(
+        default=None, description="Input tokens served from the provider's cache"
+    )
+    model_id: str | None = Field(default=None, description="The model the agent reported")
+    unpriced_models: list[str] | None = Field(
+        default=None, description="Models whose tokens have no price: the cost is unknown"
     )
 
 

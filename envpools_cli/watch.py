@@ -55,11 +55,17 @@ def watch_one(
     interval: float,
     conn: dict[str, Any],
     on_status: Callable[[str, str], None] | None = None,
+    on_seed: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """(final or last state, timed out), via RolloutHandle.wait: events first, polls if needed."""
+    """(final or last state, timed out), via RolloutHandle.wait: events first, polls if needed.
+
+    ``on_seed`` hears the rollout as it is when the wait begins (a live view times its
+    status from the rollout's own timestamps)."""
     from envpools_cli import client as ep
 
     handle = ep.RolloutHandle(rollout_id, **conn)
+    if on_seed is not None:
+        on_seed(handle.get())
     doc = handle.wait(
         timeout=max(0.0, deadline - time.monotonic()),
         poll_interval=interval,
@@ -96,7 +102,12 @@ def wait_and_report(
         def work(rollout_id: str) -> None:
             try:
                 results[rollout_id] = watch_one(
-                    rollout_id, deadline, interval, conn, progress.status
+                    rollout_id,
+                    deadline,
+                    interval,
+                    conn,
+                    progress.status,
+                    progress.seed if progress.live_enabled else None,
                 )
                 progress.finished(results[rollout_id][0])
             except BaseException as exc:  # handed to the main thread
@@ -230,3 +241,40 @@ def follow_to_end(
     if exit_status:
         return status_exit_code([doc], None, timed_out=False)
     return EXIT_OK
+
+
+def recent_events(
+    rollout_id: str, conn: dict[str, Any], count: int = 5
+) -> tuple[list[dict[str, Any]], int]:
+    """(the last ``count`` events but heartbeats, how many there are), for ``rollouts get``.
+
+    Reads up to the rollout's latest event as the summary names it, then stops (a running
+    rollout's stream is not waited on). Where event ids are their ``seq`` (the local
+    backend) the read starts ``count`` events before the end; elsewhere it reads from
+    the start and keeps the tail.
+    """
+    from collections import deque
+
+    from envpools_cli import client as ep
+
+    summary = ep.get_rollout_summary(rollout_id, **conn)
+    found = summary.get("last_event")
+    last: dict[str, Any] = found if isinstance(found, dict) else {}
+    total = summary.get("event_count")
+    stop = last.get("seq")
+    if not isinstance(stop, int) or stop <= 0:
+        return [], 0
+    cursor = None
+    if str(last.get("id")) == str(stop):  # ids are sequence numbers: jump near the end
+        cursor = str(max(0, stop - count * 4))
+    kept: deque[dict[str, Any]] = deque(maxlen=count)
+    with ep.stream_rollout_events(
+        rollout_id, cursor=cursor, auto_reconnect=True, on_gap="ignore", **conn
+    ) as stream:
+        for event in stream:
+            if event.get("event") != "heartbeat":
+                kept.append(event)
+            seq = event.get("seq")
+            if isinstance(seq, int) and seq >= stop:
+                break
+    return list(kept), total if isinstance(total, int) else stop

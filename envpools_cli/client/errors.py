@@ -71,12 +71,14 @@ class ConfigurationError(EnvPoolsError, ValueError):
 
 
 class MissingAPIKeyError(ConfigurationError):
-    """No API key was given and none is set in the environment."""
+    """No API key was given, none is set in the environment, and no CLI profile has one."""
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(
             message
-            or "api_key is required (provide api_key=..., or set ENVPOOLS_API_KEY or SYNTH_API_KEY)"
+            or "api_key is required (provide api_key=..., set ENVPOOLS_API_KEY or "
+            "SYNTH_API_KEY, or run 'envpools local up' (a local backend) or 'envpools auth "
+            "login': the client then uses the CLI's active profile)"
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from envpools_cli.models import PoolResponse, RolloutRequestV1
 
 from .bind import offer, offer_as
+from .errors import ConfigurationError, MissingAPIKeyError
 from .handle import RolloutHandle
 from .http import Connection, HTTPSession
 from .resources import (
@@ -123,6 +124,36 @@ class EnvironmentPoolsClient:
         self.credentials = Credentials(connection)
         self.capabilities = Capabilities(connection)
         self.queue = Queue(connection)
+
+    @classmethod
+    def from_profile(
+        cls,
+        name: str | None = None,
+        *,
+        skip_plan_check: bool = False,
+        session: HTTPSession | None = None,
+    ) -> EnvironmentPoolsClient:
+        """A client with the URL and key of the CLI's profile ``name`` (None: the active
+        one), as ``envpools --profile NAME`` uses them; ConfigurationError if it is missing."""
+        from .profile import load_profile
+
+        found = load_profile(name)
+        if found is None:
+            raise ConfigurationError(
+                "no active profile: run 'envpools local up' or 'envpools auth login' first"
+            )
+        if not found.api_key:
+            raise MissingAPIKeyError(
+                f"profile {found.name!r} has no API key: 'envpools --profile {found.name} "
+                "auth login' stores one"
+            )
+        return cls(
+            api_key=found.api_key,
+            backend_base=found.api_url,
+            api_version=found.api_version,
+            skip_plan_check=skip_plan_check,
+            session=session,
+        )
 
     @property
     def account_info(self) -> dict[str, Any]:

@@ -114,7 +114,9 @@ def check_rollout_request(payload: Mapping[str, Any], capabilities: Capabilities
     offered = _offered_agents(caps)
     if harness not in offered:
         available = sorted(set(offered) | set(PRESET_MODELS))
-        raise InvalidRequestError(f"Unknown harness {harness!r}. Available harnesses: {available}")
+        raise InvalidRequestError(
+            f"Unknown harness {harness!r}. Available harnesses: {', '.join(available)}"
+        )
     allowed = offered[harness]
     if model_id is not None and _takes_any_model(caps, harness):
         # The listed models are presets, not a limit (gemini-cli, a custom agent...).

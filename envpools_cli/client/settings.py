@@ -2,14 +2,22 @@
 
 Each value is chosen by ``envpools_cli.precedence`` (the resolver the CLI uses too):
 the explicit argument, then ``ENVPOOLS_*``, then the variables the official SDK reads
-(``SYNTH_API_KEY``, ``SYNTH_BACKEND_URL``, ``ENV_POOLS_API_VERSION``), then the default.
+(``SYNTH_API_KEY``, ``SYNTH_BACKEND_URL``, ``ENV_POOLS_API_VERSION``), then the CLI's
+active profile (``profile.py``: what ``envpools local up`` or ``auth login`` set up),
+then the default.
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from envpools_cli.precedence import HOSTED_BACKEND_URL, SDK_DEFAULT_BACKEND_URL, choose
+from envpools_cli.precedence import (
+    HOSTED_BACKEND_URL,
+    SDK_DEFAULT_BACKEND_URL,
+    SettingName,
+    choose,
+    from_env,
+)
 
 from .errors import ConfigurationError, InvalidRequestError, MissingAPIKeyError
 
@@ -53,20 +61,35 @@ def normalize_backend_base(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def _from_profile(name: SettingName, given: str | None) -> dict[str, str]:
+    """The active profile's value of ``name``, as ``choose`` takes a profile, when neither
+    an argument nor the environment gives one (only then is the profile read)."""
+    if (given is not None and given.strip()) or from_env(name) is not None:
+        return {}
+    from .profile import active_profile
+
+    found = active_profile()
+    value = getattr(found, name, None) if found is not None else None
+    return {name: value} if value else {}
+
+
 def resolve_backend_base(backend_base: str | None = None) -> str:
-    url = choose("api_url", flag=backend_base, default=DEFAULT_BACKEND_URL).value
+    profile = _from_profile("api_url", backend_base)
+    url = choose("api_url", flag=backend_base, profile=profile, default=DEFAULT_BACKEND_URL).value
     return normalize_backend_base(url or DEFAULT_BACKEND_URL)
 
 
 def resolve_api_key(api_key: str | None = None) -> str:
-    found = choose("api_key", flag=api_key).value
+    found = choose("api_key", flag=api_key, profile=_from_profile("api_key", api_key)).value
     if not found:
         raise MissingAPIKeyError()
     return found
 
 
 def resolve_api_version(api_version: str | None = None) -> str:
-    return (choose("api_version", flag=api_version, default="v1").value or "v1").strip().lower()
+    profile = _from_profile("api_version", api_version)
+    chosen = choose("api_version", flag=api_version, profile=profile, default="v1").value
+    return (chosen or "v1").strip().lower()
 
 
 def quote_segment(value: str) -> str:

@@ -116,9 +116,41 @@ def list_(
     )
 
 
+CredentialArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="CREDENTIAL", help="Credential id or name (as 'envpools credentials list' shows)."
+    ),
+]
+
+
+def _resolve(ref: str, conn: dict[str, Any]) -> str:
+    """The id of the credential ``ref`` names: its id, else its name (when only one has it)."""
+    from envpools_cli import client as ep
+    from envpools_cli.cli_errors import EXIT_NOT_FOUND, CLIError, UsageProblem
+
+    found = ep.list_credentials(**conn)
+    if any(c.get("credential_id") == ref for c in found):
+        return ref
+    named = [str(c.get("credential_id")) for c in found if c.get("credential_name") == ref]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise UsageProblem(
+            f"{len(named)} credentials are named {ref!r} ({', '.join(named)}): give the id"
+        )
+    names = sorted({str(c.get("credential_name")) for c in found if c.get("credential_name")})
+    raise CLIError(
+        f"no credential with the id or name {ref!r}",
+        hint=f"credentials: {', '.join(names)}" if names else "none stored yet",
+        exit_code=EXIT_NOT_FOUND,
+        code="not_found",
+    )
+
+
 @app.command("rotate")
 def rotate(
-    credential_id: Annotated[str, typer.Argument(help="Credential id.")],
+    credential: CredentialArg,
     value_file: ValueFileOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -127,28 +159,29 @@ def rotate(
 ) -> None:
     """Replace a credential's value (from stdin or a hidden prompt).
 
-    Example: envpools credentials rotate cred_1a2b < new-token.txt
+    Example: envpools credentials rotate OPENAI_API_KEY < new-token.txt
     """
     from envpools_cli import client as ep
 
     fmt = output_format(output, as_json, quiet)
     conn = runtime.conn(versioned=False)
+    credential_id = _resolve(credential, conn)  # before the prompt: a typo fails first
     value = read_secret("new value", value_file)
     _show(ep.rotate_credential(credential_id, new_value=value, **conn), fmt, fields)
 
 
 @app.command("delete")
-def delete(
-    credential_id: Annotated[str, typer.Argument(help="Credential id.")],
-    yes: YesOpt = False,
-) -> None:
+def delete(credential: CredentialArg, yes: YesOpt = False) -> None:
     """Delete a credential.
 
-    Example: envpools credentials delete cred_1a2b --yes
+    Example: envpools credentials delete OPENAI_API_KEY --yes
     """
     from envpools_cli import client as ep
     from envpools_cli.output.messages import success
 
-    confirm_destructive(f"delete credential {credential_id!r}", yes)
-    ep.delete_credential(credential_id, **runtime.conn(versioned=False))
-    success(f"deleted credential {credential_id}")
+    conn = runtime.conn(versioned=False)
+    credential_id = _resolve(credential, conn)
+    shown = credential_id if credential_id == credential else f"{credential} ({credential_id})"
+    confirm_destructive(f"delete credential {shown}", yes)
+    ep.delete_credential(credential_id, **conn)
+    success(f"deleted credential {shown}")

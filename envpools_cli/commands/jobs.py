@@ -131,8 +131,12 @@ def _plan_error(exc: Exception) -> UsageProblem:
     return UsageProblem(str(exc))
 
 
-def _job_conn(job: Job) -> dict[str, Any]:
-    """The connection for a job's rollouts; refuse a backend that does not know the job."""
+def _job_conn(job: Job, *, restore: bool = False) -> dict[str, Any]:
+    """The connection for a job's rollouts; refuse a backend that does not know the job.
+
+    ``restore``: a pool the job made that is gone from the backend holding the job's
+    rollouts is made again from the job's task folders (``resume`` reuses the job's pool).
+    """
     from envpools_cli import client as ep
     from envpools_cli.output.messages import warn
 
@@ -143,6 +147,11 @@ def _job_conn(job: Job) -> dict[str, Any]:
         # One cheap request: a backend that is down fails here, not in every worker.
         ep.get_pool(job.pool_id, **conn)
     except ep.NotFoundError:
+        from envpools_cli.jobs.lifecycle import restore_pool
+
+        if restore and restore_pool(job, _store(), conn):
+            warn(f"pool {job.pool_id} of job {job.id} was gone; made it again from its tasks")
+            return conn
         where = (
             "" if conn["backend_base"] == job.backend_base else f" (it ran on {job.backend_base})"
         )
@@ -329,8 +338,9 @@ def resume_job(
         bool,
         typer.Option(
             "--retry-errors",
-            help="Also run again the rollouts that ended in 'error' (the platform could not "
-            "run them). Those a backend restart ended are always run again.",
+            help="Also run again the rollouts that reached no verdict (errors: verifier, "
+            "provider, infrastructure, setup). Those a backend restart ended are always run "
+            "again.",
         ),
     ] = False,
     concurrency: ConcurrencyOpt = None,
@@ -354,7 +364,7 @@ def resume_job(
     check_writable_file(junit, "--junit")
     store = _store()
     job = _load(job_ref)
-    conn = _job_conn(job)
+    conn = _job_conn(job, restore=True)
     if store.state(job).get("status") == "cancelled":
         store.clear_state(job)
     _run(
@@ -411,13 +421,15 @@ def _run(
 
         write_junit(junit, job, stats, store.results(job))
     emit_result(describe(job, store), stats.to_dict(), fmt)
-    code = _exit_code(outcome, stats, min_pass_rate)
+    code = _exit_code(outcome, stats, min_pass_rate, job.id)
     if code:
         raise typer.Exit(code)
 
 
-def _exit_code(outcome: Outcome, stats: JobStats, min_pass_rate: float | None) -> int:
-    from envpools_cli.output.messages import error
+def _exit_code(outcome: Outcome, stats: JobStats, min_pass_rate: float | None, job_id: str) -> int:
+    """3 timeout, 1 cancelled, 7 (or 1) trials without a result, 7 rollouts that ended in a
+    transient error (a 429, a 5xx, a restart: the job is not done), 5 below the gate."""
+    from envpools_cli.output.messages import error, hint
 
     if outcome.reason == "timeout":
         return EXIT_TIMEOUT
@@ -427,11 +439,24 @@ def _exit_code(outcome: Outcome, stats: JobStats, min_pass_rate: float | None) -
         for trial, message in outcome.errors[:5]:
             error(f"{trial.task_id} {trial.agent.label} #{trial.attempt}: {message}")
         return EXIT_TRANSIENT if outcome.transient_only else EXIT_ERROR
+    if stats.transient_errors:
+        error(
+            f"{stats.transient_errors} rollout(s) ended in a transient error (provider or "
+            "infrastructure): the job has no verdict for them"
+        )
+        hint(f"run them again: envpools jobs resume {job_id} --retry-errors")
+        return EXIT_TRANSIENT
     if min_pass_rate is not None:
+        # Errors are no attempts: the gate weighs what the agents did, not what the
+        # platform could not run (those are counted, and said, apart).
         below = [t for t in stats.totals if (t.pass_rate or 0.0) < min_pass_rate]
         for total in below:
             rate = "no attempts" if total.pass_rate is None else f"{100 * total.pass_rate:.1f}%"
-            error(f"{total.label}: pass rate {rate} is below --min-pass-rate {min_pass_rate:g}")
+            errors = f" ({total.errors} error(s) not counted)" if total.errors else ""
+            error(
+                f"{total.label}: pass rate {rate} is below --min-pass-rate "
+                f"{min_pass_rate:g}{errors}"
+            )
         if below:
             return EXIT_NOT_SUCCEEDED
     return 0
@@ -514,9 +539,10 @@ def delete_job(
     ] = False,
     yes: YesOpt = False,
 ) -> None:
-    """Delete a job's records (and the pool it created, unless --keep-pool).
+    """Delete a job's records and the pool it created (unless --keep-pool).
 
-    The rollouts themselves stay on the backend.
+    Rollouts of the job still going are cancelled first; the finished ones stay on the
+    backend.
 
     Example: envpools jobs delete old-run --yes
     """

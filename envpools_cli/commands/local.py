@@ -68,7 +68,10 @@ def serve(
             f"a local backend is already running at {state.get('url')} (pid {state.get('pid')})",
             hint="stop it with 'envpools local down'",
         )
-    settings = ServerSettings.from_env(data_dir or default_data_dir())
+    try:
+        settings = ServerSettings.from_env(data_dir or default_data_dir())
+    except ValueError as exc:  # a setting in the environment that does not parse
+        raise UsageProblem(str(exc)) from None
     if choice := sandbox_choice(sandbox):
         settings.sandbox = choice
     try:

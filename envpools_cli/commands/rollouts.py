@@ -56,8 +56,19 @@ def build_request(
     request: dict[str, Any] = json.loads(json.dumps(base))
     if task:
         dataset, sep, task_id = task.partition("/")
-        if not sep or not dataset or not task_id:
-            raise UsageProblem(f"--task expects DATASET/TASK_ID, got {task!r}")
+        if not sep and dataset and pool:
+            # A task of the pool, by its id: the pool's name stands for the dataset.
+            dataset, task_id = pool, task
+        elif not sep and dataset:
+            raise UsageProblem(
+                f"--task {task!r} names a task but not where it is: add --pool POOL (a task "
+                "of that pool), or give DATASET/TASK_ID (e.g. envpools-examples/"
+                "fix-failing-test, the bundled example)"
+            )
+        if not dataset or not task_id:
+            raise UsageProblem(
+                f"--task expects TASK_ID (with --pool) or DATASET/TASK_ID, got {task!r}"
+            )
         request["task_ref"] = {
             **(request.get("task_ref") or {}),
             "dataset": dataset,
@@ -207,7 +218,13 @@ def _check_create_flags(
 @app.command("create")
 def create(
     task: Annotated[
-        str | None, typer.Option("--task", "-t", metavar="DATASET/TASK_ID", help="The task to run.")
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="[DATASET/]TASK_ID",
+            help="The task to run: a task id of --pool, or DATASET/TASK_ID.",
+        ),
     ] = None,
     agent: Annotated[
         str | None,
@@ -402,7 +419,8 @@ def get(
     quiet: QuietOpt = False,
     fields: FieldsOpt = None,
 ) -> None:
-    """Show a rollout.
+    """Show a rollout: its task, agent, timing, usage (tokens, cached tokens, cost), error
+    and last events.
 
     Example: envpools rollouts get ro_18ec37 -o json | jq .reward_primary
     """
@@ -410,7 +428,15 @@ def get(
 
     fmt = output_format(output, as_json, quiet, fields=fields)
     rollout = ep.get_rollout(resolve_rollout_id(rollout_id), **runtime.conn())
-    show_rollout(rollout, fmt, fields)
+    events = None
+    if fmt == "table" and fields is None and rollout.get("rollout_id"):
+        from envpools_cli.watch import recent_events
+
+        try:
+            events = recent_events(str(rollout["rollout_id"]), runtime.conn())
+        except (ep.APIError, ep.TransportError, ep.StreamGapError):
+            events = None  # the rollout itself is what was asked for
+    show_rollout(rollout, fmt, fields, events)
     if exit_status:
         from envpools_cli.watch import status_exit_code
 
@@ -593,7 +619,15 @@ def replay(
 @app.command("validate")
 def validate(
     from_file: Annotated[str | None, typer.Option("--from-file", "-f")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", metavar="DATASET/TASK_ID")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="[DATASET/]TASK_ID",
+            help="The task: a task id of --pool, or DATASET/TASK_ID.",
+        ),
+    ] = None,
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m")] = None,
     pool: Annotated[str | None, typer.Option("--pool")] = None,

@@ -248,3 +248,74 @@ def delete_task(
     confirm_destructive(f"delete task {task_id!r} of pool {pool_id!r}", yes)
     ep.delete_pool_task(pool_id, task_id, **runtime.conn())
     success(f"deleted task {task_id} from pool {pool_id}")
+
+
+FolderArg = Annotated[Path, typer.Argument(metavar="DIR", help="The task's folder.")]
+
+
+@app.command("init")
+def init_task(folder: FolderArg) -> None:
+    """Make a new Harbor task folder to edit: instruction, task.toml, environment, solution,
+    tests. As made it passes 'envpools tasks check'.
+
+    Example: envpools tasks init ./my-task && envpools tasks check ./my-task
+    """
+    from envpools_cli.output.messages import info, success
+    from envpools_cli.task_folder import scaffold
+
+    try:
+        written = scaffold(folder)
+    except FileExistsError as exc:
+        raise UsageProblem(str(exc), hint="give a new folder") from None
+    success(f"made the task {folder.name} in {folder}")
+    for path in written:
+        info(f"  {path.relative_to(folder)}")
+    info(
+        f"edit instruction.md, the environment, solution/solve.sh and tests/test.sh; then "
+        f"check it: envpools tasks check {folder}"
+    )
+
+
+@app.command("check")
+def check_task(
+    folder: FolderArg,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox",
+            help="auto, container, bwrap or process (env ENVPOOLS_SANDBOX; default auto).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SEC", min=1, help="Seconds per rollout.")
+    ] = 900.0,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the task's oracle (it must pass) and nop (it must not), as 'harbor tasks check'.
+
+    Runs on a backend of its own on this machine (no 'local up' needed); exit 0 when the
+    task is sound, 5 when not (what went wrong, and the verifier's last lines, are said).
+
+    Example: envpools tasks check ./my-task --sandbox bwrap
+    """
+    from envpools_cli.cli_errors import EXIT_NOT_SUCCEEDED
+    from envpools_cli.local_backend import sandbox_choice
+    from envpools_cli.output.messages import info
+    from envpools_cli.output.tasks import show_check
+    from envpools_cli.server.tasks import TaskError
+    from envpools_cli.task_folder import check
+
+    fmt = output_format(output, as_json, False)
+    chosen = sandbox_choice(sandbox)
+    if not folder.is_dir():
+        raise UsageProblem(f"{folder}: not a directory")
+    try:
+        verdicts = check(folder, sandbox=chosen, timeout=timeout, say=info)
+    except TaskError as exc:
+        raise UsageProblem(f"{folder}: {exc.message}") from None
+    except ValueError as exc:  # a setting in the environment that does not parse
+        raise UsageProblem(str(exc)) from None
+    show_check(folder, verdicts, fmt)
+    if not all(v.ok for v in verdicts):
+        raise typer.Exit(EXIT_NOT_SUCCEEDED)

@@ -245,6 +245,9 @@ def _backend_values(kind: str, line: _Line, typed: str) -> list[Item]:
         return backend.pools(typed)
     if kind == "task":
         return backend.tasks(line.values.get("pool"), typed)
+    if kind == "task_ref" and line.values.get("pool"):
+        # --task TASK_ID --pool P runs P's task: offer those, not other pools' tasks.
+        return backend.tasks(line.values.get("pool"), typed)
     capabilities = backend.capabilities()
     models = capabilities.get("models")
     models = models if isinstance(models, dict) else {}

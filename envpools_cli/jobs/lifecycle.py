@@ -10,6 +10,7 @@ from envpools_cli.jobs.plan import (
     LocalTask,
     PlanError,
     Trial,
+    check_task_files,
     discover_tasks,
     select_tasks,
 )
@@ -19,7 +20,15 @@ from envpools_cli.jobs.stats import JobStats, compute, is_attempt, passed
 from envpools_cli.jobs.store import Job, JobStore, Record, Result, new_job_id, now_iso
 from envpools_cli.models import RolloutStatus
 
-__all__ = ["cancel_job", "create_job", "delete_job", "describe", "job_stats", "rollout_rows"]
+__all__ = [
+    "cancel_job",
+    "create_job",
+    "delete_job",
+    "describe",
+    "job_stats",
+    "restore_pool",
+    "rollout_rows",
+]
 
 
 def _conn_only(conn: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +57,8 @@ def create_job(
             warn(f"skipped {len(skipped)} folder(s) that are not Harbor tasks: {names}")
         chosen = set(select_tasks([t.task_id for t in found], spec.include, spec.exclude))
         local = [t for t in found if t.task_id in chosen]
+        for task in local:
+            check_task_files(task)
         task_ids = [t.task_id for t in local]
         pool_id = job_id
         default_name = spec.tasks_dir.expanduser().resolve().name
@@ -140,6 +151,8 @@ def describe(job: Job, store: JobStore, records: dict[str, Record] | None = None
     passes = sum(1 for r in attempts if passed(r, job.pass_reward))
     launched = sum(1 for k, r in records.items() if k in planned and r.rollout_id)
     state = store.state(job)
+    unknown = [r for r in results if r.cost_usd is None]
+    known_cost = sum(r.cost_usd for r in results if r.cost_usd is not None)
     return {
         "id": job.id,
         "name": job.name,
@@ -155,9 +168,16 @@ def describe(job: Job, store: JobStore, records: dict[str, Record] | None = None
         "total": job.total,
         "launched": launched,
         "ended": len(results),
+        "attempts_ended": len(attempts),
         "passes": passes,
+        "errors": sum(1 for r in results if r.error_kind is not None),
         "pass_rate": passes / len(attempts) if attempts else None,
-        "cost_usd": sum(r.cost_usd for r in results),
+        "cost_usd": None if unknown else known_cost,
+        "cost_usd_known": known_cost,
+        "unpriced_rollouts": len(unknown),
+        "input_tokens": sum(r.input_tokens for r in results),
+        "output_tokens": sum(r.output_tokens for r in results),
+        "cache_tokens": sum(r.cache_tokens for r in results),
         "pass_reward": job.pass_reward,
         "folder": str(job.folder) if job.folder else None,
     }
@@ -184,8 +204,11 @@ def rollout_rows(job: Job, store: JobStore) -> list[dict[str, Any]]:
         if record.result is not None:
             result = record.result.to_dict()
             result.pop("agent", None)
+            result.pop("model", None)  # the one asked for, as the trial has it
             row.update(result)
             row["passed"] = passed(record.result, job.pass_reward)
+            row["error_kind"] = record.result.error_kind
+            row["transient_error"] = record.result.transient_error
         rows.append(row)
     return rows
 
@@ -211,17 +234,70 @@ def cancel_job(job: Job, store: JobStore, conn: dict[str, Any]) -> list[str]:
 def delete_job(
     job: Job, store: JobStore, conn: dict[str, Any] | None, *, keep_pool: bool
 ) -> str | None:
-    """Remove the job folder, and the pool the job created unless ``keep_pool``.
+    """Remove the job folder, and the pool the job created unless ``keep_pool``: its
+    rollouts still going (a job stopped halfway) are cancelled first, since a pool with
+    rollouts queued or running cannot go.
 
     Returns a warning when the pool could not be deleted (the folder is gone anyway).
     """
     warning = None
     if job.pool_created and not keep_pool and conn is not None:
+        conn = _conn_only(conn)
         try:
-            ep.delete_pool(job.pool_id, **_conn_only(conn))
+            for record in store.records(job).values():
+                if record.rollout_id and record.result is None:
+                    with contextlib.suppress(ep.NotFoundError):
+                        ep.cancel_rollout(record.rollout_id, **conn)
+            ep.delete_pool(job.pool_id, **conn)
         except ep.NotFoundError:
             pass
         except (ep.APIError, ep.TransportError) as exc:
-            warning = f"pool {job.pool_id} was not deleted: {exc}"
+            warning = (
+                f"pool {job.pool_id} was not deleted: {exc} "
+                f"(delete it later: envpools pools delete {job.pool_id} --yes)"
+            )
     store.delete(job)
     return warning
+
+
+def restore_pool(job: Job, store: JobStore, conn: dict[str, Any]) -> bool:
+    """Make the job's pool again when it is gone from the backend that ran the job.
+
+    Only for a pool the job made from local task folders that still exist, and only on a
+    backend that still holds the job's rollouts (the same backend: another one would
+    start the job over, which ``resume`` must not do). True when it was made.
+    """
+    conn = _conn_only(conn)
+    if not job.pool_created or not job.task_paths:
+        return False
+    known = [r.rollout_id for r in store.records(job).values() if r.rollout_id]
+    if not known:
+        return False
+    try:
+        ep.get_rollout(known[0], **conn)
+    except (ep.NotFoundError, ep.AuthenticationError, ep.PermissionDeniedError):
+        return False
+    tasks = []
+    for task_id in job.task_ids:
+        path = job.task_paths.get(task_id)
+        if not path or not _still_a_task(path):
+            return False
+        tasks.append(ep.PoolTask.from_local(task_id, path).model_dump())
+    body = {
+        "pool_id": job.pool_id,
+        "pool_type": "sandbox",
+        "concurrency": job.concurrency,
+        "tags": ["envpools-job"],
+        "tasks": tasks,
+    }
+    ep.create_pool(request=body, **conn)
+    return True
+
+
+def _still_a_task(path: str) -> bool:
+    """Whether ``path`` is still a Harbor task folder."""
+    from pathlib import Path
+
+    from envpools_cli.jobs.plan import is_harbor_task
+
+    return is_harbor_task(Path(path))

@@ -20,6 +20,7 @@ __all__ = [
     "LocalTask",
     "PlanError",
     "Trial",
+    "check_task_files",
     "discover_tasks",
     "is_harbor_task",
     "parse_agent",
@@ -92,6 +93,24 @@ def discover_tasks(path: Path) -> tuple[list[LocalTask], list[str]]:
             "tests/test.sh; give one task or a folder of them)"
         )
     return tasks, skipped
+
+
+def check_task_files(task: LocalTask) -> None:
+    """PlanError naming the folder when a task's ``task.toml`` does not parse: one broken
+    task among many must be found without opening each."""
+    import tomllib
+
+    toml = task.path / "task.toml"
+    if not toml.is_file():
+        return
+    try:
+        tomllib.loads(toml.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(
+            f"{toml}: not valid TOML ({exc}); fix it or --exclude {task.task_id}"
+        ) from None
+    except OSError as exc:
+        raise PlanError(f"{toml}: {exc.strerror or exc}") from None
 
 
 def select_tasks(

@@ -8,6 +8,7 @@ make. Links only point inside the page. Agent text is escaped.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -26,7 +27,16 @@ CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
     "form-action 'none'"
 )
-_PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
+#: Colours by harness, one shade per model: an agent keeps its colour from one report to
+#: the next (a series is never coloured by its position in the job).
+_FAMILIES = {
+    "claude-code": ("#ea580c", "#9a3412", "#f59e0b", "#c2410c"),
+    "codex": ("#16a34a", "#166534", "#65a30d", "#0d9488"),
+    "opencode": ("#2563eb", "#1e40af", "#0891b2", "#6366f1"),
+    "oracle": ("#4b5563", "#1f2937"),
+    "nop": ("#dc2626", "#be123c"),
+}
+_OTHERS = ("#7c3aed", "#db2777", "#ca8a04", "#0e7490", "#9333ea", "#b45309", "#be185d", "#4d7c0f")
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|\x1b\[[0-?]*[ -/]*[@-~]")
 
 
@@ -112,8 +122,18 @@ def fetch_details(
 # --- SVG charts -----------------------------------------------------------------------------
 
 
-def _color(index: int) -> str:
-    return _PALETTE[index % len(_PALETTE)]
+def _stable(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def agent_color(label: str) -> str:
+    """The colour of an agent/model (``codex:gpt-5.1-codex-mini``): the harness picks the
+    family, the model the shade, and nothing else (not the job, not the order)."""
+    harness, _, model = label.partition(":")
+    family = _FAMILIES.get(harness)
+    if family is None:
+        return _OTHERS[_stable(label) % len(_OTHERS)]
+    return family[_stable(model) % len(family)] if model else family[0]
 
 
 def _line(x1: float, y1: float, x2: float, y2: float, cls: str) -> str:
@@ -148,15 +168,19 @@ def pass_rate_chart(totals: Sequence[dict[str, Any]]) -> str:
             f'<text x="{left - 8}" y="{y + bar * 0.7:.1f}" text-anchor="end" class="label">'
             f"{_text(row['agent_label'])}</text>"
         )
+        errors = int(row.get("errors") or 0)
         if rate is None:
+            text = "no attempts" + (f", {_errors_text(row)}" if errors else "")
             parts.append(
-                f'<text x="{left + 4}" y="{y + bar * 0.7:.1f}" class="tick">no attempts</text>'
+                f'<text x="{left + 4}" y="{y + bar * 0.7:.1f}" class="tick">{_text(text)}</text>'
             )
             continue
         parts.append(
             f'<rect class="bar" x="{left}" y="{y}" width="{plot * rate:.1f}" height="{bar}" '
-            f'fill="{_color(index)}"><title>{_text(row["agent_label"])}: '
-            f"{100 * rate:.1f}% ({row['passes']}/{row['attempts']})</title></rect>"
+            f'fill="{agent_color(row["agent_label"])}"><title>{_text(row["agent_label"])}: '
+            f"{100 * rate:.1f}% ({row['passes']}/{row['attempts']})"
+            + (f"; {_text(_errors_text(row))} not counted" if errors else "")
+            + "</title></rect>"
         )
         low, high = row.get("ci_low"), row.get("ci_high")
         if low is not None and high is not None:
@@ -170,7 +194,20 @@ def pass_rate_chart(totals: Sequence[dict[str, Any]]) -> str:
             f'<text x="{left + plot + 6}" y="{y + bar * 0.7:.1f}" class="value">'
             f"{100 * rate:.0f}%</text>"
         )
+        if errors:
+            parts.append(
+                f'<text x="{left + plot * rate + 6:.1f}" y="{y + bar * 0.7:.1f}" class="tick '
+                f'errors">+{errors} error{"s" if errors != 1 else ""}</text>'
+            )
     return _svg(width, height, "".join(parts), "pass rate per agent and model")
+
+
+def _errors_text(row: dict[str, Any]) -> str:
+    """``2 errors (verifier 1, provider 1)``."""
+    errors = int(row.get("errors") or 0)
+    kinds = row.get("errors_by_kind") or {}
+    detail = ", ".join(f"{kind} {count}" for kind, count in kinds.items())
+    return f"{errors} error{'s' if errors != 1 else ''}" + (f" ({detail})" if detail else "")
 
 
 def _histogram(
@@ -207,7 +244,7 @@ def _histogram(
             parts.append(
                 f'<rect class="bar" x="{x:.1f}" y="{top + plot_h - h:.1f}" '
                 f'width="{max(inner - 1, 1):.1f}" '
-                f'height="{h:.1f}" fill="{_color(s)}"><title>{_text(series[s][0])} '
+                f'height="{h:.1f}" fill="{agent_color(series[s][0])}"><title>{_text(series[s][0])} '
                 f"{_text(labels[b])}: {row[b]}</title></rect>"
             )
         parts.append(
@@ -224,8 +261,8 @@ def _linear_bins(values: Sequence[float], lo: float, hi: float, bins: int = 10) 
 
 def _legend(names: Sequence[str]) -> str:
     items = "".join(
-        f'<span class="key"><i style="background:{_color(i)}"></i>{_text(n)}</span>'
-        for i, n in enumerate(names)
+        f'<span class="key"><i style="background:{agent_color(n)}"></i>{_text(n)}</span>'
+        for n in names
     )
     return f'<div class="legend">{items}</div>'
 
@@ -268,6 +305,8 @@ def cost_chart(totals: Sequence[dict[str, Any]]) -> str:
     """One point per agent/model: mean cost per attempt (x) against pass rate (y)."""
     width, height, left, bottom, top, right = 640, 260, 56, 40, 16, 150
     plot_w, plot_h = width - left - right, height - bottom - top
+    # An agent whose cost is unknown (a model without a price) has no point: placing it
+    # at $0 would read as free.
     points = [
         (
             row["agent_label"],
@@ -275,7 +314,9 @@ def cost_chart(totals: Sequence[dict[str, Any]]) -> str:
             row.get("pass_rate"),
         )
         for row in totals
+        if row.get("cost_usd") is not None
     ]
+    unknown = [row["agent_label"] for row in totals if row.get("cost_usd") is None]
     peak = max([p[1] for p in points] + [0.0]) or 1.0
     parts = [
         _line(left, top + plot_h, left + plot_w, top + plot_h, "axis"),
@@ -295,13 +336,18 @@ def cost_chart(totals: Sequence[dict[str, Any]]) -> str:
             f'<text x="{x:.1f}" y="{top + plot_h + 16}" class="tick" text-anchor="middle">'
             f"${peak * frac:.4g}</text>"
         )
-    for index, (label, cost, rate) in enumerate(points):
+    for index, name in enumerate(unknown):
+        parts.append(
+            f'<text x="{left + plot_w + 8}" y="{top + 12 + 14 * index}" class="tick">'
+            f"{_text(name)}: cost unknown</text>"
+        )
+    for label, cost, rate in points:
         if rate is None:
             continue
         x = left + plot_w * cost / peak
         y = top + plot_h - plot_h * rate
         parts.append(
-            f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{_color(index)}">'
+            f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{agent_color(label)}">'
             f"<title>{_text(label)}: ${cost:.4g} per attempt, "
             f"{100 * rate:.1f}% pass</title></circle>"
             f'<text x="{x + 10:.1f}" y="{y + 4:.1f}" class="label">{_text(label)}</text>'
@@ -334,6 +380,14 @@ def _cost(value: Any) -> str:
     return "$0" if value == 0 else f"${float(value):.4g}"
 
 
+def _row_cost(row: dict[str, Any]) -> str:
+    """A row's cost: ``unknown`` (with what is known) when a model has no price."""
+    if row.get("cost_usd") is not None:
+        return _cost(row["cost_usd"])
+    known = float(row.get("cost_usd_known") or 0.0)
+    return '<span class="unknown">unknown</span>' + (f" (&ge;{_cost(known)})" if known > 0 else "")
+
+
 def _ci(row: dict[str, Any]) -> str:
     if row.get("ci_low") is None:
         return "-"
@@ -354,7 +408,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text: int =
     body = "".join(
         "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # Wide tables scroll inside their box; the page itself never gets wider than the window.
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _heat(rate: Any) -> str:
@@ -379,9 +435,11 @@ def render_report(
     agents = [t["agent_label"] for t in totals]
     k = result["k"]
     ended = [r for r in rollouts if RolloutStatus.terminal(r.get("status"))]
-    cost = sum(float(t["cost_usd"]) for t in totals)
+    known_cost = sum(float(t.get("cost_usd_known", t["cost_usd"]) or 0.0) for t in totals)
+    unknown_cost = any(t.get("cost_usd") is None for t in totals)
     attempts = sum(int(t["attempts"]) for t in totals)
     passes = sum(int(t["passes"]) for t in totals)
+    errors = sum(int(t.get("errors") or 0) for t in totals)
 
     cards = "".join(
         f'<div class="card">{label}<b>{value}</b></div>'
@@ -389,15 +447,42 @@ def render_report(
             ("rollouts ended", f"{result['ended']}/{result['planned']}"),
             ("passed", f"{passes}/{attempts}"),
             ("pass rate", "-" if not attempts else f"{100 * passes / attempts:.1f}%"),
-            ("cost", _cost(cost)),
+            ("errors", str(errors)),
+            (
+                "cost",
+                _row_cost(
+                    {"cost_usd": None if unknown_cost else known_cost, "cost_usd_known": known_cost}
+                ),
+            ),
             ("status", _text(job["status"])),
         )
     )
+    warnings = []
+    if errors:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in (result.get("errors_by_kind") or {}).items())
+        warnings.append(
+            f"{errors} rollout(s) reached no verdict ({_text(kinds)}): errors are not "
+            "attempts, and count in no pass rate"
+            + (
+                f"; {result['transient_errors']} may pass if run again "
+                f"(<code>envpools jobs resume {_text(job['id'])} --retry-errors</code>)"
+                if result.get("transient_errors")
+                else ""
+            )
+        )
+    if result.get("unpriced_rollouts"):
+        models = ", ".join(result.get("unpriced_models") or []) or "their model"
+        warnings.append(
+            f"cost unknown for {result['unpriced_rollouts']} rollout(s): no price for "
+            f"{_text(models)} (the backend's table: <code>ENVPOOLS_PRICE_TABLE</code>)"
+        )
+    notes = "".join(f'<p class="warning">{text}</p>' for text in warnings)
     totals_table = _table(
         [
             "agent / model",
             "tasks",
             "pass",
+            "errors",
             "rate",
             "95% CI",
             "pass@1",
@@ -405,15 +490,17 @@ def render_report(
             "reward",
             "time",
             "tokens in/out",
+            "cache",
             "cost",
             "cost/success",
-            "errors",
+            "model used",
         ],
         [
             [
                 _text(t["agent_label"]),
                 str(t["tasks"]),
                 f"{t['passes']}/{t['attempts']}",
+                _text(_errors_text(t)) if t.get("errors") else "0",
                 "-" if t["pass_rate"] is None else f"{100 * t['pass_rate']:.1f}%",
                 _ci(t),
                 _rate(t["pass_at_1"]),
@@ -421,9 +508,10 @@ def render_report(
                 _rate(t["mean_reward"]),
                 _duration(t["mean_duration_sec"]),
                 f"{t['input_tokens']}/{t['output_tokens']}",
-                _cost(t["cost_usd"]),
+                str(t.get("cache_tokens", 0)),
+                _row_cost(t),
                 _cost(t["cost_per_success"]),
-                str(t["errors"]),
+                _text(", ".join(t.get("models_used") or []) or "-"),
             ]
             for t in totals
         ],
@@ -452,8 +540,8 @@ def render_report(
                 _ci(g),
                 _rate(g["mean_reward"]),
                 _duration(g["mean_duration_sec"]),
-                _cost(g["cost_usd"]),
-                str(g["errors"]),
+                _row_cost(g),
+                _text(_errors_text(g)) if g.get("errors") else "0",
             ]
             for g in groups
         ],
@@ -464,6 +552,9 @@ def render_report(
         rid = str(row["rollout_id"])
         status = str(row.get("status") or "")
         error = (row.get("error") or {}).get("code") if isinstance(row.get("error"), dict) else None
+        kind = row.get("error_kind")
+        if kind and error:
+            error = f"{kind}: {error}"
         has = rid in details
         links = (
             f'<a href="#{_anchor(rid)}">events</a> · '
@@ -481,7 +572,7 @@ def render_report(
             f"{_text(status)}{' ✓' if row.get('passed') else ''}</span>",
             "-" if reward is None else f"{float(reward):g}",
             _duration(row.get("duration_sec")),
-            _cost(row.get("cost_usd")),
+            _row_cost(row) if "cost_usd" in row else "-",
             _text(error) if error else "",
             links,
         ]
@@ -539,11 +630,13 @@ def render_report(
 reward &ge;
 {_text(job["pass_reward"])}</div>
 <div class="cards">{cards}</div>
+{notes}
 <h2>Totals per agent and model</h2>{totals_table}
 <p class="meta">pass@k: the unbiased estimator 1 &minus; C(n&minus;c,k)/C(n,k) per task,
 averaged over tasks;
 95% CI: Wilson score interval on the pass rate; reward: mean over attempts (no reward counts 0);
-cancelled rollouts are not attempts.</p>
+cancelled rollouts and errors (no verdict: a verifier without a reward, a provider or
+infrastructure failure) are not attempts.</p>
 <div class="grid2">
 <section><h2>Pass rate</h2>{pass_rate_chart(totals)}</section>
 <section><h2>Cost vs pass rate</h2>{cost_chart(totals)}</section>

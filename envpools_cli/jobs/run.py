@@ -73,7 +73,9 @@ class Progress:
     passes: int = 0
     attempts: int = 0
     failed: int = 0
+    errors: int = 0
     cost_usd: float = 0.0
+    cost_unknown: int = 0
     ended_this_run: int = 0
     started: float = field(default_factory=time.monotonic)
     running: dict[str, Running] = field(default_factory=dict)
@@ -85,13 +87,18 @@ class Progress:
     def count(self, result: Result, *, this_run: bool) -> None:
         with self._lock:
             self.done += 1
-            self.cost_usd += result.cost_usd
+            if result.cost_usd is None:
+                self.cost_unknown += 1
+            else:
+                self.cost_usd += result.cost_usd
             if is_attempt(result):
                 self.attempts += 1
                 if passed(result, self.pass_reward):
                     self.passes += 1
                 else:
                     self.failed += 1
+            elif result.error_kind is not None:
+                self.errors += 1
             if this_run:
                 self.ended_this_run += 1
 
@@ -109,7 +116,9 @@ class Progress:
     def ended(self, trial: Trial, result: Result) -> None:
         with self._lock:
             self.running.pop(trial.key, None)
-            if is_attempt(result) and not passed(result, self.pass_reward):
+            if result.error_kind is not None or (
+                is_attempt(result) and not passed(result, self.pass_reward)
+            ):
                 self.failures.append((trial, result))
         self.count(result, this_run=True)
 
@@ -141,8 +150,10 @@ class Progress:
                 "passes": self.passes,
                 "attempts": self.attempts,
                 "failed": self.failed,
+                "errors": self.errors,
                 "pass_rate": self.passes / self.attempts if self.attempts else None,
                 "cost_usd": self.cost_usd,
+                "cost_unknown": self.cost_unknown,
                 "elapsed_sec": elapsed,
                 "rate_per_sec": rate,
                 "eta_sec": remaining / rate if rate > 0 and remaining else None,
@@ -166,6 +177,7 @@ class Progress:
                         "status": r.status,
                         "reward": r.reward,
                         "error": (r.error or {}).get("code"),
+                        "error_kind": r.error_kind,
                     }
                     for t, r in self.failures
                 ],
@@ -325,9 +337,9 @@ class Runner:
 
         A backend that restarted (a reboot) ends the rollouts it was running in ``error``
         with ``backend_restarted``: those are run again on resume. ``retry_errors`` runs
-        every ``error`` (the platform could not run it) again.
+        every error (``error_codes``: the rollout reached no verdict) again.
         """
-        return _cut_short(result) or (self.retry_errors and result.status == RolloutStatus.ERROR)
+        return _cut_short(result) or (self.retry_errors and result.error_kind is not None)
 
     def _cancel_requested(self) -> bool:
         return self.store.state(self.job).get("status") == "cancelled"

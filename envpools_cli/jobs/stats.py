@@ -1,11 +1,15 @@
 """The figures of a job's result table: pass@k, a Wilson interval, means and totals.
 
 One row per task x agent x model, then one per agent x model over all tasks. An attempt
-is a rollout that ended other than ``cancelled``; it passes when it ``succeeded`` with a
-reward of at least the job's ``pass_reward``. A rollout without a reward counts 0 in the
-mean reward. pass@k is the unbiased estimator of Chen et al. (2021),
-``1 - C(n-c, k) / C(n, k)`` per task, averaged over tasks for the totals; the interval
-is Wilson's score interval on the pass rate (passes / attempts), 95% by default.
+is a rollout that ran to a verdict: it ended other than ``cancelled`` and was no error
+(``error_codes``: a verifier without a reward, a provider or infrastructure failure,
+a setup problem are counted apart, by kind, and never against the agent). It passes
+when it ``succeeded`` with a reward of at least the job's ``pass_reward``. An attempt
+without a reward counts 0 in the mean reward. pass@k is the unbiased estimator of Chen
+et al. (2021), ``1 - C(n-c, k) / C(n, k)`` per task, averaged over tasks for the totals;
+the interval is Wilson's score interval on the pass rate (passes / attempts), 95% by
+default. Cost is unknown (None) as soon as one rollout's is: a sum that leaves a model
+out would read as a price.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from envpools_cli.error_codes import ERROR_KINDS
 from envpools_cli.jobs.plan import AgentChoice
 from envpools_cli.jobs.store import Result
 from envpools_cli.models import RolloutStatus
@@ -66,7 +71,8 @@ def passed(result: Result, pass_reward: float) -> bool:
 
 
 def is_attempt(result: Result) -> bool:
-    return result.status != RolloutStatus.CANCELLED
+    """It ran to a verdict: neither cancelled nor an error (errors are counted apart)."""
+    return result.status != RolloutStatus.CANCELLED and result.error_kind is None
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -88,6 +94,8 @@ class GroupStats:
     failures: int = 0
     errors: int = 0
     cancelled: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    transient_errors: int = 0
     pass_rate: float | None = None
     pass_at_1: float | None = None
     pass_at_k: float | None = None
@@ -97,8 +105,15 @@ class GroupStats:
     mean_duration_sec: float | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cache_tokens: int = 0
+    cost_usd: float | None = 0.0
+    """None when some rollout's cost is unknown (see ``cost_usd_known``)."""
+    cost_usd_known: float = 0.0
+    unpriced_rollouts: int = 0
+    unpriced_models: list[str] = field(default_factory=list)
     cost_per_success: float | None = None
+    models_used: list[str] = field(default_factory=list)
+    """The models the rollouts reported (the default model when none was asked for)."""
 
     @property
     def label(self) -> str:
@@ -119,25 +134,62 @@ class JobStats:
     planned: int = 0
     ended: int = 0
 
+    @property
+    def errors(self) -> int:
+        return sum(t.errors for t in self.totals)
+
+    @property
+    def transient_errors(self) -> int:
+        return sum(t.transient_errors for t in self.totals)
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        return sorted({m for t in self.totals for m in t.unpriced_models})
+
+    @property
+    def unpriced_rollouts(self) -> int:
+        return sum(t.unpriced_rollouts for t in self.totals)
+
     def to_dict(self) -> dict[str, Any]:
+        kinds: dict[str, int] = {}
+        for total in self.totals:
+            for kind, count in total.errors_by_kind.items():
+                kinds[kind] = kinds.get(kind, 0) + count
         return {
             "k": self.k,
             "pass_reward": self.pass_reward,
             "planned": self.planned,
             "ended": self.ended,
+            "errors": self.errors,
+            "errors_by_kind": _ordered_kinds(kinds),
+            "transient_errors": self.transient_errors,
+            "unpriced_rollouts": self.unpriced_rollouts,
+            "unpriced_models": self.unpriced_models,
             "groups": [g.to_dict() for g in self.groups],
             "totals": [t.to_dict() for t in self.totals],
         }
 
 
+def _ordered_kinds(counts: dict[str, int]) -> dict[str, int]:
+    order = {kind: n for n, kind in enumerate(ERROR_KINDS)}
+    return dict(sorted(counts.items(), key=lambda item: order.get(item[0], len(order))))
+
+
 def _fill(row: GroupStats, results: Sequence[Result], pass_reward: float) -> None:
     """The per-rollout figures of a row (everything but the per-task averages)."""
     attempts = [r for r in results if is_attempt(r)]
+    errors = [r for r in results if r.error_kind is not None]
     row.attempts = len(attempts)
-    row.cancelled = len(results) - len(attempts)
+    row.cancelled = sum(1 for r in results if r.status == RolloutStatus.CANCELLED)
     row.passes = sum(1 for r in attempts if passed(r, pass_reward))
-    row.errors = sum(1 for r in attempts if r.status == RolloutStatus.ERROR)
-    row.failures = row.attempts - row.passes - row.errors
+    row.errors = len(errors)
+    kinds: dict[str, int] = {}
+    for result in errors:
+        kind = result.error_kind or "infrastructure"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    row.errors_by_kind = _ordered_kinds(kinds)
+    row.transient_errors = sum(1 for r in errors if r.transient_error)
+    row.failures = row.attempts - row.passes
     if row.attempts:
         row.pass_rate = row.passes / row.attempts
         row.ci_low, row.ci_high = wilson_interval(row.passes, row.attempts) or (None, None)
@@ -145,8 +197,18 @@ def _fill(row: GroupStats, results: Sequence[Result], pass_reward: float) -> Non
     row.mean_duration_sec = _mean([r.duration_sec for r in attempts if r.duration_sec is not None])
     row.input_tokens = sum(r.input_tokens for r in results)
     row.output_tokens = sum(r.output_tokens for r in results)
-    row.cost_usd = sum(r.cost_usd for r in results)
-    row.cost_per_success = row.cost_usd / row.passes if row.passes else None
+    row.cache_tokens = sum(r.cache_tokens for r in results)
+    unknown = [r for r in results if r.cost_usd is None]
+    row.unpriced_rollouts = len(unknown)
+    row.unpriced_models = sorted(
+        {m for r in unknown for m in r.unpriced_models or [r.model_used or "unknown model"]}
+    )
+    row.cost_usd_known = sum(r.cost_usd for r in results if r.cost_usd is not None)
+    row.cost_usd = None if unknown else row.cost_usd_known
+    row.cost_per_success = (
+        row.cost_usd / row.passes if row.passes and row.cost_usd is not None else None
+    )
+    row.models_used = sorted({r.model_used for r in results if r.model_used})
 
 
 def compute(
@@ -211,7 +273,10 @@ class Comparison:
 
 def _change(a: GroupStats | None, b: GroupStats | None) -> str:
     if a is None or not a.attempts:
-        return "only in B" if b is not None and b.attempts else "not run"
+        if b is not None and b.attempts:
+            return "only in B"
+        ran = any(row is not None and row.errors for row in (a, b))
+        return "no verdict" if ran else "not run"  # errors only: nothing to compare
     if b is None or not b.attempts:
         return "only in A"
     if a.passes == 0 and b.passes > 0:
@@ -237,6 +302,7 @@ def compare(a: JobStats, b: JobStats) -> Comparison:
             f"{prefix}_attempts": row.attempts,
             f"{prefix}_passes": row.passes,
             f"{prefix}_pass_rate": row.pass_rate,
+            f"{prefix}_errors": row.errors,
             f"{prefix}_cost_usd": row.cost_usd,
         }
 

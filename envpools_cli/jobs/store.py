@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from envpools_cli import paths
+from envpools_cli.error_codes import error_kind, is_transient
 from envpools_cli.jobs.plan import AgentChoice, Trial, trials
 
 __all__ = [
@@ -113,7 +114,11 @@ class Result:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    """None when the cost is unknown (tokens of a model nobody priced), never a made-up 0."""
+    model_used: str | None = None
+    """The model the agent reported using (``model`` is the one asked for, or None)."""
+    unpriced_models: list[str] = field(default_factory=list)
     recorded_at: str = field(default_factory=now_iso)
 
     @classmethod
@@ -131,6 +136,14 @@ class Result:
             duration = (finished - started).total_seconds() if started and finished else None
         error = doc.get("error")
         rewards = doc.get("rewards")
+        unpriced = [str(m) for m in usage.get("unpriced_models") or [] if m]
+        tokens = _int(usage.get("llm_input_tokens")) + _int(usage.get("llm_output_tokens"))
+        cost = _number(usage.get("cost_usd"))
+        if cost is None and not unpriced and not tokens:
+            cost = 0.0  # nothing was spent that could have a price
+        agent = doc.get("agent")
+        agent = agent if isinstance(agent, dict) else {}
+        used = usage.get("model_id") or agent.get("model_id") or trial.agent.model
         return cls(
             task_id=trial.task_id,
             agent=trial.agent.harness,
@@ -148,7 +161,9 @@ class Result:
             input_tokens=_int(usage.get("llm_input_tokens")),
             output_tokens=_int(usage.get("llm_output_tokens")),
             cache_tokens=_int(usage.get("llm_cache_tokens")),
-            cost_usd=_number(usage.get("cost_usd")) or 0.0,
+            cost_usd=None if unpriced else cost,
+            model_used=str(used) if used else None,
+            unpriced_models=unpriced,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,6 +177,15 @@ class Result:
     @property
     def agent_label(self) -> str:
         return AgentChoice(self.agent, self.model).label
+
+    @property
+    def error_kind(self) -> str | None:
+        """verifier, provider, infrastructure, setup or agent; None when no error."""
+        return error_kind(self.status, self.error)
+
+    @property
+    def transient_error(self) -> bool:
+        return is_transient(self.status, self.error)
 
 
 def _number(value: Any) -> float | None:

@@ -23,6 +23,7 @@ __all__ = [
     "emit",
     "emit_record",
     "fit_widths",
+    "print_table",
     "resolve_format",
 ]
 
@@ -193,7 +194,12 @@ def emit(
 
             info(empty)
             return
-        _table(items, chosen, title)
+        hidden = print_table(items, chosen, title)
+        if wide and hidden:
+            from envpools_cli.output.messages import info
+
+            names = ", ".join(c.header for c in hidden)
+            info(f"no room for {names} at this width: widen the terminal or use -o json")
 
 
 def emit_record(
@@ -228,74 +234,109 @@ def emit_record(
         print_sections([Section(None, [(k, plain_value(selected[k])) for k in keys])])
 
 
-#: Room between two columns (one space of padding on each side of Rich's blank separator).
-_GAP = 3
+#: Room between two columns (Rich's blank divider plus one space of padding: the padding
+#: of neighbouring cells is collapsed into one).
+_GAP = 2
 #: A text column is not cut below this (or its header, or its content when shorter).
 _MIN_TEXT = 8
 
 
-def fit_widths(columns: Sequence[Column], natural: Sequence[int], room: int) -> list[int]:
+def _drop_order(columns: Sequence[Column], shown: list[int]) -> list[int]:
+    """Which shown column goes first when a table cannot fit: ``--wide`` extras first, ids
+    among them (so ``--wide`` never shows less than without it), then text, then the
+    rest, each from the right; other ids never (unless nothing else is left: the first
+    id stays)."""
+
+    def rank(i: int) -> tuple[int, int]:
+        column = columns[i]
+        tier = 0 if column.wide else 1 if column.kind == "text" else 2
+        return (tier, -i)
+
+    droppable = [i for i in shown if columns[i].wide or columns[i].kind != "id"] or shown[1:]
+    return sorted(droppable, key=rank)
+
+
+def fit_widths(
+    columns: Sequence[Column], natural: Sequence[int], room: int, *, gap: int = _GAP
+) -> list[int]:
     """Column widths that fit ``room`` characters; 0 marks a column left out.
 
     Ids and fixed columns keep their natural width; text columns give way, the widest
-    first (so ``ratio`` shares stay fair); when even that is not enough, columns are left
-    out from the right, ids last, so an id is always whole.
+    first (so ``ratio`` shares stay fair), down to a floor; when even that is not
+    enough, columns are left out (see ``_drop_order``) and the widths worked out again
+    for those that stay, so an id is always whole.
     """
-    widths = list(natural)
     shown = list(range(len(columns)))
-
-    def total() -> int:
-        return sum(widths[i] for i in shown) + _GAP * max(0, len(shown) - 1)
 
     def floor(i: int) -> int:
         return min(natural[i], max(_MIN_TEXT, len(columns[i].header)))
 
-    while total() > room:
-        flexible = [i for i in shown if columns[i].kind == "text" and widths[i] > floor(i)]
-        if flexible:
+    def total(widths: list[int]) -> int:
+        return sum(widths[i] for i in shown) + gap * max(0, len(shown) - 1)
+
+    while True:
+        widths = list(natural)
+        while total(widths) > room:
+            flexible = [i for i in shown if columns[i].kind == "text" and widths[i] > floor(i)]
+            if not flexible:
+                break
             widest = max(flexible, key=lambda i: widths[i] / columns[i].ratio)
             widths[widest] -= 1
-            continue
-        droppable = [i for i in shown if columns[i].kind != "id"] or shown[1:]
-        if not droppable:
+        if total(widths) <= room:
             break
-        shown.remove(droppable[-1])
+        order = _drop_order(columns, shown)
+        if not order:
+            break
+        shown.remove(order[0])
     return [widths[i] if i in shown else 0 for i in range(len(columns))]
 
 
-def _table(
+def print_table(
     items: Sequence[dict[str, Any]],
     columns: Sequence[Column],
-    title: str | None,
+    title: str | None = None,
     *,
     header: bool = True,
-) -> None:
+    width: int | None = None,
+) -> list[Column]:
+    """A table on stdout: Rich, fitted to the terminal (ids whole), or tab-separated text
+    when stdout is not a terminal. Returns the columns left out for want of room."""
     terminal = is_tty()
     cells = [[c.text(i, terminal=terminal) for c in columns] for i in items]
     if not terminal:
         lines = ["\t".join(c.title(terminal=False) for c in columns)] if header else []
         lines += ["\t".join(row) for row in cells]
         write_out("".join(line + "\n" for line in lines))
-        return
+        return []
     from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     console = Console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
+    natural = [
+        max([len(c.header) if header else 0, *(len(row[n]) for row in cells)])
+        for n, c in enumerate(columns)
+    ]
+    room = width or console.width
+    widths = fit_widths(columns, natural, room)
+    tight = False
+    if widths != list(natural):
+        # Something had to give: one space between columns may spare it.
+        closer = fit_widths(columns, natural, room, gap=1)
+        tight = sum(closer) > sum(widths)
+        widths = closer if tight else widths
     table = Table(
         box=box.SIMPLE_HEAD,
         show_header=header,
         show_edge=False,
         title=title,
+        title_justify="left",
         header_style="bold",
         pad_edge=False,
+        padding=(0, 0) if tight else (0, 1),
+        collapse_padding=True,
     )
-    natural = [
-        max([len(c.header) if header else 0, *(len(row[n]) for row in cells)])
-        for n, c in enumerate(columns)
-    ]
-    widths = fit_widths(columns, natural, console.width)
     shown = [n for n, width in enumerate(widths) if width]
     for n in shown:
         column = columns[n]
@@ -311,3 +352,4 @@ def _table(
     with console.capture() as capture:
         console.print(table)
     write_out(capture.get())
+    return [column for column, width in zip(columns, widths, strict=True) if not width]

@@ -1,9 +1,10 @@
 """A job as JUnit XML for CI: one testcase per task x agent x model, its attempts inside.
 
-A testcase passes when at least one attempt passed, is an ``error`` when every attempt
-ended in ``error`` (the platform could not run it) and a ``failure`` otherwise; its
-properties carry the figures of the result table, and each attempt is a line of
-``system-out`` naming its rollout.
+A testcase passes when at least one attempt passed, is an ``error`` when no rollout
+reached a verdict (each ended in an error: a verifier without a reward, a provider or
+infrastructure failure; ``error_codes``) and a ``failure`` otherwise; its properties
+carry the figures of the result table (errors by kind, cost, or ``cost_unknown``), and
+each rollout is a line of ``system-out`` naming it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,20 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
-def write_junit(path: Path, job: Job, stats: JobStats, results: Sequence[Result]) -> None:
-    from envpools_cli.models import RolloutStatus  # pydantic: only when a report is written
+def _line(result: Result) -> str:
+    code = (result.error or {}).get("code")
+    text = f"attempt {result.attempt}: {result.status} reward={result.reward} "
+    text += f"rollout={result.rollout_id}"
+    if result.error_kind:
+        text += f" error={result.error_kind}:{code}"
+    elif code:
+        text += f" error={code}"
+    if result.cost_usd is None:
+        text += " cost=unknown"
+    return text
 
+
+def write_junit(path: Path, job: Job, stats: JobStats, results: Sequence[Result]) -> None:
     by_group: dict[tuple[str, str, str | None], list[Result]] = {}
     for result in results:
         by_group.setdefault((result.task_id, result.agent, result.model), []).append(result)
@@ -66,30 +78,39 @@ def write_junit(path: Path, job: Job, stats: JobStats, results: Sequence[Result]
             for name, value in (
                 ("attempts", str(row.attempts)),
                 ("passes", str(row.passes)),
+                ("errors", str(row.errors)),
+                *((f"errors_{kind}", str(n)) for kind, n in row.errors_by_kind.items()),
                 ("pass_rate", _num(row.pass_rate)),
                 (f"pass_at_{row.k}", _num(row.pass_at_k)),
                 ("mean_reward", _num(row.mean_reward)),
                 ("cost_usd", _num(row.cost_usd)),
+                *(
+                    (("cost_unknown", ", ".join(row.unpriced_models) or "true"),)
+                    if row.unpriced_rollouts
+                    else ()
+                ),
             ):
                 ET.SubElement(props, "property", name=name, value=value)
-            lines = [
-                f"attempt {r.attempt}: {r.status} reward={r.reward} rollout={r.rollout_id}"
-                + (f" error={(r.error or {}).get('code')}" if r.error else "")
-                for r in attempts
-            ]
+            lines = [_line(r) for r in attempts]
             ET.SubElement(case, "system-out").text = clean("\n".join(lines), keep_newlines=True)
             if not attempts:
                 ET.SubElement(case, "skipped", message="no attempt ended")
             elif row.passes:
                 continue
-            elif all(RolloutStatus.parse(r.status) is RolloutStatus.ERROR for r in attempts):
+            elif not row.attempts and row.errors:
+                # Nothing reached a verdict: the platform's (or the task's) fault, not a
+                # failure of the agent.
                 errors += 1
-                first = attempts[0].error or {}
+                first = next((r for r in attempts if r.error_kind), attempts[0])
+                detail = first.error or {}
                 ET.SubElement(
                     case,
                     "error",
-                    type=str(first.get("code") or "error"),
-                    message=clean(str(first.get("message") or "the rollouts could not run")),
+                    type=f"{first.error_kind}:{detail.get('code') or 'error'}",
+                    message=clean(
+                        f"{first.error_kind} error: "
+                        + str(detail.get("message") or "the rollouts reached no verdict")
+                    ),
                 )
             else:
                 failures += 1
@@ -97,7 +118,8 @@ def write_junit(path: Path, job: Job, stats: JobStats, results: Sequence[Result]
                     case,
                     "failure",
                     type="not_passed",
-                    message=f"0 of {row.attempts} attempts passed (reward >= {job.pass_reward:g})",
+                    message=f"0 of {row.attempts} attempts passed (reward >= {job.pass_reward:g})"
+                    + (f"; {row.errors} more reached no verdict" if row.errors else ""),
                 )
         suite.set("tests", str(tests))
         suite.set("failures", str(failures))

@@ -1,20 +1,23 @@
 """Eval jobs on screen: the live progress of a run, result tables, job lists, comparisons.
 
 Progress goes to stderr (a Rich live display on a terminal, one line per ended rollout
-otherwise); tables and documents go to stdout. Result tables fit 80 columns: the task
-and agent columns fold, and the optional columns (errors, tokens, cost per success)
-appear only when the terminal is wide enough.
+otherwise); tables and documents go to stdout. Tables are fitted by ``formats`` like
+every other: ids (job, rollout, ``agent:model``) are never folded or cut, task names give
+way with an ellipsis, and the optional columns (PASS@1, tokens, cost per success, error
+kinds) appear when the terminal is wide enough. Errors (rollouts with no verdict) have
+their own column everywhere, and a cost nobody could price reads ``unknown``, never $0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from envpools_cli.output.formats import Column, dump_json, plain_value
+from envpools_cli.output.formats import Column, dump_json
 from envpools_cli.output.sanitize import clean
 from envpools_cli.output.streams import color_enabled, is_tty, write_out
 
@@ -91,6 +94,28 @@ def fmt_count(value: Any) -> str:
 
 # --- result tables --------------------------------------------------------------------------
 
+#: Terminal widths from which the optional columns appear (plain text has them all).
+_WIDE = 100
+_WIDER = 120
+
+
+def fmt_row_cost(row: dict[str, Any]) -> str:
+    """A row's cost: unknown when some rollout's is (never a made-up $0); ``>=`` the known
+    part when only some are."""
+    if row.get("cost_usd") is not None:
+        return fmt_cost(row["cost_usd"])
+    known = float(row.get("cost_usd_known") or 0.0)
+    return f">={fmt_cost(known)}" if known > 0 else "unknown"
+
+
+def fmt_errors(value: Any) -> str:
+    return "-" if not value else str(value)
+
+
+def error_kinds_text(kinds: dict[str, int] | None) -> str:
+    """``verifier 1, provider 2`` in the table's order of kinds."""
+    return ", ".join(f"{kind} {count}" for kind, count in (kinds or {}).items()) or "-"
+
 
 def _pass_text(row: dict[str, Any]) -> str:
     text = f"{row['passes']}/{row['attempts']}"
@@ -101,35 +126,43 @@ def _pass_text(row: dict[str, Any]) -> str:
 def _result_columns(k: int, *, totals: bool, width: int | None) -> list[Column]:
     """Columns for a terminal ``width`` wide (None: plain text, every column).
 
-    PASS@1 is the unbiased estimator with k=1, which is exactly passes/attempts: narrow
-    terminals keep the PASS column and leave it out.
+    The agent (with its model: ``codex:gpt-5.1-codex-mini``, as ``--agent`` takes it) is
+    an id: never cut. PASS@1 is the unbiased estimator with k=1, which is exactly
+    passes/attempts, and RATE the same as a percentage: narrow terminals keep PASS.
+    Errors (no verdict: verifier, provider, infrastructure...) are never attempts; ERR
+    counts them, by kind where there is room.
     """
-    columns = (
-        [Column("AGENT", "agent_label")]
-        if totals
-        else [
-            Column("TASK", "task_id"),
-            Column("AGENT", "agent_label"),
-        ]
-    )
-    columns.append(Column("PASS", "_pass"))
-    if totals:
-        columns.append(Column("RATE", "pass_rate", fmt_percent))
-    if k > 1 and (width is None or width >= 100):
-        columns.append(Column("PASS@1", "pass_at_1", fmt_rate))
+    wide = width is None or width >= _WIDE
+    wider = width is None or width >= _WIDER
+    columns = [Column("AGENT", "agent_label", kind="id")]
+    if not totals:
+        columns.insert(0, Column("TASK", "task_id", ratio=2))
     columns += [
-        Column(f"PASS@{k}", "pass_at_k", fmt_rate),
-        Column("95% CI", "_ci"),
-        Column("REWARD", "mean_reward", fmt_rate),
-        Column("TIME", "mean_duration_sec", fmt_duration),
-        Column("COST", "cost_usd", fmt_cost),
+        Column("PASS", "_pass", kind="fixed"),
+        Column("ERR", "errors", fmt_errors, kind="fixed"),
     ]
-    if width is None or width >= 110:
+    if totals and wide:
+        columns.append(Column("RATE", "pass_rate", fmt_percent, kind="fixed"))
+    if k > 1 and wide:
+        columns.append(Column("PASS@1", "pass_at_1", fmt_rate, kind="fixed"))
+    columns += [
+        Column(f"PASS@{k}", "pass_at_k", fmt_rate, kind="fixed"),
+        Column("95% CI", "_ci", kind="fixed"),
+        Column("REWARD", "mean_reward", fmt_rate, kind="fixed"),
+        Column("TIME", "mean_duration_sec", fmt_duration, kind="fixed"),
+        Column("COST", "_cost", kind="fixed"),
+    ]
+    if wider:
         columns += [
-            Column("ERR", "errors"),
-            Column("TOKENS", "_tokens"),
-            Column("$/PASS", "cost_per_success", fmt_cost),
+            Column("TOKENS", "_tokens", kind="fixed"),
+            Column("CACHE", "cache_tokens", fmt_count, kind="fixed"),
+            Column("$/PASS", "cost_per_success", fmt_cost, kind="fixed"),
         ]
+        if totals:
+            columns += [
+                Column("ERRORS", "_kinds"),
+                Column("MODEL USED", "_models"),
+            ]
     return columns
 
 
@@ -139,6 +172,9 @@ def _decorate(row: dict[str, Any]) -> dict[str, Any]:
         "_pass": _pass_text(row),
         "_ci": fmt_interval(row.get("ci_low"), row.get("ci_high")),
         "_tokens": f"{fmt_count(row['input_tokens'])}/{fmt_count(row['output_tokens'])}",
+        "_cost": fmt_row_cost(row),
+        "_kinds": error_kinds_text(row.get("errors_by_kind")),
+        "_models": ", ".join(row.get("models_used") or []) or "-",
     }
 
 
@@ -157,6 +193,7 @@ _CSV_FIELDS = (
     "agent",
     "model",
     "agent_label",
+    "models_used",
     "k",
     "planned",
     "tasks",
@@ -164,6 +201,8 @@ _CSV_FIELDS = (
     "passes",
     "failures",
     "errors",
+    "errors_by_kind",
+    "transient_errors",
     "cancelled",
     "pass_rate",
     "pass_at_1",
@@ -174,9 +213,23 @@ _CSV_FIELDS = (
     "mean_duration_sec",
     "input_tokens",
     "output_tokens",
+    "cache_tokens",
     "cost_usd",
+    "cost_usd_known",
+    "unpriced_rollouts",
+    "unpriced_models",
     "cost_per_success",
 )
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return value
 
 
 def _csv(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
@@ -184,7 +237,7 @@ def _csv(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fields})
+        writer.writerow({k: _csv_value(row.get(k)) for k in fields})
     return buffer.getvalue()
 
 
@@ -194,59 +247,43 @@ def _console_width() -> int:
     return Console(file=sys.stdout).width
 
 
-#: Columns of words (left-aligned, may fold); every other column holds a figure.
-_TEXT_KEYS = frozenset(
-    {"task_id", "agent_label", "_ci", "id", "name", "status", "change", "rollout_id", "error"}
-)
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
+    from envpools_cli.output.formats import print_table
+
+    print_table(rows, columns)
 
 
-def _rich_table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None
-) -> str:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+def _notes(result: dict[str, Any], job_id: str) -> None:
+    """Errors and unknown costs, said in words under the tables (stderr)."""
+    from envpools_cli.output.messages import info, warn
 
-    console = Console(file=sys.stdout, no_color=not color_enabled(), highlight=False)
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        title=title,
-        title_justify="left",
-        header_style="bold",
-        pad_edge=False,
-        # Narrow terminals get one space between columns (the box's divider) to fit 80.
-        padding=(0, 0) if console.width < 100 else (0, 1),
-    )
-    for column in columns:
-        numeric = column.key not in _TEXT_KEYS
-        table.add_column(
-            column.header,
-            overflow="fold",
-            justify="right" if numeric else "left",
-            no_wrap=numeric,
+    errors = int(result.get("errors") or 0)
+    if errors:
+        kinds = error_kinds_text(result.get("errors_by_kind"))
+        text = f"{errors} rollout(s) reached no verdict ({kinds}): not counted as attempts"
+        transient = int(result.get("transient_errors") or 0)
+        if transient:
+            text += (
+                f"; {transient} may pass if run again: envpools jobs resume {job_id} --retry-errors"
+            )
+        info(text)
+    unpriced = int(result.get("unpriced_rollouts") or 0)
+    if unpriced:
+        models = ", ".join(result.get("unpriced_models") or []) or "their model"
+        warn(
+            f"cost unknown for {unpriced} rollout(s): no price for {models} (the backend "
+            "prices tokens from its table: ENVPOOLS_PRICE_TABLE)"
         )
-    for row in rows:
-        table.add_row(*(Text(column.text(row)) for column in columns))
-    with console.capture() as capture:
-        console.print(table)
-    return capture.get()
-
-
-def _plain_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
-    lines = ["\t".join(c.header for c in columns)]
-    lines += ["\t".join(c.text(r) for c in columns) for r in rows]
-    return "".join(line + "\n" for line in lines)
-
-
-def _table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None
-) -> str:
-    return _rich_table(rows, columns, title) if is_tty() else _plain_table(rows, columns)
 
 
 def emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
-    """A job's result table: task x agent rows, then totals per agent/model."""
+    """A job's result table: task x agent rows, then totals per agent/model; errors and
+    unknown costs are said on stderr whatever the format."""
+    _emit_result(job, result, fmt)
+    _notes(result, str(job["id"]))
+
+
+def _emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
     if fmt == "json":
         write_out(dump_json({"job": job, "result": result}) + "\n")
         return
@@ -270,27 +307,55 @@ def emit_result(job: dict[str, Any], result: dict[str, Any], fmt: str) -> None:
     groups = [_decorate(r) for r in result["groups"]]
     totals = [_decorate(r) for r in result["totals"]]
     if is_tty():
+        from envpools_cli.output.describe import wrap
+
         header = (
             f"{job['id']}  {clean(str(job['name']))}  {job['status']}  "
             f"{result['ended']}/{result['planned']} ended"
         )
-        write_out(header + "\n")
-    write_out(_table(groups, _result_columns(k, totals=False, width=width)))
+        write_out("".join(line + "\n" for line in wrap(header, width or 80)))
+    _table(groups, _result_columns(k, totals=False, width=width))
     write_out("\n")
-    write_out(_table(totals, _result_columns(k, totals=True, width=width)))
+    _table(totals, _result_columns(k, totals=True, width=width))
 
 
-_ROLLOUT_COLUMNS = [
-    Column("ROLLOUT", "rollout_id", kind="id"),
-    Column("TASK", "task_id"),
-    Column("AGENT", "agent_label"),
-    Column("#", "attempt"),
-    Column("STATUS", "status"),
-    Column("REWARD", "reward", lambda v: "-" if v is None else f"{v:g}"),
-    Column("TIME", "duration_sec", fmt_duration),
-    Column("COST", "cost_usd", fmt_cost),
-    Column("ERROR", "error", lambda v: plain_value((v or {}).get("code"))),
-]
+def _rollout_columns(width: int | None) -> list[Column]:
+    wide = width is None or width >= _WIDE
+    columns = [
+        Column("ROLLOUT", "rollout_id", kind="id"),
+        Column("TASK", "task_id"),
+        Column("AGENT", "agent", kind="fixed"),
+    ]
+    if wide:
+        columns.append(Column("MODEL", "_model"))
+    columns += [
+        Column("#", "attempt", kind="fixed"),
+        Column("STATUS", "status", kind="fixed"),
+        Column("REWARD", "reward", lambda v: "-" if v is None else f"{v:g}", kind="fixed"),
+    ]
+    if wide:
+        columns += [
+            Column("TIME", "duration_sec", fmt_duration, kind="fixed"),
+            Column("COST", "_cost", kind="fixed"),
+        ]
+    # An error code gives way after the task name does (ratio), and names its kind where
+    # there is room (``verifier: reward_missing``).
+    columns.append(Column("ERROR", "_error_wide" if wide else "_error", ratio=2))
+    return columns
+
+
+def _rollout_row(row: dict[str, Any]) -> dict[str, Any]:
+    error = row.get("error") if isinstance(row.get("error"), dict) else {}
+    code = error.get("code") if error else None
+    kind = row.get("error_kind")
+    cost = row.get("cost_usd")
+    return {
+        **row,
+        "_model": row.get("model") or row.get("model_used") or "-",
+        "_cost": "-" if "cost_usd" not in row else "unknown" if cost is None else fmt_cost(cost),
+        "_error": code or "-",
+        "_error_wide": f"{kind}: {code}" if kind and code else (code or "-"),
+    }
 
 
 def emit_rollouts(rows: Sequence[dict[str, Any]], fmt: str) -> None:
@@ -309,32 +374,38 @@ def emit_rollouts(rows: Sequence[dict[str, Any]], fmt: str) -> None:
             "task_id",
             "agent",
             "model",
+            "model_used",
             "attempt",
             "status",
+            "error_kind",
             "reward",
             "passed",
             "duration_sec",
             "input_tokens",
             "output_tokens",
+            "cache_tokens",
             "cost_usd",
             "created_at",
             "started_at",
             "finished_at",
         ]
-        write_out(_csv(rows, fields))
+        coded = [{**r, "error_code": (r.get("error") or {}).get("code")} for r in rows]
+        write_out(_csv(coded, [*fields[:8], "error_code", *fields[8:]]))
     elif fmt == "name":
         write_out("".join(f"{r['rollout_id']}\n" for r in rows if r.get("rollout_id")))
     else:
-        write_out(_table(rows, _ROLLOUT_COLUMNS))
+        width = _console_width() if is_tty() else None
+        _table([_rollout_row(r) for r in rows], _rollout_columns(width))
 
 
 _JOB_COLUMNS = [
     Column("ID", "id", kind="id"),
     Column("NAME", "name"),
-    Column("STATUS", "status"),
-    Column("DONE", "_done"),
-    Column("PASS", "pass_rate", fmt_percent),
-    Column("COST", "cost_usd", fmt_cost),
+    Column("STATUS", "status", kind="fixed"),
+    Column("DONE", "_done", kind="fixed"),
+    Column("PASS", "pass_rate", fmt_percent, kind="fixed"),
+    Column("ERR", "errors", fmt_errors, kind="fixed"),
+    Column("COST", "_cost", kind="fixed"),
     Column("AGE", "created_at", kind="age"),
 ]
 
@@ -350,7 +421,7 @@ def emit_jobs(jobs: Sequence[dict[str, Any]], fmt: str) -> None:
 
             write_out(yaml.safe_dump(list(jobs), sort_keys=False))
         elif fmt == "csv":
-            fields = ["id", "name", "status", "ended", "total", "pass_rate", "cost_usd"]
+            fields = ["id", "name", "status", "ended", "total", "pass_rate", "errors", "cost_usd"]
             write_out(_csv(jobs, [*fields, "created_at", "pool_id"]))
         else:
             write_out("".join(f"{j['id']}\n" for j in jobs))
@@ -360,8 +431,8 @@ def emit_jobs(jobs: Sequence[dict[str, Any]], fmt: str) -> None:
 
         info("no jobs yet: envpools jobs run --tasks DIR --agent AGENT")
         return
-    rows = [{**j, "_done": f"{j['ended']}/{j['total']}"} for j in jobs]
-    write_out(_table(rows, _JOB_COLUMNS))
+    rows = [{**j, "_done": f"{j['ended']}/{j['total']}", "_cost": fmt_row_cost(j)} for j in jobs]
+    _table(rows, _JOB_COLUMNS)
 
 
 def emit_comparison(
@@ -392,9 +463,11 @@ def emit_comparison(
             "a_attempts",
             "a_passes",
             "a_pass_rate",
+            "a_errors",
             "b_attempts",
             "b_passes",
             "b_pass_rate",
+            "b_errors",
             "delta_pass_rate",
             "change",
         ]
@@ -409,24 +482,33 @@ def emit_comparison(
     def delta(value: Any) -> str:
         return "-" if value is None else f"{value:+.2f}"
 
+    def cost(prefix: str) -> Any:
+        def text(row: dict[str, Any]) -> str:
+            if f"{prefix}_cost_usd" not in row:
+                return "-"
+            value = row[f"{prefix}_cost_usd"]
+            return "unknown" if value is None else fmt_cost(value)
+
+        return text
+
     task_rows = [
         {**r, "_a": passes("a")(r), "_b": passes("b")(r)}
         for r in comparison["rows"]
         if r["change"] != "same"
     ]
     columns = [
-        Column("TASK", "task_id"),
-        Column("AGENT", "agent_label"),
-        Column("A", "_a"),
-        Column("B", "_b"),
-        Column("DELTA", "delta_pass_rate", delta),
-        Column("CHANGE", "change"),
+        Column("TASK", "task_id", ratio=2),
+        Column("AGENT", "agent_label", kind="id"),
+        Column("A", "_a", kind="fixed"),
+        Column("B", "_b", kind="fixed"),
+        Column("DELTA", "delta_pass_rate", delta, kind="fixed"),
+        Column("CHANGE", "change", kind="fixed"),
     ]
     from envpools_cli.output.messages import info
 
     info(f"A = {a['id']} ({clean(str(a['name']))}), B = {b['id']} ({clean(str(b['name']))})")
     if task_rows:
-        write_out(_table(task_rows, columns))
+        _table(task_rows, columns)
         write_out("\n")
     else:
         info("no task changed")
@@ -435,20 +517,24 @@ def emit_comparison(
             **r,
             "_a": passes("a")(r),
             "_b": passes("b")(r),
+            "_a_cost": cost("a")(r),
+            "_b_cost": cost("b")(r),
         }
         for r in comparison["totals"]
     ]
     total_columns = [
-        Column("AGENT", "agent_label"),
-        Column("A", "_a"),
-        Column("A RATE", "a_pass_rate", fmt_percent),
-        Column("B", "_b"),
-        Column("B RATE", "b_pass_rate", fmt_percent),
-        Column("DELTA", "delta_pass_rate", delta),
-        Column("A COST", "a_cost_usd", fmt_cost),
-        Column("B COST", "b_cost_usd", fmt_cost),
+        Column("AGENT", "agent_label", kind="id"),
+        Column("A", "_a", kind="fixed"),
+        Column("A RATE", "a_pass_rate", fmt_percent, kind="fixed"),
+        Column("A ERR", "a_errors", fmt_errors, kind="fixed"),
+        Column("B", "_b", kind="fixed"),
+        Column("B RATE", "b_pass_rate", fmt_percent, kind="fixed"),
+        Column("B ERR", "b_errors", fmt_errors, kind="fixed"),
+        Column("DELTA", "delta_pass_rate", delta, kind="fixed"),
+        Column("A COST", "_a_cost", kind="fixed"),
+        Column("B COST", "_b_cost", kind="fixed"),
     ]
-    write_out(_table(total_rows, total_columns))
+    _table(total_rows, total_columns)
     counts = comparison["counts"]
     info(
         f"{counts.get('newly passing', 0)} newly passing, {counts.get('newly failing', 0)} "
@@ -468,8 +554,17 @@ def _summary_line(snap: dict[str, Any]) -> str:
         f"{snap['queued']} queued",
         f"pass {snap['passes']}/{snap['attempts']}"
         + (f" ({100 * rate:.0f}%)" if rate is not None else ""),
-        fmt_cost(snap["cost_usd"]),
     ]
+    if snap.get("errors"):
+        parts.append(f"{snap['errors']} error{'s' if snap['errors'] != 1 else ''}")
+    unknown = snap.get("cost_unknown")
+    parts.append(
+        fmt_cost(snap["cost_usd"])
+        if not unknown
+        else f"cost unknown ({fmt_cost(snap['cost_usd'])} known)"
+        if snap["cost_usd"]
+        else "cost unknown"
+    )
     if snap["eta_sec"] is not None:
         parts.append(f"ETA {fmt_duration(snap['eta_sec'])}")
     return " | ".join(parts)
@@ -478,18 +573,22 @@ def _summary_line(snap: dict[str, Any]) -> str:
 def _result_line(trial: Trial, result: Result, passed: bool) -> str:
     from envpools_cli.models import RolloutStatus  # pydantic: not at import time
 
+    kind = result.error_kind
     if passed:
         verdict = "pass"
+    elif kind is not None:
+        verdict = "error"  # no verdict: counted apart, never as the agent's failure
     elif RolloutStatus.succeeded(result.status):
         verdict = "fail"  # it ran and was scored, below --pass-reward
     else:
         verdict = result.status
     reward = "-" if result.reward is None else f"{result.reward:g}"
     error = (result.error or {}).get("code")
+    why = f"{kind}: {error}" if kind and error else kind or error
     return (
         f"{verdict:<9} {clean(trial.task_id)}  {clean(trial.agent.label)}  #{trial.attempt}  "
         f"reward {reward}  {fmt_duration(result.duration_sec)}"
-        + (f"  ({clean(str(error))})" if error else "")
+        + (f"  ({clean(str(why))})" if why else "")
         + f"  {result.rollout_id or ''}"
     )
 
@@ -572,6 +671,14 @@ class LiveProgress(LineProgress):
         self.live: Any = None
         self.progress: Progress | None = None
 
+    def _write(self, text: str) -> None:
+        # Through Rich: a line wider than the terminal wraps between words, never inside
+        # an id or a command to copy.
+        from rich.text import Text
+
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.console.print(Text(text))
+
     def started(self, progress: Progress, *, resumed: int) -> None:
         from rich.live import Live
 
@@ -601,15 +708,22 @@ class LiveProgress(LineProgress):
         head.add_row(bar, Text(_summary_line(snap)))
         parts: list[Any] = [head]
         if snap["slowest"]:
+            # The id first and whole; the task and the agent give way (with an ellipsis).
             table = Table.grid(padding=(0, 2))
+            table.add_column(no_wrap=True)
+            table.add_column(no_wrap=True, min_width=len("ro_") + 21)
+            table.add_column(no_wrap=True)
+            table.add_column(no_wrap=True, overflow="ellipsis")
+            table.add_column(no_wrap=True, overflow="ellipsis")
+            table.add_column(no_wrap=True)
             for item in snap["slowest"]:
                 table.add_row(
                     Text(fmt_duration(item["elapsed_sec"]), style="dim"),
+                    Text(str(item["rollout_id"] or "(creating)"), style="dim"),
                     Text(item["status"]),
                     Text(clean(item["task_id"])),
                     Text(clean(item["agent"])),
                     Text(f"#{item['attempt']}"),
-                    Text(str(item["rollout_id"] or ""), style="dim"),
                 )
             parts.append(Text("slowest running:", style="dim"))
             parts.append(table)

@@ -20,9 +20,28 @@ def set_quiet(value: bool) -> None:
     _quiet = value
 
 
+def _fitted(text: str) -> str:
+    """On a terminal, long lines wrap between words (the terminal would cut words in two);
+    piped, a message stays one line for tools to match."""
+    try:
+        if not sys.stderr.isatty():
+            return text
+        import os
+
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return text
+    if width < 20 or all(len(line) <= width for line in text.splitlines()):
+        return text
+    from envpools_cli.output.describe import wrap
+
+    return "\n".join(wrap(text, width))
+
+
 def _emit(text: str, style: str | None = None) -> None:
+    text = _fitted(text)
     if style and color_enabled(sys.stderr):
-        text = f"{_STYLES[style]}{text}\x1b[0m"
+        text = "\n".join(f"{_STYLES[style]}{line}\x1b[0m" for line in text.splitlines())
     try:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()

@@ -83,6 +83,37 @@ class _Row:
     status: str = "…"
     since: float = 0.0
     doc: dict[str, Any] | None = None
+    spinner: Any = None
+    told: str | None = None
+    """The last status said in a plain line (off a terminal)."""
+    """One Spinner per row, kept: a new one each frame would always draw its first frame."""
+
+
+def _moment(value: Any) -> float | None:
+    """A server timestamp as a ``time.monotonic()`` reading (clocks agree within skew)."""
+    from envpools_cli.output.units import parse_time
+
+    parsed = parse_time(value)
+    if parsed is None:
+        return None
+    ago = max(0.0, time.time() - parsed.timestamp())
+    return time.monotonic() - ago
+
+
+def transition_time(doc: dict[str, Any]) -> float | None:
+    """When the rollout entered its current status, by its own timestamps."""
+    from envpools_cli.models import RolloutStatus
+
+    status = RolloutStatus.parse(doc.get("status"))
+    if status is None:
+        return None
+    if status.is_terminal:
+        key = "finished_at"
+    elif status is RolloutStatus.QUEUED:
+        key = "created_at"
+    else:
+        key = "started_at"
+    return _moment(doc.get(key) or doc.get("created_at"))
 
 
 class WaitProgress:
@@ -117,12 +148,26 @@ class WaitProgress:
             self._live.stop()
             self._live = None
 
+    def seed(self, doc: dict[str, Any]) -> None:
+        """The rollout as the wait found it: its status timed from its own transition
+        (``created_at`` while queued, ``started_at`` once started), not from when the
+        wait began."""
+        rollout_id = str(doc.get("rollout_id"))
+        since = transition_time(doc)
+        with self.lock:
+            row = self.rows.setdefault(rollout_id, _Row(since=self.started))
+            if row.status == "…" and doc.get("status"):
+                row.status = str(doc["status"])
+                row.since = since if since is not None else row.since
+
     def status(self, rollout_id: str, status: str) -> None:
-        """The rollout moved to ``status``."""
+        """The rollout moved to ``status`` (heard live: now is when it did)."""
         with self.lock:
             row = self.rows[rollout_id]
-            row.status, row.since = status, time.monotonic()
-        if self._live is None:
+            if row.status != status:  # else the seed placed it already, with its own time
+                row.status, row.since = status, time.monotonic()
+            told, row.told = row.told, status
+        if self._live is None and told != status:
             from envpools_cli.output.messages import info
 
             info(f"{rollout_id}: {status}")
@@ -167,7 +212,9 @@ class WaitProgress:
         for rollout_id, row in rows:
             status = RolloutStatus.parse(row.status)
             if status is None or not status.is_terminal:
-                mark: Any = Spinner("dots", style="cyan")
+                if row.spinner is None:
+                    row.spinner = Spinner("dots", style="cyan")
+                mark: Any = row.spinner
             else:
                 mark = Text("✓", style="green") if status.is_success else Text("✗", style="red")
             detail = ""

@@ -83,11 +83,14 @@ def _error_code(value: Any) -> str:
 
 
 def _agent(value: Any) -> str:
+    """The harness alone: the model has a column of its own, so neither hides the other."""
     if isinstance(value, dict):
-        harness = value.get("harness") or value.get("kind") or "?"
-        model = value.get("model_id")
-        return f"{harness}:{model}" if model else str(harness)
+        return plain_value(value.get("harness") or value.get("kind") or "?")
     return plain_value(value)
+
+
+def _model(value: Any) -> str:
+    return plain_value(value.get("model_id")) if isinstance(value, dict) else "-"
 
 
 def _reward(value: Any) -> str:
@@ -101,7 +104,8 @@ def rollout_columns() -> list[Column]:
         Column("STATUS", "status", kind="fixed"),
         Column("TASK", "task_ref", render=_task_id, ratio=2),
         Column("DATASET", "task_ref", render=_dataset, wide=True),
-        Column("AGENT", "agent", render=_agent),
+        Column("AGENT", "agent", render=_agent, kind="fixed"),
+        Column("MODEL", "agent", render=_model),
         Column("POOL", "pool_id", kind="id", wide=True),
         Column("REWARD", "reward_primary", render=_reward, kind="fixed"),
         Column("DURATION", "duration", kind="fixed", wide=True),
@@ -236,8 +240,15 @@ def _seconds(value: Any) -> str:
     return f"{value:g}s" if isinstance(value, int | float) else compact(value)
 
 
-def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
-    """``rollouts get`` as sections: summary, task, agent, timing, usage, error, routing."""
+def rollout_sections(
+    doc: dict[str, Any],
+    *,
+    terminal: bool,
+    events: list[dict[str, Any]] | None = None,
+    event_count: int | None = None,
+) -> list[Section]:
+    """``rollouts get`` as sections: summary, task, agent, timing, usage, error, the last
+    events (when given), routing."""
     from envpools_cli.output.usage import cost_rows, usage_rows
 
     def dict_of(key: str) -> dict[str, Any]:
@@ -319,6 +330,15 @@ def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
     else:
         error.add("Error", error_doc)
 
+    shown = len(events or [])
+    recent = Section(
+        f"Events (last {shown} of {event_count})"
+        if event_count and event_count > shown
+        else "Events"
+    )
+    for envelope in events or []:
+        recent.add(event_time(envelope), f"{envelope.get('event')}: {describe_event(envelope)}")
+
     route = dict_of("routing")
     routing = Section("Routing")
     routing.add("Strategy", route.get("strategy"))
@@ -346,7 +366,7 @@ def rollout_sections(doc: dict[str, Any], *, terminal: bool) -> list[Section]:
     for key, value in doc.items():
         if key not in _SHOWN_KEYS:
             other.add(key, value)
-    return [summary, task, agent, timing, usage, error, routing, limits, metadata, other]
+    return [summary, task, agent, timing, usage, error, recent, routing, limits, metadata, other]
 
 
 def show_rollouts(
@@ -373,13 +393,20 @@ def show_rollouts(
     )
 
 
-def show_rollout(item: dict[str, Any], fmt: str, fields: str | None) -> None:
-    """One rollout: sections on a table, the document as it came in every machine format."""
+def show_rollout(
+    item: dict[str, Any],
+    fmt: str,
+    fields: str | None,
+    events: tuple[list[dict[str, Any]], int] | None = None,
+) -> None:
+    """One rollout: sections on a table (with its last ``events``, and how many there are),
+    the document as it came in every machine format."""
     from envpools_cli.output.describe import print_sections
     from envpools_cli.output.formats import emit_record, parse_fields
     from envpools_cli.output.streams import is_tty
 
     if fmt == "table" and fields is None:
-        print_sections(rollout_sections(item, terminal=is_tty()))
+        recent, count = events if events is not None else (None, None)
+        print_sections(rollout_sections(item, terminal=is_tty(), events=recent, event_count=count))
         return
     emit_record(item, fmt, fields=parse_fields(fields), id_key="rollout_id", order=ROLLOUT_ORDER)

@@ -42,7 +42,9 @@ def usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("Wall time", f"{float(wall):.1f} s" if isinstance(wall, int | float) else "-"),
         ("Sandbox", f"{float(minutes):.2f} min" if isinstance(minutes, int | float) else "-"),
+        ("Model", str(usage["model_id"]) if usage.get("model_id") else "-"),
         ("Tokens in", _number(usage.get("llm_input_tokens"))),
+        ("Tokens cached", _number(usage.get("llm_cache_tokens"))),
         ("Tokens out", _number(usage.get("llm_output_tokens"))),
         *_counted_by(usage),
         ("Uploaded", human_bytes(usage.get("bytes_uploaded"))),
@@ -50,27 +52,51 @@ def usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def cost_unknown(usage: dict[str, Any]) -> str | None:
+    """Why the cost is unknown (tokens of a model without a price), or None when known.
+
+    A backend that cannot price tokens leaves ``cost_usd`` null (and names the models in
+    ``unpriced_models``): that is never shown as $0.
+    """
+    models = [str(m) for m in usage.get("unpriced_models") or [] if m]
+    spent = any(usage.get(k) for k in ("llm_input_tokens", "llm_output_tokens"))
+    if not models and not (usage.get("cost_usd") is None and spent):
+        return None
+    named = ", ".join(models) or str(usage.get("model_id") or "the model")
+    return f"cost unknown: no price for {named} (ENVPOOLS_PRICE_TABLE on the backend sets one)"
+
+
+def _total(usage: dict[str, Any]) -> str:
+    return "unknown" if cost_unknown(usage) else _money(usage.get("cost_usd"))
+
+
 def cost_rows(usage: dict[str, Any]) -> str:
     """The cost on one line: ``$0.0412 (anthropic $0.0400, sandbox $0.0012)``."""
     total = usage.get("cost_usd")
     costs = usage.get("provider_costs") or {}
-    if total is None and not costs:
+    if total is None and not costs and not cost_unknown(usage):
         return ""
     parts = [
         f"{provider} {_money(cost)}"
         for provider, cost in sorted(costs.items(), key=lambda item: -float(item[1] or 0))
     ]
-    return _money(total) + (f" ({', '.join(parts)})" if parts else "")
+    if cost_unknown(usage):
+        parts += [f"{model} unpriced" for model in usage.get("unpriced_models") or []]
+    return _total(usage) + (f" ({', '.join(parts)})" if parts else "")
 
 
 def print_usage(usage: dict[str, Any]) -> None:
     rows = usage_rows(usage)
     costs = usage.get("provider_costs") or {}
-    total = usage.get("cost_usd")
+    unknown = cost_unknown(usage)
+    if unknown:
+        from envpools_cli.output.messages import warn
+
+        warn(unknown)
     if not is_tty():
         lines = [f"{label}\t{value}" for label, value in rows]
         lines += [f"Cost {provider}\t{_money(cost)}" for provider, cost in sorted(costs.items())]
-        lines.append(f"Cost total\t{_money(total)}")
+        lines.append(f"Cost total\t{_total(usage)}")
         write_out("".join(line + "\n" for line in lines))
         return
     from rich import box
@@ -90,7 +116,9 @@ def print_usage(usage: dict[str, Any]) -> None:
     money.add_column("Cost", justify="right")
     for provider, cost in sorted(costs.items(), key=lambda item: -float(item[1] or 0)):
         money.add_row(Text(str(provider)), _money(cost))  # server text: no markup
-    money.add_row("[bold]total[/bold]", f"[bold]{_money(total)}[/bold]")
+    for model in usage.get("unpriced_models") or []:
+        money.add_row(Text(str(model)), "unknown")
+    money.add_row("[bold]total[/bold]", f"[bold]{_total(usage)}[/bold]")
     title = f"usage · {usage.get('rollout_id', '')}"
     if usage.get("final") is False:
         title += " (running)"

@@ -84,7 +84,7 @@ CASES = [
     ),
     case("flag-without-value", "rollouts", "list", "--limit", code=USAGE, says="--limit"),
     case("jobs-status-is-not-a-command", "jobs", "status", "x", code=USAGE, says="status"),
-    case("cancel-without-ids", "rollouts", "cancel", "--yes", code=USAGE, says="ROLLOUT_IDS"),
+    case("cancel-without-ids", "rollouts", "cancel", "--yes", code=USAGE, says="ROLLOUT_ID..."),
     case("compare-one-job", "jobs", "compare", "a", code=USAGE, says="JOB"),
     # --- bad values, bad enums, negative and huge numbers -----------------------------------
     case("limit-not-a-number", "rollouts", "list", "--limit", "abc", code=USAGE, says="--limit"),
@@ -197,7 +197,19 @@ CASES = [
         says="novalue",
     ),
     case(
-        "task-without-dataset",
+        "task-without-dataset-or-pool",
+        "rollouts",
+        "create",
+        "-t",
+        "justatask",
+        "-a",
+        "oracle",
+        code=USAGE,
+        says="add --pool POOL",
+    ),
+    case(
+        # With --pool, a bare task id is that pool's task: one it does not have is not found.
+        "task-not-in-the-pool",
         "rollouts",
         "create",
         "-t",
@@ -206,8 +218,8 @@ CASES = [
         "oracle",
         "--pool",
         POOL,
-        code=USAGE,
-        says="justatask",
+        code=NOT_FOUND,
+        says="is not in pool",
     ),
     case("create-without-anything", "rollouts", "create", code=USAGE, says="missing"),
     case(

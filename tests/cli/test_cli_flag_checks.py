@@ -130,7 +130,7 @@ REFUSED: list[tuple[tuple[str, ...], str]] = [
     ((*CREATE, "--pool", "paused", "--count", "3", "--timeout", "5"), "--timeout applies to"),
     ((*CREATE, "--pool", "paused", "--wait", "--timeout", "0"), "--timeout must be positive"),
     ((*CREATE, "--pool", "paused", "--count", "2", "-q", "--fields", "x"), "--fields has nothing"),
-    (("rollouts", "create", "--task", "nodataset", "--agent", "oracle"), "DATASET/TASK_ID"),
+    (("rollouts", "create", "--task", "nodataset", "--agent", "oracle"), "add --pool POOL"),
     (("rollouts", "create", "--agent", "oracle", "--pool", "paused"), "missing --task"),
     (("rollouts", "create", *CREATE[2:]), "say where to run it"),
     ((*CREATE, "--pool", "paused", "--metadata", "novalue"), "--metadata expects KEY=VALUE"),

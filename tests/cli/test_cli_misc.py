@@ -41,6 +41,22 @@ class TestCredentials:
         assert cli("credentials", "delete", cred_id, "--yes").code == 0
         assert cli("credentials", "list", "--json").json() == []
 
+    def test_credentials_by_name(self, cli: CLI, backend: Local) -> None:
+        """The name `credentials list` shows works wherever an id does."""
+        made = cli("credentials", "store", "OPENAI_API_KEY", "--type", "OPENAI_API_KEY", "-q",
+                   stdin="sk-one-0123456789")  # fmt: skip
+        cred_id = made.out.strip()
+        rotated = cli("credentials", "rotate", "OPENAI_API_KEY", "-q", stdin="sk-two-0123456789")
+        assert rotated.code == 0, rotated.err
+        assert rotated.out.strip() == cred_id
+        missing = cli("credentials", "rotate", "OPENAI_KEY", stdin="v")
+        assert missing.code == 6 and "credentials: OPENAI_API_KEY" in missing.err
+        assert cli("credentials", "store", "OTHER", "--type", "T", stdin="a-value-0123").code == 0
+        deleted = cli("credentials", "delete", "OPENAI_API_KEY", "--yes")
+        assert deleted.code == 0 and cred_id in deleted.err
+        names = {c["credential_name"] for c in cli("credentials", "list", "--json").json()}
+        assert names == {"OTHER"}
+
     def test_empty_value_and_no_value_flag(self, cli: CLI, backend: Local, tmp_path: Path) -> None:
         assert cli("credentials", "store", "X", "--type", "T", stdin="").code == 2
         argv_value = cli("credentials", "store", "X", "--type", "T", "--value", "s3cret")

@@ -95,7 +95,8 @@ class TestCreate:
     @pytest.mark.parametrize(
         ("args", "message"),
         [
-            (("--agent", "oracle", "--task", "no-slash", "--pool", "coding"), "DATASET/TASK_ID"),
+            (("--agent", "oracle", "--task", "no-slash"), "add --pool POOL"),
+            (("--agent", "oracle", "--task", "/t", "--pool", "coding"), "DATASET/TASK_ID"),
             (("--agent", "oracle", "--task", "d/t"), "--pool, --pool-tag or --env-backend"),
             (("--task", "d/t", "--pool", "coding"), "missing --agent"),
             (

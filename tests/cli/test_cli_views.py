@@ -149,7 +149,7 @@ class TestTables:
         ids.append(result.out.strip())
         lines = on_terminal("rollouts", "list", columns=columns)
         assert all(len(line) <= columns for line in lines), lines
-        assert lines[0].split() == ["ROLLOUT", "STATUS", "TASK", "AGENT", "REWARD", "AGE"]
+        assert lines[0].split() == ["ROLLOUT", "STATUS", "TASK", "AGENT", "MODEL", "REWARD", "AGE"]
         rows = {line.split()[0]: line for line in lines[2:] if line.strip()}
         assert set(rows) == set(ids), "one line per rollout, each starting with its whole id"
         for row in rows.values():
@@ -167,6 +167,7 @@ class TestTables:
             "TASK",
             "DATASET",
             "AGENT",
+            "MODEL",
             "POOL",
             "REWARD",
             "DURATION",
@@ -394,8 +395,11 @@ class TestRecordViews:
             "Timing",
             "Usage",
             "Error",
+            "Events",
             "Routing",
         ]
+        events = view[view.index("Events:") + 1 : view.index("Routing:")]
+        assert any("lifecycle: status error" in line for line in events), events
         error = view[view.index("Error:") + 1 :]
         assert error[0].split() == ["Code:", "credentials_missing"]
         message = document["error"]["message"]

@@ -120,6 +120,8 @@ def test_task_ids_of_the_pool_on_the_line(cli: CLI, farm: dict[str, list[str]]) 
     assert tab("tasks", "delete", "coding", "") == tasks
     assert tab("rollouts", "list", "--pool", "coding", "--task-id", "") == tasks
     assert tab("tasks", "create", "coding", "") == [], "a new task id is not offered"
+    # --task with --pool: the tasks of that pool, by id (as --task TASK_ID --pool P runs)
+    assert tab("rollouts", "create", "--pool", "coding", "--task", "") == tasks
 
 
 def test_agents_and_models_come_from_the_backend(cli: CLI, backend: Local) -> None:

@@ -99,14 +99,26 @@ class TestRewards:
         """,
         )
         silent = make_task(tmp_path, "silent", test="echo no reward here; exit 3")
-        backend.pool("p", local_task("json", json_task), local_task("silent", silent))
+        garbled = make_task(tmp_path, "garbled", test="echo lots > /logs/verifier/reward.txt")
+        backend.pool(
+            "p",
+            local_task("json", json_task),
+            local_task("silent", silent),
+            local_task("garbled", garbled),
+        )
         done = backend.wait(backend.rollout("p", "json")["rollout_id"])
         assert done["reward_primary"] == 0.5
         assert done["rewards"] == {"reward": 0.5, "accuracy": 0.75}
-        failed = backend.wait(backend.rollout("p", "silent")["rollout_id"])
-        assert failed["status"] == "failed"
-        assert failed["error"]["code"] == "reward_missing"
-        assert "exited with code 3" in failed["error"]["message"]
+        # No verdict is an error (as Harbor counts it), not the agent's failure.
+        errored = backend.wait(backend.rollout("p", "silent")["rollout_id"])
+        assert errored["status"] == "error"
+        assert errored["error"]["code"] == "reward_missing"
+        assert "exited with code 3" in errored["error"]["message"]
+        assert errored["reward_primary"] is None
+        unreadable = backend.wait(backend.rollout("p", "garbled")["rollout_id"])
+        assert unreadable["status"] == "error"
+        assert unreadable["error"]["code"] == "reward_invalid"
+        assert "does not hold a number" in unreadable["error"]["message"]
 
     def test_agent_failure_still_runs_the_tests(self, backend: Backend, tmp_path: Path) -> None:
         task = make_task(tmp_path, "crash", solve="echo boom; exit 7")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from envpools_cli import client as ep
+from envpools_cli.server.serve import BackendThread
+from envpools_cli.server.settings import ServerSettings
 from tests.jobs.conftest import (
     CLI,
     Backend,
@@ -138,10 +140,17 @@ def test_min_pass_rate_and_junit(cli: CLI, backend: Backend, suite: Path, tmp_pa
     root = ET.parse(report).getroot()
     suites = {s.get("name"): s for s in root.iter("testsuite")}
     oracle = suites["suite [oracle]"]
-    assert (oracle.get("tests"), oracle.get("failures"), oracle.get("errors")) == ("6", "3", "0")
+    # The broken verifier is an error (no verdict), not one of the oracle's failures.
+    assert (oracle.get("tests"), oracle.get("failures"), oracle.get("errors")) == ("6", "2", "1")
     cases = {c.get("name"): c for c in oracle.iter("testcase")}
     assert cases["alpha"].find("failure") is None
     assert cases["delta-unsolvable"].find("failure") is not None
+    broken = cases["foxtrot-broken-verifier"]
+    assert broken.find("failure") is None
+    error = broken.find("error")
+    assert error is not None and error.get("type") == "verifier:reward_missing"
+    props = {p.get("name"): p.get("value") for p in broken.iter("property")}
+    assert (props["errors"], props["errors_verifier"], props["attempts"]) == ("2", "2", "0")
     out = cases["alpha"].findtext("system-out") or ""
     assert out.count("attempt ") == 2 and "rollout=ro_" in out
     props = {p.get("name"): p.get("value") for p in cases["echo-half"].iter("property")}
@@ -154,7 +163,7 @@ def test_min_pass_rate_and_junit(cli: CLI, backend: Backend, suite: Path, tmp_pa
                  "--name", "second", "-q")  # fmt: skip
     assert better.code == 0
     compared = cli("jobs", "compare", job_id, "second", "-o", "json").json()
-    assert compared["counts"] == {"same": 12}
+    assert compared["counts"] == {"same": 10, "no verdict": 2}  # the broken verifier
     assert {t["agent"]: t["delta_pass_rate"] for t in compared["totals"]} == {
         "oracle": 0.0,
         "nop": 0.0,
@@ -265,10 +274,52 @@ def test_rollouts_the_backend_refuses_leave_the_job_resumable(
     assert fixed.json()["job"]["passes"] == 2
 
 
-def test_resume_refuses_a_backend_without_the_job(cli: CLI, backend: Backend, suite: Path) -> None:
+def test_resume_refuses_a_backend_without_the_job(
+    cli: CLI, backend: Backend, suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ran = cli("jobs", "run", "--tasks", str(suite), "--include", "alpha", "-a", "nop", "-q")
     job_id = ran.out.strip()
-    ep.delete_pool(job_id, **backend.conn)
-    result = cli("jobs", "resume", job_id)
+    other = BackendThread(ServerSettings(data_dir=tmp_path / "other", heartbeat_sec=1.0)).start()
+    try:
+        _, key = other.create_key("pro", name="other")
+        monkeypatch.setenv("ENVPOOLS_API_URL", other.url)
+        monkeypatch.setenv("ENVPOOLS_API_KEY", key)
+        result = cli("jobs", "resume", job_id)
+    finally:
+        other.stop()
     assert result.code == 2
     assert f"has no pool '{job_id}' for job {job_id}" in result.err
+    assert ep.list_pools(**backend.conn)[0]["pool_id"] == job_id, "nothing made anywhere"
+
+
+def test_resume_reuses_the_job_pool_even_once_deleted(
+    cli: CLI, backend: Backend, suite: Path
+) -> None:
+    """The job's pool stays with the job: resume uses it, and makes it again (same id,
+    same tasks) when it was deleted from the backend that holds the job's rollouts."""
+    ran = cli("jobs", "run", "--tasks", str(suite), "--include", "alpha", "-a", "nop", "-q")
+    job_id = ran.out.strip()
+    assert [p["pool_id"] for p in ep.list_pools(**backend.conn)] == [job_id]
+    again = cli("jobs", "resume", job_id, "-q")
+    assert again.code == 0 and [p["pool_id"] for p in ep.list_pools(**backend.conn)] == [job_id]
+    ep.delete_pool(job_id, **backend.conn)
+    resumed = cli("jobs", "resume", job_id, "--retry-errors", "-o", "json")
+    assert resumed.code == 0, resumed.err
+    assert f"pool {job_id} of job {job_id} was gone; made it again" in resumed.err
+    assert [t["task_id"] for t in ep.list_pool_tasks(job_id, **backend.conn)] == ["alpha"]
+
+
+def test_delete_cancels_what_still_runs_and_removes_the_pool(
+    cli: CLI, backend: Backend, tmp_path: Path
+) -> None:
+    slow = make_task(
+        tmp_path / "slow", "sleepy", solve="sleep 60", test="echo 1 > /logs/verifier/reward.txt"
+    )
+    ran = cli("jobs", "run", "--tasks", str(slow), "-a", "oracle", "--timeout", "1", "-q")
+    assert ran.code == 3, ran.err  # the rollout goes on
+    job_id = ran.out.strip()
+    assert [d["status"] for d in backend.rollouts(job_id)] != ["succeeded"]
+    deleted = cli("jobs", "delete", job_id, "--yes")
+    assert deleted.code == 0, deleted.err
+    assert "was not deleted" not in deleted.err
+    assert ep.list_pools(**backend.conn) == []

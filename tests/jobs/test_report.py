@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from PIL import Image
 
+from envpools_cli.jobs.report import agent_color, pass_rate_chart
 from tests.jobs.chromium import chromium_path, file_url, open_page
 from tests.jobs.conftest import CLI, Backend, make_suite
 
@@ -98,11 +99,11 @@ def test_report_renders_in_headless_chromium(
     shot.write_bytes(page.screenshot)
     image = Image.open(io.BytesIO(page.screenshot)).convert("RGB")
     assert image.width == 1280 and image.height > 2000
-    # The bars are painted: the charts' regions hold the series colours.
-    blue, red = (0x25, 0x63, 0xEB), (0xDC, 0x26, 0x26)
+    # The bars are painted: the charts' regions hold the series colours (each agent's own).
+    oracle, nop = rgb(agent_color("oracle")), rgb(agent_color("nop"))
     for chart, colours in (
-        (by_label["pass rate per agent and model"], {blue}),
-        (by_label["reward distribution"], {blue, red}),
+        (by_label["pass rate per agent and model"], {oracle}),
+        (by_label["reward distribution"], {oracle, nop}),
     ):
         box = (
             int(chart["left"]),
@@ -113,6 +114,32 @@ def test_report_renders_in_headless_chromium(
         counts = {colour: count for count, colour in image.crop(box).getcolors(1 << 20) or []}
         for colour in colours:
             assert counts.get(colour, 0) > 500, (chart["label"], colour)
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    value = int(colour.lstrip("#"), 16)
+    return value >> 16, (value >> 8) & 0xFF, value & 0xFF
+
+
+def test_an_agent_keeps_its_colour_from_job_to_job() -> None:
+    """The colour follows the agent/model, not its place in the job."""
+
+    def total(label: str) -> dict[str, Any]:
+        return {"agent_label": label, "pass_rate": 0.5, "passes": 1, "attempts": 2,
+                "ci_low": 0.1, "ci_high": 0.9, "errors": 0}  # fmt: skip
+
+    labels = ["codex:gpt-5.1-codex-mini", "claude-code", "oracle", "my-agent:x"]
+    one = pass_rate_chart([total(label) for label in labels])
+    other = pass_rate_chart([total(label) for label in reversed(labels)] + [total("nop")])
+
+    def fills(svg: str) -> dict[str, str]:
+        found = re.findall(r'fill="(#[0-9a-f]{6})"><title>([^:<]+(?::[^:<]+)?):', svg)
+        return {label: fill for fill, label in found}
+
+    assert fills(one) == {label: agent_color(label) for label in labels}
+    assert {k: v for k, v in fills(other).items() if k != "nop"} == fills(one)
+    assert len(set(fills(one).values())) == len(labels), "distinct agents, distinct colours"
+    assert agent_color("codex:gpt-5.1-codex-mini") == agent_color("codex:gpt-5.1-codex-mini")
 
 
 class _Recorder(BaseHTTPRequestHandler):

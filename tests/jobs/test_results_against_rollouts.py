@@ -36,7 +36,8 @@ def wilson(c: int, n: int) -> tuple[float, float]:
 
 
 def expected_row(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    attempts = [d for d in docs if d["status"] != "cancelled"]
+    # An error (here: a verifier without a reward) reached no verdict: not an attempt.
+    attempts = [d for d in docs if d["status"] not in ("cancelled", "error")]
     outcomes = [
         d["status"] == "succeeded" and d["reward_primary"] is not None and d["reward_primary"] >= 1
         for d in attempts
@@ -46,12 +47,14 @@ def expected_row(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "attempts": n,
         "passes": c,
-        "errors": sum(1 for d in attempts if d["status"] == "error"),
-        "failures": n - c - sum(1 for d in attempts if d["status"] == "error"),
-        "pass_rate": c / n,
-        "ci": wilson(c, n),
-        "mean_reward": sum(d["reward_primary"] or 0.0 for d in attempts) / n,
-        "mean_duration_sec": sum(d["usage"]["wall_time_sec"] for d in attempts) / n,
+        "errors": sum(1 for d in docs if d["status"] == "error"),
+        "failures": n - c,
+        "pass_rate": c / n if n else None,
+        "ci": wilson(c, n) if n else (None, None),
+        "mean_reward": sum(d["reward_primary"] or 0.0 for d in attempts) / n if n else None,
+        "mean_duration_sec": (
+            sum(d["usage"]["wall_time_sec"] for d in attempts) / n if n else None
+        ),
         "input_tokens": sum(d["usage"]["llm_input_tokens"] for d in docs),
         "output_tokens": sum(d["usage"]["llm_output_tokens"] for d in docs),
         "cost_usd": cost,
@@ -84,15 +87,14 @@ def test_every_figure_matches_the_rollouts(cli: CLI, backend: Backend, tmp_path:
     trials = [d["metadata"]["envpools_trial"] for d in docs]
     assert len(set(trials)) == len(trials)
     assert {d["metadata"]["envpools_job"] for d in docs} == {job["id"]}
-    assert all(d["status"] in ("succeeded", "failed") for d in docs)
+    assert all(d["status"] in ("succeeded", "failed", "error") for d in docs)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for doc in docs:
         groups[(doc["task_ref"]["task_id"], doc["agent"]["harness"])].append(doc)
 
     # The suite does what it says, so the checks below cover every kind of row.
-    assert {d["error"]["code"] for d in groups[("foxtrot-broken-verifier", "oracle")]} == {
-        "reward_missing"
-    }
+    broken = groups[("foxtrot-broken-verifier", "oracle")]
+    assert {(d["status"], d["error"]["code"]) for d in broken} == {("error", "reward_missing")}
     assert all(d["reward_primary"] == 1.0 for d in groups[("alpha", "oracle")])
     assert all(d["reward_primary"] == 0.0 for d in groups[("delta-unsolvable", "oracle")])
     assert all(d["reward_primary"] == 0.5 for d in groups[("echo-half", "nop")])
@@ -102,13 +104,18 @@ def test_every_figure_matches_the_rollouts(cli: CLI, backend: Backend, tmp_path:
     assert set(rows) == set(groups)
     for key, found in groups.items():
         row, want = rows[key], expected_row(found)
-        assert row["attempts"] == want["attempts"] == ATTEMPTS, key
+        assert row["attempts"] == want["attempts"], key
+        assert want["attempts"] == (0 if key[0] == "foxtrot-broken-verifier" else ATTEMPTS)
+        assert row["errors_by_kind"] == ({"verifier": ATTEMPTS} if want["errors"] else {})
         for name in ("passes", "errors", "failures", "input_tokens", "output_tokens"):
             assert row[name] == want[name], (key, name)
         for name in ("pass_rate", "mean_reward", "mean_duration_sec", "cost_usd"):
             assert close(row[name], want[name]), (key, name, row[name], want[name])
         assert close(row["cost_per_success"], want["cost_per_success"]), key
         assert close(row["ci_low"], want["ci"][0]) and close(row["ci_high"], want["ci"][1]), key
+        if not want["attempts"]:
+            assert row["pass_at_1"] is None and row["pass_at_k"] is None
+            continue
         assert close(row["pass_at_1"], brute_pass_at_k(want["outcomes"], 1)), key
         assert close(row["pass_at_k"], brute_pass_at_k(want["outcomes"], ATTEMPTS)), key
 
@@ -117,7 +124,8 @@ def test_every_figure_matches_the_rollouts(cli: CLI, backend: Backend, tmp_path:
         mine = [d for (task, harness), ds in groups.items() if harness == agent for d in ds]
         want = expected_row(mine)
         total = totals[agent]
-        assert total["tasks"] == 7 and total["attempts"] == 7 * ATTEMPTS
+        assert total["tasks"] == 6 and total["attempts"] == 6 * ATTEMPTS
+        assert total["errors"] == ATTEMPTS and total["errors_by_kind"] == {"verifier": ATTEMPTS}
         assert total["passes"] == want["passes"]
         assert close(total["pass_rate"], want["pass_rate"])
         assert close(total["ci_low"], want["ci"][0]) and close(total["ci_high"], want["ci"][1])
@@ -128,7 +136,7 @@ def test_every_figure_matches_the_rollouts(cli: CLI, backend: Backend, tmp_path:
         per_task = [
             brute_pass_at_k(expected_row(ds)["outcomes"], ATTEMPTS)
             for (task, harness), ds in groups.items()
-            if harness == agent
+            if harness == agent and expected_row(ds)["attempts"]
         ]
         assert close(total["pass_at_k"], sum(per_task) / len(per_task))
     assert totals["oracle"]["passes"] >= 9 and totals["nop"]["passes"] == 0
@@ -138,12 +146,16 @@ def test_every_figure_matches_the_rollouts(cli: CLI, backend: Backend, tmp_path:
     assert shown.code == 0, shown.err
     lines = [line.split("\t") for line in shown.out.splitlines() if line]
     header = lines[0]
-    assert header[:6] == ["TASK", "AGENT", "PASS", "PASS@1", f"PASS@{ATTEMPTS}", "95% CI"]
+    assert header[:7] == ["TASK", "AGENT", "PASS", "ERR", "PASS@1", f"PASS@{ATTEMPTS}", "95% CI"]
     body = {(cells[0], cells[1]): dict(zip(header, cells, strict=True)) for cells in lines[1:15]}
     for key, found in groups.items():
         want = expected_row(found)
         cells = body[key]
-        assert cells["PASS"] == f"{want['passes']}/{want['attempts']}"
+        missing = "+" if want["attempts"] < ATTEMPTS else ""
+        assert cells["PASS"] == f"{want['passes']}/{want['attempts']}{missing}"
+        assert cells["ERR"] == (str(want["errors"]) if want["errors"] else "-")
+        if not want["attempts"]:
+            continue
         assert cells[f"PASS@{ATTEMPTS}"] == f"{brute_pass_at_k(want['outcomes'], ATTEMPTS):.2f}"
         assert cells["95% CI"] == f"{want['ci'][0]:.2f}-{want['ci'][1]:.2f}"
         assert cells["REWARD"] == f"{want['mean_reward']:.2f}"

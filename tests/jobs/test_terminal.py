@@ -66,24 +66,30 @@ def test_show_fits_80_columns(finished_job: str, backend: Backend) -> None:
     assert "…" not in screen
     rows = [line.split() for line in lines]
     header = next(r for r in rows if r[:2] == ["TASK", "AGENT"])
-    # PASS@1 equals PASS (passes/attempts): 80 columns leave it out.
-    assert header == ["TASK", "AGENT", "PASS", "PASS@3", "95%", "CI", "REWARD", "TIME", "COST"]
-    table = {(r[0], r[1]): r for r in rows if len(r) == 8 and r[1] in ("oracle", "nop")}
+    # PASS@1 equals PASS (passes/attempts): 80 columns leave it out. ERR stays: errors
+    # (here a verifier without a reward) are counted apart from failures everywhere.
+    assert header == [
+        "TASK", "AGENT", "PASS", "ERR", "PASS@3", "95%", "CI", "REWARD", "TIME", "COST"
+    ]  # fmt: skip
+    table = {(r[0], r[1]): r for r in rows if len(r) == 9 and r[1] in ("oracle", "nop")}
     # Every task id whole on its line, and the figures of known rows.
     assert len(table) == 12, screen
-    assert table[("alpha", "oracle")][2:5] == ["3/3", "1.00", "0.44-1.00"]
-    assert table[("delta-unsolvable", "oracle")][2:6] == ["0/3", "0.00", "0.00-0.56", "0.00"]
-    assert table[("echo-half", "nop")][2:6] == ["0/3", "0.00", "0.00-0.56", "0.50"]
-    assert table[("foxtrot-broken-verifier", "nop")][2] == "0/3"
-    assert all(r[7].startswith("$") for r in table.values())
+    assert table[("alpha", "oracle")][2:6] == ["3/3", "-", "1.00", "0.44-1.00"]
+    assert table[("delta-unsolvable", "oracle")][2:7] == ["0/3", "-", "0.00", "0.00-0.56", "0.00"]
+    assert table[("echo-half", "nop")][2:7] == ["0/3", "-", "0.00", "0.00-0.56", "0.50"]
+    assert table[("foxtrot-broken-verifier", "nop")][2:4] == ["0/0+", "3"]
+    assert all(r[8].startswith("$") for r in table.values())
     totals = {r[0]: r for r in rows if r and r[0] in ("oracle", "nop") and len(r) == 8}
-    assert totals["oracle"][1:5] == ["9/18", "50.0%", "0.50", "0.29-0.71"]
-    assert totals["nop"][1:5] == ["0/18", "0.0%", "0.00", "0.00-0.18"]
+    assert totals["oracle"][1:5] == ["9/15+", "3", "0.60", "0.36-0.80"]
+    assert totals["nop"][1:5] == ["0/15+", "3", "0.00", "0.00-0.20"]
+    assert "6 rollout(s) reached no verdict (verifier 6): not counted as attempts" in screen
 
 
 def test_show_adds_columns_on_a_wide_terminal(finished_job: str, backend: Backend) -> None:
     screen = run_in_terminal(["jobs", "show", finished_job], backend.env(), 140)
     header = next(line for line in screen.splitlines() if line.split()[:1] == ["TASK"])
-    assert header.split()[3] == "PASS@1"
-    assert header.split()[-3:] == ["ERR", "TOKENS", "$/PASS"]
+    assert header.split()[4] == "PASS@1"
+    assert header.split()[-4:] == ["COST", "TOKENS", "CACHE", "$/PASS"]
+    totals = next(line for line in screen.splitlines() if line.split()[:1] == ["AGENT"])
+    assert totals.split()[-4:] == ["$/PASS", "ERRORS", "MODEL", "USED"]
     assert max(len(line.rstrip()) for line in screen.splitlines()) <= 140

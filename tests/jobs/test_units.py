@@ -51,30 +51,89 @@ def result(task: str, agent: str, attempt: int, status: str, reward: float | Non
 
 
 def test_compute_counts_errors_cancellations_tokens_and_cost() -> None:
+    verifier = {"code": "reward_missing", "message": "no reward"}
     rows = [
         result("t", "a", 1, "succeeded", 1.0, input_tokens=100, output_tokens=10, cost_usd=0.5),
-        result("t", "a", 2, "succeeded", 0.4, cost_usd=0.25, duration_sec=2.0),
-        result("t", "a", 3, "error", None, cost_usd=0.25, duration_sec=4.0),
+        result("t", "a", 2, "succeeded", 0.4, cost_usd=0.25, duration_sec=2.0, cache_tokens=7),
+        result("t", "a", 3, "error", None, cost_usd=0.25, duration_sec=4.0, error=verifier),
         result("t", "a", 4, "cancelled", None, cost_usd=1.0),
-        result("u", "a", 1, "failed", None),
+        result("u", "a", 1, "failed", None, error={"code": "agent_timeout"}),
     ]
     stats = compute(
         rows, task_ids=["t", "u"], agents=[AgentChoice("a")], attempts=4, pass_reward=1.0
     )
     t, u = stats.groups
-    assert (u.attempts, u.failures, u.mean_reward) == (1, 1, 0.0)
-    assert (t.attempts, t.passes, t.errors, t.failures, t.cancelled) == (3, 1, 1, 1, 1)
-    assert math.isclose(t.mean_reward or 0, 1.4 / 3) and t.mean_duration_sec == 3.0
+    assert (u.attempts, u.failures, u.errors, u.mean_reward) == (1, 1, 0, 0.0)
+    # The error reached no verdict: counted apart, in no rate, mean or time.
+    assert (t.attempts, t.passes, t.errors, t.failures, t.cancelled) == (2, 1, 1, 1, 1)
+    assert t.errors_by_kind == {"verifier": 1} and t.transient_errors == 0
+    assert math.isclose(t.mean_reward or 0, 1.4 / 2) and t.mean_duration_sec == 2.0
     assert t.cost_usd == 2.0 and t.cost_per_success == 2.0 and t.input_tokens == 100
-    assert t.pass_at_k is None  # 3 attempts cannot estimate pass@4
-    assert math.isclose(t.pass_at_1 or 0, 1 / 3)
+    assert t.cache_tokens == 7
+    assert t.pass_at_k is None  # 2 attempts cannot estimate pass@4
+    assert math.isclose(t.pass_at_1 or 0, 1 / 2)
     total = stats.totals[0]
-    assert (total.tasks, total.attempts, total.passes, total.planned) == (2, 4, 1, 8)
-    assert math.isclose(total.pass_at_1 or 0, (1 / 3 + 0) / 2)
+    assert (total.tasks, total.attempts, total.passes, total.planned) == (2, 3, 1, 8)
+    assert (total.errors, total.cache_tokens) == (1, 7)
+    assert math.isclose(total.pass_at_1 or 0, (1 / 2 + 0) / 2)
     lower = compute(
         rows, task_ids=["t", "u"], agents=[AgentChoice("a")], attempts=4, pass_reward=0.4
     )
     assert lower.groups[0].passes == 2
+
+
+def test_errors_by_kind_and_unknown_cost() -> None:
+    """A provider's 429 and a restart are transient; a model without a price makes the
+    cost unknown (None, never 0), with what is known kept apart."""
+    rows = [
+        result("t", "codex", 1, "error", None, error={"code": "provider_rate_limited"}),
+        # A backend that reports a provider failure as `failed` still counts an error.
+        result("t", "codex", 2, "failed", None, error={"code": "provider_auth"}),
+        result("t", "codex", 3, "error", None, error={"code": "backend_restarted"}),
+        result("t", "codex", 4, "error", None, error={"code": "something_new"}),
+        result(
+            "t",
+            "codex",
+            5,
+            "succeeded",
+            1.0,
+            cost_usd=None,
+            input_tokens=50,
+            model_used="stub-model",
+            unpriced_models=["stub-model"],
+        ),
+        result("t", "codex", 6, "succeeded", 0.0, cost_usd=0.5, model_used="stub-model"),
+    ]
+    stats = compute(
+        rows, task_ids=["t"], agents=[AgentChoice("codex")], attempts=6, pass_reward=1.0
+    )
+    row = stats.groups[0]
+    assert (row.attempts, row.passes, row.failures, row.errors) == (2, 1, 1, 4)
+    assert row.errors_by_kind == {"provider": 2, "infrastructure": 2}
+    assert row.transient_errors == 2  # the 429 and the restart
+    assert row.cost_usd is None and row.cost_usd_known == 0.5 and row.cost_per_success is None
+    assert (row.unpriced_rollouts, row.unpriced_models) == (1, ["stub-model"])
+    assert row.models_used == ["stub-model"]
+    document = stats.to_dict()
+    assert document["errors"] == 4 and document["transient_errors"] == 2
+    assert document["errors_by_kind"] == {"provider": 2, "infrastructure": 2}
+    assert document["unpriced_models"] == ["stub-model"]
+    assert document["totals"][0]["cost_usd"] is None
+
+
+def test_a_result_keeps_the_model_used_and_an_unknown_cost() -> None:
+    trial = Trial("t", AgentChoice("codex"), 1)
+    doc = {"rollout_id": "ro_1", "status": "succeeded", "reward_primary": 1.0,
+           "agent": {"harness": "codex"}}  # fmt: skip
+    usage = {"llm_input_tokens": 10, "llm_output_tokens": 2, "llm_cache_tokens": 4,
+             "cost_usd": None, "model_id": "stub-model", "unpriced_models": ["stub-model"]}  # fmt: skip
+    found = Result.from_rollout(trial, doc, usage)
+    assert (found.cost_usd, found.model_used, found.cache_tokens) == (None, "stub-model", 4)
+    assert found.model is None, "the model asked for stays what the trial asked"
+    free = Result.from_rollout(trial, doc, {"cost_usd": None})
+    assert free.cost_usd == 0.0, "nothing spent that could have a price"
+    priced = Result.from_rollout(trial, doc, {"llm_input_tokens": 10, "cost_usd": 0.01})
+    assert priced.cost_usd == 0.01
 
 
 def test_compare_classifies_changes() -> None:

@@ -243,7 +243,7 @@ def install_agent(
     package = AGENT_PACKAGES.get(harness)
     if package is None:
         raise AgentInstallError(
-            f"no agent named {harness!r}; installable agents: {sorted(AGENT_PACKAGES)}"
+            f"no agent named {harness!r}; installable agents: {', '.join(sorted(AGENT_PACKAGES))}"
         )
     version = version or package.version
     if not is_version(version):

@@ -134,7 +134,8 @@ def parse_limits(text: str | None, base: Limits) -> Limits:
             continue
         if name not in _FIELDS or not raw.strip().isdigit() or int(raw) <= 0:
             raise ValueError(
-                f"{item.strip()!r}: expected NAME=POSITIVE_INTEGER, NAME one of {sorted(_FIELDS)}"
+                f"{item.strip()!r}: expected NAME=POSITIVE_INTEGER, NAME one of "
+                + ", ".join(sorted(_FIELDS))
             )
         values[name] = int(raw)
     return dataclasses.replace(base, **values)

@@ -79,7 +79,11 @@ class PoolService:
             try:
                 load_task(source.path)
             except TaskError as exc:
-                raise ApiError(422, "validation_error", exc.message) from None
+                # Name the task: among many, "task.toml: invalid TOML" says not which one.
+                message = exc.message
+                if source.path not in message:
+                    message = f"task {task.task_id!r} ({source.path}): {message}"
+                raise ApiError(422, "validation_error", message) from None
         return doc
 
     def create_pool(self, org: Org, body: dict[str, Any]) -> dict[str, Any]:

@@ -113,6 +113,11 @@ def prepare_agent(
     )
 
 
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _hint(harness: Harness, launch: AgentLaunch, exit_code: int | None) -> str:
     gateway = launch.gateway
     log = gateway.log if gateway is not None else None
@@ -128,7 +133,7 @@ def _hint(harness: Harness, launch: AgentLaunch, exit_code: int | None) -> str:
         keys = sorted({provider(r).key_names[0] for r in routes})
         return (
             f"the provider refused the stored key: replace the {' / '.join(keys)} "
-            "credential (envpools credentials list, then envpools credentials rotate ID)"
+            f"credential (envpools credentials rotate {keys[0] if keys else 'NAME'})"
         )
     if log is not None and log.statuses.get(404):
         return (
@@ -161,19 +166,20 @@ def agent_failure(
         return None
     if result.exit_code == 0 and not harness.errors:
         return None
-    what = f"{harness.binary} exited with code {result.exit_code} before doing any work"
-    if harness.errors:
-        what += f": {harness.errors[-1][:500]}"
     tail = list(harness.tail)[-_TAIL_SHOWN:]
-    message = what
-    if tail:
-        message += "\nlast output:\n" + "\n".join(line[:300] for line in tail)
-    message += "\nwhat to do: " + _hint(harness, launch, result.exit_code)
+    what = f"{harness.binary} exited with code {result.exit_code} before doing any work"
+    said = harness.errors[-1] if harness.errors else next((t for t in reversed(tail) if t), "")
+    if said:
+        what += f": {_one_line(said, 300)}"
+    # One line, what to do included: the CLI's own last lines are in ``stderr_tail`` (and
+    # its whole output in the events and agent/<cli>.txt), where `rollouts get` shows them.
+    hint = _hint(harness, launch, result.exit_code)
     error: dict[str, Any] = {
         "code": "agent_failed",
-        "message": message,
+        "message": f"{what}; what to do: {hint}",
+        "hint": hint,
         "exit_code": result.exit_code,
-        "stderr_tail": tail,
+        "stderr_tail": [line[:300] for line in tail],
     }
     if launch.gateway is not None:
         error["gateway"] = launch.gateway.log.summary()

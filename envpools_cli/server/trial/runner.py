@@ -473,11 +473,17 @@ class RolloutRunner:
             )
         primary, rewards, problem = read_reward(self.trial / "verifier")
         if primary is None:
-            message = problem or (
-                f"tests/test.sh exited with code {result.exit_code} without "
-                "writing /logs/verifier/reward.txt or reward.json"
-            )
-            return Outcome("failed", {"code": "reward_missing", "message": message})
+            # No verdict: Harbor counts this as an error (RewardFileNotFoundError), not
+            # as the agent's failure, and so do jobs (error_codes: kind "verifier").
+            where = "/logs/verifier/reward.txt or reward.json"
+            if problem:
+                code, message = "reward_invalid", f"{problem} (tests/test.sh must write {where})"
+            else:
+                code, message = (
+                    "reward_missing",
+                    f"tests/test.sh exited with code {result.exit_code} without writing {where}",
+                )
+            return Outcome("error", {"code": code, "message": message})
         self.publish(
             "reward",
             {"reward": primary, "rewards": rewards, "test_exit_code": result.exit_code},
@@ -691,6 +697,13 @@ class RolloutRunner:
                     "artifact file(s)",
                     scrubbed=found.scrubbed[:20],
                 )
+        unpriced = self._usage().get("unpriced_models")
+        if unpriced:
+            self.note(
+                f"cost unknown: no price for {', '.join(unpriced)} (add it to the table "
+                "ENVPOOLS_PRICE_TABLE names)",
+                unpriced_models=unpriced,
+            )
         self.end(outcome, list(found.entries))
 
     def end(self, outcome: Outcome, entries: list[dict[str, Any]] | None = None) -> bool:

@@ -1,7 +1,9 @@
 """Usage and cost of a rollout, priced from a table that can be configured.
 
 The table is TOML (or JSON) with the shape of ``DEFAULT_PRICES``; entries given there
-replace the defaults. Prices are USD per million tokens and per sandbox minute.
+replace the defaults. Prices are USD per million tokens and per sandbox minute. Tokens of
+a model the table does not price (and whose CLI reported no cost) leave ``cost_usd``
+null and name the model in ``unpriced_models``: the cost is unknown, not zero.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ def price_tokens(
     ) / 1_000_000
 
 
-def _token_cost(tokens: TokenUsage, prices: dict[str, Any]) -> tuple[str | None, float]:
+def _token_cost(tokens: TokenUsage, prices: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(provider, cost); the cost is None when neither the CLI nor the table prices it."""
     if tokens.cost_usd is not None:
         return tokens.provider, tokens.cost_usd
     entry = _price_entry(prices, tokens.model or "")
@@ -119,7 +122,7 @@ def _token_cost(tokens: TokenUsage, prices: dict[str, Any]) -> tuple[str | None,
         prices, tokens.model, tokens.input_tokens, tokens.cache_tokens, tokens.output_tokens
     )
     if not entry or cost is None:
-        return tokens.provider, 0.0
+        return tokens.provider, None
     return entry.get("provider", tokens.provider), cost
 
 
@@ -143,10 +146,16 @@ def usage_snapshot(
     sandbox_cost = sandbox_minutes * float(prices.get("sandbox_minute_usd", 0.0))
     provider_costs["sandbox"] = round(sandbox_cost, 6)
     tokens = tokens or TokenUsage()
+    unpriced: list[str] = []
     if tokens.input_tokens or tokens.output_tokens or tokens.cost_usd:
         provider, cost = _token_cost(tokens, prices)
         name = provider or "llm"
-        provider_costs[name] = round(provider_costs.get(name, 0.0) + cost, 6)
+        if cost is None:
+            # Tokens were spent on a model nobody priced: the cost is unknown, never $0
+            # (Harbor's agent_result.cost_usd is null then too).
+            unpriced.append(tokens.model or "unknown model")
+        else:
+            provider_costs[name] = round(provider_costs.get(name, 0.0) + cost, 6)
     snapshot = {
         "rollout_id": rollout_id,
         "wall_time_sec": round(wall_time_sec, 3),
@@ -158,8 +167,9 @@ def usage_snapshot(
         "llm_output_tokens": tokens.output_tokens,
         "llm_cache_tokens": tokens.cache_tokens,
         "model_id": tokens.model,
-        "cost_usd": round(sum(provider_costs.values()), 6),
+        "cost_usd": None if unpriced else round(sum(provider_costs.values()), 6),
         "provider_costs": provider_costs,
+        "unpriced_models": unpriced,
     }
     if source is not None:
         snapshot["usage_source"] = source
