@@ -243,3 +243,17 @@ def test_without_a_log_nothing_is_kept(stub: ProviderStub) -> None:
         response = call(gw, "anthropic", request_body("anthropic", stream=True, result=False))
         assert response.status_code == 200
     assert log.count == 0 and log.written == 0 and not log.problems
+
+
+def test_a_credential_streamed_in_pieces_is_scrubbed_whole(tmp_path: Path) -> None:
+    """The provider streams a stored credential split over two chunks (the stub cuts
+    Gemini's text after five characters): each chunk alone holds no credential, the
+    reassembled answer does, and the record must not."""
+    with ProviderStub(command="echo hi", final_text=f"{STORED} is it", expected_key=KEY) as stub:
+        path = tmp_path / "exchanges.jsonl"
+        with gateway_for(stub.url, ExchangeLog(path, [KEY, STORED])) as gw:
+            body = request_body("gemini", stream=True, result=True)
+            assert call(gw, "gemini", body, stream=True).status_code == 200
+    (line,) = lines(path)
+    assert describe(line).text == "[REDACTED] is it"
+    assert STORED not in json.dumps(line) and STORED[5:] not in json.dumps(line)

@@ -497,7 +497,9 @@ class ExchangeLog:
         if self.written + len(text) > FILE_LIMIT:
             kept = {k: v for k, v in line.items() if k not in ("request", "response")}
             text = json.dumps({**kept, "bodies_not_kept": "llm/exchanges.jsonl is full"})
-        data = (text + "\n").encode()
+        # Once more on the line as written: a credential the provider streamed in pieces
+        # is whole only in the reassembled answer.
+        data = self.scrub((text + "\n").encode("utf-8", "surrogateescape"))
         with self._lock:
             # O_APPEND, no link followed: the folder is the backend's, never the sandbox's.
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
