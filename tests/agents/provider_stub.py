@@ -430,7 +430,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, response)
             return
         self._start_stream()
-        self._sse(response)
+        if "text" not in part:
+            self._sse(response)
+            return
+        # As Gemini streams: the text in pieces, each chunk with the counts so far (the
+        # prompt's at first), the finish reason and the whole count with the last one.
+        text = part["text"]
+        head = {"content": {"role": "model", "parts": [{"text": text[:5]}]}, "index": 0}
+        metadata = {"promptTokenCount": usage.prompt, "totalTokenCount": usage.prompt}
+        self._sse(
+            {**response, "candidates": [head], "usageMetadata": metadata},
+        )
+        tail = {
+            **response["candidates"][0],
+            "content": {"role": "model", "parts": [{"text": text[5:]}]},
+        }
+        self._sse({**response, "candidates": [tail]})
 
     # --- Anthropic Messages -------------------------------------------------------------
 

@@ -28,10 +28,11 @@ import pytest
 
 from envpools_cli import client as ep
 from envpools_cli.app import run
+from envpools_cli.atif import Trajectory
 from envpools_cli.server.agents.installs import installed_agents
 from envpools_cli.server.serve import BackendThread
 from tests.agents.conftest import require_agent
-from tests.agents.provider_stub import FIX_COMMAND, ProviderStub, Usage
+from tests.agents.provider_stub import FIX_COMMAND, TURN_USAGE, ProviderStub, Usage
 from tests.cli.test_completion import tab
 from tests.integration.conftest import EXAMPLE, start_backend
 
@@ -360,6 +361,36 @@ def test_a_custom_agent_runs_in_a_job_beside_a_built_in(
         given.output,
     )
     assert usage["model_id"] == "gpt-5-mini" and usage["provider_costs"]["openai"] > 0
+
+    # Its events are its trajectory: the call and its result, then the final message,
+    # each model call's step with the tokens the provider handed out for it.
+    archive = ep.download_artifacts_zip(tiny_run["rollout_id"], **local.conn)
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        trajectory = Trajectory.model_validate_json(opened.read("trajectory.json"))
+    assert trajectory.agent.name == "tiny-agent"
+    assert [s.source for s in trajectory.steps] == ["user", "agent", "agent"]
+    assert "Fix the failing test" in str(trajectory.steps[0].message)
+    call_step, final_step = trajectory.steps[1:]
+    assert call_step.tool_calls and call_step.observation, call_step
+    (tool_call,) = call_step.tool_calls
+    assert tool_call.function_name == "bash" and "sed -i" in tool_call.arguments["command"]
+    (result,) = call_step.observation.results
+    assert result.source_call_id == tool_call.tool_call_id
+    assert "OK" in str(result.content) and result.extra == {"exit_code": 0}
+    assert final_step.message == local.stub.final_text and not final_step.tool_calls
+    for step, turn in ((call_step, "tool_call"), (final_step, "final")):
+        assert step.metrics is not None and step.metrics.extra is not None, step
+        assert step.metrics.extra["source"] == "gateway", "linked to the recorded call"
+        assert (
+            step.metrics.prompt_tokens,
+            step.metrics.cached_tokens,
+            step.metrics.completion_tokens,
+        ) == (TURN_USAGE[turn].prompt, TURN_USAGE[turn].cached, TURN_USAGE[turn].output)
+    final = trajectory.final_metrics
+    assert final is not None and final.total_prompt_tokens == given.prompt
+    assert final.extra and "outside_steps" not in final.extra
+    (bash,) = trajectory.agent.tool_definitions or []
+    assert bash["function"]["name"] == "bash", "the tools the agent offered, as sent"
 
     # The provider saw only the stored key; the agent only ever held the placeholder.
     assert local.stub.keys_seen == {local.key}

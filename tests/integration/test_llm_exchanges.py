@@ -31,6 +31,13 @@ TOOLS = {
     "anthropic": [{"name": "Bash", "input_schema": {"type": "object"}}],
     "responses": [{"type": "function", "name": "exec_command", "parameters": {}}],
     "chat": [{"type": "function", "function": {"name": "bash", "parameters": {}}}],
+    "gemini": [
+        {
+            "functionDeclarations": [
+                {"name": "run_shell_command", "parametersJsonSchema": {"type": "object"}}
+            ]
+        }
+    ],
 }
 
 
@@ -42,7 +49,11 @@ def stub() -> Iterator[ProviderStub]:
 
 
 def gateway_for(upstream: str, log: ExchangeLog) -> EgressGateway:
-    routes = [Route("openai", upstream + "/v1", KEY), Route("anthropic", upstream, KEY)]
+    routes = [
+        Route("openai", upstream + "/v1", KEY),
+        Route("anthropic", upstream, KEY),
+        Route("gemini", upstream, KEY),
+    ]
     gateway = open_gateway(routes, isolated=False, exchanges=log)
     log.add_secrets(gateway.placeholder)
     return gateway
@@ -56,8 +67,16 @@ def recorded(tmp_path: Path, stub: ProviderStub) -> Iterator[tuple[EgressGateway
     gateway.close()
 
 
-def call(gateway: EgressGateway, api: str, body: dict[str, Any]) -> httpx.Response:
-    if api == "anthropic":
+def call(
+    gateway: EgressGateway, api: str, body: dict[str, Any], *, stream: bool = False
+) -> httpx.Response:
+    """One call of ``api`` (Gemini says in its path whether it streams, the others in
+    the body)."""
+    if api == "gemini":
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        url = gateway.url_for("gemini") + "/v1beta/models/m-1:" + method
+        headers = {"x-goog-api-key": gateway.placeholder}
+    elif api == "anthropic":
         url = gateway.url_for("anthropic") + "/v1/messages"
         headers = {"x-api-key": gateway.placeholder}
     else:
@@ -71,6 +90,13 @@ def call(gateway: EgressGateway, api: str, body: dict[str, Any]) -> httpx.Respon
 
 def request_body(api: str, *, stream: bool, result: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": "m-1", "stream": stream, "tools": TOOLS[api]}
+    if api == "gemini":
+        answer = {"functionResponse": {"id": "c", "name": "run_shell_command", "response": {}}}
+        return {
+            "contents": [{"role": "user", "parts": [answer if result else {"text": "go"}]}],
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "tools": TOOLS[api],
+        }
     if api == "anthropic":
         content: Any = [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]
         body["messages"] = [{"role": "user", "content": content if result else "go"}]
@@ -89,7 +115,7 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("api", ["anthropic", "responses", "chat"])
+@pytest.mark.parametrize("api", ["anthropic", "responses", "chat", "gemini"])
 def test_streams_are_reassembled_into_the_whole_answer(
     api: str, recorded: tuple[EgressGateway, Path], stub: ProviderStub
 ) -> None:
@@ -98,7 +124,7 @@ def test_streams_are_reassembled_into_the_whole_answer(
     for stream in (False, True):
         for result in (False, True):
             sent.append(request_body(api, stream=stream, result=result))
-            assert call(gateway, api, sent[-1]).status_code == 200
+            assert call(gateway, api, sent[-1], stream=stream).status_code == 200
     gateway.close()
     recorded_lines = sorted(lines(path), key=lambda line: line["index"])
     assert (
@@ -217,3 +243,17 @@ def test_without_a_log_nothing_is_kept(stub: ProviderStub) -> None:
         response = call(gw, "anthropic", request_body("anthropic", stream=True, result=False))
         assert response.status_code == 200
     assert log.count == 0 and log.written == 0 and not log.problems
+
+
+def test_a_credential_streamed_in_pieces_is_scrubbed_whole(tmp_path: Path) -> None:
+    """The provider streams a stored credential split over two chunks (the stub cuts
+    Gemini's text after five characters): each chunk alone holds no credential, the
+    reassembled answer does, and the record must not."""
+    with ProviderStub(command="echo hi", final_text=f"{STORED} is it", expected_key=KEY) as stub:
+        path = tmp_path / "exchanges.jsonl"
+        with gateway_for(stub.url, ExchangeLog(path, [KEY, STORED])) as gw:
+            body = request_body("gemini", stream=True, result=True)
+            assert call(gw, "gemini", body, stream=True).status_code == 200
+    (line,) = lines(path)
+    assert describe(line).text == "[REDACTED] is it"
+    assert STORED not in json.dumps(line) and STORED[5:] not in json.dumps(line)

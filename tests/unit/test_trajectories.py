@@ -9,6 +9,7 @@ disagrees with the provider's.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,11 @@ from pydantic import ValidationError
 from envpools_cli.atif import SCHEMA_VERSION, Trajectory, to_messages
 from envpools_cli.server.agents import transcript as transcript_module
 from envpools_cli.server.agents.adapters import ClaudeCodeHarness, CodexHarness, OpenCodeHarness
-from envpools_cli.server.agents.base import Harness, TokenUsage
+from envpools_cli.server.agents.base import AgentContext, Harness, TokenUsage
+from envpools_cli.server.agents.gemini import GeminiCliHarness
+from envpools_cli.server.agents.manifest import manifest_harness, parse_manifest
+from envpools_cli.server.agents.mini_swe import MiniSweAgentHarness
+from envpools_cli.server.agents.qwen import QwenCodeHarness
 from envpools_cli.server.agents.transcript import MAX_STEPS, TEXT_LIMIT, Transcript
 from envpools_cli.server.sandbox.exchanges import ExchangeView
 from envpools_cli.server.trial.trajectory import account, build_trajectory, link_steps
@@ -341,3 +346,289 @@ class TestLinks:
         failed = view(0, text="Done.")
         failed.status = 500
         assert link_steps(harness.transcript.steps, [failed]) == {}
+
+
+# --- the newer agents, from their recorded output ---------------------------------------------
+
+RECORDED = Path(__file__).parent / "recorded"
+"""Each agent's output (its ``agent/<cli>.txt`` artifact, verbatim) from a real run of the
+CLI against the scripted provider (tests/agents): the fix in one shell call, then the
+final message, with the stub's token counts (1200/200 cached/40, then 1500/1100/25)."""
+
+FINAL = "Fixed: slugify lower-cases before splitting; all tests pass."
+
+
+def replay(harness: Harness, name: str, edit: Any = None) -> list[str]:
+    """Feed ``harness`` the recorded output of ``name`` (``edit`` may change its lines)."""
+    lines = (RECORDED / f"{name}.txt").read_text().splitlines()
+    if edit is not None:
+        lines = edit(lines)
+    for line in lines:
+        harness.read_line(line)
+    return lines
+
+
+def shape(trajectory: Trajectory) -> list[tuple[str, str, list[str], list[str]]]:
+    """Each step as (source, message head, call ids, ids its results answer)."""
+    return [
+        (
+            s.source,
+            str(s.message)[:30],
+            [c.tool_call_id for c in s.tool_calls or []],
+            [str(r.source_call_id) for r in (s.observation.results if s.observation else [])],
+        )
+        for s in trajectory.steps
+    ]
+
+
+def tokens(trajectory: Trajectory) -> list[tuple[int | None, int | None, int | None]]:
+    return [
+        (s.metrics.prompt_tokens, s.metrics.cached_tokens, s.metrics.completion_tokens)
+        for s in trajectory.steps
+        if s.metrics is not None
+    ]
+
+
+def adds_up(trajectory: Trajectory, usage: TokenUsage) -> bool:
+    """Steps plus what they leave out are the rollout's usage."""
+    final = trajectory.final_metrics
+    assert final is not None and final.extra is not None
+    outside = final.extra.get("outside_steps", {})
+    return (
+        (final.total_prompt_tokens or 0) + outside.get("prompt_tokens", 0),
+        (final.total_cached_tokens or 0) + outside.get("cached_tokens", 0),
+        (final.total_completion_tokens or 0) + outside.get("completion_tokens", 0),
+    ) == (usage.input_tokens, usage.cache_tokens, usage.output_tokens)
+
+
+def chat_view(index: int, usage: tuple[int, int, int], **fields: Any) -> ExchangeView:
+    return view(index, usage=(usage[0], usage[2], usage[1]), **fields)
+
+
+class TestGeminiCli:
+    def test_the_recorded_run(self) -> None:
+        harness = GeminiCliHarness()
+        replay(harness, "gemini-cli")
+        transcript = harness.transcript
+        assert transcript.model == "gemini-2.5-pro" and transcript.session_id
+        trajectory = build(harness, [])
+        assert shape(trajectory) == [
+            ("user", "# Fix the failing test\n\nThe re", [], []),
+            ("agent", "", ["run_shell_command__call_1"], ["run_shell_command__call_1"]),
+            ("agent", FINAL[:30], [], []),
+        ]
+        assert trajectory.steps[-1].message == FINAL, "the deltas are one text"
+        result = trajectory.steps[1].observation.results[0]  # type: ignore[union-attr]
+        assert str(result.content).endswith("OK")
+        assert trajectory.steps[1].timestamp == "2026-12-07T12:56:23.067Z"
+        # gemini-cli prints no per-step tokens: without the gateway's record, the run's
+        # totals are all outside the steps.
+        assert tokens(trajectory) == [] and adds_up(trajectory, harness.usage)
+        reported = (trajectory.extra or {})["agent_reported"]
+        assert reported["status"] == "success" and reported["stats"]["input_tokens"] == 2700
+
+    def test_steps_link_to_the_provider_calls(self) -> None:
+        # gemini-cli names the call "<tool>__<provider's id>": the steps still find
+        # their exchanges, in order and by the final text.
+        harness = GeminiCliHarness()
+        replay(harness, "gemini-cli")
+        call = chat_view(0, (1200, 200, 40), tool_calls=[{"id": "call_1", "name": "x"}])
+        final = chat_view(1, (1500, 1100, 25), text=FINAL, system="You are a CLI agent.")
+        trajectory = build(harness, [call, final])
+        assert [s.source for s in trajectory.steps] == ["system", "user", "agent", "agent"]
+        assert tokens(trajectory) == [(1200, 200, 40), (1500, 1100, 25)]
+        assert adds_up(trajectory, harness.usage)
+
+    def test_a_step_ends_where_results_came_in(self) -> None:
+        """Text, then two calls in one answer; results; then another call and its result."""
+
+        def edit(lines: list[str]) -> list[str]:
+            records = [json.loads(line) for line in lines if line.startswith("{")]
+            init, user, use, result, *_, end = records
+            said = {**records[4], "content": "Let me fix it."}
+            second = {**use, "tool_id": "run_shell_command__call_2"}
+            answer = {**result, "tool_id": "run_shell_command__call_2", "output": "two"}
+            third = {**use, "tool_id": "run_shell_command__call_3"}
+            failed = {
+                "type": "tool_result",
+                "tool_id": "run_shell_command__call_3",
+                "status": "error",
+                "error": {"type": "TOOL_EXECUTION_ERROR", "message": "boom"},
+            }
+            ordered = [init, user, said, use, second, result, answer, third, failed, end]
+            return [json.dumps(r) for r in ordered]
+
+        harness = GeminiCliHarness()
+        replay(harness, "gemini-cli", edit)
+        first, second = harness.transcript.steps[1:]
+        assert first.message == "Let me fix it."
+        assert [c.call_id for c in first.calls] == [r.call_id for r in first.results]
+        assert [r.content for r in first.results][1] == "two"
+        assert second.results[0].content == "boom" and second.results[0].extra == {"is_error": True}
+
+
+class TestQwenCode:
+    def test_the_recorded_run_reports_its_own_tokens(self) -> None:
+        harness = QwenCodeHarness()
+        replay(harness, "qwen-code")
+        assert harness.transcript.version == "0.24.4"
+        assert "run_shell_command" in harness.transcript.tools
+        trajectory = build(harness, [])
+        assert shape(trajectory) == [
+            ("user", "Do it.", [], []),
+            ("agent", "", ["call_1"], ["call_1"]),
+            ("agent", FINAL[:30], [], []),
+        ]
+        # input_tokens already count the cached ones, and the last answer (no stop
+        # reason) still says its output: each step is the stub's turn, and they add up
+        # to the run's report with nothing outside them.
+        assert tokens(trajectory) == [(1200, 200, 40), (1500, 1100, 25)]
+        assert adds_up(trajectory, harness.usage)
+        assert "outside_steps" not in (trajectory.final_metrics.extra or {})  # type: ignore[union-attr]
+
+    def test_the_claude_reader_would_count_them_wrong(self) -> None:
+        harness = ClaudeCodeHarness()
+        replay(harness, "qwen-code")
+        assert [s.metrics for s in harness.transcript.steps][1] == {
+            "prompt_tokens": 2600,
+            "cached_tokens": 1100,
+        }, "why qwen-code has a reader of its own"
+
+
+class TestMiniSweAgent:
+    def test_the_recorded_run(self) -> None:
+        harness = MiniSweAgentHarness()
+        replay(harness, "mini-swe-agent")
+        transcript = harness.transcript
+        trajectory = build(harness, [])
+        assert shape(trajectory) == [
+            ("system", "You are a helpful assistant th", [], []),
+            ("user", "Please solve this issue: # Fix", [], []),
+            ("agent", "", ["call_1"], ["call_1"]),
+            ("agent", FINAL[:30], ["call_2"], []),
+        ]
+        assert [s.response_id for s in transcript.steps if s.source == "agent"] == [
+            "chatcmpl-1",
+            "chatcmpl-2",
+        ]
+        call_step, final_step = trajectory.steps[2:]
+        result = call_step.observation.results[0]  # type: ignore[union-attr]
+        assert '"returncode": 0' in str(result.content) and result.extra == {"exit_code": 0}
+        assert call_step.timestamp and call_step.timestamp.startswith("2026-12-07T")
+        # It ends by submitting: its last answer says the final words and runs the command.
+        assert final_step.tool_calls and final_step.tool_calls[0].arguments == {
+            "command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+        }
+        assert tokens(trajectory) == [(1200, 200, 40), (1500, 1100, 25)]
+        costs = [s.metrics.cost_usd for s in trajectory.steps if s.metrics]
+        assert costs == [0.000335, 0.0001775], "LiteLLM's price of each call"
+        assert adds_up(trajectory, harness.usage)
+        assert (trajectory.extra or {})["agent_reported"]["exit_status"] == "Submitted"
+
+    def test_steps_link_by_response_id(self) -> None:
+        harness = MiniSweAgentHarness()
+        replay(harness, "mini-swe-agent")
+        # Between them, a call of the same kind that the agent did not report: the ids,
+        # not the order, say which is which.
+        call = chat_view(0, (1200, 200, 40), response_id="chatcmpl-1")
+        other = chat_view(1, (30, 0, 5), response_id="chatcmpl-9", tool_calls=[{"id": "z"}])
+        final = chat_view(2, (1500, 1100, 25), response_id="chatcmpl-2")
+        links = link_steps(harness.transcript.steps, [call, other, final])
+        assert {i: e.response_id for i, e in links.items()} == {1: "chatcmpl-1", 2: "chatcmpl-2"}
+
+
+TINY = """\
+manifest_version = 1
+[agent]
+name = "tiny-agent"
+providers = ["openai"]
+[install]
+files = ["agent.py"]
+[run]
+command = ["python3", "{agent_dir}/agent.py", "{model}", "{workdir}", "{instruction}"]
+[run.env]
+OPENAI_BASE_URL = "{providers.openai.base_url}"
+OPENAI_API_KEY = "{providers.openai.api_key}"
+[output]
+parser = "PARSER"
+"""
+
+
+def custom(parser: str = "envpools-jsonl") -> Harness:
+    return manifest_harness(parse_manifest(TINY.replace("PARSER", parser)))()
+
+
+class TestEnvpoolsJsonl:
+    """The tiny agent of tests/agents/test_custom_agent.py: a usage event per model call,
+    printed as soon as the call returns, then what the model said and the tools' results."""
+
+    def expected(self) -> list[tuple[str, str, list[str], list[str]]]:
+        return [
+            ("user", "Do it.", [], []),
+            ("agent", "", ["call_1"], ["call_1"]),
+            ("agent", FINAL[:30], [], []),
+        ]
+
+    def test_the_recorded_run(self) -> None:
+        harness = custom()
+        replay(harness, "tiny-agent")
+        trajectory = build(harness, [])
+        assert shape(trajectory) == self.expected()
+        assert tokens(trajectory) == [(1200, 200, 40), (1500, 1100, 25)]
+        assert adds_up(trajectory, harness.usage)
+        assert trajectory.steps[-1].message == FINAL, "the result does not repeat it"
+        result = trajectory.steps[1].observation.results[0]  # type: ignore[union-attr]
+        assert result.extra == {"exit_code": 0} and str(result.content).endswith("OK\n")
+        # Priced by the table, from the model each usage names.
+        assert all(s.metrics.cost_usd for s in trajectory.steps if s.metrics)
+
+    def test_usage_printed_after_what_the_model_said(self) -> None:
+        def usage_last(lines: list[str]) -> list[str]:
+            start, use1, call, result, use2, message, end = lines
+            return [start, call, use1, result, message, use2, end]
+
+        harness = custom()
+        replay(harness, "tiny-agent", usage_last)
+        trajectory = build(harness, [])
+        assert shape(trajectory) == self.expected()
+        assert tokens(trajectory) == [(1200, 200, 40), (1500, 1100, 25)]
+
+    def test_a_result_without_a_message_is_the_last_answer(self) -> None:
+        # As the README's example agent prints it: no message event, only the result.
+        harness = custom()
+        replay(harness, "tiny-agent", lambda lines: [x for x in lines if '"message"' not in x])
+        trajectory = build(harness, [])
+        assert shape(trajectory) == self.expected()
+        assert (trajectory.extra or {})["agent_reported"]["result"]["text"] == FINAL
+
+    def test_thinking_and_steps_without_usage(self) -> None:
+        harness = custom()
+        feed(
+            harness,
+            {"type": "thinking", "text": "look first"},
+            {"type": "tool_call", "tool": "bash", "call_id": "a", "input": {"command": "ls"}},
+            {"type": "tool_result", "call_id": "a", "output": "x", "is_error": True},
+            {"type": "thinking", "text": "then fix"},
+            {"type": "message", "text": "done"},
+            {"type": "error", "text": "out of budget"},
+        )
+        first, second = harness.transcript.steps
+        assert (first.reasoning, [c.call_id for c in first.calls]) == ("look first", ["a"])
+        assert first.results[0].extra == {"is_error": True}
+        assert (second.reasoning, second.message, second.metrics) == ("then fix", "done", None)
+        assert harness.transcript.final == {"error": "out of budget"}
+        build(harness, [])  # valid ATIF
+
+    def test_a_text_agent_is_its_command_and_output(self) -> None:
+        harness = custom("text")
+        ctx = AgentContext(
+            "Do it.", "/app", {}, None, gateway_urls={"openai": "http://gw"}, placeholder="ph"
+        )
+        harness.invocation(ctx)
+        replay(harness, "tiny-agent")
+        (step,) = [s for s in build(harness, []).steps if s.source == "agent"]
+        assert step.tool_calls and "agent.py" in step.tool_calls[0].arguments["command"]
+        assert step.observation and "tiny-agent starting" in str(
+            step.observation.results[0].content
+        )
+        assert step.metrics is None, "a text agent reports no tokens"

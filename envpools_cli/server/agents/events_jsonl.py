@@ -17,6 +17,13 @@ line (plain text, logs) is kept as output and shown when the agent fails. The ty
 Unknown types are kept (``kind`` is the type) so that a newer agent runs on an older
 backend. Every event becomes an ``agent`` event whose ``kind`` is the type, as the
 built-in adapters' events are.
+
+The same events are the trajectory's steps (``JsonlTranscript``), one step per model
+call: a ``usage`` completes the step under way when it has no usage yet, else begins a
+new one; ``thinking``, ``message`` and ``tool_call`` belong to the step under way, unless
+tool results came in since (then the model was called again: a new step); a
+``tool_result`` answers the ``tool_call`` with its ``call_id``. A ``result`` text is the
+last step's message when that step said nothing and called nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from __future__ import annotations
 from typing import Any
 
 from envpools_cli.server.agents.base import Harness, bounded, json_line
+from envpools_cli.server.agents.transcript import DraftStep, Transcript, clip
 
-__all__ = ["FORMAT", "JsonlEventParser"]
+__all__ = ["FORMAT", "JsonlEventParser", "JsonlTranscript"]
 
 FORMAT = "envpools-jsonl"
 
@@ -37,10 +45,77 @@ def _int(value: Any) -> int:
         return 0
 
 
+def _text(value: Any) -> str:
+    return clip(value if isinstance(value, str) else "" if value is None else str(value))
+
+
+class JsonlTranscript(Transcript):
+    """The steps of an ``envpools-jsonl`` run (the rules are in the module's docstring)."""
+
+    def _open(self) -> DraftStep:
+        step = self.current()
+        if step is None or step.results:
+            return self.agent_step()
+        return step
+
+    def record(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "message":
+            step = self._open()
+            text = _text(message.get("text"))
+            step.message = clip(f"{step.message}\n{text}") if step.message else text
+        elif kind == "thinking":
+            step = self._open()
+            text = _text(message.get("text"))
+            step.reasoning = clip(f"{step.reasoning}\n{text}") if step.reasoning else text
+        elif kind == "tool_call":
+            self.call(
+                self._open(), message.get("call_id"), message.get("tool"), message.get("input")
+            )
+        elif kind == "tool_result":
+            code = message.get("exit_code")
+            self.result(
+                message.get("call_id"),
+                message.get("output", ""),
+                exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+                is_error=bool(message.get("is_error")),
+            )
+        elif kind == "usage":
+            self._usage(message)
+        elif kind == "error":
+            self.final["error"] = clip(_text(message.get("text")), 4000)
+        elif kind == "result":
+            text = _text(message.get("text"))
+            self.final["result"] = {
+                "text": clip(text, 4000),
+                "is_error": bool(message.get("is_error")),
+            }
+            last = self.current()
+            if last is not None and text and not last.message and not last.calls:
+                last.message = text
+
+    def _usage(self, message: dict[str, Any]) -> None:
+        step = self.current()
+        if step is None or step.metrics is not None:
+            step = self.agent_step()
+        step.metrics = {
+            "prompt_tokens": _int(message.get("input_tokens")),
+            "completion_tokens": _int(message.get("output_tokens")),
+            "cached_tokens": _int(message.get("cache_tokens")),
+        }
+        cost = message.get("cost_usd")
+        if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+            step.metrics["cost_usd"] = float(cost)
+        if isinstance(message.get("model"), str) and message["model"]:
+            step.model = message["model"][:200]
+            self.model = self.model or step.model
+
+
 class JsonlEventParser(Harness):
     """Reads ``envpools-jsonl`` lines into ``agent`` events and token usage."""
 
     name = FORMAT
+    transcript_class = JsonlTranscript
 
     def __init__(self) -> None:
         super().__init__()

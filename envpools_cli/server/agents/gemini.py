@@ -22,6 +22,7 @@ from typing import Any
 
 from envpools_cli.server.agents.adapters import missing_credential
 from envpools_cli.server.agents.base import AgentContext, Harness, Invocation, bounded, json_line
+from envpools_cli.server.agents.transcripts import GeminiCliTranscript
 
 __all__ = ["GeminiCliHarness"]
 
@@ -49,6 +50,7 @@ class GeminiCliHarness(Harness):
     accepts_any_model = True
     log_name = "gemini-cli.txt"
     default_model = "gemini-2.5-pro"
+    transcript_class = GeminiCliTranscript
 
     def __init__(self) -> None:
         super().__init__()

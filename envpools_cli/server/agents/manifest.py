@@ -38,6 +38,7 @@ a ``Harness`` the registry serves next to the built-ins.
 from __future__ import annotations
 
 import re
+import shlex
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from envpools_cli.server.agents.base import AgentContext, Harness, Invocation
 from envpools_cli.server.agents.events_jsonl import FORMAT, JsonlEventParser
 from envpools_cli.server.agents.gemini import GeminiCliHarness
 from envpools_cli.server.agents.qwen import QwenCodeHarness
+from envpools_cli.server.agents.transcript import OutputTranscript
 from envpools_cli.server.sandbox.egress import PROVIDERS
 
 __all__ = [
@@ -74,6 +76,15 @@ SANDBOX_AGENTS = "/envpools/agents"
 FILES_DIR = "files"
 VENV_DIR = "venv"
 
+
+class PlainOutput(Harness):
+    """``parser = "text"``: every line is output; the trajectory is one step running the
+    agent's command, its observation what the command printed."""
+
+    name = "text"
+    transcript_class = OutputTranscript
+
+
 PARSERS: dict[str, type[Harness]] = {
     FORMAT: JsonlEventParser,
     "claude-code": ClaudeCodeHarness,
@@ -81,7 +92,7 @@ PARSERS: dict[str, type[Harness]] = {
     "opencode": OpenCodeHarness,
     "gemini-cli": GeminiCliHarness,
     "qwen-code": QwenCodeHarness,
-    "text": Harness,
+    "text": PlainOutput,
 }
 """``[output] parser``: our JSON Lines format, a built-in agent's output format, or text."""
 
@@ -424,6 +435,7 @@ class ManifestHarness(Harness):
         self.usage = self._parser.usage
         self.errors = self._parser.errors
         self.tail = self._parser.tail
+        self.transcript = self._parser.transcript
         if self.manifest.providers:
             self.usage.provider = self.manifest.providers[0]
 
@@ -481,6 +493,8 @@ class ManifestHarness(Harness):
             if any(_is_secret(f) for f in fields(template)):
                 secret.append(key)
         stdin = ctx.instruction.encode() if manifest.stdin == "instruction" else None
+        if isinstance(self.transcript, OutputTranscript):
+            self.transcript.command = shlex.join(command)
         return Invocation(command, env=env, stdin=stdin, secret_env=tuple(secret))
 
     def on_line(self, line: str) -> dict[str, Any]:

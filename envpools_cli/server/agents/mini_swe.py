@@ -5,8 +5,10 @@ no machine-readable output of its own: it prints with Rich and saves its traject
 file. So the adapter runs the real ``mini`` command through the launcher's ``--python``
 with a few lines in front (``STREAM``): mini's own ``DefaultAgent``, whose every message
 (the model's answers with their token usage, each command's output, the exit) is also
-printed as one JSON line, chosen with mini's ``--agent-class``. The trajectory mini saves
-goes to ``/logs/agent/mini-swe-agent.trajectory.json``, an artifact of the rollout.
+printed as one JSON line, chosen with mini's ``--agent-class``; with each answer's
+response id and time, those lines are the trajectory's steps (``MiniSweAgentTranscript``).
+The trajectory mini saves goes to ``/logs/agent/mini-swe-agent.trajectory.json``, an
+artifact of the rollout.
 
 mini calls its model through LiteLLM, so any provider works: the model is LiteLLM's
 ``provider/model`` (``openai/``, ``anthropic/``, ``openrouter/``; any other provider id
@@ -23,6 +25,7 @@ from typing import Any
 
 from envpools_cli.server.agents.adapters import missing_credential
 from envpools_cli.server.agents.base import AgentContext, Harness, Invocation, bounded, json_line
+from envpools_cli.server.agents.transcripts import MiniSweAgentTranscript
 
 __all__ = ["STREAM", "MiniSweAgentHarness"]
 
@@ -42,8 +45,11 @@ def emit(message):
         "content": message.get("content"),
         "tool_calls": message.get("tool_calls"),
         "tool_call_id": message.get("tool_call_id"),
+        "reasoning": message.get("reasoning_content"),
         "usage": response.get("usage"),
         "model": response.get("model"),
+        "response_id": response.get("id"),
+        "timestamp": extra.get("timestamp"),
         "cost": extra.get("cost"),
         "returncode": extra.get("returncode"),
         "exit_status": extra.get("exit_status"),
@@ -90,6 +96,7 @@ class MiniSweAgentHarness(Harness):
     )
     log_name = "mini-swe-agent.txt"
     default_model = "openai/gpt-5-mini"
+    transcript_class = MiniSweAgentTranscript
 
     def __init__(self) -> None:
         super().__init__()

@@ -4,7 +4,8 @@ Qwen Code is a fork of the Gemini CLI whose stream-json output follows Claude Co
 (``system`` init, ``assistant`` and ``user`` messages with content blocks, one ``result``
 line), so it is read by the Claude Code parser, with two differences: its ``input_tokens``
 already count the cached ones (the OpenAI convention of the APIs it calls), and one
-``assistant`` line may hold text and a tool call together.
+``assistant`` line may hold text and a tool call together (its transcript,
+``QwenCodeTranscript``, reads each such line as one whole message).
 
 It calls an OpenAI-compatible chat completions endpoint (``--auth-type openai``) given by
 ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``: the rollout's egress gateway and its
@@ -18,6 +19,7 @@ from typing import Any
 
 from envpools_cli.server.agents.adapters import ClaudeCodeHarness, missing_credential
 from envpools_cli.server.agents.base import AgentContext, Invocation, bounded
+from envpools_cli.server.agents.transcripts import QwenCodeTranscript
 
 __all__ = ["QwenCodeHarness"]
 
@@ -34,6 +36,7 @@ class QwenCodeHarness(ClaudeCodeHarness):
     model_format = "provider/model, OpenAI-compatible (a bare id means dashscope/<id>)"
     log_name = "qwen-code.txt"
     default_model = "qwen3-coder-plus"
+    transcript_class = QwenCodeTranscript
 
     def __init__(self) -> None:
         super().__init__()

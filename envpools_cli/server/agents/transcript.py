@@ -102,6 +102,8 @@ class Transcript:
         self.version: str | None = None
         self.tools: list[str] = []
         """Tool names the agent says it offers (its tool definitions come from the exchanges)."""
+        self.system: str | None = None
+        """The system prompt, when the agent prints it (the exchanges' one comes first)."""
         self.final: dict[str, Any] = {}
         """What the agent reported about the whole run (its totals, an error), if anything."""
         self.dropped_steps = 0

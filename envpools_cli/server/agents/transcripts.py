@@ -8,7 +8,14 @@ HARBOR_AND_HARNESSES.md §2, and Harbor's own converters in ``harbor/agents/inst
 - Codex's ``exec --json`` items: messages, reasoning, command executions, file changes,
   MCP calls; a step ends where the model must have been asked again (a result came in);
 - OpenCode's ``run --format json`` events: ``step_start`` .. ``step_finish`` is one
-  model response, with its tokens and cost.
+  model response, with its tokens and cost;
+- Qwen Code's stream-json: Claude Code's, one ``assistant`` line a whole message, its
+  ``input_tokens`` counting the cached ones;
+- Gemini CLI's stream-json: the user's message, the assistant's text in ``delta`` pieces,
+  ``tool_use`` and ``tool_result``; it marks no response's end, so a step ends where a
+  result came in (the model was asked again), and it prints no per-step tokens;
+- mini-swe-agent's messages (one JSON line each, printed by its adapter): every
+  ``assistant`` message is one model call, with the provider's usage and response id.
 """
 
 from __future__ import annotations
@@ -18,7 +25,14 @@ from typing import Any
 
 from envpools_cli.server.agents.transcript import DraftStep, Transcript, clip
 
-__all__ = ["ClaudeCodeTranscript", "CodexTranscript", "OpenCodeTranscript"]
+__all__ = [
+    "ClaudeCodeTranscript",
+    "CodexTranscript",
+    "GeminiCliTranscript",
+    "MiniSweAgentTranscript",
+    "OpenCodeTranscript",
+    "QwenCodeTranscript",
+]
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -97,17 +111,7 @@ class ClaudeCodeTranscript(Transcript):
                 step.extra["parent_tool_use_id"] = str(message["parent_tool_use_id"])
         usage = body.get("usage")
         if isinstance(usage, dict):
-            cached = _int(usage.get("cache_read_input_tokens"))
-            step.metrics = {
-                "prompt_tokens": _int(usage.get("input_tokens"))
-                + cached
-                + _int(usage.get("cache_creation_input_tokens")),
-                "cached_tokens": cached,
-            }
-            # A line printed while the answer streamed carries the output count of its
-            # start (1): only a finished message (a stop reason) says how many there were.
-            if body.get("stop_reason"):
-                step.metrics["completion_tokens"] = _int(usage.get("output_tokens"))
+            step.metrics = self._metrics(body, usage)
         if message.get("error"):
             step.extra["error"] = clip(message["error"], 4000)
         for block in body.get("content") or []:
@@ -119,6 +123,21 @@ class ClaudeCodeTranscript(Transcript):
                 step.reasoning = _append(step.reasoning, str(block.get("thinking") or ""))
             elif block.get("type") == "tool_use":
                 self.call(step, block.get("id"), block.get("name"), block.get("input"))
+
+    @staticmethod
+    def _metrics(body: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+        cached = _int(usage.get("cache_read_input_tokens"))
+        metrics = {
+            "prompt_tokens": _int(usage.get("input_tokens"))
+            + cached
+            + _int(usage.get("cache_creation_input_tokens")),
+            "cached_tokens": cached,
+        }
+        # A line printed while the answer streamed carries the output count of its
+        # start (1): only a finished message (a stop reason) says how many there were.
+        if body.get("stop_reason"):
+            metrics["completion_tokens"] = _int(usage.get("output_tokens"))
+        return metrics
 
     def _user(self, message: dict[str, Any]) -> None:
         body = _dict(message.get("message"))
@@ -273,3 +292,146 @@ class OpenCodeTranscript(Transcript):
             error = _dict(message.get("error"))
             data = _dict(error.get("data"))
             self.final["error"] = clip(data.get("message") or error.get("name") or "", 4000)
+
+
+class QwenCodeTranscript(ClaudeCodeTranscript):
+    """Qwen Code's stream-json: Claude Code's, but each ``assistant`` line is a whole
+    message, its usage final whatever its stop reason (none for the last answer), and
+    its ``input_tokens`` already count the cached ones (the OpenAI convention)."""
+
+    def record(self, message: dict[str, Any]) -> None:
+        super().record(message)
+        if message.get("type") == "system" and message.get("subtype") == "init":
+            self.version = str(message.get("qwen_code_version") or "") or self.version
+
+    @staticmethod
+    def _metrics(body: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "prompt_tokens": _int(usage.get("input_tokens")),
+            "completion_tokens": _int(usage.get("output_tokens")),
+            "cached_tokens": _int(usage.get("cache_read_input_tokens")),
+        }
+
+
+class GeminiCliTranscript(Transcript):
+    def _open(self, when: str | None) -> DraftStep:
+        """The step under way, unless results came in since: then the model spoke again."""
+        step = self.current()
+        if step is None or step.results:
+            return self.agent_step(timestamp=when)
+        return step
+
+    def record(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        when = _timestamp(message.get("timestamp"))
+        if kind == "init":
+            self.session_id = str(message.get("session_id") or "") or self.session_id
+            self.model = str(message.get("model") or "") or self.model
+        elif kind == "message":
+            content = str(message.get("content") or "")
+            if message.get("role") == "user":
+                self.add(DraftStep("user", clip(content), timestamp=when, llm_calls=None))
+            elif message.get("role") == "assistant":
+                step = self._open(when)
+                # Deltas are pieces of one text; a whole message (no delta) is a paragraph.
+                joint = "" if message.get("delta") else "\n"
+                step.message = _append(step.message, content, joint)
+        elif kind == "tool_use":
+            step = self._open(when)
+            self.call(
+                step, message.get("tool_id"), message.get("tool_name"), message.get("parameters")
+            )
+        elif kind == "tool_result":
+            error = _dict(message.get("error"))
+            output = message.get("output")
+            self.result(
+                message.get("tool_id"),
+                output if output is not None else error.get("message"),
+                is_error=message.get("status") == "error",
+            )
+        elif kind == "error":
+            problems = self.final.setdefault("errors", [])
+            if isinstance(problems, list) and len(problems) < 20:
+                problems.append(
+                    {
+                        "severity": message.get("severity"),
+                        "message": clip(message.get("message") or "", 4000),
+                    }
+                )
+        elif kind == "result":
+            error = _dict(message.get("error"))
+            self.final.update(
+                status=message.get("status"),
+                stats=_dict(message.get("stats")),
+                error=clip(error.get("message") or "", 4000) or None,
+            )
+
+
+def _seconds(value: Any) -> str | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return _millis(value * 1000)
+
+
+class MiniSweAgentTranscript(Transcript):
+    """mini-swe-agent's messages, as its adapter prints them (``envpools.mini`` lines).
+
+    The model's answers are ``assistant`` messages with their tool calls, the commands'
+    outputs ``tool`` messages (or ``user`` ones, for a text-based config), and what mini
+    tells the model itself (the task, a format error) ``user`` messages; ``exit`` ends the
+    run with its status and submission.
+    """
+
+    def record(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "envpools.mini":
+            return
+        role = message.get("role")
+        content = message.get("content")
+        text = content if isinstance(content, str) else "" if content is None else clip(content)
+        when = _seconds(message.get("timestamp"))
+        if role == "system":
+            self.system = clip(text)
+        elif role == "user":
+            step = self.add(DraftStep("user", clip(text), timestamp=when, llm_calls=None))
+            if message.get("interrupt"):
+                step.extra["interrupt"] = str(message["interrupt"])
+        elif role == "assistant":
+            self._assistant(message, text, when)
+        elif role == "tool":
+            code = message.get("returncode")
+            self.result(
+                message.get("tool_call_id"),
+                text,
+                exit_code=code if isinstance(code, int) else None,
+                is_error=code not in (0, None),
+            )
+        elif role == "exit":
+            self.final.update(
+                exit_status=message.get("exit_status"), submission=clip(text, 4000) or None
+            )
+
+    def _assistant(self, message: dict[str, Any], text: str, when: str | None) -> None:
+        model = str(message.get("model") or "") or None
+        self.model = self.model or model
+        step = self.agent_step(
+            message=clip(text),
+            model=model,
+            response_id=str(message.get("response_id") or "") or None,
+            timestamp=when,
+        )
+        if isinstance(message.get("reasoning"), str) and message["reasoning"]:
+            step.reasoning = clip(message["reasoning"])
+        for call in _list(message.get("tool_calls")):
+            function = _dict(_dict(call).get("function"))
+            self.call(step, _dict(call).get("id"), function.get("name"), function.get("arguments"))
+        usage = message.get("usage")
+        if isinstance(usage, dict):
+            details = _dict(usage.get("prompt_tokens_details"))
+            step.metrics = {
+                "prompt_tokens": _int(usage.get("prompt_tokens")),
+                "completion_tokens": _int(usage.get("completion_tokens")),
+                "cached_tokens": _int(details.get("cached_tokens")),
+            }
+            cost = message.get("cost")
+            if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0:
+                step.metrics["cost_usd"] = float(cost)

@@ -11,9 +11,10 @@ calls began::
 ``request`` is the body the agent sent (messages, tools, sampling parameters) as JSON;
 ``response`` is what came back, a streamed response reassembled into the one document
 the provider would have returned without streaming (Anthropic Messages, OpenAI Responses
-and Chat Completions; other streams keep their events); ``usage`` is the provider's own
-token count in one shape (``prompt_tokens`` including ``cached_tokens``, and
-``completion_tokens``). Headers are not kept, and every credential value the rollout
+and Chat Completions, Gemini's ``generateContent``; other streams keep their events);
+``usage`` is the provider's own token count in one shape (``prompt_tokens`` including
+``cached_tokens``, and ``completion_tokens``, which counts a model's reasoning tokens:
+they are billed as output). Headers are not kept, and every credential value the rollout
 could hold (the provider key, the gateway's placeholder, the organisation's stored
 credentials) is replaced by ``[REDACTED]`` before anything is parsed or written.
 
@@ -67,7 +68,15 @@ def _api(path: str) -> str:
         return "openai-responses"
     if path.endswith("/chat/completions"):
         return "openai-chat"
+    if path.endswith((":generateContent", ":streamGenerateContent")):
+        return "gemini"
     return "other"
+
+
+def _path_model(path: str) -> str | None:
+    """The model a Gemini call names in its path: ``.../models/<model>:generateContent``."""
+    _, found, tail = path.split("?", 1)[0].rpartition("/models/")
+    return (tail.split(":", 1)[0] or None) if found else None
 
 
 class _Scrub:
@@ -249,12 +258,60 @@ def _chat_stream(events: list[Any]) -> dict[str, Any] | None:
     return {**base, "object": "chat.completion", "choices": choices, "usage": usage}
 
 
+def _gemini_stream(events: list[Any]) -> dict[str, Any] | None:
+    """Gemini's chunks as one ``GenerateContentResponse``.
+
+    Each chunk carries the next parts of each candidate: consecutive text parts of the same
+    kind (answer or thought) are one text; a function call comes whole. The usage of the
+    last chunk that has one is the call's (each chunk's counts are the totals so far).
+    """
+    chunks = [e for e in events if isinstance(e, dict)]
+    if not chunks:
+        return None
+    whole: dict[str, Any] = {}
+    candidates: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for key, value in chunk.items():
+            if key != "candidates" and value is not None:
+                whole[key] = value  # usageMetadata, modelVersion, responseId: the latest
+        for candidate in _list(chunk.get("candidates")):
+            if not isinstance(candidate, dict):
+                continue
+            index = _int(candidate.get("index"))
+            into = candidates.setdefault(index, {"content": {"role": "model", "parts": []}})
+            for key, value in candidate.items():
+                if key != "content" and value is not None:
+                    into[key] = value
+            content = _dict(candidate.get("content"))
+            parts: list[dict[str, Any]] = into["content"]["parts"]
+            for part in _list(content.get("parts")):
+                if not isinstance(part, dict):
+                    continue
+                last = parts[-1] if parts else None
+                joins = (
+                    last is not None
+                    and isinstance(part.get("text"), str)
+                    and isinstance(last.get("text"), str)
+                    and bool(part.get("thought")) == bool(last.get("thought"))
+                    and not (set(part) | set(last)) - {"text", "thought", "thoughtSignature"}
+                )
+                if joins and last is not None:
+                    last["text"] += part["text"]
+                    if part.get("thoughtSignature"):
+                        last["thoughtSignature"] = part["thoughtSignature"]
+                else:
+                    parts.append(dict(part))
+    whole["candidates"] = [candidates[i] for i in sorted(candidates)]
+    return whole
+
+
 def _reassemble(api: str, data: bytes) -> Any:
     events = list(_sse_events(data))
     assemble = {
         "anthropic-messages": _anthropic_stream,
         "openai-responses": _responses_stream,
         "openai-chat": _chat_stream,
+        "gemini": _gemini_stream,
     }.get(api)
     whole = assemble(events) if assemble else None
     if whole is not None:
@@ -276,6 +333,19 @@ def _int(value: Any) -> int:
 
 def usage_of(api: str, response: Any) -> dict[str, int] | None:
     """The provider's token count in one shape, or None when the response has none."""
+    if api == "gemini" and isinstance(response, dict):
+        metadata = response.get("usageMetadata")
+        if not isinstance(metadata, dict):
+            return None
+        # promptTokenCount includes the cached part; tool-use prompts and thoughts are
+        # counted apart, and billed as input and output.
+        return {
+            "prompt_tokens": _int(metadata.get("promptTokenCount"))
+            + _int(metadata.get("toolUsePromptTokenCount")),
+            "completion_tokens": _int(metadata.get("candidatesTokenCount"))
+            + _int(metadata.get("thoughtsTokenCount")),
+            "cached_tokens": _int(metadata.get("cachedContentTokenCount")),
+        }
     if not isinstance(response, dict) or not isinstance(response.get("usage"), dict):
         return None
     usage = response["usage"]
@@ -381,11 +451,19 @@ class Exchange:
             }
         elif raw:
             line["response"] = _reassemble(api, raw) if line["streamed"] else _json_or_text(raw)
+            if api == "gemini" and isinstance(line["response"], list):
+                # streamGenerateContent without ?alt=sse: the chunks as one JSON array.
+                line["response"] = _gemini_stream(line["response"]) or line["response"]
         line["usage"] = usage_of(api, line["response"])
         for part in (line["response"], line["request"]):
-            if isinstance(part, dict) and isinstance(part.get("model"), str) and part["model"]:
-                line["model"] = part["model"]
+            if not isinstance(part, dict):
+                continue
+            model = part.get("model") or (part.get("modelVersion") if api == "gemini" else None)
+            if isinstance(model, str) and model:
+                line["model"] = model
                 break
+        if line["model"] is None and api == "gemini":
+            line["model"] = _path_model(self.path)
         return line
 
 
@@ -419,7 +497,9 @@ class ExchangeLog:
         if self.written + len(text) > FILE_LIMIT:
             kept = {k: v for k, v in line.items() if k not in ("request", "response")}
             text = json.dumps({**kept, "bodies_not_kept": "llm/exchanges.jsonl is full"})
-        data = (text + "\n").encode()
+        # Once more on the line as written: a credential the provider streamed in pieces
+        # is whole only in the reassembled answer.
+        data = self.scrub((text + "\n").encode("utf-8", "surrogateescape"))
         with self._lock:
             # O_APPEND, no link followed: the folder is the backend's, never the sandbox's.
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -555,7 +635,44 @@ def describe(line: dict[str, Any]) -> ExchangeView:
             for c in message.get("tool_calls") or []
             if isinstance(c, dict)
         ]
+    elif api == "gemini":
+        _describe_gemini(view, request, response)
     return view
+
+
+def _describe_gemini(view: ExchangeView, request: dict[str, Any], response: dict[str, Any]) -> None:
+    view.response_id = str(response.get("responseId")) if response.get("responseId") else None
+    instruction = _dict(request.get("systemInstruction"))
+    view.system = (
+        "\n".join(str(p.get("text")) for p in _list(instruction.get("parts")) if _text_part(p))
+        or None
+    )
+    view.tools = [
+        _function(
+            d.get("name"),
+            d.get("description"),
+            d.get("parametersJsonSchema") or d.get("parameters"),
+        )
+        for tool in _list(request.get("tools"))
+        if isinstance(tool, dict)
+        for d in _list(tool.get("functionDeclarations"))
+        if isinstance(d, dict) and d.get("name")
+    ]
+    candidates = _list(response.get("candidates"))
+    first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+    parts = _list(_dict(first.get("content")).get("parts"))
+    view.text = "".join(str(p["text"]) for p in parts if _text_part(p) and not p.get("thought"))
+    view.tool_calls = [
+        {"id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
+        for part in parts
+        if isinstance(part, dict)
+        for call in [_dict(part.get("functionCall"))]
+        if call
+    ]
+
+
+def _text_part(part: Any) -> bool:
+    return isinstance(part, dict) and isinstance(part.get("text"), str)
 
 
 def read_exchanges(path: Path) -> list[ExchangeView]:

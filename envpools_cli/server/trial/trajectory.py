@@ -264,7 +264,7 @@ def build_trajectory(
     model = harness.usage.model or transcript.model or (rollout.get("agent") or {}).get("model_id")
     # What the model was given besides the conversation: from the first exchange of it.
     conversation = [*llm.links.values(), *(e for e in llm.exchanges if e.answered and e.tools)]
-    system = next((e.system for e in conversation if e.system), None)
+    system = next((e.system for e in conversation if e.system), None) or transcript.system
     tools = next((e.tools for e in conversation if e.tools), None)
     drafts: list[tuple[DraftStep, ExchangeView | None]] = []
     if system:
