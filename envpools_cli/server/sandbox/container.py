@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envpools_cli.server.sandbox.build_sandbox import BuildSandbox, build_store
 from envpools_cli.server.sandbox.drivers import (
     Launch,
     Mount,
@@ -231,6 +232,7 @@ class ContainerDriver(SandboxDriver):
             **self.runtime.describe(),
             "default_image": self.default_image,
             "image_map": dict(self.images.image_map),
+            "builds": self.images.describe(),
         }
 
     # --- running -----------------------------------------------------------------------
@@ -409,11 +411,24 @@ def make_any_driver(choice: str, *, owner: str = "", cache_dir: Path | None = No
     if choice in ("auto", "container"):
         probe = probe_runtime()
         if probe.runtime is not None:
+            build_network = _env_choice(os.environ, "ENVPOOLS_BUILD_NETWORK")
+            mounts = (_env_choice(os.environ, "ENVPOOLS_BUILD_MOUNTS") or "refuse").lower()
+            if mounts not in ("refuse", "allow"):
+                raise RuntimeError(f"ENVPOOLS_BUILD_MOUNTS={mounts!r}: choose refuse or allow")
+            sandbox = None
+            if probe.runtime.engine == "podman" and os.geteuid() == 0:
+                sandbox = BuildSandbox(
+                    probe.runtime, build_store(), network=build_network != "none"
+                )
+                # Checked now, in the background: status would otherwise wait for it.
+                threading.Thread(target=sandbox.problem, daemon=True).start()
             images = Images(
                 probe.runtime,
                 image_map=parse_image_map(os.environ.get("ENVPOOLS_IMAGE_MAP")),
-                build_network=_env_choice(os.environ, "ENVPOOLS_BUILD_NETWORK"),
+                build_network=build_network,
                 workspace_cache=cache_dir,
+                sandbox=sandbox,
+                allow_mounts=mounts == "allow",
             )
             container = ContainerDriver(
                 probe.runtime,
