@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from envpools_cli import __version__, models
+from envpools_cli.server.api.bodies import BodyLimitMiddleware
 from envpools_cli.server.api.routes import account_router, pools_router
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.errors import RequestIdMiddleware, install_error_handlers, resources
@@ -72,6 +73,7 @@ def create_app(backend: LocalBackend) -> FastAPI:
     app.state.service = backend.service
     app.state.model_schemas = model_schemas()
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=backend.settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     for index, prefix in enumerate(PREFIXES):
         app.include_router(pools_router, prefix=prefix, include_in_schema=index == 0)

@@ -53,6 +53,8 @@ class ServerSettings:
     """Collecting artifacts (diff, tarball, index) after the sandbox has stopped."""
     cancel_grace_sec: float = 10.0
     """How long ``cancel`` waits for a rollout to stop before ending it regardless."""
+    max_request_bytes: int = 8 * 1024 * 1024
+    """The largest request body the API reads (413 beyond); ``ENVPOOLS_MAX_REQUEST_MB``."""
 
     @property
     def db_path(self) -> Path:
@@ -79,6 +81,8 @@ class ServerSettings:
             settings.max_running = int(value)
         if value := os.environ.get("ENVPOOLS_SANDBOX_UID"):
             settings.sandbox_uid = int(value)
+        if value := os.environ.get("ENVPOOLS_MAX_REQUEST_MB"):
+            settings.max_request_bytes = int(float(value) * 1024 * 1024)
         settings.limits = parse_limits(os.environ.get("ENVPOOLS_SANDBOX_LIMITS"), settings.limits)
         settings.limit_maxima = parse_limits(
             os.environ.get("ENVPOOLS_SANDBOX_MAX_LIMITS"), settings.limit_maxima
