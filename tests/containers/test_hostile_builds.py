@@ -198,7 +198,9 @@ def test_the_build_sandbox_alone_holds_against_a_link_in_the_context(tmp_path: P
     context.mkdir(mode=0o700)
     try:
         os.symlink("/", context / "rootlink")
-        attack = canaries.attack().replace("; true", f"; ls /h{private}; cat /h{private}/*.db; true")
+        attack = canaries.attack().replace(
+            "; true", f"; ls /h{private}; cat /h{private}/*.db; true"
+        )
         (context / "Dockerfile").write_text(
             f"FROM {BASE_IMAGE}\n"
             f"RUN --mount=type=bind,source=rootlink,target=/h,rw sh -c '{attack}'\n"
