@@ -18,6 +18,7 @@ import os
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 
 __all__ = ["RESOLV_CONF", "UserNetwork", "slirp4netns", "slirp_argv"]
@@ -59,12 +60,14 @@ class UserNetwork:
         self._exit_w: int | None = exit_w
         userns = f"/proc/{pid}/ns/user" if join_userns else None
         argv = slirp_argv(executable, pid, ready_fd=ready_w, exit_fd=exit_r, userns=userns)
+        # A file, not a pipe: nobody reads it while it runs, and a full pipe would stall it.
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
         try:
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=self._errors,
                 pass_fds=(ready_w, exit_r),
                 start_new_session=True,
             )
@@ -78,11 +81,10 @@ class UserNetwork:
             os.close(ready_r)
         if answer != b"1":
             self.stop()
-            errors = b""
-            with contextlib.suppress(Exception):
-                errors = self.proc.stderr.read() if self.proc.stderr else b""
-            lines = errors.decode("utf-8", "replace").strip().splitlines() or ["no output"]
-            raise OSError(f"slirp4netns did not start: {lines[-1]}")
+            self._errors.seek(0)
+            errors = self._errors.read().decode("utf-8", "replace").strip().splitlines()
+            self._errors.close()
+            raise OSError(f"slirp4netns did not start: {(errors or ['no output'])[-1]}")
 
     def stop(self) -> None:
         """Close its exit descriptor (it leaves by itself), then make sure it is gone."""
@@ -96,5 +98,4 @@ class UserNetwork:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             self.proc.wait(5)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self._errors.close()
