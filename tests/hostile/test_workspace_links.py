@@ -50,6 +50,6 @@ def test_links_to_the_host_are_recorded_not_followed(backend: Backend, tmp_path:
             if member.isfile() and (handle := archive.extractfile(member)) is not None:
                 contents += handle.read()
         assert b"hello" in contents and b"root:x:0:0" not in contents, "nothing was followed"
-        target = tmp_path / "unpacked"
-        with pytest.raises(tarfile.FilterError):
-            archive.extractall(target, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12
+            with pytest.raises(tarfile.TarError):
+                archive.extractall(tmp_path / "unpacked", filter="data")

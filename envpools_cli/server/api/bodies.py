@@ -25,7 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from envpools_cli.server.api.auth import key_from_headers
 from envpools_cli.server.errors import error_envelope
 
-__all__ = ["BodyLimitMiddleware"]
+__all__ = ["AUTHENTICATED", "BodyLimitMiddleware"]
+
+AUTHENTICATED = "authenticated"
+"""``request.state`` key: (the key, its organisation) when this middleware checked it."""
 
 
 class BodyLimitMiddleware:
@@ -102,7 +105,12 @@ class BodyLimitMiddleware:
             return False
         app: Any = scope.get("app")
         store = app.state.service.store
-        return await to_thread.run_sync(store.org_for_key, key) is not None
+        org = await to_thread.run_sync(store.org_for_key, key)
+        if org is None:
+            return False
+        # The route's own auth finds it here instead of looking the key up again.
+        scope.setdefault("state", {})[AUTHENTICATED] = (key, org)
+        return True
 
 
 async def _answer(

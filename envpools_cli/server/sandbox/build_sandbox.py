@@ -30,9 +30,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,7 @@ INSIDE = "/var/tmp/envpools-build"
 """Where the build's own folder appears inside its mount namespace."""
 HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/run/user")
 _ENV_NAMES = ("PATH", "LANG")
+_FOLDERS = ("store", "runroot", "libpod", "home", "run", "tmp", "shm", "contexts", "blobs")
 _TIMEOUT = 120.0
 
 #: Runs as root: makes the namespaces (see the module), maps the user namespace, attaches
@@ -240,7 +243,17 @@ class BuildSandbox:
     def _lay_out(self) -> None:
         self.area.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         self.area.mkdir(exist_ok=True, mode=0o700)
-        for name in ("store", "runroot", "libpod", "home", "run", "tmp", "shm", "contexts"):
+        for name in (
+            "store",
+            "runroot",
+            "libpod",
+            "home",
+            "run",
+            "tmp",
+            "shm",
+            "contexts",
+            "blobs",
+        ):
             (self.area / name).mkdir(exist_ok=True, mode=0o700)
         files = {
             "resolv.conf": RESOLV_CONF,
@@ -324,26 +337,94 @@ class BuildSandbox:
         return done.stdout.decode().strip() or None
 
     def bring_in(self, ref: str, image_id: str) -> None:
-        """Copy a base image from the engine's store into the build store (if not there)."""
+        """Copy a base image from the engine's store into the build store (if not there),
+        and keep its layers, uncompressed, for ``take_out``."""
         with self._bases_lock:
-            if self.image_id(ref) == image_id:
-                return
-            _pipe(
-                self.runtime.command("save", "--format", "docker-archive", ref),
-                self.command("load", network=False),
-                what=f"copying {ref} into the build store",
-            )
+            if self.image_id(ref) != image_id:
+                _pipe(
+                    self.runtime.command("save", "--format", "docker-archive", ref),
+                    self.command("load", network=False),
+                    what=f"copying {ref} into the build store",
+                )
+            self._keep_layers(ref)
+
+    def _keep_layers(self, ref: str) -> None:
+        """The layer tarballs of ``ref`` in ``blobs/``, named by digest (once per layer)."""
+        done = self.run("image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)
+        try:
+            layers = [str(d).removeprefix("sha256:") for d in json.loads(done.stdout or b"[]")]
+        except ValueError:
+            return
+        blobs = self.area / "blobs"
+        missing = [d for d in layers if not (blobs / d).is_file()]
+        if not missing:
+            return
+        with self._folder("transfer") as folder:
+            # ``dir:`` keeps layers as the store has them: uncompressed, named by digest.
+            pushed = self.run("push", ref, f"dir:{self.inside(folder)}")
+            if pushed.returncode != 0:
+                return  # take_out then copies the layer itself, only slower
+            for digest in missing:
+                with contextlib.suppress(FileExistsError, FileNotFoundError):
+                    os.link(folder / digest, blobs / digest)
 
     def take_out(self, ref: str) -> None:
-        """Copy a built image to the engine's store, and drop it from the build store."""
+        """Copy a built image to the engine's store, and drop it from the build store.
+
+        Through an OCI layout that already holds the base layers (hard links into
+        ``blobs/``): only the layers the build made are written and read.
+        """
         try:
-            _pipe(
-                self.command("save", "--format", "docker-archive", ref, network=False),
-                self.runtime.command("load"),
-                what=f"copying {ref} out of the build store",
-            )
+            with self._folder("transfer") as folder:
+                layout = folder / "blobs" / "sha256"
+                layout.mkdir(parents=True)
+                for path in (folder / "blobs", layout):
+                    os.chown(path, self.uid, self.uid)
+                for blob in (self.area / "blobs").iterdir():
+                    os.link(blob, layout / blob.name)
+                # Uncompressed (compressing a big layer costs more than copying it), into a
+                # layout that has the base layers already: they are not written again.
+                saved = self.run(
+                    "save", "--format", "oci-dir", "--uncompressed", "-o", self.inside(folder), ref
+                )
+                if saved.returncode != 0:
+                    text = (saved.stdout + saved.stderr).decode("utf-8", "replace")
+                    raise OSError(f"copying {ref} out of the build store failed: {_last(text)}")
+                pulled = subprocess.run(
+                    self.runtime.command("pull", "--quiet", f"oci:{folder}"),
+                    capture_output=True,
+                    timeout=10 * _TIMEOUT,
+                    check=False,
+                )
+                image = pulled.stdout.decode().strip().splitlines()[-1:] or [""]
+                if pulled.returncode != 0 or not image[0]:
+                    text = (pulled.stdout + pulled.stderr).decode("utf-8", "replace")
+                    raise OSError(f"copying {ref} into the engine's store failed: {_last(text)}")
+                # The pull names it for the folder: the name it was built as instead.
+                for argv in (("tag", image[0], ref), ("untag", image[0], _pulled_name(folder))):
+                    subprocess.run(
+                        self.runtime.command(*argv), capture_output=True, timeout=60, check=False
+                    )
         finally:
             self.run("rmi", "--force", ref)
+
+    @contextlib.contextmanager
+    def _folder(self, under: str) -> Iterator[Path]:
+        """A new folder of the build uid's in the build folder, removed afterwards."""
+        parent = self.area / under
+        parent.mkdir(exist_ok=True, mode=0o700)
+        os.chown(parent, self.uid, self.uid)
+        folder = parent / os.urandom(8).hex()
+        folder.mkdir(mode=0o700)
+        os.chown(folder, self.uid, self.uid)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pulled_name(folder: Path) -> str:
+    return f"localhost{folder.as_posix().lower()}:latest"
 
 
 def _pipe(producer: list[str], consumer: list[str], *, what: str) -> None:
