@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/run/user")
 _ENV_NAMES = ("PATH", "LANG")
 _FOLDERS = ("store", "runroot", "libpod", "home", "run", "tmp", "shm", "contexts", "blobs")
 _TIMEOUT = 120.0
+_RECHECK_SEC = 60.0
 
 #: Runs as root: makes the namespaces (see the module), maps the user namespace, attaches
 #: slirp4netns when the build may use the network, then execs the command inside.
@@ -208,7 +210,7 @@ class BuildSandbox:
     """Whether builds may use the network (user-mode egress); False: loopback only."""
     uid: int = BUILD_UID
     storage_driver: str = "overlay"
-    _ready: str | None = field(default=None, init=False)
+    _checked: float | None = field(default=None, init=False)
     _problem: str | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _bases_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -216,11 +218,18 @@ class BuildSandbox:
     # --- setting up ----------------------------------------------------------------------
 
     def problem(self) -> str | None:
-        """Why builds cannot run here (None: they can); checked once, by running podman."""
+        """Why builds cannot run here (None: they can), found by running podman inside.
+
+        A success is kept; a failure is checked again after a minute (a busy machine
+        can make the first check time out).
+        """
         with self._lock:
-            if self._ready is None:
+            stale = self._checked is None or (
+                self._problem is not None and time.monotonic() - self._checked > _RECHECK_SEC
+            )
+            if stale:
                 self._problem = self._prepare()
-                self._ready = "checked"
+                self._checked = time.monotonic()
             return self._problem
 
     def _prepare(self) -> str | None:
@@ -271,12 +280,14 @@ class BuildSandbox:
             if not path.is_file() or path.read_text() != text:
                 path.write_text(text)
             path.chmod(0o644)
-        for root, dirs, names in os.walk(self.area):
-            if Path(root) == self.area / "store":
-                dirs[:] = []  # the store's own files are podman's, already the build uid's
-            os.lchown(root, self.uid, self.uid)
-            for name in names:
-                os.lchown(os.path.join(root, name), self.uid, self.uid)
+        # Only what is made here: the rest (the store, contexts and transfers of builds
+        # that may be running in another backend now) is the build uid's already.
+        for path in (
+            self.area,
+            *(self.area / n for n in _FOLDERS),
+            *(self.area / n for n in files),
+        ):
+            os.lchown(path, self.uid, self.uid)
 
     # --- running podman inside -----------------------------------------------------------
 
