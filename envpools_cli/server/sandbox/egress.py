@@ -263,6 +263,13 @@ class _TooLarge(Exception):
     pass
 
 
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class _ClientGone(Exception):
     pass
 
@@ -332,22 +339,15 @@ class _Proxy:
                 f"it forwards to {sorted(self.routes)}",
             )
             return
-        headers, authorised, length = self._outbound_headers(route, scope["headers"])
-        if not authorised:
-            self.record.refused.append(f"{scope['method']} /{name}/{rest}")
-            await self._reply(send, 401, "envpools gateway: this request carries no rollout key")
+        try:
+            request = self._outbound(route, rest, scope, receive)
+        except _Refused as refused:
+            if refused.status == 401:
+                self.record.refused.append(f"{scope['method']} /{name}/{rest}")
+            await self._reply(send, refused.status, refused.message)
             return
-        if length is not None and length > MAX_REQUEST_BYTES:
-            await self._reply(send, 413, _too_large())
-            return
-        url = f"{route.upstream}/{rest}"
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
         scrubber = KeyScrubber(route.key.encode(), self.placeholder)
-        chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
-        body = self._body(receive) if length or chunked else None
         assert self.client is not None
-        request = self.client.build_request(scope["method"], url, headers=headers, content=body)
         try:
             response = await self.client.send(request, stream=True)
         except _TooLarge:
@@ -372,24 +372,24 @@ class _Proxy:
         finally:
             await response.aclose()
 
-    def _outbound_headers(
-        self, route: Route, incoming: list[tuple[bytes, bytes]]
-    ) -> tuple[list[tuple[bytes, bytes]], bool, int | None]:
-        """The one place the outbound request's headers are made (see the module).
+    def _outbound(self, route: Route, rest: str, scope: Scope, receive: Receive) -> httpx.Request:
+        """The one place the outbound request is made (see the module); raises _Refused.
 
-        Returns the headers, whether the provider's key header held the placeholder, and
-        the body's declared length (kept, so the body goes out as the agent sent it).
+        The key goes in the provider's key header only, where the placeholder was; the
+        body streams from the agent as it arrives (``_body``), with its declared length
+        kept so that it goes out as the agent sent it.
         """
         headers: list[tuple[bytes, bytes]] = []
-        authorised = False
+        authorised = chunked = False
         length: int | None = None
         key = route.key.encode()
-        for raw_name, value in incoming:
+        for raw_name, value in scope["headers"]:
             lower = raw_name.lower()
             if lower == b"content-length" and value.strip().isdigit():
                 length = int(value)
                 headers.append((raw_name, value.strip()))
                 continue
+            chunked = chunked or lower == b"transfer-encoding"
             if lower in _HOP_HEADERS or lower == b"accept-encoding":
                 continue
             if lower in route.headers:
@@ -397,8 +397,17 @@ class _Proxy:
                 if swapped is not None:
                     value, authorised = swapped, True
             headers.append((raw_name, value))
-        headers.append((b"accept-encoding", b"identity"))
-        return headers, authorised, length
+        if not authorised:
+            raise _Refused(401, "envpools gateway: this request carries no rollout key")
+        if length is not None and length > MAX_REQUEST_BYTES:
+            raise _Refused(413, _too_large())
+        headers.append((b"accept-encoding", b"identity"))  # what comes back can be scrubbed
+        url = f"{route.upstream}/{rest}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        body = self._body(receive) if length or chunked else None
+        assert self.client is not None
+        return self.client.build_request(scope["method"], url, headers=headers, content=body)
 
     async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
         """The agent's request body as it arrives, each chunk held within the budgets."""
