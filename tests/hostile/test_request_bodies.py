@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -27,6 +28,13 @@ from tests.integration.conftest import Backend, fast_session, start_backend
 
 MB = 1024 * 1024
 PEAK_LIMIT_MB = 300
+
+# The backend's memory, not the sandbox: the same as root or not, and these start Python
+# processes of their own, which the unprivileged rerun's user may not be able to run.
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("ENVPOOLS_HOSTILE_UNPRIVILEGED")),
+    reason="backend-side: run in the root run only",
+)
 
 
 def peak_rss_mb(pid: int) -> float:

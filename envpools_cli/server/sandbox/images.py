@@ -582,7 +582,7 @@ class Images:
 
     def _bring_in(self, sandbox: BuildSandbox, dockerfile: str) -> None:
         """Copy the Dockerfile's base images into the build store."""
-        for base in _bases(dockerfile):
+        for base in dict.fromkeys(_bases(dockerfile)):
             info = self.inspect(base)
             if info is None:
                 continue  # not on this machine: the build pulls it (or says it cannot)
@@ -604,7 +604,7 @@ class Images:
             return
         token = os.urandom(5).hex()
         names: dict[str, str] = {}
-        for n, base in enumerate(_bases(dockerfile)):
+        for n, base in enumerate(dict.fromkeys(_bases(dockerfile))):  # each base once
             name = f"envpools-build-{token}-{n}"
             if builder.call("tag", base, f"localhost/{name}:latest").returncode == 0:
                 names[base] = f"localhost/{name}:latest"
