@@ -148,7 +148,7 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
     Example: envpools local status -o json
     """
     from envpools_cli.output.formats import emit_record
-    from envpools_cli.output.local_backend import describe_sandbox
+    from envpools_cli.output.local_backend import describe_builds, describe_sandbox
 
     fmt = output_format(output, as_json, False)
     state = running_state()
@@ -170,6 +170,8 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
     if fmt == "table":  # one readable line for people; the structure stays for scripts
         detail = record.pop("sandbox_detail") or {}
         record["sandbox"] = describe_sandbox(health)
+        if builds := describe_builds(health):
+            record["builds"] = builds
         if note := detail.get("container_unavailable"):
             record["sandbox_note"] = f"not the container driver: {note}"
     emit_record(record, fmt)

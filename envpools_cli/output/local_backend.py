@@ -7,7 +7,7 @@ from typing import Any
 from envpools_cli.output.formats import emit_record
 from envpools_cli.output.messages import info, success, warn
 
-__all__ = ["describe_sandbox", "show_started"]
+__all__ = ["describe_builds", "describe_sandbox", "show_started"]
 
 
 def describe_sandbox(health: dict[str, Any]) -> str:
@@ -18,6 +18,25 @@ def describe_sandbox(health: dict[str, Any]) -> str:
         return name
     engine = " ".join(str(details[k]) for k in ("engine", "version") if details.get(k))
     return f"{name} ({', '.join(filter(None, [engine, details.get('oci_runtime')]))})"
+
+
+def describe_builds(health: dict[str, Any]) -> str | None:
+    """How images are built (container driver): isolation, RUN mounts, engine advisories."""
+    details = (health.get("sandbox_detail") or {}).get("details") or {}
+    builds = details.get("builds")
+    if not isinstance(builds, dict):
+        return None
+    isolation = str(builds.get("isolation") or "?")
+    parts = [
+        "isolated (user namespace, own store)"
+        if not isolation.startswith("none")
+        else f"not isolated ({isolation.removeprefix('none: ')})",
+        f"RUN --mount: {builds.get('run_mounts', '?')}",
+    ]
+    advisories = [str(a).split(":", 1)[0] for a in builds.get("engine_advisories") or []]
+    if advisories:
+        parts.append(f"engine has known builder escapes: {', '.join(advisories)}")
+    return "; ".join(parts)
 
 
 def show_started(record: dict[str, Any], health: dict[str, Any], fmt: str) -> None:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from envpools_cli import __version__, models
 from envpools_cli.server.agents import HARNESSES, harness_classes
+from envpools_cli.server.api.bodies import BodyLimitMiddleware
 from envpools_cli.server.api.routes import account_router, pools_router
 from envpools_cli.server.api.text import RefuseUnencodableText
 from envpools_cli.server.context import ServerContext
@@ -94,8 +95,11 @@ def create_app(backend: LocalBackend) -> FastAPI:
     app.state.data_dir = backend.settings.data_dir
     app.state.model_schemas = model_schemas()
     install_error_handlers(app)
+    # The last added is the outermost: every answer has an id, the key is checked and the
+    # size capped before any body is read, and only then is a body looked into for text.
     app.add_middleware(RefuseUnencodableText)
-    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
+    app.add_middleware(BodyLimitMiddleware, max_bytes=backend.settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
     for index, prefix in enumerate(PREFIXES):
         app.include_router(pools_router, prefix=prefix, include_in_schema=index == 0)
     app.include_router(account_router)

@@ -27,6 +27,7 @@ __all__ = [
     "EncodedJSONResponse",
     "RequestIdMiddleware",
     "Resource",
+    "error_envelope",
     "install_error_handlers",
     "invalid",
     "request_id_of",
@@ -114,19 +115,26 @@ def request_id_of(request: Request) -> str:
     return str(rid)
 
 
-def error_body(
-    request: Request, status: int, code: str, message: str, details: Any = None, **extra: Any
+def error_envelope(
+    request_id: str, status: int, code: str, message: str, details: Any = None, **extra: Any
 ) -> dict[str, Any]:
+    """CONTRACT §6's ``{"error": {...}}``."""
     error: dict[str, Any] = {
         "code": code,
         "message": message,
-        "request_id": request_id_of(request),
+        "request_id": request_id,
         "retryable": status in _RETRYABLE,
         **extra,
     }
     if details is not None:
         error["details"] = details
     return {"error": error}
+
+
+def error_body(
+    request: Request, status: int, code: str, message: str, details: Any = None, **extra: Any
+) -> dict[str, Any]:
+    return error_envelope(request_id_of(request), status, code, message, details, **extra)
 
 
 def error_response(request: Request, error: ApiError) -> JSONResponse:

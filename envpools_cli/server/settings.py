@@ -56,6 +56,8 @@ class ServerSettings:
     min_free_mb: int = 128
     """Free space kept in the data folder's filesystem for running rollouts: below it new
     rollouts are refused (``disk_full``, 507) and queued ones wait (0: no floor)."""
+    max_request_bytes: int = 8 * 1024 * 1024
+    """The largest request body the API reads (413 beyond); ``ENVPOOLS_MAX_REQUEST_MB``."""
 
     @property
     def db_path(self) -> Path:
@@ -84,6 +86,8 @@ class ServerSettings:
             settings.sandbox_uid = int(value)
         if value := os.environ.get("ENVPOOLS_MIN_FREE_MB"):
             settings.min_free_mb = int(value)
+        if value := os.environ.get("ENVPOOLS_MAX_REQUEST_MB"):
+            settings.max_request_bytes = int(float(value) * 1024 * 1024)
         settings.limits = parse_limits(os.environ.get("ENVPOOLS_SANDBOX_LIMITS"), settings.limits)
         settings.limit_maxima = parse_limits(
             os.environ.get("ENVPOOLS_SANDBOX_MAX_LIMITS"), settings.limit_maxima

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from envpools_cli import client as ep
+from envpools_cli.server.sandbox.build_sandbox import BuildSandbox, build_store
+from envpools_cli.server.sandbox.engine import probe_runtime
 from tests.cli.conftest import envpools_subprocess
 from tests.helpers.containers import (
     BASE_IMAGE,
@@ -74,8 +76,8 @@ def _environment(events: list[dict[str, Any]]) -> list[str]:
     return [str(e["data"].get("message")) for e in events if e["event"] == "environment"]
 
 
-def _all_containers() -> set[str]:
-    """Every container on the engine, a builder's working containers too (podman)."""
+def _builder_containers() -> set[str]:
+    """Builders' working containers, in the engine's store and the build sandbox's."""
     external = ["--external"] if "podman" in engine_command()[0] else []
     done = subprocess.run(
         engine_command("ps", "-a", *external, "--format", "{{.Names}}"),
@@ -83,7 +85,15 @@ def _all_containers() -> set[str]:
         text=True,
         check=True,
     )
-    return set(done.stdout.split())
+    names = set(done.stdout.split())
+    runtime = probe_runtime().runtime
+    if runtime is not None and runtime.engine == "podman":
+        sandbox = BuildSandbox(runtime, build_store())
+        if sandbox.problem() is None:
+            found = sandbox.run("ps", "-a", "--external", "--format", "{{.Names}}")
+            names |= {f"sandbox:{n}" for n in found.stdout.decode().split()}
+    # Other tests' rollouts come and go meanwhile: only builders' containers count here.
+    return {n for n in names if n.endswith("-working-container")}
 
 
 def _host_has(package: str) -> bool:
@@ -265,7 +275,7 @@ def test_docker_image_is_used_as_is_a_missing_one_is_explained_a_slow_build_stop
         dockerfile=f"FROM debian:bookworm-slim\nRUN sleep 120 # {uuid.uuid4().hex}\n",
         toml="[environment]\nbuild_timeout_sec = 3\n",
     )
-    before = _all_containers()
+    before = _builder_containers()
     began = time.monotonic()
     doc, events = _rollout(backend, slow, timeout=90)
     assert doc["status"] == "error", doc
@@ -273,4 +283,4 @@ def test_docker_image_is_used_as_is_a_missing_one_is_explained_a_slow_build_stop
     assert "build_timeout_sec" in doc["error"]["message"]
     assert time.monotonic() - began < 60, "the build was stopped, not waited out"
     # podman's builder leaves its working container when stopped: the build removes it.
-    assert _all_containers() - before == set()
+    assert _builder_containers() - before == set()

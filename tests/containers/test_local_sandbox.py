@@ -40,12 +40,21 @@ def test_up_with_a_driver_reports_it_in_status_and_capabilities() -> None:
         table = envpools_subprocess("local", "status").stdout
         engine = detail["details"]["engine"]
         assert f"sandbox\tcontainer ({engine} {detail['details']['version']}" in table, table
+        # How images are built, and what this engine version is known for.
+        builds = detail["details"]["builds"]
+        assert builds["run_mounts"] == "tmpfs only"
+        assert builds["context"] == "copied without links that leave it"
+        if engine == "podman" and detail["details"]["version"].startswith("4.3."):
+            assert any("CVE-2024-1753" in a for a in builds["engine_advisories"]), builds
+            assert "CVE-2024-1753" in table, table
+        assert "RUN --mount: tmpfs only" in table, table
 
         caps = envpools_subprocess("capabilities", "get", "-o", "json")
         assert caps.returncode == 0, caps.stderr
         sandbox = json.loads(caps.stdout)["sandbox"]
         assert sandbox["driver"] == "container"
         assert sandbox["details"]["engine"] == detail["details"]["engine"]
+        assert sandbox["details"]["builds"]["run_mounts"] == "tmpfs only"
 
         # Another driver while this backend runs: refused, with the way out.
         other = envpools_subprocess("local", "up", "--port", "0", "--sandbox", "bwrap")

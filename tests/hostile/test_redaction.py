@@ -133,3 +133,87 @@ def test_artifacts_are_scrubbed_of_stored_credentials(backend: Backend, tmp_path
     assert b"[REDACTED]" in fetched["notes.txt"]
     assert b"+key in a file: [REDACTED]" in fetched["workspace.diff"]
     assert b"printed: [REDACTED]" in fetched["zip:trajectory.json"], "the step's output"
+
+
+ECHOED_SECRETS = {
+    "bearer": "Bearer zq8WmC1tR5vY2xK7pL0n",
+    "model": "sk-proj-Tq3vX8mN1bR6yW4kZ9pL2c",
+    "metadata_key": "meta-api-key-77c1e0a94",
+    "creds": "creds-value-5d2b81",
+    "deep": "sk-ant-api03-Hh7Jk2Lm9Np4Qr6St1Uv",
+}
+
+
+def _echoing_request() -> dict[str, object]:
+    return {
+        "task_ref": {"dataset": "tests", "task_id": "echo"},
+        "agent": {
+            "harness": "nop",
+            "model": ECHOED_SECRETS["model"],
+            "extra": {"headers": {"X-Forward": ECHOED_SECRETS["bearer"]}},
+            "creds": {"user": "someone", "value": ECHOED_SECRETS["creds"]},
+        },
+        "pool_id": "p",
+        "task_app_id": "",
+        "timeouts": {},
+        "metadata": {
+            "api_key": ECHOED_SECRETS["metadata_key"],
+            "note": f"called with {ECHOED_SECRETS['bearer']} yesterday",
+            "nested": [{"config": {"fallback": ECHOED_SECRETS["deep"]}}],
+            "team": "search",
+        },
+    }
+
+
+def test_echoed_requests_are_redacted_at_any_depth(backend: Backend, tmp_path: Path) -> None:
+    task = make_task(tmp_path, "echo")
+    backend.pool("p", ep.PoolTask.from_local("echo", str(task)))
+    headers = {"Authorization": f"Bearer {backend.key}"}
+    with httpx.Client(base_url=backend.url, headers=headers) as http:
+        created = http.post("/v1/rollouts", json=_echoing_request())
+        assert created.status_code == 201, created.text
+        rollout_id = created.json()["rollout_id"]
+        backend.wait(rollout_id)
+        answers = {
+            "create": created.text,
+            "get": http.get(f"/v1/rollouts/{rollout_id}").text,
+            "list": http.get("/v1/rollouts").text,
+            "summary": http.get(f"/v1/rollouts/{rollout_id}/summary").text,
+            "bundle": http.get(f"/v1/rollouts/{rollout_id}/support_bundle").text,
+            "replay": http.post(f"/v1/rollouts/{rollout_id}/replay", json={}).text,
+        }
+    for where, answer in answers.items():
+        for name, value in ECHOED_SECRETS.items():
+            assert value.split()[-1] not in answer, f"{where} echoes {name}: {answer[:300]}"
+    doc = json.loads(answers["get"])
+    assert doc["metadata"]["team"] == "search", "what is not a secret stays"
+    assert doc["metadata"]["api_key"] == "[REDACTED]"
+    assert doc["metadata"]["note"] == "called with [REDACTED] yesterday"
+    assert doc["agent"]["model"] == "[REDACTED]" and doc["agent"]["creds"] == "[REDACTED]"
+    assert doc["metadata"]["nested"][0]["config"]["fallback"] == "[REDACTED]"
+
+
+def test_every_output_form_shows_them_redacted(
+    backend: Backend,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from envpools_cli.app import run
+
+    task = make_task(tmp_path, "echo")
+    backend.pool("p", ep.PoolTask.from_local("echo", str(task)))
+    created = ep.create_rollout(request=_echoing_request(), **backend.conn)
+    monkeypatch.setenv("ENVPOOLS_API_KEY", backend.key)
+    for output in ("json", "yaml", "table", "jsonl"):
+        printed = ""
+        for argv in (
+            ["rollouts", "get", created["rollout_id"], "-o", output],
+            ["rollouts", "list", "-o", output],
+        ):
+            assert run(["--api-url", backend.url, *argv]) == 0
+            captured = capsys.readouterr()
+            printed += captured.out + captured.err
+        assert created["rollout_id"] in printed
+        for name, value in ECHOED_SECRETS.items():
+            assert value.split()[-1] not in printed, f"-o {output} shows {name}"

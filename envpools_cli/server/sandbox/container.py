@@ -26,16 +26,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envpools_cli.server.sandbox.build_sandbox import BuildSandbox, build_store
 from envpools_cli.server.sandbox.drivers import (
     Launch,
     Mount,
@@ -68,9 +72,33 @@ _STANDARD_PATH = (
     "/sbin",
     "/bin",
 )
-#: Variables the engine's own client reads: given on its command line, never inherited.
-_ENGINE_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "TERM", "USER", "LOGNAME")
-_ENGINE_PREFIXES = ("CONTAINERS_", "BUILDAH_", "PODMAN_", "DOCKER_", "XDG_", "LD_", "REGISTRY_")
+#: The engine client's own environment: these, from the backend's environment, and nothing
+#: of the task's or the pool's (``CONTAINER_HOST`` there would send the client elsewhere).
+ENGINE_CLIENT_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "CONTAINER_HOST",
+    "CONTAINER_CONNECTION",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "CONTAINERS_REGISTRIES_CONF",
+    "REGISTRY_AUTH_FILE",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+)
+ENV_SCRIPT = "/envpools/env.sh"
+"""Where variables an env file cannot hold (a line break in the value) are sourced from."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_FILE_LINE = 60_000
+"""The engines read env files line by line, in lines of at most 64 KiB."""
 _FORWARDER_START_SEC = 20.0
 
 #: Runs on the host, in a network namespace of its own that the container joins: brings
@@ -194,6 +222,12 @@ class NetnsForwarder:
                 stream.close()
 
 
+def _write_private(path: Path, text: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(text)
+
+
 def owner_id(data_dir: Path) -> str:
     """What labels this backend's containers: one value per data folder."""
     return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
@@ -231,6 +265,7 @@ class ContainerDriver(SandboxDriver):
             **self.runtime.describe(),
             "default_image": self.default_image,
             "image_map": dict(self.images.image_map),
+            "builds": self.images.describe(),
         }
 
     # --- running -----------------------------------------------------------------------
@@ -270,9 +305,11 @@ class ContainerDriver(SandboxDriver):
             network = None  # the engine's default network: a bridge out, not the host's loopback
         else:
             network = "none"
+        scratch = Path(tempfile.mkdtemp(prefix="envpools-env-"))
         try:
-            argv, env = self._argv(spec, ref, image, name, network)
+            argv, env = self._argv(spec, ref, image, name, network, scratch)
         except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
             if forwarder is not None:
                 forwarder.stop()
             raise
@@ -285,13 +322,20 @@ class ContainerDriver(SandboxDriver):
             # signal or a stop may leave it behind.
             if exit_code is None or exit_code < 0 or exit_code >= 125:
                 self._remove(name)
+            shutil.rmtree(scratch, ignore_errors=True)
             if forwarder is not None:
                 forwarder.stop()
 
         return Launch(argv, env, "/", stop=stop, cleanup=cleanup)
 
     def _argv(
-        self, spec: SandboxSpec, ref: str, image: ImageInfo, name: str, network: str | None
+        self,
+        spec: SandboxSpec,
+        ref: str,
+        image: ImageInfo,
+        name: str,
+        network: str | None,
+        scratch: Path,
     ) -> tuple[list[str], dict[str, str]]:
         limits = spec.limits
         args = ["run", "--rm", "--name", name, "--hostname", "sandbox"]
@@ -327,23 +371,50 @@ class ContainerDriver(SandboxDriver):
             option = f"type=bind,source={mount.source},target={mount.target}"
             args += ["--mount", option if mount.writable else option + ",readonly"]
         args += ["--workdir", spec.workdir]
-        # Values travel in the engine client's environment (``-e NAME``), not on its
-        # command line, which every user of the host can read; the few variables the
-        # client itself reads are given inline (none of them is a secret).
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "XDG_RUNTIME_DIR")}
+        # The container's variables travel in an env file (0600, removed afterwards): not
+        # on the client's command line, which every user of the host can read, and not in
+        # the client's own environment, where CONTAINER_HOST & co. would steer the client.
         inside = {"HOME": "/tmp/home", "LANG": "C.UTF-8", "TERM": "dumb", "USER": "sandbox"}
         inside.update(spec.env)
         inside["PATH"] = self._search_path(spec.env.get("PATH"), image, node)
-        for key, value in inside.items():
-            if key in _ENGINE_ENV or key.startswith(_ENGINE_PREFIXES):
-                args += ["-e", f"{key}={value}"]
-            else:
-                args += ["-e", key]
-                env[key] = value
+        sourced = self._write_env(inside, scratch, spec)
+        args += ["--env-file", str(scratch / "env")]
+        prelude = 'mkdir -p "$HOME" 2>/dev/null; exec "$@"'
+        if sourced:
+            script = f"type=bind,source={scratch / 'env.sh'},target={ENV_SCRIPT},readonly"
+            args += ["--mount", script]
+            prelude = f". {ENV_SCRIPT}; {prelude}"
         if spec.stdin is not None:
             args.append("-i")
-        home = ["/bin/sh", "-c", 'mkdir -p "$HOME" 2>/dev/null; exec "$@"', "sandbox"]
+        env = {k: v for k, v in os.environ.items() if k in ENGINE_CLIENT_ENV}
+        home = ["/bin/sh", "-c", prelude, "sandbox"]
         return self.runtime.command(*args, ref, *home, *spec.command), env
+
+    @staticmethod
+    def _write_env(values: dict[str, str], scratch: Path, spec: SandboxSpec) -> bool:
+        """Write the env file (and the script for multi-line values); whether a script is used.
+
+        A value with a line break (or a very long one) cannot be a line of an env file: it
+        goes to a shell script the container sources, quoted, readable by its user only.
+        """
+        lines, script = [], []
+        for key, value in values.items():
+            if "\n" in value or "\r" in value or len(key) + len(value) > _ENV_FILE_LINE:
+                if not _ENV_NAME.fullmatch(key):
+                    raise OSError(f"the variable {key!r} (a multi-line value) needs a plain name")
+                script.append(f"export {key}={shlex.quote(value)}\n")
+            elif not key or "=" in key or any(c.isspace() for c in key):
+                raise OSError(f"the variable name {key!r} cannot be passed to a container")
+            else:
+                lines.append(f"{key}={value}\n")
+        _write_private(scratch / "env", "".join(lines), 0o600)
+        if not script:
+            return False
+        path = scratch / "env.sh"
+        _write_private(path, "".join(script), 0o400)
+        if spec.user is not None and os.geteuid() == 0:
+            os.chown(path, spec.user.uid, spec.user.gid)
+        return True
 
     def _remove(self, name: str) -> None:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -409,11 +480,24 @@ def make_any_driver(choice: str, *, owner: str = "", cache_dir: Path | None = No
     if choice in ("auto", "container"):
         probe = probe_runtime()
         if probe.runtime is not None:
+            build_network = _env_choice(os.environ, "ENVPOOLS_BUILD_NETWORK")
+            mounts = (_env_choice(os.environ, "ENVPOOLS_BUILD_MOUNTS") or "refuse").lower()
+            if mounts not in ("refuse", "allow"):
+                raise RuntimeError(f"ENVPOOLS_BUILD_MOUNTS={mounts!r}: choose refuse or allow")
+            sandbox = None
+            if probe.runtime.engine == "podman" and os.geteuid() == 0:
+                sandbox = BuildSandbox(
+                    probe.runtime, build_store(), network=build_network != "none"
+                )
+                # Checked now, in the background: status would otherwise wait for it.
+                threading.Thread(target=sandbox.problem, daemon=True).start()
             images = Images(
                 probe.runtime,
                 image_map=parse_image_map(os.environ.get("ENVPOOLS_IMAGE_MAP")),
-                build_network=_env_choice(os.environ, "ENVPOOLS_BUILD_NETWORK"),
+                build_network=build_network,
                 workspace_cache=cache_dir,
+                sandbox=sandbox,
+                allow_mounts=mounts == "allow",
             )
             container = ContainerDriver(
                 probe.runtime,

@@ -32,10 +32,12 @@ the trial folder; it isolates nothing and exists for machines without bwrap.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -54,6 +56,7 @@ from envpools_cli.server.sandbox.limits import (
     open_files_hard_limit,
 )
 from envpools_cli.server.sandbox.safefs import tree_usage
+from envpools_cli.server.sandbox.usernet import RESOLV_CONF, UserNetwork
 
 __all__ = [
     "DEFAULT_SANDBOX_UID",
@@ -221,6 +224,9 @@ class Launch:
     """Stops what the command started outside its process group (a container)."""
     cleanup: Callable[[int | None], None] | None = None
     """Runs once the command is over, with its exit code (None: it was stopped)."""
+    started: Callable[[], None] | None = None
+    """Runs right after the command has started (and its ``fds`` are closed): what the
+    sandbox waits for before the command runs (its network)."""
 
 
 def _limits_prefix(limits: Limits, *, nproc: bool) -> list[str]:
@@ -296,6 +302,15 @@ class SandboxDriver:
         finally:
             for fd in plan.fds:
                 os.close(fd)
+        if plan.started is not None:
+            try:
+                plan.started()
+            except BaseException:
+                _kill_group(proc)
+                proc.wait()
+                if plan.cleanup is not None:
+                    plan.cleanup(None)
+                raise
         reason: dict[str, bool] = {"timeout": False, "cancel": False, "storage": False}
         finished = threading.Event()
         storage_limit = spec.limits.storage_mb * 1024 * 1024
@@ -405,6 +420,54 @@ def etc_files(uid: int = _INSIDE_UID, gid: int = _INSIDE_UID) -> dict[str, str]:
     }
 
 
+class _Network:
+    """User-mode egress for one bwrap sandbox: its pid from ``--info-fd``, slirp4netns
+    attached to its network namespace, and only then ``--block-fd`` lets it go on."""
+
+    def __init__(self, *, join_userns: bool) -> None:
+        self.join_userns = join_userns
+        self._info_r, info_w = os.pipe()
+        block_r, self._block_w = os.pipe()
+        self.child_fds = [info_w, block_r]
+        self.bwrap_args = ["--info-fd", str(info_w), "--block-fd", str(block_r)]
+        self._net: UserNetwork | None = None
+
+    def attach(self) -> None:
+        try:
+            pid = _child_pid(self._info_r)
+            self._net = UserNetwork(pid, join_userns=self.join_userns)
+            os.write(self._block_w, b"1")
+        finally:
+            os.close(self._info_r)
+            os.close(self._block_w)
+            self._info_r = self._block_w = -1
+
+    def close(self) -> None:
+        for fd in (self._info_r, self._block_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._info_r = self._block_w = -1
+        if self._net is not None:
+            self._net.stop()
+            self._net = None
+
+
+def _child_pid(fd: int, timeout: float = 20.0) -> int:
+    """The sandbox's pid, from the JSON bwrap writes on ``--info-fd``."""
+    text = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if ready else b""
+        text += chunk
+        try:
+            return int(json.loads(text)["child-pid"])
+        except (ValueError, KeyError):
+            if not chunk:
+                raise OSError("bwrap did not say which process to give a network to") from None
+
+
 class BwrapDriver(SandboxDriver):
     name = "bwrap"
     isolated = True
@@ -427,11 +490,18 @@ class BwrapDriver(SandboxDriver):
 
         drop = self.setpriv is not None and spec.user is not None and spec.user.switches
         user = spec.user if drop and spec.user else SandboxUser(_INSIDE_UID, _INSIDE_UID)
+        network: _Network | None = None
         try:
             args = self._argv(spec, fd_of, fds, user, root_mode=drop)
+            if spec.network:
+                network = _Network(join_userns=not drop)
+                fds += network.child_fds
+                args[1:1] = network.bwrap_args
         except BaseException:
             for fd in fds:
                 os.close(fd)
+            if network is not None:
+                network.close()
             raise
         # The environment goes to bwrap's own environment, not its argv: argv is
         # visible to every user of the host, and credentials travel here.
@@ -443,7 +513,16 @@ class BwrapDriver(SandboxDriver):
             ids = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
             home = ["/bin/sh", "-c", 'mkdir -p "$HOME"; exec "$@"', "sandbox"]
             command = [self.setpriv, *ids, "--inh-caps=-all", "--", *home, *command]
-        return Launch(args + command, env, "/", fds)
+        if network is None:
+            return Launch(args + command, env, "/", fds)
+        return Launch(
+            args + command,
+            env,
+            "/",
+            fds,
+            started=network.attach,
+            cleanup=lambda _code: network.close(),
+        )
 
     def _argv(
         self,
@@ -456,8 +535,7 @@ class BwrapDriver(SandboxDriver):
     ) -> list[str]:
         args = [self.executable]
         namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
-        if not spec.network:
-            namespaces.append("--unshare-net")
+        namespaces.append("--unshare-net")  # always: with a network, slirp4netns's own
         if root_mode:
             # No user namespace: bwrap (root) binds the backend's private folders, the
             # command keeps only what it needs to drop to the rollout's uid, and does.
@@ -482,12 +560,15 @@ class BwrapDriver(SandboxDriver):
         if not root_mode:  # as root, bwrap's folder would be root's: the command makes it
             args += ["--dir", "/tmp/home"]
         args += ["--dir", "/etc"]
-        for name, text in etc_files(user.uid, user.gid).items():
+        generated = etc_files(user.uid, user.gid)
+        if spec.network:
+            generated["resolv.conf"] = RESOLV_CONF  # slirp4netns's DNS forwarder
+        for name, text in generated.items():
             fds.append(_data_fd(text))
             args += ["--perms", "0644", "--ro-bind-data", str(fds[-1]), f"/etc/{name}"]
         for name in ETC_ENTRIES:
             host = Path("/etc") / name
-            if host.exists():
+            if name not in generated and host.exists():
                 args += ["--ro-bind", str(host), str(host)]
         # Folders bwrap would make for mount points are root's 0700 ones: make them first.
         parents: list[str] = []

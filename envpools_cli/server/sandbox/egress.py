@@ -13,6 +13,22 @@ not in the sandbox's environment, files, process list or artifacts. A request wi
 the placeholder is refused, so another local user who finds the socket gains nothing.
 Each call it forwards can be recorded (``exchanges.py``: scrubbed, streams reassembled).
 
+What the gateway rewrites, and nothing else:
+
+- out: the provider's key header (``Provider.key_headers``: ``Authorization`` for OpenAI,
+  ``x-api-key`` for Anthropic, ...) when it holds exactly the placeholder (or
+  ``Bearer <placeholder>``); the placeholder anywhere else (another header, the query,
+  the body) goes out as it is. ``Accept-Encoding`` is ``identity``, so that what comes
+  back can be read;
+- back: the real key, wherever the provider (or a debugging proxy that echoes requests)
+  puts it, becomes the placeholder again: in headers, in the body as it streams (a key
+  split across chunks included, ``KeyScrubber``), in error messages.
+
+Request bodies stream through as they arrive, never read whole: at most
+``MAX_REQUEST_BYTES`` per request (413 beyond), and the bytes read from agents but not
+yet sent on are bounded per rollout (``ROLLOUT_IN_FLIGHT``) and for the whole backend
+(``GLOBAL_IN_FLIGHT``): a request waits for room rather than growing the backend.
+
 With bubblewrap the gateway listens on a unix socket bound into the sandbox, and a tiny
 forwarder started in front of the agent (``FORWARDER``) listens on the sandbox's own
 ``127.0.0.1:GATEWAY_PORT`` and relays each connection to that socket. With the plain-
@@ -26,6 +42,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -33,7 +50,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +61,7 @@ import httpx
 import uvicorn
 
 from envpools_cli.server.sandbox.drivers import Mount
-from envpools_cli.server.sandbox.exchanges import ExchangeLog
+from envpools_cli.server.sandbox.exchanges import Exchange, ExchangeLog
 
 __all__ = [
     "GATEWAY_PORT",
@@ -61,7 +79,9 @@ GATEWAY_PORT = 41547
 
 SOCKET_NAME = "gateway.sock"
 SANDBOX_SOCKET_DIR = "/run/envpools-egress"
-_MAX_BODY = 64 * 1024 * 1024
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+ROLLOUT_IN_FLIGHT = 8 * 1024 * 1024
+GLOBAL_IN_FLIGHT = 64 * 1024 * 1024
 _HOP_HEADERS = {
     b"connection",
     b"keep-alive",
@@ -74,7 +94,9 @@ _HOP_HEADERS = {
     b"host",
     b"content-length",
 }
-_KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+ANY_KEY_HEADER = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+"""Where a provider the gateway does not know may read its key."""
+_BEARER = re.compile(rb"(?i)bearer")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -92,6 +114,8 @@ class Provider:
     default_base_url: str | None
     strip_v1: bool = False
     """Anthropic's convention: the base URL has no ``/v1`` (clients add it)."""
+    key_headers: tuple[str, ...] = ANY_KEY_HEADER
+    """The request headers (lower case) the provider reads its key from."""
 
     def upstream(self, stored: str | None) -> str | None:
         url = (stored or self.default_base_url or "").strip().rstrip("/")
@@ -108,6 +132,7 @@ PROVIDERS: dict[str, Provider] = {
             ("OPENAI_API_KEY", "CODEX_API_KEY"),
             "OPENAI_BASE_URL",
             "https://api.openai.com/v1",
+            key_headers=("authorization", "api-key"),  # api-key: Azure OpenAI
         ),
         Provider(
             "anthropic",
@@ -115,12 +140,14 @@ PROVIDERS: dict[str, Provider] = {
             "ANTHROPIC_BASE_URL",
             "https://api.anthropic.com",
             strip_v1=True,
+            key_headers=("x-api-key", "authorization"),  # Bearer: ANTHROPIC_AUTH_TOKEN
         ),
         Provider(
             "openrouter",
             ("OPENROUTER_API_KEY",),
             "OPENROUTER_BASE_URL",
             "https://openrouter.ai/api/v1",
+            key_headers=("authorization",),
         ),
         # Gemini's clients add /v1beta/models/... themselves; the key goes in x-goog-api-key.
         Provider(
@@ -128,6 +155,7 @@ PROVIDERS: dict[str, Provider] = {
             ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
             "GEMINI_BASE_URL",
             "https://generativelanguage.googleapis.com",
+            key_headers=("x-goog-api-key",),
         ),
         # Alibaba Cloud Model Studio (Qwen models), OpenAI-compatible.
         Provider(
@@ -135,6 +163,7 @@ PROVIDERS: dict[str, Provider] = {
             ("DASHSCOPE_API_KEY",),
             "DASHSCOPE_BASE_URL",
             "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            key_headers=("authorization",),
         ),
     )
 }
@@ -155,9 +184,112 @@ class Route:
     name: str
     upstream: str
     key: str
+    key_headers: tuple[str, ...] = ()
+    """Where the key goes (default: the provider's ``key_headers``)."""
 
     def __repr__(self) -> str:  # never print the key
         return f"Route({self.name!r}, {self.upstream!r})"
+
+    @property
+    def headers(self) -> frozenset[bytes]:
+        return frozenset(h.encode() for h in self.key_headers or provider(self.name).key_headers)
+
+
+class KeyScrubber:
+    """Replaces a secret with its placeholder in a byte stream cut at arbitrary points.
+
+    What could be the start of the secret at the end of a chunk is held back until the
+    next chunk says whether it is; everything else goes out at once (a streamed answer
+    is not delayed by more than the secret's length, and only when it ends like it).
+    """
+
+    def __init__(self, secret: bytes, placeholder: bytes) -> None:
+        if not secret:
+            raise ValueError("nothing to scrub")
+        self.secret = secret
+        self.placeholder = placeholder
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = (self._held + chunk).replace(self.secret, self.placeholder)
+        keep = 0
+        for size in range(min(len(self.secret) - 1, len(data)), 0, -1):
+            if data.endswith(self.secret[:size]):
+                keep = size
+                break
+        self._held = data[len(data) - keep :] if keep else b""
+        return data[: len(data) - keep]
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+    def text(self, value: str) -> str:
+        """A whole string, scrubbed (error messages, header values)."""
+        return value.replace(self.secret.decode("latin-1"), self.placeholder.decode("latin-1"))
+
+
+class ByteBudget:
+    """Bytes that may be held at once, shared by event loops on several threads.
+
+    ``acquire`` waits (without blocking its loop) until the bytes fit; a request larger
+    than the whole budget takes all of it. Every release wakes the waiters to try again.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, size: int) -> int:
+        size = min(size, self.limit)
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._lock:
+                if self.used + size <= self.limit:
+                    self.used += size
+                    return size
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, waiter))
+            try:
+                await waiter
+            finally:
+                with self._lock, contextlib.suppress(ValueError):
+                    self._waiters.remove((loop, waiter))
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+            waiters = list(self._waiters)
+            self._waiters.clear()
+        for loop, waiter in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                loop.call_soon_threadsafe(_wake, waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+GLOBAL_BUDGET = ByteBudget(GLOBAL_IN_FLIGHT)
+"""Request bytes held by every gateway of this backend together."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ClientGone(Exception):
+    pass
 
 
 @dataclass
@@ -188,6 +320,7 @@ class _Proxy:
         self.record = record
         self.exchanges = exchanges
         self.client: httpx.AsyncClient | None = None
+        self.budget = ByteBudget(ROLLOUT_IN_FLIGHT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -227,44 +360,28 @@ class _Proxy:
                 f"it forwards to {sorted(self.routes)}",
             )
             return
-        headers: list[tuple[bytes, bytes]] = []
-        authorised = False
-        key = route.key.encode()
-        for raw_name, value in scope["headers"]:
-            lower = raw_name.lower()
-            if lower in _HOP_HEADERS:
-                continue
-            if self.placeholder in value:
-                authorised = authorised or lower in _KEY_HEADERS
-                value = value.replace(self.placeholder, key)
-            headers.append((raw_name, value))
-        if not authorised:
-            self.record.refused.append(f"{scope['method']} /{name}/{rest}")
-            await self._reply(send, 401, "envpools gateway: this request carries no rollout key")
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > _MAX_BODY:
-                await self._reply(send, 413, "envpools gateway: request body too large")
-                return
-            if not message.get("more_body"):
-                break
-        url = f"{route.upstream}/{rest}"
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        assert self.client is not None
-        exchange = self.exchanges.begin(name, scope["method"], rest, bytes(body))
+        exchange = self.exchanges.begin(name, scope["method"], rest)
         try:
-            request = self.client.build_request(
-                scope["method"], url, headers=headers, content=bytes(body)
-            )
+            request = self._outbound(route, rest, scope, receive, exchange)
+        except _Refused as refused:
+            if refused.status == 401:
+                self.record.refused.append(f"{scope['method']} /{name}/{rest}")
+            exchange.end(refused.message)
+            await self._reply(send, refused.status, refused.message)
+            return
+        scrubber = KeyScrubber(route.key.encode(), self.placeholder)
+        assert self.client is not None
+        try:
             response = await self.client.send(request, stream=True)
+        except _TooLarge:
+            exchange.end(_too_large())
+            await self._reply(send, 413, _too_large())
+            return
+        except _ClientGone:
+            exchange.end("the agent went away while it sent the request")
+            return
         except httpx.HTTPError as exc:
-            reason = _describe(exc)
+            reason = scrubber.text(_describe(exc))
             where = _origin(route.upstream)
             exchange.end(reason)
             self.record.failures.append(f"{where}: {reason}")
@@ -274,24 +391,117 @@ class _Proxy:
             self.record.statuses.get(response.status_code, 0) + 1
         )
         try:
-            out = [
-                (k, v.replace(key, self.placeholder))
-                for k, v in response.headers.raw
-                if k.lower() not in _HOP_HEADERS
-            ]
-            start = {"type": "http.response.start", "status": response.status_code}
-            exchange.response(response.status_code, response.headers.raw)
-            await send({**start, "headers": out})
-            async for chunk in response.aiter_raw():
-                exchange.chunk(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await self._relay(response, send, scrubber, exchange)
         except httpx.HTTPError as exc:
-            exchange.end(_describe(exc))
-            self.record.failures.append(f"{_origin(route.upstream)}: {_describe(exc)}")
+            reason = scrubber.text(_describe(exc))
+            exchange.end(reason)
+            self.record.failures.append(f"{_origin(route.upstream)}: {reason}")
         finally:
             exchange.end()
             await response.aclose()
+
+    def _outbound(
+        self, route: Route, rest: str, scope: Scope, receive: Receive, exchange: Exchange
+    ) -> httpx.Request:
+        """The one place the outbound request is made (see the module); raises _Refused.
+
+        The key goes in the provider's key header only, where the placeholder was; the
+        body streams from the agent as it arrives (``_body``), with its declared length
+        kept so that it goes out as the agent sent it.
+        """
+        headers: list[tuple[bytes, bytes]] = []
+        authorised = chunked = False
+        length: int | None = None
+        key = route.key.encode()
+        for raw_name, value in scope["headers"]:
+            lower = raw_name.lower()
+            if lower == b"content-length" and value.strip().isdigit():
+                length = int(value)
+                headers.append((raw_name, value.strip()))
+                continue
+            chunked = chunked or lower == b"transfer-encoding"
+            if lower in _HOP_HEADERS or lower == b"accept-encoding":
+                continue
+            if lower in route.headers:
+                swapped = _swap_key(value, self.placeholder, key)
+                if swapped is not None:
+                    value, authorised = swapped, True
+            headers.append((raw_name, value))
+        if not authorised:
+            raise _Refused(401, "envpools gateway: this request carries no rollout key")
+        if length is not None and length > MAX_REQUEST_BYTES:
+            raise _Refused(413, _too_large())
+        headers.append((b"accept-encoding", b"identity"))  # what comes back can be scrubbed
+        url = f"{route.upstream}/{rest}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        body = self._body(receive, exchange) if length or chunked else None
+        assert self.client is not None
+        return self.client.build_request(scope["method"], url, headers=headers, content=body)
+
+    async def _body(self, receive: Receive, exchange: Exchange) -> AsyncIterator[bytes]:
+        """The agent's request body as it arrives, each chunk held within the budgets."""
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone()
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > MAX_REQUEST_BYTES:
+                raise _TooLarge()
+            if chunk:
+                mine = await self.budget.acquire(len(chunk))
+                try:
+                    shared = await GLOBAL_BUDGET.acquire(len(chunk))
+                    try:
+                        exchange.sent(chunk)
+                        yield chunk  # httpx has written it before it asks for more
+                    finally:
+                        GLOBAL_BUDGET.release(shared)
+                finally:
+                    self.budget.release(mine)
+            if not message.get("more_body"):
+                return
+
+    async def _relay(
+        self, response: httpx.Response, send: Send, scrubber: KeyScrubber, exchange: Exchange
+    ) -> None:
+        """The one response path: headers and body scrubbed of the key, body streamed.
+
+        The body is decoded (``aiter_bytes``) so that a compressed echo of the key cannot
+        pass unseen; it goes out without Content-Length or Content-Encoding.
+        """
+        dropped = _HOP_HEADERS | {b"content-encoding"}
+        out = [
+            (k, scrubber.text(v.decode("latin-1")).encode("latin-1"))
+            for k, v in response.headers.raw
+            if k.lower() not in dropped
+        ]
+        exchange.response(response.status_code, out)  # recorded as sent: decoded, scrubbed
+        await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+        async for chunk in response.aiter_bytes():
+            if cleaned := scrubber.feed(chunk):
+                exchange.chunk(cleaned)
+                await send({"type": "http.response.body", "body": cleaned, "more_body": True})
+        rest = scrubber.flush()
+        exchange.chunk(rest)
+        await send({"type": "http.response.body", "body": rest})
+
+
+def _swap_key(value: bytes, placeholder: bytes, key: bytes) -> bytes | None:
+    """``<placeholder>`` or ``<scheme> <placeholder>`` with the real key; None otherwise."""
+    text = value.strip()
+    if text == placeholder:
+        return key
+    scheme, _, token = text.partition(b" ")
+    if token.strip() == placeholder and _BEARER.fullmatch(scheme):
+        return scheme + b" " + key
+    return None
+
+
+def _too_large() -> str:
+    return f"envpools gateway: request body larger than {MAX_REQUEST_BYTES // (1024 * 1024)} MiB"
 
 
 def _origin(url: str) -> str:

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import struct
@@ -33,9 +34,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = [
+    "BUILDER_ADVISORIES",
     "PROBE_IMAGE",
     "ContainerRuntime",
     "RuntimeProbe",
+    "builder_advisories",
     "exit_zero_elf",
     "hard_limit",
     "probe_runtime",
@@ -51,6 +54,38 @@ _EXIT_ZERO = {
     "aarch64": (0xB7, bytes.fromhex("000080d2a80b80d2010000d4")),  # mov x0,0; mov x8,93; svc 0
 }
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+#: Builder escapes by engine: (engine, first fixed version, what it is).
+BUILDER_ADVISORIES = (
+    (
+        "podman",
+        (4, 9, 4),
+        "CVE-2024-1753: before podman 4.9.4 (buildah 1.35.1) a RUN --mount of a symbolic "
+        "link reads and writes the host's files during a build",
+    ),
+    (
+        "docker",
+        (25, 0, 2),
+        "CVE-2024-23651/23652/23653: before Docker 25.0.2 (BuildKit 0.12.5) RUN --mount and "
+        "the builder's cache reach the host's files during a build",
+    ),
+)
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    numbers = re.match(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if numbers is None:
+        return None
+    return tuple(int(n or 0) for n in numbers.groups())
+
+
+def builder_advisories(engine: str, version: str) -> list[str]:
+    """Known builder escapes of this engine version (an unreadable version counts as old)."""
+    found = _version(version)
+    return [
+        text
+        for name, fixed, text in BUILDER_ADVISORIES
+        if name == engine and (found is None or found < fixed)
+    ]
 
 
 def exit_zero_elf(machine: str | None = None) -> bytes | None:

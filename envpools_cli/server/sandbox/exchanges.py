@@ -376,9 +376,7 @@ def usage_of(api: str, response: Any) -> dict[str, int] | None:
 class Exchange:
     """One call through the gateway, told what happens to it by the proxy."""
 
-    def __init__(
-        self, log: ExchangeLog, index: int, provider: str, method: str, path: str, body: bytes
-    ) -> None:
+    def __init__(self, log: ExchangeLog, index: int, provider: str, method: str, path: str) -> None:
         self.log = log
         self.index = index
         self.provider = provider
@@ -386,7 +384,7 @@ class Exchange:
         self.path = "/" + path.lstrip("/")
         self.started_at = _now()
         self.started = time.monotonic()
-        self.request = body
+        self.request = _Body()
         self.status: int | None = None
         self.content_type = ""
         self.encoding = ""
@@ -401,6 +399,11 @@ class Exchange:
                 self.content_type = value.decode("latin-1").lower()
             elif lower == b"content-encoding":
                 self.encoding = value.decode("latin-1")
+
+    def sent(self, data: bytes) -> None:
+        """A piece of the request body, as it streams out."""
+        if self.log.path is not None:
+            self.request.add(data)
 
     def chunk(self, data: bytes) -> None:
         if self.log.path is not None:
@@ -435,11 +438,10 @@ class Exchange:
             "usage": None,
             "error": error,
         }
-        if self.request:
-            if len(self.request) > BODY_LIMIT:
-                line["request"] = {"not_kept": f"{len(self.request):,} bytes"}
-            else:
-                line["request"] = _json_or_text(scrub(self.request))
+        if self.request.dropped:
+            line["request"] = {"not_kept": f"{self.request.size + self.request.dropped:,} bytes"}
+        elif self.request.size:
+            line["request"] = _json_or_text(scrub(self.request.value()))
         raw, problem = _decoded(self.body.value(), self.encoding)
         raw = scrub(raw)
         if problem:
@@ -485,10 +487,11 @@ class ExchangeLog:
         self.scrub = _Scrub([*self.secrets, *secrets])
         self.secrets = [*self.secrets, *secrets]
 
-    def begin(self, provider: str, method: str, path: str, body: bytes) -> Exchange:
+    def begin(self, provider: str, method: str, path: str) -> Exchange:
+        """A call starts; its request body follows with ``Exchange.sent``."""
         with self._lock:
             index, self._next = self._next, self._next + 1
-        return Exchange(self, index, provider, method, path, body)
+        return Exchange(self, index, provider, method, path)
 
     def write(self, line: dict[str, Any]) -> None:
         if self.path is None:

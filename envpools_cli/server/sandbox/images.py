@@ -10,8 +10,21 @@ Base images that cannot be pulled here can be mapped to local ones with
 ``ENVPOOLS_IMAGE_MAP`` (``python:3.12-slim=localhost/envpools/bookworm,...``): the build
 uses the local image instead, and the rollout's events say so.
 
-Builds run with the engine's default build network (a bridge: the package mirrors are
-reachable, the host's loopback is not), explicit ulimits, and the task's
+The Dockerfile and its context are the task's, so a build treats them as hostile, in
+layers that each stop the known builder escapes on their own:
+
+- the context is copied into a folder of the backend's first, without any symbolic
+  link that leads out of it (``build_context``);
+- ``RUN`` flags other than ``--mount=type=tmpfs`` are refused (``dockerfile``), unless
+  ``ENVPOOLS_BUILD_MOUNTS=allow`` and the build is isolated or the engine has no known
+  builder escape;
+- a build that runs anything (a ``RUN``) runs without host privileges: with a root
+  backend on podman, in the build sandbox (``build_sandbox``: a user namespace of
+  unprivileged uids, a store of its own, user-mode network). A Dockerfile without
+  ``RUN`` runs nothing of the task's and is built by the engine directly.
+
+Engine versions with known builder escapes (``engine.builder_advisories``) are named in
+``local status`` and ``capabilities``. Builds run with explicit ulimits and the task's
 ``build_timeout_sec``; their output becomes ``environment`` events. Images this module
 made carry the label ``envpools.managed=env``: ``envpools local images list|prune``
 see those and nothing else.
@@ -39,7 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from envpools_cli.server.sandbox.engine import MANAGED_LABEL, ContainerRuntime
+from envpools_cli.server.sandbox.build_context import copy_context
+from envpools_cli.server.sandbox.build_sandbox import BuildSandbox
+from envpools_cli.server.sandbox.dockerfile import (
+    DockerfileRefused,
+    check_dockerfile,
+    runs_commands,
+)
+from envpools_cli.server.sandbox.engine import MANAGED_LABEL, ContainerRuntime, builder_advisories
 
 __all__ = [
     "BuildFailed",
@@ -52,7 +72,7 @@ __all__ = [
 
 HASH_LABEL = "envpools.env-hash"
 TASK_LABEL = "envpools.task"
-_FORMAT = "envpools-image-1"
+_FORMAT = "envpools-image-2"
 """Part of every hash: a change in how images are built makes new ones."""
 _TAIL = 12
 _STOP_GRACE_SEC = 5.0
@@ -181,14 +201,53 @@ class Images:
         image_map: dict[str, str] | None = None,
         build_network: str | None = None,
         workspace_cache: Path | None = None,
+        sandbox: BuildSandbox | None = None,
+        allow_mounts: bool = False,
     ) -> None:
         self.runtime = runtime
         self.image_map = image_map or {}
         self.build_network = build_network
         self.workspace_cache = workspace_cache
         """Where each image's working folder is kept once unpacked (None: unpack each time)."""
+        self.sandbox = sandbox
+        """Where builds that run task code run (None: the engine builds them itself)."""
+        self.allow_mounts = allow_mounts
+        """``ENVPOOLS_BUILD_MOUNTS=allow``: RUN --mount of any type (see ``mounts_allowed``)."""
+        self.advisories = builder_advisories(runtime.engine, runtime.version)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    # --- the build policy --------------------------------------------------------------
+
+    def isolation_problem(self) -> str | None:
+        """Why builds that run task code are not isolated here (None: they are)."""
+        if self.sandbox is None:
+            return "no build sandbox for this engine (it builds with its own builder)"
+        return self.sandbox.problem()
+
+    @property
+    def mounts_allowed(self) -> bool:
+        """RUN --mount beyond tmpfs: only when asked for, and never on an engine with a known
+        builder escape unless the build is isolated."""
+        if not self.allow_mounts:
+            return False
+        return not self.advisories or self.isolation_problem() is None
+
+    def describe(self) -> dict[str, Any]:
+        """How builds are made here, for ``local status`` and ``capabilities``."""
+        problem = self.isolation_problem()
+        isolation = (
+            f"user namespace (host uids {self.sandbox.uid}+), own store "
+            f"{self.sandbox.area}, user-mode network"
+            if problem is None and self.sandbox is not None
+            else f"none: {problem}"
+        )
+        return {
+            "isolation": isolation,
+            "context": "copied without links that leave it",
+            "run_mounts": "allowed" if self.mounts_allowed else "tmpfs only",
+            "engine_advisories": list(self.advisories),
+        }
 
     # --- looking ---------------------------------------------------------------------
 
@@ -344,6 +403,10 @@ class Images:
                 "the task has neither environment/Dockerfile nor [environment] docker_image; "
                 "the container sandbox driver needs one of them",
             )
+        try:
+            check_dockerfile(dockerfile, allow_mounts=self.mounts_allowed)
+        except DockerfileRefused as exc:
+            raise BuildFailed("environment_unsupported", str(exc)) from None
         bases, text = _bases(dockerfile), dockerfile
         substitutions: dict[str, str] = {}
         ids = []
@@ -444,31 +507,60 @@ class Images:
         cancel: threading.Event,
         events: BuildEvents,
     ) -> None:
-        events.status(f"building image {ref} from environment/Dockerfile", image=ref, cached=False)
+        # Only a build that runs task code needs the sandbox; the others are the engine's.
+        sandbox = self.sandbox if runs_commands(dockerfile) else None
+        if sandbox is not None and sandbox.problem() is not None:
+            sandbox = None
+        builder = _Builder(self.runtime, sandbox)
+        events.status(
+            f"building image {ref} from environment/Dockerfile"
+            + (" in the build sandbox" if sandbox else ""),
+            image=ref,
+            cached=False,
+            isolated=sandbox is not None,
+        )
         started = time.monotonic()
-        with (
-            tempfile.TemporaryDirectory(prefix="envpools-build-") as scratch,
-            self._named_bases(dockerfile) as dockerfile,
-        ):
-            path = Path(scratch) / "Dockerfile"
-            path.write_text(dockerfile)
-            argv = ["build", "-f", str(path), "-t", ref]
-            for label in (
-                f"{MANAGED_LABEL}=env",
-                f"{HASH_LABEL}={digest}",
-                f"{TASK_LABEL}={task_name}",
-            ):
-                argv += ["--label", label]
-            if self.runtime.engine == "podman":
-                # No intermediate layer images: the cache is the final image, by hash.
-                argv += ["--layers=false", "--force-rm", "--pull=missing"]
-                argv += self.runtime.ulimits(nofile=65536, nproc=32768)
-            if self.build_network:
-                argv += ["--network", self.build_network]
-            argv.append(str(context))
-            code, why, tail = run_streaming(
-                self.runtime.command(*argv), deadline=deadline, cancel=cancel, on_line=events.line
-            )
+        with builder.scratch() as scratch:
+            left_out = copy_context(context, scratch / "context", owner=builder.owner)
+            for name in left_out:
+                events.status(
+                    f"environment/{name} is left out of the build: a symbolic link that "
+                    "leads out of environment/, or not a file or folder",
+                    left_out=name,
+                )
+            file = scratch / "Dockerfile"
+            file.write_text(dockerfile)
+            if builder.owner is not None:
+                os.chown(file, *builder.owner)
+            if sandbox is not None:
+                self._bring_in(sandbox, dockerfile)
+            with self._named_bases(dockerfile, builder) as dockerfile:
+                file.write_text(dockerfile)
+                argv = ["build", "-f", builder.path(file), "-t", ref]
+                for label in (
+                    f"{MANAGED_LABEL}=env",
+                    f"{HASH_LABEL}={digest}",
+                    f"{TASK_LABEL}={task_name}",
+                ):
+                    argv += ["--label", label]
+                if self.runtime.engine == "podman":
+                    # No intermediate layer images: the cache is the final image, by hash.
+                    argv += ["--layers=false", "--force-rm", "--pull=missing"]
+                    argv += self.runtime.ulimits(nofile=65536, nproc=32768)
+                if sandbox is not None:
+                    # Its own network namespace: user-mode egress, or loopback only.
+                    argv += ["--network", "host"]
+                elif self.build_network:
+                    argv += ["--network", self.build_network]
+                argv.append(builder.path(scratch / "context"))
+                code, why, tail = run_streaming(
+                    builder.argv(*argv), deadline=deadline, cancel=cancel, on_line=events.line
+                )
+            if code == 0 and not why and sandbox is not None:
+                try:
+                    sandbox.take_out(ref)
+                except OSError as exc:
+                    raise BuildFailed("environment_build_failed", str(exc)) from None
         took = time.monotonic() - started
         if why == "cancel":
             raise Stop()
@@ -488,8 +580,19 @@ class Images:
             f"built image {ref} in {took:.1f}s", image=ref, cached=False, build_sec=round(took, 1)
         )
 
+    def _bring_in(self, sandbox: BuildSandbox, dockerfile: str) -> None:
+        """Copy the Dockerfile's base images into the build store."""
+        for base in dict.fromkeys(_bases(dockerfile)):
+            info = self.inspect(base)
+            if info is None:
+                continue  # not on this machine: the build pulls it (or says it cannot)
+            try:
+                sandbox.bring_in(base, info.image_id)
+            except OSError as exc:
+                raise BuildFailed("environment_build_failed", str(exc)) from None
+
     @contextlib.contextmanager
-    def _named_bases(self, dockerfile: str) -> Iterator[str]:
+    def _named_bases(self, dockerfile: str, builder: _Builder) -> Iterator[str]:
         """The Dockerfile with each base image under a name of this build's own.
 
         podman's builder leaves its working container behind when a build is stopped
@@ -501,15 +604,9 @@ class Images:
             return
         token = os.urandom(5).hex()
         names: dict[str, str] = {}
-        for n, base in enumerate(_bases(dockerfile)):
+        for n, base in enumerate(dict.fromkeys(_bases(dockerfile))):  # each base once
             name = f"envpools-build-{token}-{n}"
-            tagged = subprocess.run(
-                self.runtime.command("tag", base, f"localhost/{name}:latest"),
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
-            if tagged.returncode == 0:
+            if builder.call("tag", base, f"localhost/{name}:latest").returncode == 0:
                 names[base] = f"localhost/{name}:latest"
         try:
             yield _FROM.sub(functools.partial(_swap_from, substitutions=names), dockerfile)
@@ -517,10 +614,8 @@ class Images:
             for image in names.values():
                 short = image.removeprefix("localhost/").removesuffix(":latest")
                 # ``untag IMAGE NAME``: with no NAME, untag would drop every name it has.
-                for argv in (["rm", "-f", f"{short}-working-container"], ["untag", image, image]):
-                    subprocess.run(
-                        self.runtime.command(*argv), capture_output=True, timeout=60, check=False
-                    )
+                builder.call("rm", "-f", f"{short}-working-container")
+                builder.call("untag", image, image)
 
     # --- the workspace -----------------------------------------------------------------
 
@@ -641,6 +736,49 @@ def _unpack(stream: IO[bytes], target: Path) -> None:
 def _last(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return (lines[-1] if lines else "no output")[:300]
+
+
+class _Builder:
+    """Where one build runs: the engine itself, or the build sandbox."""
+
+    def __init__(self, runtime: ContainerRuntime, sandbox: BuildSandbox | None) -> None:
+        self.runtime = runtime
+        self.sandbox = sandbox
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """Who must own what the build reads (the sandbox's uid; None: root reads it)."""
+        return None if self.sandbox is None else (self.sandbox.uid, self.sandbox.uid)
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A new folder for the context copy and the Dockerfile, removed afterwards."""
+        if self.sandbox is None:
+            folder = Path(tempfile.mkdtemp(prefix="envpools-build-"))
+        else:
+            folder = self.sandbox.area / "contexts" / os.urandom(8).hex()
+            folder.mkdir(mode=0o700)
+            os.chown(folder, self.sandbox.uid, self.sandbox.uid)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def path(self, path: Path) -> str:
+        """``path`` as the builder sees it."""
+        return str(path) if self.sandbox is None else self.sandbox.inside(path)
+
+    def argv(self, *args: str) -> list[str]:
+        if self.sandbox is None:
+            return self.runtime.command(*args)
+        return self.sandbox.command(*args)
+
+    def call(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        if self.sandbox is not None:
+            return self.sandbox.run(*args)
+        return subprocess.run(
+            self.runtime.command(*args), capture_output=True, timeout=60, check=False
+        )
 
 
 def run_streaming(

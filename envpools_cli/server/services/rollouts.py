@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from envpools_cli.models import (
     TEMPLATE_DEFAULTS,
     TERMINAL_STATUSES,
 )
+from envpools_cli.redaction import redact_fields
 from envpools_cli.server.agents import describe_harnesses
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.errors import ApiError
@@ -32,13 +32,6 @@ from envpools_cli.server.state.store import Org, now_iso
 
 __all__ = ["Service", "redact"]
 
-# Names whose values are secrets: api_key, access_token, client-secret, password, ... but
-# not llm_input_tokens or similar counters.
-_SECRET_KEY = re.compile(
-    r"(^|[_-])(api_?key|key|token|secret|password|passwd|credentials?|credential_value|"
-    r"authorization|auth|cookie|private_key)$",
-    re.I,
-)
 _SUPPORTED_BACKENDS = {"harbor"}
 
 
@@ -47,15 +40,8 @@ def _request_hash(body: Any) -> str:
 
 
 def redact(value: Any) -> Any:
-    """Replace values under secret-looking keys, recursively."""
-    if isinstance(value, dict):
-        return {
-            k: ("[REDACTED]" if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
+    """Secret-named fields and credential-like strings replaced, at any depth."""
+    return redact_fields(value)
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -147,8 +133,9 @@ class Service:
         self._room_for_rollouts()
         now = now_iso()
         rollout_id = f"ro_{time.time_ns():x}{secrets.token_hex(3)}"
-        # Secrets belong in stored credentials: a secret-looking field of the agent or the
-        # environment is kept (and echoed by create/get/list) only as "[REDACTED]".
+        # Secrets belong in stored credentials: what a client sent that looks like one (a
+        # secret-named field, a "Bearer ..." or "sk-..." value, at any depth) is kept, and
+        # echoed by create/get/list, only as "[REDACTED]".
         agent = redact(request.agent.model_dump(mode="json"))
         agent["kind"] = agent["harness"]
         doc = {
@@ -164,9 +151,9 @@ class Service:
             else None,
             "timeouts": request.timeouts.model_dump(mode="json") if request.timeouts else {},
             "priority": request.priority or 0,
-            "metadata": request.metadata or {},
-            "task_app_url": request.task_app_url,
-            "task_app_id": request.task_app_id,
+            "metadata": redact(request.metadata or {}),
+            "task_app_url": redact(request.task_app_url),
+            "task_app_id": redact(request.task_app_id),
             "created_at": now,
             "started_at": None,
             "finished_at": None,
@@ -181,10 +168,7 @@ class Service:
             "routing": debug,
             "usage": None,
         }
-        stored = dict(body)
-        for part in ("agent", "environment"):
-            if part in stored:
-                stored[part] = redact(stored[part])
+        stored = redact(dict(body))
         self.store.insert_rollout(doc, stored)
         self.ctx.publish(rollout_id, "lifecycle", {"status": "queued", "pool_id": doc["pool_id"]})
         self.store.after_commit(self.scheduler.wake)
