@@ -7,7 +7,7 @@ from typing import Any
 from envpools_cli.output.formats import emit_record
 from envpools_cli.output.messages import info, success, warn
 
-__all__ = ["describe_sandbox", "show_started"]
+__all__ = ["describe_sandbox", "describe_scheduling", "show_started"]
 
 
 def describe_sandbox(health: dict[str, Any]) -> str:
@@ -18,6 +18,27 @@ def describe_sandbox(health: dict[str, Any]) -> str:
         return name
     engine = " ".join(str(details[k]) for k in ("engine", "version") if details.get(k))
     return f"{name} ({', '.join(filter(None, [engine, details.get('oci_runtime')]))})"
+
+
+def describe_scheduling(scheduling: dict[str, Any]) -> str:
+    """``16 at once (cpus: 2 cores x overcommit 8), max running: none``: for people."""
+    if not scheduling:
+        return "?"
+    capacity = scheduling.get("capacity") or {}
+    limit = scheduling.get("limited_by")
+    why = {
+        "cpus": f"cpus: {capacity.get('cores')} cores x overcommit "
+        f"{scheduling.get('cpu_overcommit')}",
+        "memory": f"memory: {capacity.get('memory_mb')} MB for rollouts",
+        "open_files": f"open files: limit {capacity.get('open_files_limit')}",
+        "max_running": "--max-running",
+        "sandbox_slots": "the cluster's sandbox slots",
+    }.get(str(limit), str(limit))
+    text = f"{scheduling.get('runs_at_once')} rollouts at once ({why})"
+    if scheduling.get("executor") not in (None, "local"):
+        text += f", executor {scheduling['executor']}"
+    cap = scheduling.get("max_running")
+    return text + f", max running: {cap if cap is not None else 'no cap'}"
 
 
 def show_started(record: dict[str, Any], health: dict[str, Any], fmt: str) -> None:
@@ -37,6 +58,8 @@ def show_started(record: dict[str, Any], health: dict[str, Any], fmt: str) -> No
             "bubblewrap is not available: rollouts run as plain processes, without "
             "isolation (apt-get install bubblewrap)"
         )
+    if scheduling := health.get("scheduling"):
+        info(f"runs {describe_scheduling(scheduling)}")
     profile = record["profile"]
     info(f"profile {profile!r}: key in {record['key_stored_in']}; data in {record['data_dir']}")
     if not record["current_profile"]:

@@ -14,6 +14,8 @@ from envpools_cli import __version__, models
 from envpools_cli.server.api.routes import account_router, pools_router
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.errors import RequestIdMiddleware, install_error_handlers, resources
+from envpools_cli.server.sandbox.limits import raise_open_files_limit
+from envpools_cli.server.scheduling.executor import Executor
 from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.settings import ServerSettings
@@ -37,8 +39,11 @@ class LocalBackend:
 
     def __init__(self, settings: ServerSettings | None = None, *, start_scheduler: bool = True):
         self.settings = settings or ServerSettings.from_env()
+        self.settings.check()
+        raise_open_files_limit()  # what the admission of rollouts counts on (admission.py)
         self.ctx = ServerContext.create(self.settings)
-        self.scheduler = Scheduler(self.ctx)
+        self.executor = make_executor(self.ctx)
+        self.scheduler = Scheduler(self.ctx, self.executor)
         self.service = Service(self.ctx, self.scheduler)
         self.start_scheduler = start_scheduler
         self.app = create_app(self)
@@ -50,6 +55,13 @@ class LocalBackend:
     def stop(self) -> None:
         self.scheduler.stop()
         self.ctx.store.close()
+
+
+def make_executor(ctx: ServerContext) -> Executor:
+    """Where this backend's trials run (``settings.executor``)."""
+    from envpools_cli.server.scheduling.local import LocalExecutor
+
+    return LocalExecutor(ctx)
 
 
 def create_app(backend: LocalBackend) -> FastAPI:

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_MAXIMA", "Limits", "parse_limits", "resolve_limits"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAXIMA",
+    "Limits",
+    "asked_resources",
+    "parse_limits",
+    "raise_open_files_limit",
+    "resolve_limits",
+]
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,34 @@ def _wanted(source: Mapping[str, Any]) -> dict[str, int]:
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             found[name] = int(value)
     return found
+
+
+def asked_resources(*sources: Mapping[str, Any] | None) -> dict[str, float]:
+    """What the sources ask for, as written (later sources win; ``cpus`` may be a fraction)."""
+    wanted: dict[str, float] = {}
+    for source in sources:
+        if not source:
+            continue
+        wanted.update(_wanted(source))
+        cpus = source.get("cpus")
+        if isinstance(cpus, int | float) and not isinstance(cpus, bool) and cpus > 0:
+            wanted["cpus"] = float(cpus)
+    return wanted
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """The soft open-files limit raised to the hard one (the backend holds ~8 per running
+    rollout, and a soft limit of 1024 is common); ``(soft, hard)`` afterwards."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # a hard limit above the kernel's nr_open
+            pass
+    return soft, hard
 
 
 def resolve_limits(

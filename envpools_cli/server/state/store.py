@@ -468,10 +468,11 @@ class Store:
 
     # --- rollouts -------------------------------------------------------------------------
 
-    def insert_rollout(self, doc: dict[str, Any], request: dict[str, Any]) -> None:
+    def insert_rollout(self, doc: dict[str, Any], request: dict[str, Any]) -> int:
+        """Store a new rollout; its creation order (``n``, which breaks priority ties)."""
         task_ref = doc.get("task_ref") or {}
         with self.tx() as db:
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO rollouts (rollout_id, org_id, pool_id, status, priority, dataset, "
                 "task_id, created_at, doc, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -487,6 +488,7 @@ class Store:
                     json.dumps(request),
                 ),
             )
+        return int(cur.lastrowid or 0)
 
     def get_rollout(self, rollout_id: str, org_id: str | None = None) -> dict[str, Any] | None:
         sql, args = "SELECT doc FROM rollouts WHERE rollout_id = ?", [rollout_id]
@@ -556,6 +558,36 @@ class Store:
             statuses,
         ).fetchall()
         return [json.loads(row["doc"]) for row in rows]
+
+    def queued_index(self) -> list[tuple[int, str, str, str | None, int, Any]]:
+        """``(n, rollout_id, org_id, pool_id, priority, reservation)`` of every queued
+        rollout, without decoding a document: the scheduler's queue at start."""
+        rows = self.db.execute(
+            "SELECT n, rollout_id, org_id, pool_id, priority, "
+            "json_extract(doc, '$.reservation') AS reservation "
+            "FROM rollouts WHERE status = 'queued' ORDER BY priority DESC, n"
+        ).fetchall()
+        return [
+            (
+                row["n"],
+                row["rollout_id"],
+                row["org_id"],
+                row["pool_id"],
+                row["priority"],
+                json.loads(row["reservation"]) if row["reservation"] else None,
+            )
+            for row in rows
+        ]
+
+    def count_by_pool(self, org_id: str, statuses: tuple[str, ...]) -> dict[tuple[Any, str], int]:
+        """``(pool_id, status) -> count`` of the org's rollouts in ``statuses``."""
+        marks = ",".join("?" * len(statuses))
+        rows = self.db.execute(
+            f"SELECT pool_id, status, COUNT(*) AS c FROM rollouts "
+            f"WHERE status IN ({marks}) AND org_id = ? GROUP BY pool_id, status",
+            (*statuses, org_id),
+        ).fetchall()
+        return {(row["pool_id"], row["status"]): row["c"] for row in rows}
 
     def count_rollouts(self, org_id: str, pool_id: str | None = None) -> dict[str, int]:
         sql = "SELECT status, COUNT(*) AS c FROM rollouts WHERE org_id = ?"

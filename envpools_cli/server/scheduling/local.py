@@ -1,0 +1,121 @@
+"""The local executor: each trial in a thread of the backend, on this machine."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+from envpools_cli.server.context import ServerContext
+from envpools_cli.server.scheduling.admission import MachineCapacity, Reservation
+from envpools_cli.server.scheduling.executor import Executor
+from envpools_cli.server.scheduling.memory import release_freed_memory
+from envpools_cli.server.trial.runner import Outcome, RolloutRunner
+
+__all__ = ["LocalExecutor"]
+
+log = logging.getLogger("envpools.server.executor")
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, ctx: ServerContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        settings = ctx.settings
+        self._capacity = MachineCapacity(
+            cpu_overcommit=settings.cpu_overcommit,
+            memory_fraction=settings.memory_fraction,
+            max_running=settings.max_running,
+        )
+        self._lock = threading.Lock()
+        self._runners: dict[str, RolloutRunner] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self.node = {"node_id": "local", "name": socket.gethostname(), "executor": self.name}
+
+    def capacity(self) -> MachineCapacity:
+        return self._capacity
+
+    def start(self, rollout_id: str, reservation: Reservation) -> None:
+        try:
+            runner = RolloutRunner(self.ctx, rollout_id)
+        except KeyError:
+            self._ended(rollout_id)
+            return
+        thread = threading.Thread(
+            target=self._work, args=(runner,), name=f"rollout-{rollout_id}", daemon=True
+        )
+        with self._lock:
+            self._runners[rollout_id] = runner
+            self._threads[rollout_id] = thread
+        thread.start()
+
+    def _work(self, runner: RolloutRunner) -> None:
+        try:
+            runner.run()
+        finally:
+            with self._lock:
+                if self._runners.get(runner.rollout_id) is runner:
+                    self._runners.pop(runner.rollout_id, None)
+                    self._threads.pop(runner.rollout_id, None)
+                idle = not self._runners
+            self._ended(runner.rollout_id)
+            # This thread's SQLite connection goes now rather than whenever the thread
+            # object is collected, and what the rollout freed goes back (memory.py).
+            self.ctx.store.close()
+            release_freed_memory(idle=idle)
+
+    def cancel(self, rollout_id: str) -> bool:
+        with self._lock:
+            runner = self._runners.get(rollout_id)
+            thread = self._threads.get(rollout_id)
+        if runner is None:
+            return False
+        grace = self.ctx.settings.cancel_grace_sec
+        runner.cancel.set()
+        if thread is not None:
+            thread.join(timeout=grace)
+        if not runner.ended:
+            # The runner did not get there in time (a stuck step): end it regardless.
+            # Its thread may still finish its step, but can no longer change the rollout.
+            runner.end(
+                Outcome(
+                    "cancelled",
+                    {
+                        "code": "cancelled",
+                        "message": "cancelled by request; it did not stop within "
+                        f"{grace:g}s and was ended regardless",
+                    },
+                )
+            )
+            with self._lock:
+                if self._runners.get(rollout_id) is runner:
+                    self._runners.pop(rollout_id, None)
+                    self._threads.pop(rollout_id, None)
+            self._ended(rollout_id)
+        return True
+
+    def stop(self, timeout: float) -> None:
+        with self._lock:
+            runners = list(self._runners.values())
+            threads = list(self._threads.values())
+        for runner in runners:
+            runner.shutting_down = True
+            runner.cancel.set()
+        for thread in threads:
+            thread.join(timeout)
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            running = len(self._runners)
+        return {
+            "name": self.name,
+            "capacity": self._capacity.describe(),
+            "nodes": [{**self.node, "alive": True, "running": running}],
+        }
+
+    def node_of(self, rollout_id: str) -> str | None:
+        with self._lock:
+            return self.node["name"] if rollout_id in self._runners else None
