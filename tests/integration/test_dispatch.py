@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from envpools_cli.server.context import ServerContext
-from envpools_cli.server.scheduling.admission import MachineCapacity, Reservation
+from envpools_cli.server.scheduling.admission import MachineCapacity
 from envpools_cli.server.scheduling.executor import Executor
 from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.state.store import now_iso
+from envpools_cli.server.trial.reporter import TrialInput
 
 
 class Recording(Executor):
@@ -35,8 +36,8 @@ class Recording(Executor):
     def capacity(self) -> MachineCapacity:
         return self.room
 
-    def start(self, rollout_id: str, reservation: Reservation) -> None:
-        self.started.append(rollout_id)
+    def start(self, trial: TrialInput) -> None:
+        self.started.append(trial.rollout_id)
 
     def finish(self, rollout_id: str) -> None:
         self._ended(rollout_id)
@@ -113,7 +114,8 @@ def test_dispatch_decodes_the_same_with_ten_or_five_thousand_queued(
         finally:
             ctx.store.close()
     assert counts[0] == counts[1], f"JSON documents decoded per dispatch: {counts}"
-    assert counts[0] <= 5 * 3 + 2, counts  # per launch: claim and its event; the pool once
+    # Per launch: the claim, its event, the trial's inputs; the pool once a step.
+    assert counts[0] <= 5 * 4 + 6, counts
 
 
 def test_priorities_pools_and_cancels_in_the_index(ctx: ServerContext) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from envpools_cli.server.scheduling.admission import Reservation, Usage, Waiting
+from envpools_cli.server.trial.reporter import TrialInput
 
 __all__ = ["Capacity", "Executor"]
 
@@ -53,8 +54,8 @@ class Executor(ABC):
     def capacity(self) -> Capacity: ...
 
     @abstractmethod
-    def start(self, rollout_id: str, reservation: Reservation) -> None:
-        """Run a claimed (``starting``) rollout; return at once."""
+    def start(self, trial: TrialInput) -> None:
+        """Run a claimed (``starting``) rollout's trial; return at once."""
 
     @abstractmethod
     def cancel(self, rollout_id: str) -> bool:

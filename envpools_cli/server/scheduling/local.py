@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from typing import Any
 
 from envpools_cli.server.context import ServerContext
-from envpools_cli.server.scheduling.admission import MachineCapacity, Reservation
+from envpools_cli.server.scheduling.admission import MachineCapacity
 from envpools_cli.server.scheduling.executor import Executor
 from envpools_cli.server.scheduling.memory import release_freed_memory
+from envpools_cli.server.scheduling.reporting import StoreReporter
+from envpools_cli.server.trial.reporter import TrialInput
 from envpools_cli.server.trial.runner import Outcome, RolloutRunner
 
 __all__ = ["LocalExecutor"]
@@ -33,17 +34,14 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
         self._runners: dict[str, RolloutRunner] = {}
         self._threads: dict[str, threading.Thread] = {}
-        self.node = {"node_id": "local", "name": socket.gethostname(), "executor": self.name}
+        self.node = ctx.site.node
 
     def capacity(self) -> MachineCapacity:
         return self._capacity
 
-    def start(self, rollout_id: str, reservation: Reservation) -> None:
-        try:
-            runner = RolloutRunner(self.ctx, rollout_id)
-        except KeyError:
-            self._ended(rollout_id)
-            return
+    def start(self, trial: TrialInput) -> None:
+        rollout_id = trial.rollout_id
+        runner = RolloutRunner(trial, self.ctx.site, StoreReporter(self.ctx, rollout_id))
         thread = threading.Thread(
             target=self._work, args=(runner,), name=f"rollout-{rollout_id}", daemon=True
         )

@@ -27,6 +27,7 @@ from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.scheduling.admission import Reservation, Usage, Waiting
 from envpools_cli.server.scheduling.executor import Executor
+from envpools_cli.server.scheduling.reporting import trial_input
 from envpools_cli.server.state.store import now_iso
 
 __all__ = ["ACTIVE_STATUSES", "Scheduler"]
@@ -263,7 +264,9 @@ class Scheduler:
 
     def _launch(self, entry: _Queued) -> None:
         try:
-            self.executor.start(entry.rollout_id, entry.reservation)
+            self.executor.start(trial_input(self.ctx, entry.rollout_id))
+        except KeyError:  # deleted meanwhile
+            self._release(entry.rollout_id)
         except Exception:
             log.exception("rollout %s could not be started", entry.rollout_id)
             self._release(entry.rollout_id)

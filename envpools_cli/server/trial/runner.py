@@ -27,7 +27,6 @@ from typing import Any
 
 from envpools_cli.server.agents import AgentContext, Harness, harness_class
 from envpools_cli.server.agents.installs import tool_path_tree
-from envpools_cli.server.context import ServerContext
 from envpools_cli.server.sandbox.drivers import Mount, RunResult, SandboxSpec, SandboxUser
 from envpools_cli.server.sandbox.images import Stop
 from envpools_cli.server.sandbox.limits import Limits, resolve_limits
@@ -41,14 +40,15 @@ from envpools_cli.server.sandbox.safefs import (
     write_at,
 )
 from envpools_cli.server.state.store import now_iso
-from envpools_cli.server.state.vault import VaultError
 from envpools_cli.server.tasks import HarborTask, TaskError, expand_env, load_task
 from envpools_cli.server.trial.agent_launch import agent_failure, prepare_agent
 from envpools_cli.server.trial.artifacts import TrialIndex, index_trial
 from envpools_cli.server.trial.environment import prepare_environment
 from envpools_cli.server.trial.phase_log import PhaseLog
+from envpools_cli.server.trial.reporter import TrialInput, TrialReporter
 from envpools_cli.server.trial.rewards import read_reward
 from envpools_cli.server.trial.scrub import Scrubber
+from envpools_cli.server.trial.site import TrialSite
 from envpools_cli.server.trial.usage import usage_snapshot
 from envpools_cli.server.trial.workspace_outputs import Stopped, write_diff, write_tarball
 
@@ -90,9 +90,14 @@ def _credential(credentials: dict[str, tuple[str, str]], wanted: str) -> str | N
 
 
 class RolloutRunner:
-    def __init__(self, ctx: ServerContext, rollout_id: str) -> None:
-        self.ctx = ctx
-        self.rollout_id = rollout_id
+    """One trial from its inputs, on a site (a machine), reporting what happens."""
+
+    def __init__(self, trial: TrialInput, site: TrialSite, reporter: TrialReporter) -> None:
+        self.input = trial
+        self.site = site
+        self.reporter = reporter
+        self.settings = trial.settings
+        rollout_id = self.rollout_id = trial.rollout_id
         self.cancel = threading.Event()
         self.stop_collecting = threading.Event()
         self.shutting_down = False
@@ -100,8 +105,8 @@ class RolloutRunner:
         self.bytes_uploaded = 0
         self.harness: Harness | None = None
         self.scrubber = Scrubber()
-        self.limits: Limits = ctx.settings.limits
-        self.trial = ctx.trial_dir(rollout_id)
+        self.limits: Limits = trial.settings.limits
+        self.trial = site.trial_dir(rollout_id)
         self.started = time.monotonic()
         self.ended = False
         self._end_lock = threading.Lock()
@@ -109,12 +114,7 @@ class RolloutRunner:
         self.image: str | None = None
         """The task's image, with a driver that runs one."""
         self.workdir = "/app"
-        doc = ctx.store.get_rollout(rollout_id)
-        request = ctx.store.get_request(rollout_id)
-        if doc is None or request is None:
-            raise KeyError(rollout_id)
-        self.doc = doc
-        self.request = request
+        self.doc = dict(trial.doc)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class RolloutRunner:
         """An event, unless the rollout already ended (its terminal event is the last)."""
         with self._end_lock:
             if not self.ended:
-                self.ctx.publish(self.rollout_id, event, data)
+                self.reporter.event(event, data)
 
     def note(self, message: str, **extra: Any) -> None:
         self.publish(
@@ -137,8 +137,14 @@ class RolloutRunner:
             if self.ended:
                 raise Cancelled()
             previous = self.doc["status"]
-            self.doc = self.ctx.store.update_rollout(self.rollout_id, status=status, **changes)
-            self.ctx.publish(self.rollout_id, "lifecycle", {"status": status, "previous": previous})
+            self.doc = self.reporter.update(status=status, **changes)
+            self.reporter.event("lifecycle", {"status": status, "previous": previous})
+
+    @property
+    def _where(self) -> str:
+        """``here``, or the node a trial runs on when that is another machine."""
+        node = self.site.node
+        return "here" if node.get("node_id") in (None, "local") else f"on node {node.get('name')}"
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -178,7 +184,7 @@ class RolloutRunner:
             )
         finally:
             if self.user is not None:  # its sandboxes are gone: the uid is free again
-                self.ctx.release_sandbox_user(self.user)
+                self.site.release_sandbox_user(self.user)
         self.finish(outcome)
 
     def _task(self) -> HarborTask:
@@ -204,20 +210,20 @@ class RolloutRunner:
         """The trial folder: the seeded workspace (and its baseline copy) and /logs folders."""
         self.trial.mkdir(parents=True, exist_ok=True)
         os.chmod(self.trial, 0o700)
-        self.user = self.ctx.take_sandbox_user()
+        self.user = self.site.take_sandbox_user()
         workspace, baseline = self.trial / "workspace", self.trial / "baseline"
         for name in _LOG_DIRS:
             (self.trial / name).mkdir(exist_ok=True)
         try:
             prepared = prepare_environment(
-                self.ctx.driver,
+                self.site.driver,
                 task,
                 workspace,
                 events=self,
                 build_log=self.trial / "build.log",
                 limits=self.limits,
                 cancel=self.cancel,
-                owner=self.ctx.owner,
+                owner=self.site.owner,
             )
             notes, self.image, self.workdir = prepared.notes, prepared.image, prepared.workdir
             shutil.copytree(workspace, baseline, symlinks=True, dirs_exist_ok=True)
@@ -270,21 +276,19 @@ class RolloutRunner:
         self.limits, notes = resolve_limits(
             task.environment,
             self.doc.get("resources"),
-            defaults=self.ctx.settings.limits,
-            maxima=self.ctx.settings.limit_maxima,
+            defaults=self.settings.limits,
+            maxima=self.settings.limit_maxima,
         )
         for message in notes:
             self.note(message)
-        unreadable = None
-        try:
-            credentials = self.ctx.store.credential_values(self.doc["org_id"])
-        except VaultError as exc:  # a task that needs none still runs
-            credentials, unreadable = {}, str(exc)
-            self.note(f"stored credentials cannot be read: {exc}", warning=True)
+        credentials = self.input.credentials
+        unreadable = self.input.credentials_problem
+        if unreadable:  # a task that needs none still runs
+            self.note(f"stored credentials cannot be read: {unreadable}", warning=True)
         self.scrubber = Scrubber(value for _, value in credentials.values())
         workspace = self._prepare(task)
-        if self.ctx.driver_warning:
-            self.note(self.ctx.driver_warning, warning=True)
+        if self.site.driver_warning:
+            self.note(self.site.driver_warning, warning=True)
         self.check_cancel()
 
         agent = dict(self.doc.get("agent") or {})
@@ -292,10 +296,10 @@ class RolloutRunner:
         cls = harness_class(name)
         if cls is None:
             raise TaskError("harness_unavailable", f"unknown harness {name!r}")
-        status = self.ctx.agents.availability(name, cls.binary)
+        status = self.site.agents.availability(name, cls.binary)
         if not status.available:
             raise TaskError(
-                "harness_unavailable", f"harness {name!r} cannot run here: {status.reason}"
+                "harness_unavailable", f"harness {name!r} cannot run {self._where}: {status.reason}"
             )
         self.harness = harness = cls()
         context = AgentContext(
@@ -310,17 +314,19 @@ class RolloutRunner:
                 raise TaskError("credentials_unreadable", f"harness {name!r}: {unreadable}")
             raise TaskError("credentials_missing", f"harness {name!r}: {missing}")
 
-        self.transition("running", started_at=now_iso(), limits=self.limits.describe())
+        self.transition(
+            "running", started_at=now_iso(), limits=self.limits.describe(), node=self.site.node
+        )
         agent_timeout = self._timeout(
-            "agent_sec", task.agent_timeout_sec, self.ctx.settings.default_agent_timeout_sec
+            "agent_sec", task.agent_timeout_sec, self.settings.default_agent_timeout_sec
         )
         launch = prepare_agent(
             harness,
             context,
-            self.ctx.agents,
-            isolated=self.ctx.driver.isolated,
-            host_path=self.ctx.search_path,
-            forwarder_inside=self.ctx.driver.egress_in_sandbox,
+            self.site.agents,
+            isolated=self.site.driver.isolated,
+            host_path=self.site.search_path,
+            forwarder_inside=self.site.driver.egress_in_sandbox,
         )
         try:
             env = {**task.layout.env, **launch.env}
@@ -353,7 +359,7 @@ class RolloutRunner:
                     "message": f"the agent did not finish within {agent_timeout:g}s",
                 },
             )
-        self.doc = self.ctx.store.update_rollout(self.rollout_id, agent_exit_code=result.exit_code)
+        self.doc = self.reporter.update(agent_exit_code=result.exit_code)
         if failure := agent_failure(harness, result, launch):
             return Outcome("error", failure)
         if result.exit_code:
@@ -391,7 +397,7 @@ class RolloutRunner:
         timeout = self._timeout(
             "verifier_sec",
             task.verifier_timeout_sec,
-            self.ctx.settings.default_verifier_timeout_sec,
+            self.settings.default_verifier_timeout_sec,
         )
         mounts = [
             Mount(self._stage(task.tests_dir, "tests"), "/tests"),
@@ -437,7 +443,7 @@ class RolloutRunner:
     def _phase(self, spec: SandboxSpec, timeout: float, sink: PhaseLog) -> RunResult:
         """Run one sandboxed phase to its end; a cancel raises, a timeout is returned."""
         try:
-            result = self.ctx.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
+            result = self.site.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
         finally:
             sink.close()
         self.sandbox_sec += result.duration_sec
@@ -465,9 +471,9 @@ class RolloutRunner:
         stdin: bytes | None,
     ) -> SandboxSpec:
         taken = {m.target for m in mounts}
-        extra = [m for m in tool_path_tree(self.ctx.tool_paths).mounts if m.target not in taken]
-        if self.ctx.tool_paths:
-            env = {"PATH": self.ctx.search_path, **env}
+        extra = [m for m in tool_path_tree(self.site.tool_paths).mounts if m.target not in taken]
+        if self.site.tool_paths:
+            env = {"PATH": self.site.search_path, **env}
         return SandboxSpec(
             command=command,
             workspace=workspace,
@@ -537,7 +543,7 @@ class RolloutRunner:
             bytes_uploaded=self.bytes_uploaded,
             bytes_downloaded=0,
             tokens=self.harness.usage if self.harness else None,
-            prices=self.ctx.prices,
+            prices=self.input.prices,
         )
 
     def _collect(self, outcome: Outcome, found: TrialIndex) -> None:
@@ -562,7 +568,7 @@ class RolloutRunner:
                 daemon=True,
             )
             worker.start()
-            deadline = time.monotonic() + self.ctx.settings.finish_timeout_sec
+            deadline = time.monotonic() + self.settings.finish_timeout_sec
             while worker.is_alive():
                 if self.cancel.is_set() and outcome.status not in ("cancelled", "error"):
                     if not self.shutting_down:
@@ -578,7 +584,7 @@ class RolloutRunner:
                 if time.monotonic() >= deadline:
                     self.note(
                         f"collecting artifacts took longer than "
-                        f"{self.ctx.settings.finish_timeout_sec:g}s; the artifacts are "
+                        f"{self.settings.finish_timeout_sec:g}s; the artifacts are "
                         "incomplete",
                         warning=True,
                     )
@@ -608,10 +614,9 @@ class RolloutRunner:
                 return False
             self.ended = True
             if entries is not None:
-                self.ctx.store.put_artifacts(self.rollout_id, entries)
+                self.reporter.artifacts(entries)
             previous = self.doc["status"]
-            self.doc = self.ctx.store.update_rollout(
-                self.rollout_id,
+            self.doc = self.reporter.update(
                 status=outcome.status,
                 finished_at=now_iso(),
                 error=outcome.error,
@@ -626,5 +631,5 @@ class RolloutRunner:
             }
             if outcome.error:
                 data["error"] = outcome.error
-            self.ctx.publish(self.rollout_id, "lifecycle", data)
+            self.reporter.event("lifecycle", data)
         return True

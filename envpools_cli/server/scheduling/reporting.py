@@ -1,0 +1,56 @@
+"""The backend's side of the trial seam: the inputs it hands over, and the reporter that
+writes what a trial reports into its database (the one writer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envpools_cli.server.context import ServerContext
+from envpools_cli.server.state.vault import VaultError
+from envpools_cli.server.trial.reporter import TrialInput, TrialSettings
+
+__all__ = ["StoreReporter", "trial_input"]
+
+
+def trial_input(ctx: ServerContext, rollout_id: str) -> TrialInput:
+    """What a claimed rollout's trial starts from; KeyError when the rollout is gone."""
+    doc = ctx.store.get_rollout(rollout_id)
+    if doc is None:
+        raise KeyError(rollout_id)
+    problem = None
+    try:
+        credentials = ctx.store.credential_values(doc["org_id"])
+    except VaultError as exc:
+        credentials, problem = {}, str(exc)
+    settings = ctx.settings
+    return TrialInput(
+        rollout_id=rollout_id,
+        doc=doc,
+        settings=TrialSettings(
+            limits=settings.limits,
+            limit_maxima=settings.limit_maxima,
+            default_agent_timeout_sec=settings.default_agent_timeout_sec,
+            default_verifier_timeout_sec=settings.default_verifier_timeout_sec,
+            finish_timeout_sec=settings.finish_timeout_sec,
+        ),
+        credentials=credentials,
+        credentials_problem=problem,
+        prices=ctx.prices,
+    )
+
+
+class StoreReporter:
+    """A trial's reports, written straight to the store (a trial in this process)."""
+
+    def __init__(self, ctx: ServerContext, rollout_id: str) -> None:
+        self.ctx = ctx
+        self.rollout_id = rollout_id
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        return self.ctx.store.update_rollout(self.rollout_id, **changes)
+
+    def event(self, event: str, data: dict[str, Any]) -> None:
+        self.ctx.publish(self.rollout_id, event, data)
+
+    def artifacts(self, entries: list[dict[str, Any]]) -> None:
+        self.ctx.store.put_artifacts(self.rollout_id, entries)
