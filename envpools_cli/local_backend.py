@@ -165,9 +165,15 @@ class ServeOptions:
 
     max_running: int | None = None
     cpu_overcommit: float | None = None
+    executor: str | None = None
+    ray_address: str | None = None
 
     def flags(self) -> list[str]:
         found: list[str] = []
+        if self.executor is not None:
+            found += ["--executor", self.executor]
+        if self.ray_address is not None:
+            found += ["--ray-address", self.ray_address]
         if self.max_running is not None:
             found += ["--max-running", str(self.max_running)]
         if self.cpu_overcommit is not None:
@@ -185,6 +191,8 @@ class ServeOptions:
             wanted = getattr(self, name)
             if wanted is not None and scheduling.get(name) != wanted:
                 found.append(f"{flag} {scheduling.get(name)}")
+        if self.executor is not None and scheduling.get("executor") != self.executor:
+            found.append(f"--executor {scheduling.get('executor')}")
         return found
 
 

@@ -67,6 +67,26 @@ OvercommitOpt = Annotated[
         show_default=False,
     ),
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        metavar="NAME",
+        help="Where rollouts run: local (this machine) or ray (a Ray cluster; needs "
+        "pip install 'envpools[ray]' and --ray-address; env ENVPOOLS_EXECUTOR).",
+        show_default=False,
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="The Ray cluster's head for --executor ray ('auto': the one started on this "
+        "machine; env ENVPOOLS_RAY_ADDRESS).",
+        show_default=False,
+    ),
+]
 
 
 def _settings(
@@ -74,6 +94,8 @@ def _settings(
     sandbox: str | None,
     max_running: int | None,
     cpu_overcommit: float | None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> Any:
     """The backend's settings: the environment, then the flags (a bad value: exit 2)."""
     from envpools_cli.server.settings import ServerSettings, SettingError
@@ -86,6 +108,10 @@ def _settings(
             settings.max_running = max_running
         if cpu_overcommit is not None:
             settings.cpu_overcommit = cpu_overcommit
+        if executor is not None:
+            settings.executor = executor
+        if ray_address is not None:
+            settings.ray_address = ray_address
         settings.check()
     except SettingError as exc:
         raise UsageProblem(str(exc)) from None
@@ -101,21 +127,27 @@ def serve(
     sandbox: SandboxOpt = None,
     max_running: MaxRunningOpt = None,
     cpu_overcommit: OvercommitOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run the local backend in the foreground (Ctrl-C stops it).
 
     Example: envpools local serve --port 8000 --sandbox container
     """
     from envpools_cli.server.serve import serve as run_server
+    from envpools_cli.server.settings import SettingError
 
-    settings = _settings(data_dir, sandbox, max_running, cpu_overcommit)
+    settings = _settings(data_dir, sandbox, max_running, cpu_overcommit, executor, ray_address)
     state = running_state() if port != 0 else None
     if state is not None:
         raise CLIError(
             f"a local backend is already running at {state.get('url')} (pid {state.get('pid')})",
             hint="stop it with 'envpools local down'",
         )
-    run_server(settings, host=host, port=port, state_file=state_file(), log_level=log_level)
+    try:
+        run_server(settings, host=host, port=port, state_file=state_file(), log_level=log_level)
+    except SettingError as exc:  # found while starting (a Ray cluster that cannot be joined)
+        raise CLIError(str(exc)) from None
 
 
 @app.command("up")
@@ -129,6 +161,8 @@ def up(
     sandbox: SandboxOpt = None,
     max_running: MaxRunningOpt = None,
     cpu_overcommit: OvercommitOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -144,7 +178,8 @@ def up(
     Rollouts run at once as far as the machine allows: each reserves its task's cpus
     and memory_mb, against cores x --cpu-overcommit, most of the memory and the
     open-files limit; --max-running caps the count on top. 'envpools local status'
-    shows how many run at once.
+    shows how many run at once. --executor ray --ray-address HOST:PORT runs them on a
+    Ray cluster's nodes instead (README: Running at scale).
 
     Example: envpools local up --sandbox container && envpools rollouts list
     """
@@ -159,7 +194,7 @@ def up(
         data_dir=data_dir,
         timeout=wait_timeout,
         sandbox=sandbox,
-        options=local_backend.ServeOptions(max_running, cpu_overcommit),
+        options=local_backend.ServeOptions(max_running, cpu_overcommit, executor, ray_address),
         info=info,
         warn=warn,
     )

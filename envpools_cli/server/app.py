@@ -18,7 +18,7 @@ from envpools_cli.server.sandbox.limits import raise_open_files_limit
 from envpools_cli.server.scheduling.executor import Executor
 from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.services.rollouts import Service
-from envpools_cli.server.settings import ServerSettings
+from envpools_cli.server.settings import ServerSettings, SettingError
 
 __all__ = ["LocalBackend", "create_app"]
 
@@ -59,6 +59,19 @@ class LocalBackend:
 
 def make_executor(ctx: ServerContext) -> Executor:
     """Where this backend's trials run (``settings.executor``)."""
+    if ctx.settings.executor == "ray":
+        try:
+            from envpools_cli.server.scheduling.ray import RayExecutor
+        except ImportError as exc:
+            raise SettingError(
+                f"the ray executor needs Ray ({exc}): pip install 'envpools[ray]'"
+            ) from None
+        try:
+            return RayExecutor(ctx)
+        except Exception as exc:  # what Ray says when it cannot join the cluster
+            raise SettingError(
+                f"cannot join the Ray cluster at {ctx.settings.ray_address}: {exc}"
+            ) from None
     from envpools_cli.server.scheduling.local import LocalExecutor
 
     return LocalExecutor(ctx)

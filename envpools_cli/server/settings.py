@@ -11,7 +11,7 @@ from envpools_cli.server.sandbox.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, L
 
 __all__ = ["EXECUTORS", "ServerSettings", "SettingError", "agents_dir_for"]
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 DEFAULT_CPU_OVERCOMMIT = 8.0
 DEFAULT_MEMORY_FRACTION = 0.8
 

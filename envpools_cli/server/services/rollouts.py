@@ -448,6 +448,7 @@ class Service:
         if any(pool is None for pool, _ in counts):
             pool_ids.append(None)
         reasons = self.scheduler.queue_report(org.org_id)
+        nodes = self.store.running_on_nodes(org.org_id, ACTIVE_STATUSES)
         pools = []
         for pool_id in pool_ids:
             queued = counts.get((pool_id, "queued"), 0)
@@ -456,6 +457,9 @@ class Service:
                 "queued": queued,
                 "running": sum(counts.get((pool_id, s), 0) for s in ACTIVE_STATUSES),
             }
+            where = {n: c for (p, n), c in nodes.items() if p == pool_id}
+            if where:
+                entry["running_on"] = where
             if (found := reasons.get((org.org_id, pool_id))) is not None:
                 entry["next"] = found["next"]
                 entry["waiting"] = found["waiting"]

@@ -589,6 +589,20 @@ class Store:
         ).fetchall()
         return {(row["pool_id"], row["status"]): row["c"] for row in rows}
 
+    def running_on_nodes(
+        self, org_id: str, statuses: tuple[str, ...]
+    ) -> dict[tuple[Any, str], int]:
+        """``(pool_id, node name) -> count`` of the org's rollouts in ``statuses`` that
+        recorded a node (what runs where)."""
+        marks = ",".join("?" * len(statuses))
+        rows = self.db.execute(
+            f"SELECT pool_id, json_extract(doc, '$.node.name') AS node, COUNT(*) AS c "
+            f"FROM rollouts WHERE status IN ({marks}) AND org_id = ? "
+            f"GROUP BY pool_id, node",
+            (*statuses, org_id),
+        ).fetchall()
+        return {(row["pool_id"], row["node"]): row["c"] for row in rows if row["node"]}
+
     def count_rollouts(self, org_id: str, pool_id: str | None = None) -> dict[str, int]:
         sql = "SELECT status, COUNT(*) AS c FROM rollouts WHERE org_id = ?"
         args: list[Any] = [org_id]
