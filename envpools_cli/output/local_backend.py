@@ -26,9 +26,10 @@ def describe_scheduling(scheduling: dict[str, Any]) -> str:
         return "?"
     capacity = scheduling.get("capacity") or {}
     limit = scheduling.get("limited_by")
+    overcommit = scheduling.get("cpu_overcommit")
+    shown = f"{overcommit:g}" if isinstance(overcommit, int | float) else "?"
     why = {
-        "cpus": f"cpus: {capacity.get('cores')} cores x overcommit "
-        f"{scheduling.get('cpu_overcommit')}",
+        "cpus": f"cpus: {capacity.get('cores')} cores x overcommit {shown}",
         "memory": f"memory: {capacity.get('memory_mb')} MB for rollouts",
         "open_files": f"open files: limit {capacity.get('open_files_limit')}",
         "max_running": "--max-running",

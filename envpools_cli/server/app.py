@@ -54,6 +54,7 @@ class LocalBackend:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        self.ctx.writer.stop()
         self.ctx.store.close()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from envpools_cli.server.settings import ServerSettings
 from envpools_cli.server.state.events import EventBus
 from envpools_cli.server.state.frames import is_terminal
 from envpools_cli.server.state.store import Store
+from envpools_cli.server.state.writer import EventWriter
 from envpools_cli.server.trial.site import TrialSite
 from envpools_cli.server.trial.usage import load_prices
 
@@ -29,6 +30,11 @@ class ServerContext:
     site: TrialSite
     """This machine: its sandbox driver, agent CLIs and trial folders."""
     prices: dict[str, Any]
+    writer: EventWriter = field(init=False)
+    """Running trials' events, many to a transaction (``state/writer.py``)."""
+
+    def __post_init__(self) -> None:
+        self.writer = EventWriter(self.store, self.bus)
 
     @classmethod
     def create(cls, settings: ServerSettings) -> ServerContext:

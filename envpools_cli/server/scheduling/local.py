@@ -41,7 +41,8 @@ class LocalExecutor(Executor):
 
     def start(self, trial: TrialInput) -> None:
         rollout_id = trial.rollout_id
-        runner = RolloutRunner(trial, self.ctx.site, StoreReporter(self.ctx, rollout_id))
+        reporter = StoreReporter(self.ctx, rollout_id, self.ctx.writer)
+        runner = RolloutRunner(trial, self.ctx.site, reporter)
         thread = threading.Thread(
             target=self._work, args=(runner,), name=f"rollout-{rollout_id}", daemon=True
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.state.vault import VaultError
+from envpools_cli.server.state.writer import EventWriter
 from envpools_cli.server.trial.reporter import TrialInput, TrialSettings
 
 __all__ = ["StoreReporter", "trial_input"]
@@ -40,17 +41,25 @@ def trial_input(ctx: ServerContext, rollout_id: str) -> TrialInput:
 
 
 class StoreReporter:
-    """A trial's reports, written straight to the store (a trial in this process)."""
+    """A trial's reports, written to the store. With ``writer`` (a trial in a thread of
+    this process) its events go through the event writer, many to a transaction; a
+    lifecycle event waits until it is stored, and all before it."""
 
-    def __init__(self, ctx: ServerContext, rollout_id: str) -> None:
+    def __init__(
+        self, ctx: ServerContext, rollout_id: str, writer: EventWriter | None = None
+    ) -> None:
         self.ctx = ctx
         self.rollout_id = rollout_id
+        self.writer = writer
 
     def update(self, **changes: Any) -> dict[str, Any]:
         return self.ctx.store.update_rollout(self.rollout_id, **changes)
 
     def event(self, event: str, data: dict[str, Any]) -> None:
-        self.ctx.publish(self.rollout_id, event, data)
+        if self.writer is None:
+            self.ctx.publish(self.rollout_id, event, data)
+        else:
+            self.writer.publish(self.rollout_id, event, data, wait=event == "lifecycle")
 
     def artifacts(self, entries: list[dict[str, Any]]) -> None:
         self.ctx.store.put_artifacts(self.rollout_id, entries)
