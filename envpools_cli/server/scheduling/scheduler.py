@@ -79,6 +79,7 @@ class Scheduler:
         self._queued: dict[str, _Queued] = {}
         self._running: dict[str, tuple[PoolKey, Reservation]] = {}
         self._busy: dict[PoolKey, int] = {}
+        self._depth: dict[PoolKey, int] = {}
         self._used = Usage()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -155,6 +156,7 @@ class Scheduler:
                 return
             self._queued[rollout_id] = entry
             heapq.heappush(self._queues.setdefault(entry.key, []), entry)
+            self._depth[entry.key] = self._depth.get(entry.key, 0) + 1
             if wake:
                 self._cond.notify_all()
 
@@ -164,7 +166,15 @@ class Scheduler:
             entry = self._queued.pop(rollout_id, None)
             if entry is not None:
                 entry.removed = True
+                self._shallower(entry.key)
                 self._cond.notify_all()
+
+    def _shallower(self, key: PoolKey) -> None:
+        depth = self._depth.get(key, 0) - 1
+        if depth > 0:
+            self._depth[key] = depth
+        else:
+            self._depth.pop(key, None)
 
     def _head(self, key: PoolKey) -> _Queued | None:
         heap = self._queues.get(key)
@@ -176,6 +186,13 @@ class Scheduler:
         return heap[0]
 
     # --- dispatch -------------------------------------------------------------------------
+
+    def load(self, org_id: str, pool_id: str | None) -> tuple[int, int]:
+        """(queued, running) of a pool, from memory: what a create checks against
+        ``max_queue`` and ``pool_tags`` routing weighs, without counting rows."""
+        key = (org_id, pool_id)
+        with self._cond:
+            return self._depth.get(key, 0), self._busy.get(key, 0)
 
     def running_in(self, pool_id: str | None) -> int:
         with self._cond:
@@ -224,6 +241,7 @@ class Scheduler:
                     break
                 self._queued.pop(entry.rollout_id, None)
                 heapq.heappop(self._queues[entry.key])
+                self._shallower(entry.key)
                 if not self._claim(entry.rollout_id):
                     continue
                 self._running[entry.rollout_id] = (entry.key, entry.reservation)

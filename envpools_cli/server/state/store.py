@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
 );
 CREATE INDEX IF NOT EXISTS rollouts_org ON rollouts (org_id, n);
 CREATE INDEX IF NOT EXISTS rollouts_status ON rollouts (status, priority, n);
+CREATE INDEX IF NOT EXISTS rollouts_pool_status ON rollouts (org_id, pool_id, status);
 CREATE TABLE IF NOT EXISTS events (
     rollout_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
