@@ -535,27 +535,29 @@ class RayExecutor(Executor):
         return True
 
     def stop(self, timeout: float) -> None:
+        """The backend is stopping: its running rollouts end now (``backend_restarted``,
+        as a restart would say), then their trials are told to stop their sandboxes."""
         self._stopping.set()
         with self._lock:
             followers = list(self._trials.values())
         for follower in followers:
             follower.shutting_down = True
+            follower.end(
+                "error",
+                {
+                    "code": "backend_restarted",
+                    "message": "the local backend stopped while this rollout was running; "
+                    "it was not finished",
+                },
+            )
             with contextlib.suppress(Exception):
                 self.control.cancel.remote(follower.rollout_id)
         deadline = time.monotonic() + timeout
         for follower in followers:
             follower.thread.join(max(0.1, deadline - time.monotonic()))
-        for follower in followers:
             if follower.thread.is_alive():
                 with contextlib.suppress(Exception):
                     ray.cancel(follower.generator, force=True)
-                follower.end(
-                    "error",
-                    {
-                        "code": "backend_restarted",
-                        "message": "the local backend stopped while this rollout was running",
-                    },
-                )
         with contextlib.suppress(Exception):
             ray.shutdown()
 

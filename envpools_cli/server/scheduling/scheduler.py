@@ -285,9 +285,22 @@ class Scheduler:
             self.executor.start(trial_input(self.ctx, entry.rollout_id))
         except KeyError:  # deleted meanwhile
             self._release(entry.rollout_id)
-        except Exception:
+        except Exception as exc:
             log.exception("rollout %s could not be started", entry.rollout_id)
             self._release(entry.rollout_id)
+            error = {
+                "code": "internal",
+                "message": f"the {self.executor.name} executor could not start it: "
+                f"{type(exc).__name__}: {str(exc)[:500]}",
+            }
+            self.ctx.store.update_rollout(
+                entry.rollout_id, status="error", finished_at=now_iso(), error=error
+            )
+            self.ctx.publish(
+                entry.rollout_id,
+                "lifecycle",
+                {"status": "error", "previous": "starting", "error": error},
+            )
 
     def _ended(self, rollout_id: str) -> None:
         """The executor's word that a trial is over: its reservation is free again."""
