@@ -44,6 +44,7 @@ class RayBackend:
     key: str
     cluster: Cluster
     root: Path
+    process: subprocess.Popen[bytes]
 
     def new_key(self, plan: str) -> str:
         """A key of an organisation of its own (nothing of the other tests in it)."""
@@ -188,7 +189,7 @@ def ray_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayBackend
                 key = store.create_key(store.create_org("cluster", "pro").org_id)
             finally:
                 store.close()
-            yield RayBackend(url, key, cluster, root)
+            yield RayBackend(url, key, cluster, root, backend)
         finally:
             backend.send_signal(signal.SIGTERM)
             try:
@@ -343,3 +344,32 @@ def test_a_lost_node_ends_its_rollouts_node_lost_and_the_queue_moves_to_the_othe
 
 def _ticks(events: list[dict[str, Any]]) -> int:
     return sum(1 for e in events if e["event"] == "agent" and "tick" in str(e["data"]))
+
+
+def test_stopping_the_backend_ends_its_running_rollouts_and_their_sandboxes(
+    ray_backend: RayBackend,
+) -> None:
+    """Last: the backend goes. What ran ends backend_restarted (as a restart says) and
+    the sandboxes on the nodes stop."""
+    backend = ray_backend
+    marker = f"600.{secrets.randbelow(10**9):09d}"
+    backend.pool("stop", _task(backend.root, "long-stop", f"sleep {marker}\n"))
+    rid = backend.create("stop", "long-stop")
+    backend.wait(rid, "running")
+    deadline = time.monotonic() + 60
+    while not _processes_with(marker):
+        assert time.monotonic() < deadline, "the sandbox never started"
+        time.sleep(0.1)
+    backend.process.send_signal(signal.SIGTERM)
+    assert backend.process.wait(60) == 0
+    store = Store(backend.root / "data" / "envpools.db")
+    try:
+        doc = store.get_rollout(rid)
+    finally:
+        store.close()
+    assert doc is not None and doc["status"] == "error", doc
+    assert doc["error"]["code"] == "backend_restarted"
+    deadline = time.monotonic() + 15
+    while _processes_with(marker):
+        assert time.monotonic() < deadline, _processes_with(marker)
+        time.sleep(0.2)
