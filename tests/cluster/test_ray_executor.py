@@ -361,7 +361,7 @@ def test_stopping_the_backend_ends_its_running_rollouts_and_their_sandboxes(
         assert time.monotonic() < deadline, "the sandbox never started"
         time.sleep(0.1)
     backend.process.send_signal(signal.SIGTERM)
-    assert backend.process.wait(60) == 0
+    assert backend.process.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises it when done
     store = Store(backend.root / "data" / "envpools.db")
     try:
         doc = store.get_rollout(rid)

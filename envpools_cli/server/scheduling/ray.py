@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -459,12 +460,17 @@ class RayExecutor(Executor):
         self.ctx = ctx
         self.settings = ctx.settings
         if not ray.is_initialized():
+            # ray.init makes SIGTERM exit at once; the server's own shutdown (which ends
+            # the running rollouts) is what SIGTERM must start.
+            previous = signal.getsignal(signal.SIGTERM)
             ray.init(
                 address=self.settings.ray_address,
                 namespace="envpools",
                 log_to_driver=False,
                 logging_level=logging.WARNING,
             )
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
         self.task: Any = ray.remote(trial_task)
         here = ray.get_runtime_context().get_node_id()
         strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(here, soft=True)
