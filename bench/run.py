@@ -1,7 +1,7 @@
 """Every performance figure of issue 12, each against its anchor measured in the same run.
 
     .venv/bin/python -m bench [--runs 10] [--events 100000] [--json bench/results.json]
-                              [--only stream,live,tail,startup,backend]
+                              [--only stream,live,tail,startup,backend,scale]
 
 Anchors: raw ``curl`` for the wire, the official SDK from its own venv (``.venv-sdk``) for
 the client, a bare interpreter (``python -c pass``) for start-up. Commands are run in
@@ -404,7 +404,90 @@ def live_figures(root: Path) -> list[Figure]:
     ]
 
 
-SECTIONS = ("stream", "live", "tail", "startup", "backend")
+def scale_figures(root: Path) -> list[Figure]:
+    """Issue 20: bench/scale.py, each part against its anchor in the same run."""
+    from bench import scale
+
+    small = scale.bench_dispatch(root, queued=10)
+    large = scale.bench_dispatch(root, queued=10_000)
+    per_small = small["dispatch_cpu_ms_per_launch"]
+    per_large = large["dispatch_cpu_ms_per_launch"]
+    running = scale.bench_running(root)
+    drain = scale.bench_drain(root)
+    live = scale.bench_live_scale(root)
+    figures = [
+        Figure(
+            "dispatch CPU per rollout, 10,000 queued",
+            per_large,
+            "ms",
+            "10 queued",
+            per_small,
+            per_large / per_small,
+            "<= 1.5x",
+            per_large / per_small <= 1.5,
+        ),
+        Figure(
+            f"backend RSS per running rollout ({running['most_running']} sleeping)",
+            running["rss_per_running_kib"],
+            "KiB",
+            "RSS idle (KiB)",
+            running["rss_idle_kib"],
+            None,
+            "report",
+            None,
+        ),
+        Figure(
+            "create -> running, p99 (200 at once)",
+            running["create_to_running_p99_ms"],
+            "ms",
+            "p50",
+            running["create_to_running_p50_ms"],
+            None,
+            "report",
+            None,
+        ),
+        Figure(
+            f"{drain['rollouts']} queued nop rollouts drained",
+            drain["rollouts_per_sec"],
+            "/s",
+            "",
+            None,
+            None,
+            "report",
+            None,
+        ),
+        Figure(
+            "live lag, 200 chatty rollouts, 10 tailers, p99",
+            live["print_p99_ms"],
+            "ms",
+            "p50",
+            live["print_p50_ms"],
+            None,
+            "<= 100 ms",
+            live["print_p99_ms"] <= 100 and live["complete"],
+        ),
+    ]
+    try:
+        ray = scale.bench_ray(root)
+    except Exception as exc:  # no Ray, no namespaces here: said, not fatal
+        print(f"... ray skipped: {exc}", file=sys.stderr)
+        return figures
+    figures.append(
+        Figure(
+            "Ray rollouts/s, two worker nodes",
+            ray["per_sec_2_workers"],
+            "/s",
+            "one worker node",
+            ray["per_sec_1_workers"],
+            ray["two_over_one"],
+            "report",
+            None,
+        )
+    )
+    return figures
+
+
+SECTIONS = ("stream", "live", "tail", "startup", "backend", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -439,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             section("startup", lambda: startup_figures(backend, large, args.runs))
     section("live", lambda: live_figures(root))
     section("backend", lambda: backend_figures(root, args.rollouts, args.runs))
+    section("scale", lambda: scale_figures(root))
 
     header = (
         f"{'figure':<44} {'value':>12} {'unit':<9} {'anchor (same run)':<28} "

@@ -24,6 +24,7 @@ from envpools_cli.cli_errors import CLIError, UsageProblem
 __all__ = [
     "LOCAL_PROFILE",
     "SANDBOXES",
+    "ServeOptions",
     "Started",
     "default_data_dir",
     "ensure_local_key",
@@ -158,6 +159,43 @@ def record_profile(url: str) -> bool:
     return make_current
 
 
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the backend schedules, as ``local up`` passes it on to ``local serve``."""
+
+    max_running: int | None = None
+    cpu_overcommit: float | None = None
+    executor: str | None = None
+    ray_address: str | None = None
+
+    def flags(self) -> list[str]:
+        found: list[str] = []
+        if self.executor is not None:
+            found += ["--executor", self.executor]
+        if self.ray_address is not None:
+            found += ["--ray-address", self.ray_address]
+        if self.max_running is not None:
+            found += ["--max-running", str(self.max_running)]
+        if self.cpu_overcommit is not None:
+            found += ["--cpu-overcommit", f"{self.cpu_overcommit:g}"]
+        return found
+
+    def conflicts(self, health: dict[str, Any]) -> list[str]:
+        """What a running backend does differently from these options."""
+        scheduling = health.get("scheduling") or {}
+        found = []
+        for name, flag in (
+            ("max_running", "--max-running"),
+            ("cpu_overcommit", "--cpu-overcommit"),
+        ):
+            wanted = getattr(self, name)
+            if wanted is not None and scheduling.get(name) != wanted:
+                found.append(f"{flag} {scheduling.get(name)}")
+        if self.executor is not None and scheduling.get("executor") != self.executor:
+            found.append(f"--executor {scheduling.get('executor')}")
+        return found
+
+
 @dataclass
 class Started:
     """What ``start`` found or made: the backend's record, its data dir, key and profile."""
@@ -191,25 +229,33 @@ def start(
     data_dir: Path | None,
     timeout: float,
     sandbox: str | None,
+    options: ServeOptions | None = None,
     info: Say = _silent,
     warn: Say = _silent,
 ) -> Started:
     """The backend running (started in the background unless it already is), with a key
     and the 'local' profile pointing at it."""
     choice = sandbox_choice(sandbox)
+    options = options or ServeOptions()
     directory = data_dir or default_data_dir()
     state = running_state()
     started = state is None
     if state is None:
-        state = _spawn(host, port, directory, timeout, choice, info)
+        state = _spawn(host, port, directory, timeout, choice, options, info)
     else:
         directory = Path(state.get("data_dir") or directory)
-        running = (healthy(str(state["url"])) or {}).get("sandbox")
+        health = healthy(str(state["url"])) or {}
+        running = health.get("sandbox")
         if choice not in (None, "auto", running):
             raise CLIError(
                 f"a local backend is already running at {state['url']} with the {running} "
                 f"sandbox, not {choice}",
                 hint=f"stop it first: envpools local down && envpools local up --sandbox {choice}",
+            )
+        if differs := options.conflicts(health):
+            raise CLIError(
+                f"a local backend is already running at {state['url']} with {', '.join(differs)}",
+                hint="stop it first (envpools local down), then start it with the new options",
             )
     where, fresh = ensure_local_key(LOCAL_PROFILE, directory, warn=warn)
     made_current = record_profile(str(state["url"]))
@@ -217,7 +263,13 @@ def start(
 
 
 def _spawn(
-    host: str, port: int, data_dir: Path, timeout: float, sandbox: str | None, info: Say
+    host: str,
+    port: int,
+    data_dir: Path,
+    timeout: float,
+    sandbox: str | None,
+    options: ServeOptions,
+    info: Say,
 ) -> dict[str, Any]:
     log = log_file()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +287,7 @@ def _spawn(
         "--data-dir",
         str(data_dir),
         *(["--sandbox", sandbox] if sandbox else []),
+        *options.flags(),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("ENVPOOLS_API_KEY", "SYNTH_API_KEY"):  # the server needs no client key

@@ -64,7 +64,8 @@ ConcurrencyOpt = Annotated[
         metavar="N",
         min=1,
         max=1024,
-        help="Rollouts in flight at once (default 4; the pool may cap it further).",
+        help="Rollouts in flight at once (default 4); a backend that runs fewer at once "
+        "says so, with the setting to change.",
         show_default=False,
     ),
 ]
@@ -392,11 +393,14 @@ def _run(
     junit: Path | None,
     retry_errors: bool = False,
 ) -> None:
-    from envpools_cli.jobs.lifecycle import describe, job_stats
+    from envpools_cli.jobs.lifecycle import concurrency_note, describe, job_stats
     from envpools_cli.jobs.run import Runner
     from envpools_cli.jobs.store import JobBusy
     from envpools_cli.output.jobs import emit_result, make_progress
+    from envpools_cli.output.messages import warn
 
+    if concurrency > 1 and (note := concurrency_note(conn, concurrency)):
+        warn(note)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         with store.lock(job):

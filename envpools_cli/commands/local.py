@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,6 +44,78 @@ SandboxOpt = Annotated[
         "process (env ENVPOOLS_SANDBOX; default auto).",
     ),
 ]
+MaxRunningOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-running",
+        metavar="N",
+        min=1,
+        help="Rollouts running at once at most, on top of what the machine's cores, memory "
+        "and open files allow (env ENVPOOLS_MAX_RUNNING; default: no extra cap).",
+        show_default=False,
+    ),
+]
+OvercommitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--cpu-overcommit",
+        metavar="X",
+        min=0.01,
+        max=1000,
+        help="CPUs rollouts may reserve per core: agents mostly wait on their provider "
+        "(env ENVPOOLS_CPU_OVERCOMMIT; default 8).",
+        show_default=False,
+    ),
+]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        metavar="NAME",
+        help="Where rollouts run: local (this machine) or ray (a Ray cluster; needs "
+        "pip install 'envpools[ray]' and --ray-address; env ENVPOOLS_EXECUTOR).",
+        show_default=False,
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="The Ray cluster's head for --executor ray ('auto': the one started on this "
+        "machine; env ENVPOOLS_RAY_ADDRESS).",
+        show_default=False,
+    ),
+]
+
+
+def _settings(
+    data_dir: Path | None,
+    sandbox: str | None,
+    max_running: int | None,
+    cpu_overcommit: float | None,
+    executor: str | None = None,
+    ray_address: str | None = None,
+) -> Any:
+    """The backend's settings: the environment, then the flags (a bad value: exit 2)."""
+    from envpools_cli.server.settings import ServerSettings, SettingError
+
+    try:
+        settings = ServerSettings.from_env(data_dir or default_data_dir())
+        if choice := sandbox_choice(sandbox):
+            settings.sandbox = choice
+        if max_running is not None:
+            settings.max_running = max_running
+        if cpu_overcommit is not None:
+            settings.cpu_overcommit = cpu_overcommit
+        if executor is not None:
+            settings.executor = executor
+        if ray_address is not None:
+            settings.ray_address = ray_address
+        settings.check()
+    except SettingError as exc:
+        raise UsageProblem(str(exc)) from None
+    return settings
 
 
 @app.command("serve")
@@ -53,6 +125,10 @@ def serve(
     data_dir: DataDirOpt = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
     sandbox: SandboxOpt = None,
+    max_running: MaxRunningOpt = None,
+    cpu_overcommit: OvercommitOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run the local backend in the foreground (Ctrl-C stops it).
 
@@ -60,8 +136,9 @@ def serve(
     """
     from envpools_cli.server.sandbox.limits import OpenFilesTooLow
     from envpools_cli.server.serve import serve as run_server
-    from envpools_cli.server.settings import ServerSettings
+    from envpools_cli.server.settings import SettingError
 
+    settings = _settings(data_dir, sandbox, max_running, cpu_overcommit, executor, ray_address)
     state = running_state() if port != 0 else None
     if state is not None:
         raise CLIError(
@@ -69,14 +146,8 @@ def serve(
             hint="stop it with 'envpools local down'",
         )
     try:
-        settings = ServerSettings.from_env(data_dir or default_data_dir())
-    except ValueError as exc:  # a setting in the environment that does not parse
-        raise UsageProblem(str(exc)) from None
-    if choice := sandbox_choice(sandbox):
-        settings.sandbox = choice
-    try:
         run_server(settings, host=host, port=port, state_file=state_file(), log_level=log_level)
-    except OpenFilesTooLow as exc:
+    except (SettingError, OpenFilesTooLow) as exc:  # found while starting
         raise CLIError(str(exc)) from None
 
 
@@ -89,6 +160,10 @@ def up(
         float, typer.Option("--timeout", help="Seconds to wait for it.")
     ] = 60.0,
     sandbox: SandboxOpt = None,
+    max_running: MaxRunningOpt = None,
+    cpu_overcommit: OvercommitOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -100,6 +175,12 @@ def up(
     --sandbox picks how rollouts are isolated: container (each task in its own image,
     podman or Docker), bwrap (bubblewrap over the host's tools) or process (none);
     auto, the default, takes the first that works here.
+
+    Rollouts run at once as far as the machine allows: each reserves its task's cpus
+    and memory_mb, against cores x --cpu-overcommit, most of the memory and the
+    open-files limit; --max-running caps the count on top. 'envpools local status'
+    shows how many run at once. --executor ray --ray-address HOST:PORT runs them on a
+    Ray cluster's nodes instead (README: Running at scale).
 
     Example: envpools local up --sandbox container && envpools rollouts list
     """
@@ -114,6 +195,7 @@ def up(
         data_dir=data_dir,
         timeout=wait_timeout,
         sandbox=sandbox,
+        options=local_backend.ServeOptions(max_running, cpu_overcommit, executor, ray_address),
         info=info,
         warn=warn,
     )
@@ -148,7 +230,11 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
     Example: envpools local status -o json
     """
     from envpools_cli.output.formats import emit_record
-    from envpools_cli.output.local_backend import describe_builds, describe_sandbox
+    from envpools_cli.output.local_backend import (
+        describe_builds,
+        describe_sandbox,
+        describe_scheduling,
+    )
 
     fmt = output_format(output, as_json, False)
     state = running_state()
@@ -164,6 +250,7 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         "sandbox": health.get("sandbox"),
         "sandbox_detail": health.get("sandbox_detail"),
         "data_dir": state.get("data_dir"),
+        "scheduling": health.get("scheduling"),
         "uptime_sec": round(time.time() - float(state.get("started_at", time.time()))),
         "log_file": str(log_file()),
     }
@@ -172,6 +259,7 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         record["sandbox"] = describe_sandbox(health)
         if builds := describe_builds(health):
             record["builds"] = builds
+        record["runs_at_once"] = describe_scheduling(record.pop("scheduling") or {})
         if note := detail.get("container_unavailable"):
             record["sandbox_note"] = f"not the container driver: {note}"
     emit_record(record, fmt)

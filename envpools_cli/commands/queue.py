@@ -31,6 +31,7 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt
             Column("POOL", "pool_id", render=lambda v: v or "(ad hoc)", kind="id"),
             Column("QUEUED", "queued"),
             Column("RUNNING", "running"),
+            Column("NEXT WAITS FOR", "waiting.message", render=lambda v: v or "", ratio=3),
         ],
         fields=parse_fields(fields),
         empty="No pools.",
@@ -38,3 +39,9 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False, fields: FieldsOpt
     from envpools_cli.output.messages import info
 
     info(f"total: {data.get('total_queued', 0)} queued, {data.get('total_running', 0)} running")
+    scheduling = data.get("scheduling")
+    if isinstance(scheduling, dict):
+        from envpools_cli.output.queue import scheduling_lines
+
+        for line in scheduling_lines(scheduling):
+            info(line)

@@ -22,6 +22,7 @@ from envpools_cli.models import RolloutStatus
 
 __all__ = [
     "cancel_job",
+    "concurrency_note",
     "create_job",
     "delete_job",
     "describe",
@@ -130,6 +131,38 @@ def create_job(
             with contextlib.suppress(ep.APIError, ep.TransportError):
                 ep.delete_pool(pool_id, **conn)
         raise
+
+
+def concurrency_note(conn: dict[str, Any], concurrency: int) -> str | None:
+    """What to tell someone asking for ``-n`` above what the backend runs at once.
+
+    A backend that says how many rollouts it runs at once (the local one, in its queue
+    status) and runs fewer than ``concurrency``: the number and the knob to turn. Other
+    backends, or one that cannot be asked: nothing (the job runs all the same).
+    """
+    try:
+        status = ep.get_queue_status(**_conn_only(conn))
+    except (ep.APIError, ep.TransportError):
+        return None
+    scheduling = status.get("scheduling") if isinstance(status, dict) else None
+    if not isinstance(scheduling, dict):
+        return None
+    capacity = scheduling.get("capacity") or {}
+    at_once = capacity.get("runs_at_once")
+    if not isinstance(at_once, int) or concurrency <= at_once:
+        return None
+    how = {
+        "cpus": "envpools local up --cpu-overcommit X",
+        "memory": "ENVPOOLS_MEMORY_FRACTION, or tasks asking for less memory_mb",
+        "open_files": "a higher open-files limit (ulimit -n) for the backend",
+        "max_running": "envpools local up --max-running N",
+        "sandbox_slots": "more worker nodes (or sandbox slots) in the Ray cluster",
+    }.get(str(capacity.get("limited_by")), "envpools local up --max-running N")
+    return (
+        f"-n {concurrency}: the backend runs at most {at_once} rollouts at once "
+        f"(limited by {capacity.get('limited_by')}); the others wait in its queue. "
+        f"For more at once: {how} (envpools local down first)"
+    )
 
 
 def job_stats(job: Job, store: JobStore) -> JobStats:

@@ -69,6 +69,29 @@ def capability_sections(caps: dict[str, Any]) -> list[Section]:
         offers.add("Not offered", [k.replace("_", "-") for k, v in features.items() if not v])
     shown |= {"pool_types", "templates", "features"}
 
+    scheduling = Section("Scheduling")
+    plan = caps.get("scheduling")
+    if isinstance(plan, dict):
+        capacity = plan.get("capacity") or {}
+        scheduling.add("Executor", plan.get("executor"))
+        scheduling.add(
+            "At once",
+            f"{plan.get('runs_at_once')} default-sized rollouts (limited by "
+            f"{plan.get('limited_by')}); more: {plan.get('how_to_raise')}",
+        )
+        if "cores" in capacity:
+            scheduling.add(
+                "Capacity",
+                f"{capacity.get('cpus'):g} cpus ({capacity.get('cores')} cores x overcommit "
+                f"{capacity.get('cpu_overcommit'):g}), {capacity.get('memory_mb')} MB memory, "
+                f"open files {capacity.get('open_files_limit')}",
+            )
+        scheduling.add("Max running", plan.get("max_running") or "no cap")
+        for node in plan.get("nodes") or []:
+            if isinstance(node, dict):
+                scheduling.add(f"Node {node.get('name')}", _node_line(node))
+    shown.add("scheduling")
+
     datasets = Section("Datasets")
     for name, tasks in sorted((caps.get("datasets") or {}).items()):
         datasets.add(name, tasks)
@@ -78,4 +101,15 @@ def capability_sections(caps: dict[str, Any]) -> list[Section]:
     for key, value in caps.items():
         if key not in shown:
             other.add(key, value)
-    return [summary, agents, backends, offers, datasets, other]
+    return [summary, agents, backends, offers, scheduling, datasets, other]
+
+
+def _node_line(node: dict[str, Any]) -> str:
+    parts = ["alive" if node.get("alive", True) else "DEAD"]
+    if node.get("address"):
+        parts.append(str(node["address"]))
+    resources = node.get("resources")
+    if isinstance(resources, dict) and resources:
+        parts.append(", ".join(f"{k} {v:g}" for k, v in sorted(resources.items())))
+    parts.append(f"{node.get('running', 0)} running")
+    return " · ".join(parts)

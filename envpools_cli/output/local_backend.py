@@ -7,7 +7,7 @@ from typing import Any
 from envpools_cli.output.formats import emit_record
 from envpools_cli.output.messages import info, success, warn
 
-__all__ = ["describe_builds", "describe_sandbox", "show_started"]
+__all__ = ["describe_builds", "describe_sandbox", "describe_scheduling", "show_started"]
 
 
 def describe_sandbox(health: dict[str, Any]) -> str:
@@ -39,6 +39,28 @@ def describe_builds(health: dict[str, Any]) -> str | None:
     return "; ".join(parts)
 
 
+def describe_scheduling(scheduling: dict[str, Any]) -> str:
+    """``16 at once (cpus: 2 cores x overcommit 8), max running: none``: for people."""
+    if not scheduling:
+        return "?"
+    capacity = scheduling.get("capacity") or {}
+    limit = scheduling.get("limited_by")
+    overcommit = scheduling.get("cpu_overcommit")
+    shown = f"{overcommit:g}" if isinstance(overcommit, int | float) else "?"
+    why = {
+        "cpus": f"cpus: {capacity.get('cores')} cores x overcommit {shown}",
+        "memory": f"memory: {capacity.get('memory_mb')} MB for rollouts",
+        "open_files": f"open files: limit {capacity.get('open_files_limit')}",
+        "max_running": "--max-running",
+        "sandbox_slots": "the cluster's sandbox slots",
+    }.get(str(limit), str(limit))
+    text = f"{scheduling.get('runs_at_once')} rollouts at once ({why})"
+    if scheduling.get("executor") not in (None, "local"):
+        text += f", executor {scheduling['executor']}"
+    cap = scheduling.get("max_running")
+    return text + f", max running: {cap if cap is not None else 'no cap'}"
+
+
 def show_started(record: dict[str, Any], health: dict[str, Any], fmt: str) -> None:
     """The result of ``local up``: the record in machine formats, a few lines for people."""
     if fmt != "table":
@@ -56,6 +78,8 @@ def show_started(record: dict[str, Any], health: dict[str, Any], fmt: str) -> No
             "bubblewrap is not available: rollouts run as plain processes, without "
             "isolation (apt-get install bubblewrap)"
         )
+    if scheduling := health.get("scheduling"):
+        info(f"runs {describe_scheduling(scheduling)}")
     profile = record["profile"]
     info(f"profile {profile!r}: key in {record['key_stored_in']}; data in {record['data_dir']}")
     if not record["current_profile"]:

@@ -196,6 +196,9 @@ def event_time(envelope: dict[str, Any]) -> str:
 
 #: What the sections of ``rollout_sections`` show; anything else lands in "Other".
 _SHOWN_KEYS = {
+    "waiting",
+    "reservation",
+    "node",
     "rollout_id",
     "trial_id",
     "org_id",
@@ -260,6 +263,9 @@ def rollout_sections(
     error_code = _error_code(doc.get("error")) if doc.get("error") else None
     status = doc.get("status")
     summary.add("Status", f"{status} ({error_code})" if status and error_code else status)
+    waiting = dict_of("waiting")
+    if waiting:
+        summary.add("Waiting for", waiting.get("message") or waiting.get("code"))
     summary.add("Reward", _reward(doc.get("reward_primary")))
     rewards = {k: v for k, v in dict_of("rewards").items() if k != "reward"}
     if rewards:
@@ -285,6 +291,9 @@ def rollout_sections(
     task.add("Task app", doc.get("task_app_url") or doc.get("task_app_id"))
     task.add("Environment", doc.get("environment"))
     task.add("Resources", doc.get("resources"))
+    reserved = dict_of("reservation")
+    if reserved:
+        task.add("Reserves", f"{reserved.get('cpus')} cpus, {reserved.get('memory_mb')} MB")
 
     spec = dict_of("agent")
     agent = Section("Agent")
@@ -303,6 +312,9 @@ def rollout_sections(
         )
 
     timing = Section("Timing")
+    node = dict_of("node")
+    if node:
+        timing.add("Node", " ".join(str(node[k]) for k in ("name", "address") if node.get(k)))
     for label, key in (("Created", "created_at"), ("Started", "started_at")):
         timing.add(label, moment(doc.get(key), terminal=terminal))
     timing.add("Finished", moment(doc.get("finished_at"), terminal=terminal))

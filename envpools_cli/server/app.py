@@ -24,10 +24,11 @@ from envpools_cli.server.errors import (
     install_error_handlers,
     resources,
 )
+from envpools_cli.server.scheduling.executor import Executor
 from envpools_cli.server.scheduling.scheduler import Scheduler
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.services.schemas import with_custom_agents
-from envpools_cli.server.settings import ServerSettings
+from envpools_cli.server.settings import ServerSettings, SettingError
 from envpools_cli.server.view import Sessions, ViewConfig, create_view_app
 
 __all__ = ["LocalBackend", "create_app"]
@@ -51,8 +52,10 @@ class LocalBackend:
 
     def __init__(self, settings: ServerSettings | None = None, *, start_scheduler: bool = True):
         self.settings = settings or ServerSettings.from_env()
+        self.settings.check()
         self.ctx = ServerContext.create(self.settings)
-        self.scheduler = Scheduler(self.ctx)
+        self.executor = make_executor(self.ctx)
+        self.scheduler = Scheduler(self.ctx, self.executor)
         self.service = Service(self.ctx, self.scheduler)
         self.start_scheduler = start_scheduler
         self.app = create_app(self)
@@ -63,6 +66,7 @@ class LocalBackend:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        self.ctx.writer.stop()
         if lost := self.ctx.ends.flush():
             log.error(
                 "the store did not take the end of %d rollout(s) before the backend stopped "
@@ -71,6 +75,26 @@ class LocalBackend:
                 ", ".join(lost[:10]),
             )
         self.ctx.store.close()
+
+
+def make_executor(ctx: ServerContext) -> Executor:
+    """Where this backend's trials run (``settings.executor``)."""
+    if ctx.settings.executor == "ray":
+        try:
+            from envpools_cli.server.scheduling.ray import RayExecutor
+        except ImportError as exc:
+            raise SettingError(
+                f"the ray executor needs Ray ({exc}): pip install 'envpools[ray]'"
+            ) from None
+        try:
+            return RayExecutor(ctx)
+        except Exception as exc:  # what Ray says when it cannot join the cluster
+            raise SettingError(
+                f"cannot join the Ray cluster at {ctx.settings.ray_address}: {exc}"
+            ) from None
+    from envpools_cli.server.scheduling.local import LocalExecutor
+
+    return LocalExecutor(ctx)
 
 
 def create_app(backend: LocalBackend) -> FastAPI:

@@ -9,7 +9,15 @@ from pathlib import Path
 from envpools_cli import paths
 from envpools_cli.server.sandbox.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, Limits, parse_limits
 
-__all__ = ["ServerSettings", "agents_dir_for"]
+__all__ = ["EXECUTORS", "ServerSettings", "SettingError", "agents_dir_for"]
+
+EXECUTORS = ("local", "ray")
+DEFAULT_CPU_OVERCOMMIT = 8.0
+DEFAULT_MEMORY_FRACTION = 0.8
+
+
+class SettingError(ValueError):
+    """A setting (flag or ``ENVPOOLS_*`` variable) the backend cannot use; says which."""
 
 
 def agents_dir_for(data_dir: Path) -> Path:
@@ -18,8 +26,16 @@ def agents_dir_for(data_dir: Path) -> Path:
     return Path(value) if value else data_dir / "agents"
 
 
-def _cpu_count() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+def _number(name: str, text: str, *, integer: bool = False, most: float | None = None) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise SettingError(f"{name}={text!r}: expected {kind} above 0") from None
+    if not value > 0 or value != value or (most is not None and value > most):
+        bound = f" and at most {most:g}" if most is not None else ""
+        raise SettingError(f"{name}={text!r}: expected a value above 0{bound}")
+    return value
 
 
 @dataclass
@@ -32,7 +48,19 @@ class ServerSettings:
     data_dir: Path = field(default_factory=lambda: paths.data_dir() / "local")
     heartbeat_sec: float = 15.0
     default_concurrency: int = 2
-    max_running: int = field(default_factory=lambda: max(2, _cpu_count()))
+    """Rollouts at once of a pool that sets no ``concurrency`` (and of ad-hoc rollouts)."""
+    max_running: int | None = None
+    """Rollouts running at once on top of the resource accounting (None: resources only)."""
+    cpu_overcommit: float = DEFAULT_CPU_OVERCOMMIT
+    """CPUs reserved per core: agents mostly wait on their provider."""
+    memory_fraction: float = DEFAULT_MEMORY_FRACTION
+    """The share of this machine's memory that running rollouts may reserve."""
+    executor: str = "local"
+    """Where trials run: ``local`` (threads on this machine) or ``ray`` (a Ray cluster)."""
+    ray_address: str | None = None
+    """The Ray cluster (``HOST:PORT`` of its head, or ``auto``) for ``executor = "ray"``."""
+    ray_resource: str = "sandbox_slot"
+    """The custom per-node resource a Ray trial takes one of: nodes that offer it run trials."""
     default_agent_timeout_sec: int = 600
     default_verifier_timeout_sec: int = 600
     sandbox: str = field(default_factory=lambda: os.environ.get("ENVPOOLS_SANDBOX") or "auto")
@@ -81,15 +109,39 @@ class ServerSettings:
         if value := os.environ.get("ENVPOOLS_PRICE_TABLE"):
             settings.price_table = Path(value)
         if value := os.environ.get("ENVPOOLS_MAX_RUNNING"):
-            settings.max_running = int(value)
+            settings.max_running = int(_number("ENVPOOLS_MAX_RUNNING", value, integer=True))
+        if value := os.environ.get("ENVPOOLS_CPU_OVERCOMMIT"):
+            settings.cpu_overcommit = _number("ENVPOOLS_CPU_OVERCOMMIT", value, most=1000)
+        if value := os.environ.get("ENVPOOLS_MEMORY_FRACTION"):
+            settings.memory_fraction = _number("ENVPOOLS_MEMORY_FRACTION", value, most=1)
+        if value := os.environ.get("ENVPOOLS_EXECUTOR"):
+            settings.executor = value
+        if value := os.environ.get("ENVPOOLS_RAY_ADDRESS"):
+            settings.ray_address = value
+        if value := os.environ.get("ENVPOOLS_RAY_RESOURCE"):
+            settings.ray_resource = value
         if value := os.environ.get("ENVPOOLS_SANDBOX_UID"):
             settings.sandbox_uid = int(value)
         if value := os.environ.get("ENVPOOLS_MIN_FREE_MB"):
-            settings.min_free_mb = int(value)
+            settings.min_free_mb = int(_number("ENVPOOLS_MIN_FREE_MB", value, integer=True))
         if value := os.environ.get("ENVPOOLS_MAX_REQUEST_MB"):
-            settings.max_request_bytes = int(float(value) * 1024 * 1024)
+            megabytes = _number("ENVPOOLS_MAX_REQUEST_MB", value)
+            settings.max_request_bytes = int(megabytes * 1024 * 1024)
         settings.limits = parse_limits(os.environ.get("ENVPOOLS_SANDBOX_LIMITS"), settings.limits)
         settings.limit_maxima = parse_limits(
             os.environ.get("ENVPOOLS_SANDBOX_MAX_LIMITS"), settings.limit_maxima
         )
         return settings
+
+    def check(self) -> None:
+        """Raise SettingError for a combination the backend cannot start with."""
+        if self.executor not in EXECUTORS:
+            choices = ", ".join(EXECUTORS)
+            raise SettingError(f"executor {self.executor!r}: expected one of {choices}")
+        if self.executor == "ray" and not self.ray_address:
+            raise SettingError(
+                "the ray executor needs the cluster's address: --ray-address HOST:PORT "
+                "(or ENVPOOLS_RAY_ADDRESS; 'auto' finds a cluster started on this machine)"
+            )
+        if self.max_running is not None and self.max_running < 1:
+            raise SettingError(f"max_running {self.max_running}: expected 1 or more")

@@ -28,6 +28,7 @@ __all__ = [
     "expand_env",
     "load_task",
     "parse_dockerfile",
+    "task_environment",
 ]
 
 DEFAULT_WORKDIR = "/app"
@@ -320,6 +321,31 @@ def _not_a_task(path: str | Path) -> TaskError:
         f"{str(path)!r} is not a Harbor task folder the local backend can read "
         "(it needs instruction.md and tests/test.sh)",
     )
+
+
+_ENVIRONMENTS: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def task_environment(path: str | Path) -> dict[str, Any]:
+    """``task.toml``'s ``[environment]`` ({} when it cannot be read: the run will say why).
+
+    Read at every create (what a rollout reserves), so kept per file version.
+    """
+    toml_file = Path(path).expanduser() / "task.toml"
+    try:
+        if toml_file.is_symlink():
+            return {}
+        info = toml_file.stat()
+        key = (str(toml_file), info.st_mtime_ns, info.st_size)
+        if (found := _ENVIRONMENTS.get(key)) is None:
+            section = tomllib.loads(toml_file.read_text()).get("environment")
+            found = section if isinstance(section, dict) else {}
+            if len(_ENVIRONMENTS) > 1024:
+                _ENVIRONMENTS.clear()
+            _ENVIRONMENTS[key] = found
+    except (OSError, ValueError):
+        return {}
+    return dict(found)
 
 
 def load_task(path: str | Path) -> HarborTask:

@@ -96,8 +96,13 @@ class TestCapabilitiesAndQueue:
             "-q",
         )
         table = cli("queue", "status")
-        assert table.lines() == ["POOL\tQUEUED\tRUNNING", "paused\t1\t0"]
+        assert table.lines() == [
+            "POOL\tQUEUED\tRUNNING\tNEXT WAITS FOR",
+            "paused\t1\t0\tpool 'paused' runs 0 of its concurrency 0; raise it with "
+            "envpools pools update paused --concurrency N",
+        ]
         assert "1 queued" in table.err
+        assert "default-sized rollouts at once" in table.err
         assert cli("queue", "status", "--json").json()["total_queued"] == 1
 
 

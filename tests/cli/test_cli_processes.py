@@ -30,9 +30,12 @@ def _down() -> None:
     envpools_subprocess("local", "down")
 
 
+@pytest.mark.timeout(300)  # a dozen envpools processes, one after the other
 def test_local_up_status_keys_down(file_keys: None) -> None:
     try:
-        up = envpools_subprocess("local", "up", "--port", "0", "-o", "json")
+        up = envpools_subprocess(
+            "local", "up", "--port", "0", "--max-running", "40", "--cpu-overcommit", "16", "--json"
+        )
         assert up.returncode == 0, up.stderr
         state = json.loads(up.stdout)
         assert state["running"] and state["profile"] == "local" and state["new_key"]
@@ -40,9 +43,15 @@ def test_local_up_status_keys_down(file_keys: None) -> None:
         again = envpools_subprocess("local", "up", "--port", "0", "-o", "json")
         assert json.loads(again.stdout)["started"] is False
         assert json.loads(again.stdout)["new_key"] is False, "the stored key still works"
+        other = envpools_subprocess("local", "up", "--port", "0", "--max-running", "3")
+        assert other.returncode == 1 and "--max-running 40" in other.stderr, other.stderr
 
         status = envpools_subprocess("local", "status", "--json")
         assert status.returncode == 0 and json.loads(status.stdout)["url"] == state["url"]
+        scheduling = json.loads(status.stdout)["scheduling"]
+        assert scheduling["max_running"] == 40 and scheduling["cpu_overcommit"] == 16
+        table = envpools_subprocess("local", "status")
+        assert "overcommit 16" in table.stdout and "max running: 40" in table.stdout, table
         pools = envpools_subprocess("pools", "create", "p", "--local", str(EXAMPLE), "-q")
         assert pools.returncode == 0, pools.stderr
         run = envpools_subprocess(

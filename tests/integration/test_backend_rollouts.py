@@ -414,13 +414,15 @@ def test_priority_runs_first(backend: Backend, tmp_path: Path) -> None:
 
 def test_cancel_while_starting(backend: Backend) -> None:
     """A cancel that lands while the workspace is being prepared ends the rollout there."""
+    from envpools_cli.server.scheduling.reporting import StoreReporter, trial_input
     from envpools_cli.server.trial.runner import RolloutRunner
 
     backend.pool("paused", local_task("fix-failing-test", EXAMPLE), concurrency=0)
     rid = backend.rollout("paused", "fix-failing-test")["rollout_id"]
     server = backend.thread.backend
     assert server.scheduler._claim(rid), "queued -> starting"
-    runner = RolloutRunner(server.ctx, rid)
+    ctx = server.ctx
+    runner = RolloutRunner(trial_input(ctx, rid), ctx.site, StoreReporter(ctx, rid))
     runner.cancel.set()
     runner.run()
     done = ep.get_rollout(rid, **backend.conn)

@@ -39,14 +39,15 @@ def sdk_python() -> Path:
     return SDK_PYTHON
 
 
-def test_official_sdk_drives_the_local_backend(backend: Backend) -> None:
+def drive_with_official_sdk(url: str, key: str, free_key: str) -> None:
+    """Run every check of the SDK driver against the backend at ``url`` (also used by
+    tests/cluster against a Ray-backed backend)."""
     python = sdk_python()
-    free_key = backend.new_key("free")
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ["HOME"],
-        "SYNTH_BACKEND_URL": backend.url + "/api",  # the SDK strips a trailing /api
-        "SYNTH_API_KEY": backend.key,
+        "SYNTH_BACKEND_URL": url + "/api",  # the SDK strips a trailing /api
+        "SYNTH_API_KEY": key,
     }
     result = subprocess.run(
         [str(python), str(DRIVER), str(EXAMPLE), free_key],
@@ -59,3 +60,7 @@ def test_official_sdk_drives_the_local_backend(backend: Backend) -> None:
     checked = json.loads(result.stdout.strip().splitlines()[-1])["checked"]
     assert len(checked) == 38, checked  # every check in the driver ran and held
     assert checked[-1] == "plan check gating"
+
+
+def test_official_sdk_drives_the_local_backend(backend: Backend) -> None:
+    drive_with_official_sdk(backend.url, backend.key, backend.new_key("free"))

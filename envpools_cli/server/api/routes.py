@@ -662,4 +662,5 @@ def healthz(request: Request) -> dict[str, Any]:
         "version": __version__,
         "sandbox": svc.ctx.driver.name,
         "sandbox_detail": {k: v for k, v in report.items() if k != "driver"},
+        "scheduling": svc.scheduling_summary(),
     }

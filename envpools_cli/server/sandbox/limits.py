@@ -24,6 +24,7 @@ __all__ = [
     "Limits",
     "OpenFiles",
     "OpenFilesTooLow",
+    "asked_resources",
     "fit_open_files",
     "open_files_hard_limit",
     "parse_limits",
@@ -97,6 +98,19 @@ def _wanted(source: Mapping[str, Any]) -> dict[str, int]:
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             found[name] = int(value)
     return found
+
+
+def asked_resources(*sources: Mapping[str, Any] | None) -> dict[str, float]:
+    """What the sources ask for, as written (later sources win; ``cpus`` may be a fraction)."""
+    wanted: dict[str, float] = {}
+    for source in sources:
+        if not source:
+            continue
+        wanted.update(_wanted(source))
+        cpus = source.get("cpus")
+        if isinstance(cpus, int | float) and not isinstance(cpus, bool) and cpus > 0:
+            wanted["cpus"] = float(cpus)
+    return wanted
 
 
 def resolve_limits(

@@ -1,76 +1,115 @@
-"""Which queued rollout runs next, and cancelling at any stage.
+"""Which queued rollout runs next, admission by resources, and cancelling at any stage.
 
 Queued rollouts start in order of priority (higher first), then age, as long as their
-pool has a free slot (``concurrency``/``max_running``) and the machine-wide cap allows.
+pool has a free slot (``concurrency``/``max_running``) and the executor has room for
+what they reserve (``admission.py``). The queue lives in memory as well as in the
+database: a heap per pool, filled from the database once at start and then by each
+create, so that choosing the next rollout reads neither the whole queue nor any rollout
+document; it costs the same with 10 or 10,000 rollouts queued. When the first rollout
+in line does not fit (a heavy task), the ones behind it wait too, so that it is not
+starved by a stream of small ones.
+
 A restart marks rollouts that were starting/running/verifying as ``error``
 (``backend_restarted``); queued ones simply run.
 
-No rollout stays active without a runner: a runner thread that died without ending its
-rollout, or a rollout left active with no runner at all, is ended ``error``
-(``runner_lost``) within a few seconds. Below the data folder's free-space floor no
-queued rollout starts (it would fail half-way); they start once there is room again.
+No rollout stays active without a trial: a trial whose thread died without ending its
+rollout (``LocalExecutor.reap``), or a rollout left active that no executor has, is ended
+``error`` (``runner_lost``) within a few seconds. Below the data folder's free-space
+floor no queued rollout starts (it would fail half-way); they start once there is room.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from envpools_cli.models import ACTIVE_STATUSES as _ACTIVE
 from envpools_cli.models import TERMINAL_STATUSES
 from envpools_cli.server.context import ServerContext
-from envpools_cli.server.scheduling.memory import release_freed_memory
+from envpools_cli.server.scheduling.admission import Reservation, Usage, Waiting
+from envpools_cli.server.scheduling.executor import Executor
+from envpools_cli.server.scheduling.reporting import trial_input
 from envpools_cli.server.state.exhaustion import low_on_disk
 from envpools_cli.server.state.store import now_iso
-from envpools_cli.server.trial.runner import Outcome, RolloutRunner
+from envpools_cli.server.trial.runner import Outcome, runner_lost
 
 __all__ = ["ACTIVE_STATUSES", "Scheduler"]
 
 log = logging.getLogger("envpools.server.scheduler")
 
 ACTIVE_STATUSES: tuple[str, ...] = tuple(sorted(_ACTIVE))
-#: How long an active rollout may be seen without a runner before it is ended.
+#: How long an active rollout may be seen without a trial before it is ended.
 ORPHAN_GRACE_SEC = 2.0
 
+PoolKey = tuple[str, str | None]
+"""(org_id, pool_id); pool_id None for ad-hoc rollouts."""
 
-def _runner_lost(detail: str) -> Outcome:
-    return Outcome(
-        "error",
-        {"code": "runner_lost", "message": f"the backend lost this rollout's runner: {detail}"},
-    )
+
+@dataclass(order=True)
+class _Queued:
+    order: tuple[int, int]
+    """(-priority, creation order): the smallest starts first."""
+    rollout_id: str = field(compare=False)
+    key: PoolKey = field(compare=False)
+    reservation: Reservation = field(compare=False)
+    removed: bool = field(default=False, compare=False)
+
+
+@dataclass
+class DispatchStats:
+    """What dispatching costs: CPU time of the passes that launched rollouts."""
+
+    passes: int = 0
+    launched: int = 0
+    cpu_sec: float = 0.0
+    launch_cpu_sec: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        per = self.launch_cpu_sec / self.launched if self.launched else None
+        return {
+            "passes": self.passes,
+            "launched": self.launched,
+            "cpu_ms": round(self.cpu_sec * 1000, 3),
+            "cpu_ms_per_launch": round(per * 1000, 4) if per is not None else None,
+        }
 
 
 class Scheduler:
-    def __init__(self, ctx: ServerContext) -> None:
+    def __init__(self, ctx: ServerContext, executor: Executor) -> None:
         self.ctx = ctx
+        self.executor = executor
+        executor.bind(self._ended)
         self._cond = threading.Condition()
-        self._runners: dict[str, RolloutRunner] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._queues: dict[PoolKey, list[_Queued]] = {}
+        self._queued: dict[str, _Queued] = {}
+        self._running: dict[str, tuple[PoolKey, Reservation]] = {}
+        self._busy: dict[PoolKey, int] = {}
+        self._depth: dict[PoolKey, int] = {}
+        self._used = Usage()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self.stats = DispatchStats()
         self._orphans: dict[str, float] = {}
-        """Active rollouts seen without a runner, and since when."""
+        """Active rollouts seen without a trial, and since when."""
         self._low_on_disk = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         self.recover()
+        self._load()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stopping = True
-            runners = list(self._runners.values())
             self._cond.notify_all()
-        for runner in runners:
-            runner.shutting_down = True
-            runner.cancel.set()
-        for thread in list(self._threads.values()):
-            thread.join(timeout)
+        self.executor.stop(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -89,19 +128,89 @@ class Scheduler:
                 fallback=doc,
             )
 
+    def _load(self) -> None:
+        """The queue as the database has it: once, at start (no document is decoded)."""
+        for n, rollout_id, org_id, pool_id, priority, reservation in self.ctx.store.queued_index():
+            self.enqueue(
+                rollout_id,
+                org_id=org_id,
+                pool_id=pool_id,
+                priority=priority,
+                order=n,
+                reservation=Reservation.from_doc(reservation),
+                wake=False,
+            )
+        self.wake()
+
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
 
+    # --- the queue ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        rollout_id: str,
+        *,
+        org_id: str,
+        pool_id: str | None,
+        priority: int,
+        order: int,
+        reservation: Reservation,
+        wake: bool = True,
+    ) -> None:
+        """A rollout the database holds as ``queued`` (call once its insert is committed)."""
+        entry = _Queued((-priority, order), rollout_id, (org_id, pool_id), reservation)
+        with self._cond:
+            if rollout_id in self._queued or rollout_id in self._running:
+                return
+            self._queued[rollout_id] = entry
+            heapq.heappush(self._queues.setdefault(entry.key, []), entry)
+            self._depth[entry.key] = self._depth.get(entry.key, 0) + 1
+            if wake:
+                self._cond.notify_all()
+
+    def _forget(self, rollout_id: str) -> None:
+        """Leave the queue (cancelled); the heap drops the entry when it reaches the top."""
+        with self._cond:
+            entry = self._queued.pop(rollout_id, None)
+            if entry is not None:
+                entry.removed = True
+                self._shallower(entry.key)
+                self._cond.notify_all()
+
+    def _shallower(self, key: PoolKey) -> None:
+        depth = self._depth.get(key, 0) - 1
+        if depth > 0:
+            self._depth[key] = depth
+        else:
+            self._depth.pop(key, None)
+
+    def _head(self, key: PoolKey) -> _Queued | None:
+        heap = self._queues.get(key)
+        while heap and heap[0].removed:
+            heapq.heappop(heap)
+        if not heap:
+            self._queues.pop(key, None)
+            return None
+        return heap[0]
+
     # --- dispatch -------------------------------------------------------------------------
+
+    def load(self, org_id: str, pool_id: str | None) -> tuple[int, int]:
+        """(queued, running) of a pool, from memory: what a create checks against
+        ``max_queue`` and ``pool_tags`` routing weighs, without counting rows."""
+        key = (org_id, pool_id)
+        with self._cond:
+            return self._depth.get(key, 0), self._busy.get(key, 0)
 
     def running_in(self, pool_id: str | None) -> int:
         with self._cond:
-            return sum(1 for r in self._runners.values() if r.doc.get("pool_id") == pool_id)
+            return sum(n for (_, pool), n in self._busy.items() if pool == pool_id)
 
-    def _limit(self, org_id: str, pool_id: str | None) -> int:
-        pool = self.ctx.store.get_pool(org_id, pool_id) if pool_id else None
-        pool = pool or {}
+    def _limit(self, key: PoolKey) -> int:
+        org_id, pool_id = key
+        pool = (self.ctx.store.get_pool(org_id, pool_id) if pool_id else None) or {}
         limits = [
             v
             for v in (pool.get("concurrency"), pool.get("max_running"))
@@ -120,34 +229,48 @@ class Scheduler:
             try:
                 self._reap()
             except Exception:
-                log.exception("scheduler: looking for lost runners failed")
+                log.exception("scheduler: looking for lost trials failed")
             try:
                 self._dispatch()
             except Exception:
                 log.exception("scheduler dispatch failed")
 
     def _dispatch(self) -> None:
-        queued = self.ctx.store.rollouts_with_status("queued")
-        if not queued or self._disk_too_low():
+        """Launch queued rollouts until none can start: each step looks at one head per
+        pool that has a queue, never at the rollouts behind them."""
+        started = time.thread_time()
+        if self._disk_too_low():
             return
-        with self._cond:
-            busy: dict[tuple[str, str | None], int] = {}
-            for runner in self._runners.values():
-                key = (runner.doc["org_id"], runner.doc.get("pool_id"))
-                busy[key] = busy.get(key, 0) + 1
-            total = len(self._runners)
-        for doc in queued:
-            if total >= self.ctx.settings.max_running:
-                return
-            key = (doc["org_id"], doc.get("pool_id"))
-            if busy.get(key, 0) >= self._limit(*key):
-                continue
-            with self._cond:  # a cancel sees the rollout either queued or with its runner
-                if not self._claim(doc["rollout_id"]):
+        limits: dict[PoolKey, int] = {}
+        launched = 0
+        while True:
+            with self._cond:
+                keys = list(self._queues)
+            for key in keys:
+                if key not in limits:
+                    limits[key] = self._limit(key)
+            with self._cond:
+                if self._stopping:
+                    break
+                entry = self._next(limits)
+                if entry is None:
+                    break
+                self._queued.pop(entry.rollout_id, None)
+                heapq.heappop(self._queues[entry.key])
+                self._shallower(entry.key)
+                if not self._claim(entry.rollout_id):
                     continue
-                busy[key] = busy.get(key, 0) + 1
-                total += 1
-                self._launch(doc["rollout_id"])
+                self._running[entry.rollout_id] = (entry.key, entry.reservation)
+                self._busy[entry.key] = self._busy.get(entry.key, 0) + 1
+                self._used.add(entry.reservation)
+                launched += 1
+                self._launch(entry)
+        spent = time.thread_time() - started
+        self.stats.passes += 1
+        self.stats.cpu_sec += spent
+        if launched:
+            self.stats.launched += launched
+            self.stats.launch_cpu_sec += spent
 
     def _disk_too_low(self) -> bool:
         """Below the free-space floor: hold the queue (said once in the log)."""
@@ -161,36 +284,32 @@ class Scheduler:
         return self._low_on_disk
 
     def _reap(self) -> None:
-        """End what is active with no runner behind it: a runner thread that died without
-        ending its rollout, or an active rollout that never got one."""
-        with self._cond:
-            dead = [
-                (rollout_id, runner)
-                for rollout_id, runner in self._runners.items()
-                if (thread := self._threads.get(rollout_id)) is not None
-                and thread.ident is not None  # started
-                and not thread.is_alive()
-            ]
-        for rollout_id, runner in dead:
-            runner.end(_runner_lost("its thread stopped without ending it"))
-            self._forget(rollout_id, runner)
+        """End what is active with no trial behind it: a trial whose thread died without
+        ending its rollout (the executor's ``reap``), or an active rollout none has."""
+        self.executor.reap()
         active = self.ctx.store.rollout_ids_with_status(*ACTIVE_STATUSES)
         kept = self.ctx.ends.pending_ids()
         now = time.monotonic()
         with self._cond:
-            seen = {r for r in active if r not in self._runners and r not in kept}
+            seen = {r for r in active if r not in self._running and r not in kept}
         self._orphans = {r: self._orphans.get(r, now) for r in seen}
         for rollout_id, since in list(self._orphans.items()):
             if now - since >= ORPHAN_GRACE_SEC:
-                self._end_orphan(rollout_id, _runner_lost("it had none (it never started)"))
+                self._end_orphan(rollout_id, runner_lost("it had none (it never started)"))
                 self._orphans.pop(rollout_id, None)
 
-    def _forget(self, rollout_id: str, runner: RolloutRunner) -> None:
-        with self._cond:
-            if self._runners.get(rollout_id) is runner:
-                self._runners.pop(rollout_id, None)
-                self._threads.pop(rollout_id, None)
-            self._cond.notify_all()
+    def _next(self, limits: dict[PoolKey, int]) -> _Queued | None:
+        """The first rollout in line whose pool has a free slot, if it fits (under _cond)."""
+        heads = [h for key in list(self._queues) if (h := self._head(key)) is not None]
+        heads.sort()
+        capacity = self.executor.capacity()
+        for head in heads:
+            if self._busy.get(head.key, 0) >= limits.get(head.key, 0):
+                continue
+            if capacity.waiting(head.reservation, self._used) is not None:
+                return None  # it keeps its place: the ones behind it wait too
+            return head
+        return None
 
     def _claim(self, rollout_id: str) -> bool:
         """queued -> starting, unless something else (a cancel) got there first."""
@@ -203,36 +322,111 @@ class Scheduler:
         self.ctx.publish(rollout_id, "lifecycle", {"status": "starting", "previous": "queued"})
         return True
 
-    def _launch(self, rollout_id: str) -> None:
+    def _launch(self, entry: _Queued) -> None:
         try:
-            runner = RolloutRunner(self.ctx, rollout_id)
-        except KeyError:
-            return
-        thread = threading.Thread(
-            target=self._work, args=(runner,), name=f"rollout-{rollout_id}", daemon=True
-        )
-        with self._cond:
-            self._runners[rollout_id] = runner
-            self._threads[rollout_id] = thread
-        thread.start()
+            self.executor.start(trial_input(self.ctx, entry.rollout_id))
+        except KeyError:  # deleted meanwhile
+            self._release(entry.rollout_id)
+        except Exception as exc:
+            log.exception("rollout %s could not be started", entry.rollout_id)
+            self._release(entry.rollout_id)
+            error = {
+                "code": "internal",
+                "message": f"the {self.executor.name} executor could not start it: "
+                f"{type(exc).__name__}: {str(exc)[:500]}",
+            }
+            self.ctx.store.update_rollout(
+                entry.rollout_id, status="error", finished_at=now_iso(), error=error
+            )
+            self.ctx.publish(
+                entry.rollout_id,
+                "lifecycle",
+                {"status": "error", "previous": "starting", "error": error},
+            )
 
-    def _work(self, runner: RolloutRunner) -> None:
-        try:
-            runner.run()
-        except BaseException as exc:
-            log.exception("rollout %s: its runner failed", runner.rollout_id)
-            runner.end(_runner_lost(f"{type(exc).__name__}: {exc}"))
-        finally:
+    def _ended(self, rollout_id: str) -> None:
+        """The executor's word that a trial is over: its reservation is free again."""
+        self._release(rollout_id)
+
+    def _release(self, rollout_id: str) -> None:
+        with self._cond:
+            found = self._running.pop(rollout_id, None)
+            if found is not None:
+                key, reservation = found
+                self._busy[key] = max(0, self._busy.get(key, 0) - 1)
+                if not self._busy[key]:
+                    del self._busy[key]
+                self._used.remove(reservation)
+            self._cond.notify_all()
+
+    # --- why a rollout waits --------------------------------------------------------------
+
+    def waiting(self, rollout_id: str) -> dict[str, str] | None:
+        """Why a queued rollout has not started (None when it is not in the queue)."""
+        with self._cond:
+            entry = self._queued.get(rollout_id)
+            if entry is None:
+                return None
+            key, reservation = entry.key, entry.reservation
+            busy = self._busy.get(key, 0)
+            head = self._head(key)
+        limit = self._limit(key)
+        reason = self._pool_reason(key, busy, limit)
+        if reason is None:
             with self._cond:
-                if self._runners.get(runner.rollout_id) is runner:
-                    self._runners.pop(runner.rollout_id, None)
-                    self._threads.pop(runner.rollout_id, None)
-                idle = not self._runners
-                self._cond.notify_all()
-            # This thread's SQLite connection goes now rather than whenever the thread
-            # object is collected, and what the rollout freed goes back (memory.py).
-            self.ctx.store.close()
-            release_freed_memory(idle=idle)
+                reason = self.executor.capacity().waiting(reservation, self._used)
+        if reason is None and head is not None and head.rollout_id != rollout_id:
+            reason = Waiting(
+                "queue_order",
+                f"behind earlier or higher-priority rollouts of {_pool_name(key)}",
+            )
+        if reason is None:
+            reason = Waiting("dispatching", "it starts as soon as the scheduler gets to it")
+        return reason.describe()
+
+    def _pool_reason(self, key: PoolKey, busy: int, limit: int) -> Waiting | None:
+        if busy < limit:
+            return None
+        if key[1] is None:
+            return Waiting(
+                "pool_concurrency",
+                f"ad-hoc rollouts run {limit} at a time ({busy} running); put them in a pool "
+                "with a higher concurrency to run more",
+            )
+        return Waiting(
+            "pool_concurrency",
+            f"pool {key[1]!r} runs {busy} of its concurrency {limit}; raise it with "
+            f"envpools pools update {key[1]} --concurrency N",
+        )
+
+    def queue_report(self, org_id: str) -> dict[PoolKey, dict[str, Any]]:
+        """Per pool of ``org_id`` with a queue: why its next rollout waits."""
+        with self._cond:
+            keys = [k for k in self._queues if k[0] == org_id]
+            heads = {k: self._head(k) for k in keys}
+        found: dict[PoolKey, dict[str, Any]] = {}
+        for key, head in heads.items():
+            if head is not None:
+                found[key] = {"next": head.rollout_id, "waiting": self.waiting(head.rollout_id)}
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        with self._cond:
+            used = {
+                "running": self._used.running,
+                "cpus": round(self._used.cpus, 3),
+                "memory_mb": self._used.memory_mb,
+            }
+            queued = len(self._queued)
+        return {
+            **self.executor.describe(),
+            "reserved": used,
+            "queued": queued,
+            "dispatch": self.stats.describe(),
+        }
+
+    def refusal(self, reservation: Reservation, asked_memory_mb: int | None) -> str | None:
+        return self.executor.capacity().refusal(reservation, asked_memory_mb)
 
     # --- cancel ---------------------------------------------------------------------------
 
@@ -252,56 +446,29 @@ class Scheduler:
             else:
                 queued = False
         if queued:
+            self._forget(rollout_id)
             self.ctx.publish(
                 rollout_id,
                 "lifecycle",
                 {"status": "cancelled", "previous": "queued", "error": doc["error"]},
             )
-            self.wake()
             return doc
         if doc["status"] in TERMINAL_STATUSES:
             return doc
-        with self._cond:
-            runner = self._runners.get(rollout_id)
-            thread = self._threads.get(rollout_id)
-        if runner is not None:
-            runner.cancel.set()
-            if thread is not None:
-                thread.join(timeout=self.ctx.settings.cancel_grace_sec)
-            if not runner.ended:
-                # The runner did not get there in time (a stuck step): end it regardless.
-                # Its thread may still finish its step, but can no longer change the rollout.
-                runner.end(
-                    Outcome(
-                        "cancelled",
-                        {
-                            "code": "cancelled",
-                            "message": "cancelled by request; it did not stop within "
-                            f"{self.ctx.settings.cancel_grace_sec:g}s and was ended regardless",
-                        },
-                    )
-                )
-                with self._cond:
-                    if self._runners.get(rollout_id) is runner:
-                        self._runners.pop(rollout_id, None)
-                        self._threads.pop(rollout_id, None)
-                    self._cond.notify_all()
-        else:
+        if not self.executor.cancel(rollout_id):
             self._end_orphan(rollout_id)
         return store.get_rollout(rollout_id) or doc
 
     def _end_orphan(self, rollout_id: str, outcome: Outcome | None = None) -> None:
-        """An active rollout with no runner (its runner failed to start): end it here.
-
-        Under the lock no runner can take it; a runner that had it ended it before letting
-        go, so the store (or the ends kept in memory) shows that end.
-        """
+        """An active rollout with no trial (it failed to start, or its trial was lost):
+        end it here. Under the lock no trial can take it; a trial that had it ended it
+        before letting go, so the store (or the ends kept in memory) shows that end."""
         outcome = outcome or Outcome(
             "cancelled", {"code": "cancelled", "message": "cancelled by request"}
         )
         with self._cond:
-            if rollout_id in self._runners or self.ctx.ends.pending(rollout_id) is not None:
-                return
+            if rollout_id in self._running or self.ctx.ends.pending(rollout_id) is not None:
+                return  # its trial is there (or just ended)
             doc = self.ctx.store.get_rollout(rollout_id)
             if doc is None or doc["status"] not in ACTIVE_STATUSES:
                 return
@@ -311,3 +478,7 @@ class Scheduler:
                 {"status": outcome.status, "previous": doc["status"], "error": outcome.error},
                 fallback=doc,
             )
+
+
+def _pool_name(key: PoolKey) -> str:
+    return f"pool {key[1]!r}" if key[1] is not None else "ad-hoc rollouts"

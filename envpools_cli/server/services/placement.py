@@ -17,7 +17,6 @@ from envpools_cli.models import (
 )
 from envpools_cli.server.agents import AgentContext, Harness, harness_classes
 from envpools_cli.server.errors import ApiError, invalid
-from envpools_cli.server.scheduling.scheduler import ACTIVE_STATUSES
 from envpools_cli.server.services.pools import PoolService
 from envpools_cli.server.services.schemas import LocalRolloutRequest
 from envpools_cli.server.state.store import Org
@@ -180,8 +179,7 @@ class Router:
             for candidate in self.store.list_pools(org.org_id):
                 tags = set(candidate.get("tags") or []) | set(candidate.get("policy_tags") or [])
                 if wanted <= tags:
-                    counts = self.store.count_rollouts(org.org_id, candidate["pool_id"])
-                    load = counts.get("queued", 0) + sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
+                    load = sum(self.pools.scheduler.load(org.org_id, candidate["pool_id"]))
                     candidates.append(
                         (
                             load,
@@ -241,7 +239,7 @@ class Router:
                 )
         max_queue = pool.get("max_queue")
         if isinstance(max_queue, int):
-            queued = self.store.count_rollouts(org.org_id, pool_id).get("queued", 0)
+            queued = self.pools.scheduler.load(org.org_id, pool_id)[0]
             if queued >= max_queue:
                 raise ApiError(
                     429,

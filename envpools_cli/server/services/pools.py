@@ -181,6 +181,14 @@ class PoolService:
             "max_queue": pool.get("max_queue"),
             "spend_usd": round(self.store.pool_spend(org.org_id, pool_id), 6),
             "spend_limit_usd": pool.get("spend_limit_usd"),
+            "running_on": {
+                node: n
+                for (owner, node), n in self.store.running_on_nodes(
+                    org.org_id, ACTIVE_STATUSES
+                ).items()
+                if owner == pool_id
+            },
+            "executor": self.scheduler.executor.name,
         }
 
     # --- pool tasks -----------------------------------------------------------------------

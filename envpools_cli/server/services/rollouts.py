@@ -24,11 +24,13 @@ from envpools_cli.redaction import redact_fields
 from envpools_cli.server.agents import describe_harnesses
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.errors import ApiError
+from envpools_cli.server.scheduling.admission import Reservation, reservation_for
 from envpools_cli.server.scheduling.scheduler import ACTIVE_STATUSES, Scheduler
 from envpools_cli.server.services.placement import EXAMPLE_DATASET, Router, examples_dir
 from envpools_cli.server.services.pools import KNOWN_BACKENDS, PoolService
 from envpools_cli.server.state.exhaustion import low_on_disk
 from envpools_cli.server.state.store import Org, now_iso
+from envpools_cli.server.tasks import task_environment
 
 __all__ = ["Service", "redact"]
 
@@ -98,10 +100,23 @@ class Service:
 
     # --- rollouts -------------------------------------------------------------------------
 
+    def reservation(self, source: dict[str, Any]) -> Reservation:
+        """What a rollout of this task reserves; 422 when it could never run here."""
+        path = source.get("path")
+        reservation, asked = reservation_for(
+            task_environment(path) if path else None,
+            source.get("resources"),
+            max_memory_mb=self.ctx.settings.limit_maxima.memory_mb,
+        )
+        if problem := self.scheduler.refusal(reservation, asked):
+            raise ApiError(422, "exceeds_capacity", problem)
+        return reservation
+
     def validate(self, org: Org, body: Any) -> dict[str, Any]:
         try:
             request = self.router.parse_request(body)
-            pool, _, debug = self.router.route(org, request, body)
+            pool, source, debug = self.router.route(org, request, body)
+            self.reservation(source)
             self.router.check_credentials(org, request)
         except ApiError as exc:
             error = {"code": exc.code, "message": exc.message}
@@ -120,6 +135,7 @@ class Service:
     ) -> tuple[int, dict[str, Any]]:
         request = self.router.parse_request(body)
         pool, source, debug = self.router.route(org, request, body)
+        reservation = self.reservation(source)
         if request.dry_run:
             self.router.check_credentials(org, request)
             return 200, {
@@ -165,13 +181,25 @@ class Service:
             "dry_run": False,
             "task_source": {k: v for k, v in source.items() if k != "resources"},
             "resources": source.get("resources"),
+            "reservation": reservation.describe(),
             "routing": debug,
             "usage": None,
         }
         stored = redact(dict(body))
-        self.store.insert_rollout(doc, stored)
+        order = self.store.insert_rollout(doc, stored)
         self.ctx.publish(rollout_id, "lifecycle", {"status": "queued", "pool_id": doc["pool_id"]})
-        self.store.after_commit(self.scheduler.wake)
+
+        def enqueue() -> None:  # once committed (a create may be part of an idempotent one)
+            self.scheduler.enqueue(
+                rollout_id,
+                org_id=org.org_id,
+                pool_id=doc["pool_id"],
+                priority=int(doc["priority"]),
+                order=order,
+                reservation=reservation,
+            )
+
+        self.store.after_commit(enqueue)
         return 201, self.rollout_view(doc)
 
     def _room_for_rollouts(self) -> None:
@@ -192,7 +220,10 @@ class Service:
         return self.ctx.ends.overlay(doc)  # ended, even when the store has not taken it yet
 
     def get_rollout(self, org: Org, rollout_id: str) -> dict[str, Any]:
-        return self.rollout_view(self._rollout_or_404(org, rollout_id))
+        view = self.rollout_view(self._rollout_or_404(org, rollout_id))
+        if view["status"] == "queued" and (waiting := self.scheduler.waiting(rollout_id)):
+            view["waiting"] = waiting
+        return view
 
     def list_rollouts(
         self, org: Org, *, cursor: str | None, limit: int, **filters: Any
@@ -386,36 +417,72 @@ class Service:
                 EXAMPLE_DATASET: sorted(p.name for p in examples_dir().iterdir() if p.is_dir())
             },
             "heartbeat_sec": self.ctx.settings.heartbeat_sec,
+            "scheduling": self.scheduling_summary(),
             "backend": "envpools-local",
             "version": __version__,
         }
 
+    def scheduling_summary(self) -> dict[str, Any]:
+        """How many rollouts run at once and what to change for more (capabilities,
+        ``local status``, and the ``jobs run -n`` warning read it)."""
+        described = self.scheduler.executor.describe()
+        capacity = described["capacity"]
+        settings = self.ctx.settings
+        return {
+            "executor": described["name"],
+            "runs_at_once": capacity.get("runs_at_once"),
+            "limited_by": capacity.get("limited_by"),
+            "max_running": settings.max_running,
+            "cpu_overcommit": settings.cpu_overcommit,
+            "memory_fraction": settings.memory_fraction,
+            "default_concurrency": settings.default_concurrency,
+            "capacity": capacity,
+            "nodes": described.get("nodes", []),
+            "how_to_raise": _how_to_raise(str(capacity.get("limited_by")), described["name"]),
+        }
+
     def queue_status(self, org: Org) -> dict[str, Any]:
+        """Queued and running rollouts per pool (one count query, not the queue itself),
+        why each pool's next rollout waits, and the executor's capacity and nodes."""
+        counts = self.store.count_by_pool(org.org_id, ("queued", *ACTIVE_STATUSES))
+        pool_ids = [p["pool_id"] for p in self.store.list_pools(org.org_id)]
+        if any(pool is None for pool, _ in counts):
+            pool_ids.append(None)
+        reasons = self.scheduler.queue_report(org.org_id)
+        nodes = self.store.running_on_nodes(org.org_id, ACTIVE_STATUSES)
         pools = []
-        totals = {"queued": 0, "running": 0}
-        pool_ids = [p["pool_id"] for p in self.store.list_pools(org.org_id)] + [None]
         for pool_id in pool_ids:
-            counts = self.store.count_rollouts(org.org_id, pool_id) if pool_id else {}
-            queued = counts.get("queued", 0)
-            running = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
-            if pool_id is None:
-                continue
-            totals["queued"] += queued
-            totals["running"] += running
-            pools.append({"pool_id": pool_id, "queued": queued, "running": running})
-        adhoc = [
-            doc
-            for doc in self.store.rollouts_with_status("queued", *ACTIVE_STATUSES)
-            if doc["org_id"] == org.org_id and doc.get("pool_id") is None
-        ]
-        if adhoc:
-            queued = sum(1 for d in adhoc if d["status"] == "queued")
-            pools.append({"pool_id": None, "queued": queued, "running": len(adhoc) - queued})
-            totals["queued"] += queued
-            totals["running"] += len(adhoc) - queued
+            queued = counts.get((pool_id, "queued"), 0)
+            entry: dict[str, Any] = {
+                "pool_id": pool_id,
+                "queued": queued,
+                "running": sum(counts.get((pool_id, s), 0) for s in ACTIVE_STATUSES),
+            }
+            where = {n: c for (p, n), c in nodes.items() if p == pool_id}
+            if where:
+                entry["running_on"] = where
+            if (found := reasons.get((org.org_id, pool_id))) is not None:
+                entry["next"] = found["next"]
+                entry["waiting"] = found["waiting"]
+            pools.append(entry)
+        scheduling = self.scheduler.describe()
         return {
             "pools": pools,
-            "total_queued": totals["queued"],
-            "total_running": totals["running"],
+            "total_queued": sum(p["queued"] for p in pools),
+            "total_running": sum(p["running"] for p in pools),
             "max_running": self.ctx.settings.max_running,
+            "runs_at_once": scheduling["capacity"].get("runs_at_once"),
+            "scheduling": scheduling,
         }
+
+
+def _how_to_raise(limit: str, executor: str) -> str:
+    if executor == "ray":
+        return "add worker nodes to the Ray cluster (README: Running at scale)"
+    return {
+        "cpus": "envpools local up --cpu-overcommit X (ENVPOOLS_CPU_OVERCOMMIT)",
+        "memory": "envpools local up with a higher ENVPOOLS_MEMORY_FRACTION, or smaller "
+        "tasks (memory_mb)",
+        "open_files": "raise the open-files hard limit (ulimit -Hn) before starting the backend",
+        "max_running": "envpools local up --max-running N (ENVPOOLS_MAX_RUNNING)",
+    }.get(limit, "envpools local up --max-running N --cpu-overcommit X")

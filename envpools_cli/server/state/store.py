@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
 );
 CREATE INDEX IF NOT EXISTS rollouts_org ON rollouts (org_id, n);
 CREATE INDEX IF NOT EXISTS rollouts_status ON rollouts (status, priority, n);
+CREATE INDEX IF NOT EXISTS rollouts_pool_status ON rollouts (org_id, pool_id, status);
 CREATE TABLE IF NOT EXISTS events (
     rollout_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -474,10 +475,11 @@ class Store:
 
     # --- rollouts -------------------------------------------------------------------------
 
-    def insert_rollout(self, doc: dict[str, Any], request: dict[str, Any]) -> None:
+    def insert_rollout(self, doc: dict[str, Any], request: dict[str, Any]) -> int:
+        """Store a new rollout; its creation order (``n``, which breaks priority ties)."""
         task_ref = doc.get("task_ref") or {}
         with self.tx() as db:
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO rollouts (rollout_id, org_id, pool_id, status, priority, dataset, "
                 "task_id, created_at, doc, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -493,6 +495,7 @@ class Store:
                     json.dumps(request),
                 ),
             )
+        return int(cur.lastrowid or 0)
 
     def get_rollout(self, rollout_id: str, org_id: str | None = None) -> dict[str, Any] | None:
         sql, args = "SELECT doc FROM rollouts WHERE rollout_id = ?", [rollout_id]
@@ -569,6 +572,50 @@ class Store:
             statuses,
         ).fetchall()
         return [json.loads(row["doc"]) for row in rows]
+
+    def queued_index(self) -> list[tuple[int, str, str, str | None, int, Any]]:
+        """``(n, rollout_id, org_id, pool_id, priority, reservation)`` of every queued
+        rollout, without decoding a document: the scheduler's queue at start."""
+        rows = self.db.execute(
+            "SELECT n, rollout_id, org_id, pool_id, priority, "
+            "json_extract(doc, '$.reservation') AS reservation "
+            "FROM rollouts WHERE status = 'queued' ORDER BY priority DESC, n"
+        ).fetchall()
+        return [
+            (
+                row["n"],
+                row["rollout_id"],
+                row["org_id"],
+                row["pool_id"],
+                row["priority"],
+                json.loads(row["reservation"]) if row["reservation"] else None,
+            )
+            for row in rows
+        ]
+
+    def count_by_pool(self, org_id: str, statuses: tuple[str, ...]) -> dict[tuple[Any, str], int]:
+        """``(pool_id, status) -> count`` of the org's rollouts in ``statuses``."""
+        marks = ",".join("?" * len(statuses))
+        rows = self.db.execute(
+            f"SELECT pool_id, status, COUNT(*) AS c FROM rollouts "
+            f"WHERE status IN ({marks}) AND org_id = ? GROUP BY pool_id, status",
+            (*statuses, org_id),
+        ).fetchall()
+        return {(row["pool_id"], row["status"]): row["c"] for row in rows}
+
+    def running_on_nodes(
+        self, org_id: str, statuses: tuple[str, ...]
+    ) -> dict[tuple[Any, str], int]:
+        """``(pool_id, node name) -> count`` of the org's rollouts in ``statuses`` that
+        recorded a node (what runs where)."""
+        marks = ",".join("?" * len(statuses))
+        rows = self.db.execute(
+            f"SELECT pool_id, json_extract(doc, '$.node.name') AS node, COUNT(*) AS c "
+            f"FROM rollouts WHERE status IN ({marks}) AND org_id = ? "
+            f"GROUP BY pool_id, node",
+            (*statuses, org_id),
+        ).fetchall()
+        return {(row["pool_id"], row["node"]): row["c"] for row in rows if row["node"]}
 
     def count_rollouts(self, org_id: str, pool_id: str | None = None) -> dict[str, int]:
         sql = "SELECT status, COUNT(*) AS c FROM rollouts WHERE org_id = ?"

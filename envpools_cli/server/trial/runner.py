@@ -27,7 +27,6 @@ from typing import Any
 
 from envpools_cli.server.agents import AgentContext, Harness, harness_class
 from envpools_cli.server.agents.installs import tool_path_tree
-from envpools_cli.server.context import ServerContext
 from envpools_cli.server.sandbox.drivers import Mount, RunResult, SandboxSpec, SandboxUser
 from envpools_cli.server.sandbox.exchanges import EXCHANGES_FILE, read_exchanges
 from envpools_cli.server.sandbox.images import Stop
@@ -43,14 +42,15 @@ from envpools_cli.server.sandbox.safefs import (
 )
 from envpools_cli.server.state.exhaustion import disk_full, exhaustion, free_bytes
 from envpools_cli.server.state.store import now_iso
-from envpools_cli.server.state.vault import VaultError
 from envpools_cli.server.tasks import HarborTask, TaskError, expand_env, load_task
 from envpools_cli.server.trial.agent_launch import agent_failure, prepare_agent
 from envpools_cli.server.trial.artifacts import TrialIndex, index_trial
 from envpools_cli.server.trial.environment import prepare_environment
 from envpools_cli.server.trial.phase_log import PhaseLog
+from envpools_cli.server.trial.reporter import TrialInput, TrialReporter
 from envpools_cli.server.trial.rewards import read_reward
 from envpools_cli.server.trial.scrub import Scrubber
+from envpools_cli.server.trial.site import TrialSite
 from envpools_cli.server.trial.trajectory import (
     LlmAccount,
     account,
@@ -60,7 +60,7 @@ from envpools_cli.server.trial.trajectory import (
 from envpools_cli.server.trial.usage import usage_snapshot
 from envpools_cli.server.trial.workspace_outputs import Stopped, write_diff, write_tarball
 
-__all__ = ["Outcome", "RolloutRunner", "read_reward"]
+__all__ = ["Outcome", "RolloutRunner", "read_reward", "runner_lost"]
 
 log = logging.getLogger("envpools.server.runner")
 
@@ -99,10 +99,23 @@ def _credential(credentials: dict[str, tuple[str, str]], wanted: str) -> str | N
     return next((v for t, v in credentials.values() if t == wanted and v), None)
 
 
+def runner_lost(detail: str) -> Outcome:
+    """The end of a rollout whose trial the backend lost (``runner_lost``)."""
+    return Outcome(
+        "error",
+        {"code": "runner_lost", "message": f"the backend lost this rollout's runner: {detail}"},
+    )
+
+
 class RolloutRunner:
-    def __init__(self, ctx: ServerContext, rollout_id: str) -> None:
-        self.ctx = ctx
-        self.rollout_id = rollout_id
+    """One trial from its inputs, on a site (a machine), reporting what happens."""
+
+    def __init__(self, trial: TrialInput, site: TrialSite, reporter: TrialReporter) -> None:
+        self.input = trial
+        self.site = site
+        self.reporter = reporter
+        self.settings = trial.settings
+        rollout_id = self.rollout_id = trial.rollout_id
         self.cancel = threading.Event()
         self.stop_collecting = threading.Event()
         self.shutting_down = False
@@ -113,23 +126,16 @@ class RolloutRunner:
         self.agent_version: str | None = None
         self._llm: LlmAccount | None = None
         self.scrubber = Scrubber()
-        self.limits: Limits = ctx.settings.limits
-        self.trial = ctx.trial_dir(rollout_id)
+        self.limits: Limits = trial.settings.limits
+        self.trial = site.trial_dir(rollout_id)
         self.started = time.monotonic()
-        self.seq = 0
-        """The last event seq this runner stored (for an end the store refuses)."""
         self.ended = False
         self._end_lock = threading.Lock()
         self.user: SandboxUser | None = None
         self.image: str | None = None
         """The task's image, with a driver that runs one."""
         self.workdir = "/app"
-        doc = ctx.store.get_rollout(rollout_id)
-        request = ctx.store.get_request(rollout_id)
-        if doc is None or request is None:
-            raise KeyError(rollout_id)
-        self.doc = doc
-        self.request = request
+        self.doc = dict(trial.doc)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -140,7 +146,7 @@ class RolloutRunner:
         """An event, unless the rollout already ended (its terminal event is the last)."""
         with self._end_lock:
             if not self.ended:
-                self.seq = self.ctx.publish(self.rollout_id, event, data)["seq"]
+                self.reporter.event(event, data)
 
     def note(self, message: str, **extra: Any) -> None:
         self.publish(
@@ -152,11 +158,14 @@ class RolloutRunner:
             if self.ended:
                 raise Cancelled()
             previous = self.doc["status"]
-            self.doc = self.ctx.store.update_rollout(self.rollout_id, status=status, **changes)
-            envelope = self.ctx.publish(
-                self.rollout_id, "lifecycle", {"status": status, "previous": previous}
-            )
-            self.seq = envelope["seq"]
+            self.doc = self.reporter.update(status=status, **changes)
+            self.reporter.event("lifecycle", {"status": status, "previous": previous})
+
+    @property
+    def _where(self) -> str:
+        """``here``, or the node a trial runs on when that is another machine."""
+        node = self.site.node
+        return "here" if node.get("node_id") in (None, "local") else f"on node {node.get('name')}"
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -192,7 +201,7 @@ class RolloutRunner:
             outcome = self._failure(exc)
         finally:
             if self.user is not None:  # its sandboxes are gone: the uid is free again
-                self.ctx.release_sandbox_user(self.user)
+                self.site.release_sandbox_user(self.user)
         try:
             self.finish(outcome)
         except Exception as exc:
@@ -204,7 +213,7 @@ class RolloutRunner:
     def _failure(self, exc: Exception) -> Outcome:
         """What ends a rollout that failed inside the backend: the machine running out of
         disk or files said as such, anything else ``internal`` (with its traceback logged)."""
-        if (found := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+        if (found := exhaustion(exc, self.site.trials_dir)) is not None:
             log.warning("rollout %s: %s", self.rollout_id, found.message)
             return Outcome("error", found.as_error())
         log.exception("rollout %s failed inside the backend", self.rollout_id)
@@ -235,20 +244,20 @@ class RolloutRunner:
         """The trial folder: the seeded workspace (and its baseline copy) and /logs folders."""
         self.trial.mkdir(parents=True, exist_ok=True)
         os.chmod(self.trial, 0o700)
-        self.user = self.ctx.take_sandbox_user()
+        self.user = self.site.take_sandbox_user()
         workspace, baseline = self.trial / "workspace", self.trial / "baseline"
         for name in _LOG_DIRS:
             (self.trial / name).mkdir(exist_ok=True)
         try:
             prepared = prepare_environment(
-                self.ctx.driver,
+                self.site.driver,
                 task,
                 workspace,
                 events=self,
                 build_log=self.trial / "build.log",
                 limits=self.limits,
                 cancel=self.cancel,
-                owner=self.ctx.owner,
+                owner=self.site.owner,
             )
             notes, self.image, self.workdir = prepared.notes, prepared.image, prepared.workdir
             shutil.copytree(workspace, baseline, symlinks=True, dirs_exist_ok=True)
@@ -286,7 +295,7 @@ class RolloutRunner:
 
     def _exhausted(self, exc: BaseException) -> None:
         """A full disk or no file left is the machine's doing, not the task's: raise it so."""
-        if (found := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+        if (found := exhaustion(exc, self.site.trials_dir)) is not None:
             raise found from None
 
     def _watch(self) -> list[Path]:
@@ -308,32 +317,30 @@ class RolloutRunner:
         self.limits, notes = resolve_limits(
             task.environment,
             self.doc.get("resources"),
-            defaults=self.ctx.settings.limits,
-            maxima=self.ctx.settings.limit_maxima,
+            defaults=self.settings.limits,
+            maxima=self.settings.limit_maxima,
         )
         for message in notes:
             self.note(message)
-        unreadable = None
-        try:
-            credentials = self.ctx.store.credential_values(self.doc["org_id"])
-        except VaultError as exc:  # a task that needs none still runs
-            credentials, unreadable = {}, str(exc)
-            self.note(f"stored credentials cannot be read: {exc}", warning=True)
+        credentials = self.input.credentials
+        unreadable = self.input.credentials_problem
+        if unreadable:  # a task that needs none still runs
+            self.note(f"stored credentials cannot be read: {unreadable}", warning=True)
         self.scrubber = Scrubber(value for _, value in credentials.values())
         workspace = self._prepare(task)
-        if self.ctx.driver_warning:
-            self.note(self.ctx.driver_warning, warning=True)
+        if self.site.driver_warning:
+            self.note(self.site.driver_warning, warning=True)
         self.check_cancel()
 
         agent = dict(self.doc.get("agent") or {})
         name = str(agent.get("harness") or agent.get("kind") or "")
-        cls = harness_class(name, self.ctx.agents.agents_dir)
+        cls = harness_class(name, self.site.agents.agents_dir)
         if cls is None:
             raise TaskError("harness_unavailable", f"unknown harness {name!r}")
-        status = self.ctx.agents.availability_of(cls)
+        status = self.site.agents.availability_of(cls)
         if not status.available:
             raise TaskError(
-                "harness_unavailable", f"harness {name!r} cannot run here: {status.reason}"
+                "harness_unavailable", f"harness {name!r} cannot run {self._where}: {status.reason}"
             )
         self.harness = harness = cls()
         self.instruction, self.agent_version = task.instruction, status.version
@@ -349,17 +356,19 @@ class RolloutRunner:
                 raise TaskError("credentials_unreadable", f"harness {name!r}: {unreadable}")
             raise TaskError("credentials_missing", f"harness {name!r}: {missing}")
 
-        self.transition("running", started_at=now_iso(), limits=self.limits.describe())
+        self.transition(
+            "running", started_at=now_iso(), limits=self.limits.describe(), node=self.site.node
+        )
         agent_timeout = self._timeout(
-            "agent_sec", task.agent_timeout_sec, self.ctx.settings.default_agent_timeout_sec
+            "agent_sec", task.agent_timeout_sec, self.settings.default_agent_timeout_sec
         )
         launch = prepare_agent(
             harness,
             context,
-            self.ctx.agents,
-            isolated=self.ctx.driver.isolated,
-            host_path=self.ctx.search_path,
-            forwarder_inside=self.ctx.driver.egress_in_sandbox,
+            self.site.agents,
+            isolated=self.site.driver.isolated,
+            host_path=self.site.search_path,
+            forwarder_inside=self.site.driver.egress_in_sandbox,
             exchanges=self._exchanges_file(),
         )
         try:
@@ -393,7 +402,7 @@ class RolloutRunner:
                     "message": f"the agent did not finish within {agent_timeout:g}s",
                 },
             )
-        self.doc = self.ctx.store.update_rollout(self.rollout_id, agent_exit_code=result.exit_code)
+        self.doc = self.reporter.update(agent_exit_code=result.exit_code)
         if failure := agent_failure(harness, result, launch):
             return Outcome("error", failure)
         if result.exit_code:
@@ -403,9 +412,7 @@ class RolloutRunner:
 
     def _exchanges_file(self) -> Path | None:
         """Where the gateway records the agent's LLM calls, unless the pool says not to."""
-        pool_id = self.doc.get("pool_id")
-        pool = self.ctx.store.get_pool(self.doc["org_id"], pool_id) if pool_id else None
-        if pool is not None and pool.get("record_llm_exchanges") is False:
+        if not self.input.record_llm_exchanges:
             return None
         folder = self.trial / EXCHANGES_FILE.rpartition("/")[0]
         folder.mkdir(mode=0o700, exist_ok=True)
@@ -441,7 +448,7 @@ class RolloutRunner:
         timeout = self._timeout(
             "verifier_sec",
             task.verifier_timeout_sec,
-            self.ctx.settings.default_verifier_timeout_sec,
+            self.settings.default_verifier_timeout_sec,
         )
         mounts = [
             Mount(self._stage(task.tests_dir, "tests"), "/tests"),
@@ -493,15 +500,15 @@ class RolloutRunner:
     def _phase(self, spec: SandboxSpec, timeout: float, sink: PhaseLog) -> RunResult:
         """Run one sandboxed phase to its end; a cancel raises, a timeout is returned."""
         try:
-            result = self.ctx.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
+            result = self.site.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
         finally:
             sink.close()
         self.sandbox_sec += result.duration_sec
         if result.cancelled:
             raise Cancelled()
-        free = free_bytes(self.ctx.settings.data_dir)
+        free = free_bytes(self.site.trials_dir)
         if free is not None and free < _FULL_BELOW:  # what the phase did was cut short
-            raise disk_full(self.ctx.settings.data_dir)
+            raise disk_full(self.site.trials_dir)
         usage = tree_usage(spec.watch)
         if usage.bytes > self.limits.storage_mb * 1024 * 1024 or not usage.complete:
             result.storage_exceeded = True  # written faster than the watchdog looked
@@ -524,9 +531,9 @@ class RolloutRunner:
         stdin: bytes | None,
     ) -> SandboxSpec:
         taken = {m.target for m in mounts}
-        extra = [m for m in tool_path_tree(self.ctx.tool_paths).mounts if m.target not in taken]
-        if self.ctx.tool_paths:
-            env = {"PATH": self.ctx.search_path, **env}
+        extra = [m for m in tool_path_tree(self.site.tool_paths).mounts if m.target not in taken]
+        if self.site.tool_paths:
+            env = {"PATH": self.site.search_path, **env}
         return SandboxSpec(
             command=command,
             workspace=workspace,
@@ -592,7 +599,7 @@ class RolloutRunner:
         """Whose token counts the rollout reports (read once the agent is done)."""
         if self._llm is None:
             views = read_exchanges(self.trial / EXCHANGES_FILE) if self.harness else []
-            self._llm = account(self.harness, views, self.ctx.prices)
+            self._llm = account(self.harness, views, self.input.prices)
         return self._llm
 
     def _usage(self) -> dict[str, Any]:
@@ -604,7 +611,7 @@ class RolloutRunner:
             bytes_uploaded=self.bytes_uploaded,
             bytes_downloaded=0,
             tokens=llm.tokens,
-            prices=self.ctx.prices,
+            prices=self.input.prices,
             source=llm.source,
             agent_reported=llm.agent if llm.disagreed else None,
         )
@@ -627,7 +634,7 @@ class RolloutRunner:
                 version=self.agent_version,
                 rollout=rollout,
                 usage=usage,
-                prices=self.ctx.prices,
+                prices=self.input.prices,
             )
             write_trajectory(self.trial, trajectory, self.scrubber.text)
         except (ValueError, OSError) as exc:  # a pydantic ValidationError is a ValueError
@@ -645,7 +652,7 @@ class RolloutRunner:
         except Stopped:
             pass
         except Exception as exc:
-            if (exhausted := exhaustion(exc, self.ctx.settings.data_dir)) is not None:
+            if (exhausted := exhaustion(exc, self.site.trials_dir)) is not None:
                 log.warning(
                     "rollout %s: collecting artifacts: %s", self.rollout_id, exhausted.message
                 )
@@ -663,7 +670,7 @@ class RolloutRunner:
                 daemon=True,
             )
             worker.start()
-            deadline = time.monotonic() + self.ctx.settings.finish_timeout_sec
+            deadline = time.monotonic() + self.settings.finish_timeout_sec
             while worker.is_alive():
                 if self.cancel.is_set() and outcome.status not in ("cancelled", "error"):
                     if not self.shutting_down:
@@ -679,7 +686,7 @@ class RolloutRunner:
                 if time.monotonic() >= deadline:
                     self.note(
                         f"collecting artifacts took longer than "
-                        f"{self.ctx.settings.finish_timeout_sec:g}s; the artifacts are "
+                        f"{self.settings.finish_timeout_sec:g}s; the artifacts are "
                         "incomplete",
                         warning=True,
                     )
@@ -739,12 +746,5 @@ class RolloutRunner:
             }
             if outcome.error:
                 data["error"] = outcome.error
-            self.doc = self.ctx.ends.end(
-                self.rollout_id,
-                changes,
-                data,
-                entries=entries,
-                after_seq=self.seq,
-                fallback=self.doc,
-            )
+            self.doc = self.reporter.end(changes, data, entries, fallback=self.doc)
         return True
