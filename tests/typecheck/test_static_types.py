@@ -8,6 +8,7 @@ user's code would be: without this project's mypy configuration (no pydantic plu
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import re
@@ -38,10 +39,17 @@ def _expected() -> tuple[dict[int, list[str]], set[int]]:
     """(line -> accepted revealed types, lines marked ``# error``), 1-based."""
     revealed: dict[int, list[str]] = {}
     errors: set[int] = set()
+    one_line = {
+        node.lineno
+        for node in ast.walk(ast.parse(SCRIPT.read_text()))
+        if isinstance(node, ast.stmt) and node.lineno == node.end_lineno
+    }
     with SCRIPT.open("rb") as source:
         comments = [t for t in tokenize.tokenize(source.readline) if t.type == tokenize.COMMENT]
     for comment in comments:
         number = comment.start[0]
+        if comment.string.startswith(("# revealed", "# error")):
+            assert number in one_line, f"user_script.py:{number}: one case a line, one line a case"
         found = re.match(r"# revealed: (.+)$", comment.string)
         if found:
             revealed[number] = [_plain(t) for t in found[1].split("||")]

@@ -104,22 +104,12 @@ REQUEST: dict[str, Any] = {
 
 def module_functions(session: HTTPSession) -> None:
     where: dict[str, Any] = {"backend_base": URL, "api_key": "ep_x", "session": session}
-    reveal_type(
-        create_rollout(request=REQUEST, idempotency_key="k", dry_run=True)
-    )  # revealed: dict[str, Any]
-    reveal_type(
-        validate_rollout(request=RolloutRequestV1.model_validate(REQUEST))
-    )  # revealed: dict[str, Any]
+    reveal_type(create_rollout(request=REQUEST, idempotency_key="k", dry_run=True))  # revealed: dict[str, Any]
+    reveal_type(validate_rollout(request=RolloutRequestV1.model_validate(REQUEST)))  # revealed: dict[str, Any]
     reveal_type(validate_rollout_request(REQUEST, backend_base=URL))  # revealed: None
-    reveal_type(
-        list_rollouts(status="running", limit=10, api_version="v1")
-    )  # revealed: dict[str, Any]
-    reveal_type(
-        create_rollouts_batch(requests=[REQUEST], metadata={"k": "v"})
-    )  # revealed: dict[str, Any]
-    reveal_type(
-        create_rollouts_concurrently(requests=[REQUEST], max_workers=4)
-    )  # revealed: dict[str, Any]
+    reveal_type(list_rollouts(status="running", limit=10, api_version="v1"))  # revealed: dict[str, Any]
+    reveal_type(create_rollouts_batch(requests=[REQUEST], metadata={"k": "v"}))  # revealed: dict[str, Any]
+    reveal_type(create_rollouts_concurrently(requests=[REQUEST], max_workers=4))  # revealed: dict[str, Any]
     reveal_type(get_rollout("ro_1", timeout=3.0, **where))  # revealed: dict[str, Any]
     reveal_type(get_rollout_summary("ro_1"))  # revealed: dict[str, Any]
     reveal_type(get_rollout_usage("ro_1"))  # revealed: dict[str, Any]
@@ -139,9 +129,7 @@ def module_functions(session: HTTPSession) -> None:
     reveal_type(download_artifacts_zip("ro_1", limit=10))  # revealed: bytes
     reveal_type(list_pools(pool_type="sandbox", tag="py"))  # revealed: list[dict[str, Any]]
     reveal_type(get_pool("coding"))  # revealed: dict[str, Any]
-    reveal_type(
-        create_pool(pool_id="p", template=PoolTemplate.HARBOR_CODING, tasks=[])
-    )  # revealed: dict[str, Any]
+    reveal_type(create_pool(pool_id="p", template=PoolTemplate.HARBOR_CODING, tasks=[]))  # revealed: dict[str, Any]
     reveal_type(update_pool("p", request={"concurrency": 2}))  # revealed: dict[str, Any]
     reveal_type(delete_pool("p"))  # revealed: None
     reveal_type(get_pool_metrics("p"))  # revealed: dict[str, Any]
@@ -154,9 +142,7 @@ def module_functions(session: HTTPSession) -> None:
     reveal_type(get_capabilities())  # revealed: dict[str, Any]
     reveal_type(get_openapi_schema())  # revealed: dict[str, Any]
     reveal_type(get_schema_json())  # revealed: dict[str, Any]
-    reveal_type(
-        store_credential(credential_name="K", credential_type="GITHUB_PAT", credential_value="v")
-    )  # revealed: dict[str, Any]
+    reveal_type(store_credential(credential_name="K", credential_type="GITHUB_PAT", credential_value="v"))  # revealed: dict[str, Any]
     reveal_type(list_credentials())  # revealed: list[dict[str, Any]]
     reveal_type(rotate_credential("c1", new_value={"token": "v"}))  # revealed: dict[str, Any]
     reveal_type(delete_credential("c1"))  # revealed: None
@@ -173,9 +159,7 @@ def the_client() -> None:
         reveal_type(client.connection)  # revealed: Connection
         handle = client.rollouts.create(REQUEST)  # the SDK's positional request
         reveal_type(handle)  # revealed: RolloutHandle
-        reveal_type(
-            client.rollouts.create(request=REQUEST, dry_run=False)
-        )  # revealed: RolloutHandle
+        reveal_type(client.rollouts.create(request=REQUEST, dry_run=False))  # revealed: RolloutHandle
         reveal_type(client.rollouts.get("ro_1"))  # revealed: RolloutHandle
         reveal_type(client.rollouts.list(limit=5))  # revealed: dict[str, Any]
         reveal_type(client.rollouts.events("ro_1", since="1"))  # revealed: EventStream
@@ -199,9 +183,7 @@ def the_client() -> None:
         pool = client.pools.create(request={"pool_id": "p", "pool_type": "openenv"})
         reveal_type(pool)  # revealed: PoolResponse
         reveal_type(pool["pool_id"])  # revealed: Any
-        reveal_type(
-            client.pools.create_raw(pool_id="p", template="HARBOR_CODING")
-        )  # revealed: dict[str, Any]
+        reveal_type(client.pools.create_raw(pool_id="p", template="HARBOR_CODING"))  # revealed: dict[str, Any]
         reveal_type(client.pools.update("p", request={"concurrency": 1}))  # revealed: PoolResponse
         reveal_type(client.pools.update_raw("p", request={}))  # revealed: dict[str, Any]
         reveal_type(client.pools.delete("p"))  # revealed: None
@@ -212,14 +194,10 @@ def the_client() -> None:
         local = PoolTask.from_local("t2", "./tasks/t2", env={"A": "b"})
         reveal_type(client.pools.tasks.create("p", request=local))  # revealed: dict[str, Any]
         reveal_type(client.pools.tasks.create("p", request=instance))  # revealed: dict[str, Any]
-        reveal_type(
-            client.pools.tasks.update("p", "t1", request=PoolTask.from_browser("t1", URL))
-        )  # revealed: dict[str, Any]
+        reveal_type(client.pools.tasks.update("p", "t1", request=PoolTask.from_browser("t1", URL)))  # revealed: dict[str, Any]
         reveal_type(client.pools.tasks.delete("p", "t1"))  # revealed: None
 
-        reveal_type(
-            client.credentials.store(credential_name="K", credential_type="T", credential_value="v")
-        )  # revealed: dict[str, Any]
+        reveal_type(client.credentials.store(credential_name="K", credential_type="T", credential_value="v"))  # revealed: dict[str, Any]
         reveal_type(client.credentials.list())  # revealed: list[dict[str, Any]]
         reveal_type(client.credentials.rotate("c1", new_value="w"))  # revealed: dict[str, Any]
         reveal_type(client.credentials.delete("c1"))  # revealed: None
@@ -264,9 +242,7 @@ def models_and_settings() -> None:
     reveal_type(AgentSpec.preset("codex", model_id="gpt-5.2-codex"))  # revealed: AgentSpec
     reveal_type(PoolResponse.from_dict({"pool_id": "p"}))  # revealed: PoolResponse
     reveal_type(PoolConfigV1.model_validate({"pool_id": "p"}))  # revealed: PoolConfigV1
-    reveal_type(
-        ArtifactManifest.model_validate({"rollout_id": "r", "artifacts": []})
-    )  # revealed: ArtifactManifest
+    reveal_type(ArtifactManifest.model_validate({"rollout_id": "r", "artifacts": []}))  # revealed: ArtifactManifest
     reveal_type(UsageSnapshot.model_validate({}))  # revealed: UsageSnapshot
     reveal_type(normalize_backend_base("http://h:1/api/v1"))  # revealed: str
     reveal_type(resolve_backend_base())  # revealed: str
@@ -309,9 +285,7 @@ def mistakes(handle: RolloutHandle, client: EnvironmentPoolsClient) -> None:
     create_rollout(REQUEST)  # error: the module function takes request= only, as the SDK's
     fetch_artifact("ro_1")  # error: no artifact named
     fetch_artifact("ro_1", "a.txt", path="a.txt")  # error: both spellings
-    store_credential(
-        credential_name="K", credential_type="T", credential_value="v", api_version="v1"
-    )  # error: fixed path, no api_version
+    store_credential(credential_name="K", credential_type="T", credential_value="v", api_version="v1")  # error: fixed path, no api_version
     handle.events(auto_reconect=True)  # error: misspelled keyword
     handle.download()  # error: no artifact named
     handle.wait(timeout="soon")  # error: wrong type
