@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["PipeClosed", "color_enabled", "is_tty", "write_bytes_out", "write_out"]
+__all__ = ["PipeClosed", "color_enabled", "dump_json", "is_tty", "write_bytes_out", "write_out"]
 
 _color_choice = "auto"
 
@@ -27,6 +27,14 @@ def is_tty(stream: TextIO | None = None) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def dump_json(value: Any, *, pretty: bool | None = None) -> str:
+    """JSON as every command prints it: indented for a person, one line for a pipe."""
+    import json  # here: not every path that imports this module prints JSON
+
+    pretty = is_tty() if pretty is None else pretty
+    return json.dumps(value, indent=2 if pretty else None, ensure_ascii=False, default=str)
 
 
 def color_enabled(stream: TextIO | None = None) -> bool:

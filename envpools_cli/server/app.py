@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from pydantic.warnings import UnsupportedFieldAttributeWarning
 
 from envpools_cli import __version__, models
 from envpools_cli.server.api.routes import account_router, pools_router
@@ -21,6 +23,16 @@ from envpools_cli.server.settings import ServerSettings
 __all__ = ["LocalBackend", "create_app"]
 
 PREFIXES = ("/v1", "/api/v1", "/api/v1/environment-pools")
+
+# models.py defers building each model's validator to its first use (the CLI's start-up
+# need not pay for 40 models), so FastAPI's adapter for a request body is completed at a
+# route's first request, when pydantic warns that the alias FastAPI gives the body (its
+# parameter's own name) has no effect there. It has none: the body is the whole request.
+warnings.filterwarnings(
+    "ignore",
+    message="The 'alias' attribute with value 'body' was provided",
+    category=UnsupportedFieldAttributeWarning,
+)
 
 
 def model_schemas() -> dict[str, Any]:
