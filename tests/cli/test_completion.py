@@ -226,12 +226,12 @@ def _imported_by_tab(*words: str) -> set[str]:
     return {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
 
 
-def test_cached_ids_need_no_config_or_keystore(farm: dict[str, list[str]]) -> None:
+def test_cached_ids_need_no_config_keystore_or_json(farm: dict[str, list[str]]) -> None:
     words = ("envpools", "rollouts", "get", "")
     assert render("bash", list(words), 3).split()[1:] == list(reversed(farm["rollouts"]))
     found = _imported_by_tab(*words)  # answered from the cache now
     assert "envpools_cli.completion.values" in found
-    slow = {"envpools_cli.config", "envpools_cli.keystore", "typing", "dataclasses"}
+    slow = {"envpools_cli.config", "envpools_cli.keystore", "json", "typing", "dataclasses"}
     assert found & slow == set()
     assert not {m for m in found if m.split(".")[0] in ("typer", "platformdirs", "hashlib")}
 
