@@ -13,11 +13,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import httpx
-
-from envpools_cli.models import PoolTaskInstance, PoolTemplate, RolloutRequestV1
 
 from .http import Connection, HTTPSession
 from .resources import (
@@ -33,6 +31,10 @@ from .resources import (
     new_idempotency_key,
 )
 from .sse import EventStream, GapPolicy, ReconnectPolicy
+
+if TYPE_CHECKING:
+    from envpools_cli.models import PoolTaskInstance, PoolTemplate, RolloutRequestV1
+
 
 __all__ = [
     "cancel_rollout",

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
-from envpools_cli.models import TERMINAL_STATUSES
+from envpools_cli.shared import TERMINAL_STATUSES
 
 from .errors import APIError, TransportError
 from .http import Connection, HTTPSession

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from envpools_cli.models import PoolResponse, PoolTaskInstance, PoolTemplate, RolloutRequestV1
+from typing import TYPE_CHECKING, Any
 
 from .handle import RolloutHandle
 from .http import Connection, HTTPSession
@@ -22,6 +20,9 @@ from .resources import (
     rollout_id_of,
 )
 from .sse import EventStream, GapPolicy, ReconnectPolicy
+
+if TYPE_CHECKING:
+    from envpools_cli.models import PoolResponse, PoolTaskInstance, PoolTemplate, RolloutRequestV1
 
 __all__ = [
     "CapabilitiesNamespace",
@@ -146,8 +147,14 @@ class RolloutsNamespace(_Namespace):
     # </generated>
 
 
+def _pool_response(pool: dict[str, Any]) -> PoolResponse:
+    from envpools_cli.models import PoolResponse
+
+    return PoolResponse.from_dict(pool)
+
+
 def _pool_responses(pools: builtins.list[dict[str, Any]]) -> builtins.list[PoolResponse]:
-    return [PoolResponse.from_dict(pool) for pool in pools]
+    return [_pool_response(pool) for pool in pools]
 
 
 class PoolsNamespace(_Namespace):
@@ -176,7 +183,7 @@ class PoolsNamespace(_Namespace):
 
     def get(self, pool_id: str, *, timeout: float = 30.0) -> PoolResponse:
         """A pool: its configuration, tasks and limits."""
-        return PoolResponse.from_dict(Pools(self.connection).get(pool_id, timeout=timeout))
+        return _pool_response(Pools(self.connection).get(pool_id, timeout=timeout))
 
     def get_raw(self, pool_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
         """A pool: its configuration, tasks and limits."""
@@ -194,7 +201,7 @@ class PoolsNamespace(_Namespace):
         timeout: float = 30.0,
     ) -> PoolResponse:
         """Create a pool from a ``request`` dict or from ``pool_id`` + ``template`` + ``tasks``."""
-        return PoolResponse.from_dict(
+        return _pool_response(
             Pools(self.connection).create(
                 request=request,
                 pool_id=pool_id,
@@ -232,7 +239,7 @@ class PoolsNamespace(_Namespace):
         self, pool_id: str, *, request: dict[str, Any], timeout: float = 30.0
     ) -> PoolResponse:
         """Change any subset of a pool's fields."""
-        return PoolResponse.from_dict(
+        return _pool_response(
             Pools(self.connection).update(pool_id, request=request, timeout=timeout)
         )
 

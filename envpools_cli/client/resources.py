@@ -14,22 +14,16 @@ from __future__ import annotations
 import builtins
 import copy
 import json as jsonlib
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack, overload
 from urllib.parse import quote
 
 import httpx
-import pydantic
 
-from envpools_cli.models import (
-    HARNESS_ALIASES,
-    TEMPLATE_DEFAULTS,
-    PoolTaskInstance,
-    PoolTemplate,
-    RolloutRequestV1,
-)
+if TYPE_CHECKING:
+    # Imported where a request is built: a read takes dicts and no pydantic model.
+    from envpools_cli.models import PoolTaskInstance, PoolTemplate, RolloutRequestV1
 
 from .errors import (
     APIError,
@@ -62,6 +56,8 @@ _PLANS_WITH_ACCESS = frozenset({"pro", "team", "enterprise", "demo"})
 
 
 def new_idempotency_key() -> str:
+    import uuid  # here: it imports platform (~4 ms), which most commands never need
+
     return f"envpools-{uuid.uuid4()}"
 
 
@@ -93,6 +89,10 @@ def _decode(response: httpx.Response) -> Any:
 
 def _payload(request: Any) -> dict[str, Any]:
     """A JSON-ready copy of a model or dict; the caller's object is never changed."""
+    import pydantic
+
+    from envpools_cli.models import HARNESS_ALIASES
+
     if isinstance(request, pydantic.BaseModel):
         payload = request.model_dump(mode="json", exclude_none=True)
     elif isinstance(request, Mapping):
@@ -454,6 +454,8 @@ def _pool(pool_id: str, tail: str = "") -> str:
 
 
 def _template_tasks(tasks: Sequence[Any], template: str | None) -> builtins.list[dict[str, Any]]:
+    from envpools_cli.models import TEMPLATE_DEFAULTS
+
     normalized = []
     for task in tasks:
         payload = _payload(task)
@@ -476,6 +478,8 @@ def _pool_body(
     pool_type: str | None,
     backend: str | None,
 ) -> dict[str, Any]:
+    from envpools_cli.models import TEMPLATE_DEFAULTS, PoolTemplate
+
     template_value = template.value if isinstance(template, PoolTemplate) else template
     defaults = TEMPLATE_DEFAULTS.get(template_value or "")
     if request is None:
