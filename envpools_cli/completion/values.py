@@ -15,7 +15,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from envpools_cli import paths
 from envpools_cli.completion import cache as files
-from envpools_cli.shared import api_prefix, split_backend_url
 
 TYPE_CHECKING = False  # typing, dataclasses and hashlib cost more than a Tab press may take
 if TYPE_CHECKING:
@@ -229,6 +228,8 @@ def _fnv1a(text: str) -> int:
 
 
 def _base_url(url: str) -> str | None:
+    from envpools_cli.shared import split_backend_url  # here: a cached answer needs no URL
+
     try:
         scheme, netloc, path = split_backend_url(url)
     except ValueError:
@@ -238,6 +239,8 @@ def _base_url(url: str) -> str | None:
 
 def _getter(conn: _Conn) -> Getter:
     import http.client
+
+    from envpools_cli.shared import api_prefix
 
     parts = urlsplit(conn.base)
     prefix = api_prefix(conn.version)
