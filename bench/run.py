@@ -2,9 +2,11 @@
 
     .venv/bin/python -m bench [--runs 10] [--events 100000] [--json bench/results.json]
                               [--only stream,live,tail,startup,backend,scale]
+                              [--baseline OTHER/.venv/bin/envpools]
 
 Anchors: raw ``curl`` for the wire, the official SDK from its own venv (``.venv-sdk``) for
-the client, a bare interpreter (``python -c pass``) for start-up. Commands are run in
+the client, a bare interpreter (``python -c pass``) for start-up, and ``--baseline`` (another
+install, e.g. of main) for a command outside the fast paths. Commands are run in
 turn (A, B, C, A, B, C, ...) so that a ratio compares runs made under the same load; the
 figure is the median of the per-round ratios. Prints a table, writes JSON.
 """
@@ -231,7 +233,11 @@ def tail_figures(backend: Backend, small: str, large: str, events: int, runs: in
     ]
 
 
-def startup_figures(backend: Backend, rollout_id: str, runs: int) -> list[Figure]:
+def startup_figures(
+    backend: Backend, rollout_id: str, runs: int, baseline: str | None = None
+) -> list[Figure]:
+    """``baseline``: another install's ``envpools`` (a checkout of main) to compare a
+    command outside the fast paths with, in the same run."""
     env = backend.env_vars
     cases = {
         "python -c pass": [PYTHON, "-c", "pass"],
@@ -247,6 +253,12 @@ def startup_figures(backend: Backend, rollout_id: str, runs: int) -> list[Figure
         "sdk list": [SDK_PYTHON, "-c", SDK_LIST],
     }
     got = interleave(cases, runs, env)
+    # In rounds of their own: a slow case in the rounds above would make them longer than
+    # the 20 s a Tab press keeps rollout ids, and every "rollout ids" press would refetch.
+    outside = {"python -c pass": cases["python -c pass"], "pools list": [ENVPOOLS, "pools", "list"]}
+    if baseline:
+        outside["baseline pools list"] = [baseline, "pools", "list"]
+    got_outside = interleave(outside, runs, env)
     bare = got["python -c pass"]
     figures = []
     for name in ("--version", "completion bash", "Tab: commands", "Tab: rollout ids"):
@@ -289,6 +301,34 @@ def startup_figures(backend: Backend, rollout_id: str, runs: int) -> list[Figure
                 ratio,
                 "<= 0.8x the SDK",
                 ratio <= 0.8,
+            )
+        )
+    # A command outside the fast paths: Typer, the client and one command group.
+    if baseline:
+        ratio = paired_ratio(got_outside["pools list"], got_outside["baseline pools list"])
+        figures.append(
+            Figure(
+                "envpools pools list",
+                ms(median_wall(got_outside["pools list"])),
+                "ms",
+                f"{baseline} pools list",
+                ms(median_wall(got_outside["baseline pools list"])),
+                ratio,
+                "<= 0.7x the baseline",
+                ratio <= 0.7,
+            )
+        )
+    else:
+        figures.append(
+            Figure(
+                "envpools pools list",
+                ms(median_wall(got_outside["pools list"])),
+                "ms",
+                "python -c pass",
+                ms(median_wall(got_outside["python -c pass"])),
+                paired_ratio(got_outside["pools list"], got_outside["python -c pass"]),
+                "report",
+                None,
             )
         )
     return figures
@@ -497,6 +537,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollouts", type=int, default=200)
     parser.add_argument("--only", default=",".join(SECTIONS))
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument(
+        "--baseline",
+        metavar="ENVPOOLS",
+        help="another install's envpools (a checkout of main): startup compares pools list",
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     root = Path(tempfile.mkdtemp(prefix="envpools-bench-"))
@@ -519,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                 backend.seed_events(small, args.events // 10)
             section("stream", lambda: stream_figures(backend, large, args.events, args.runs))
             section("tail", lambda: tail_figures(backend, small, large, args.events, args.runs))
-            section("startup", lambda: startup_figures(backend, large, args.runs))
+            section("startup", lambda: startup_figures(backend, large, args.runs, args.baseline))
     section("live", lambda: live_figures(root))
     section("backend", lambda: backend_figures(root, args.rollouts, args.runs))
     section("scale", lambda: scale_figures(root))

@@ -29,29 +29,66 @@ from envpools_cli.cli_errors import (
     EXIT_USAGE,
     CLIError,
 )
-from envpools_cli.commands import (
-    agents,
-    auth,
-    capabilities,
-    completion,
-    config_cmd,
-    credentials,
-    demo,
-    jobs,
-    local,
-    local_images,
-    pools,
-    queue,
-    rollouts,
-    rollouts_files,
-    rollouts_watch,
-    tasks,
-    view,
-)
+from envpools_cli.lazy_groups import Builder, LazyGroup, name_metavars
 from envpools_cli.precedence import debug_from_env
 from envpools_cli.runtime import runtime
+from envpools_cli.shared import HELP_OPTIONS, HELP_WIDTH
 
-__all__ = ["app", "run"]
+__all__ = ["COMMANDS", "app", "run"]
+
+# The commands under the root, in the order help lists them: "module:name" under
+# envpools_cli.commands of a Typer app (a group) or a function (a command), and the parts
+# a group takes from other modules. A group's modules are imported when a command line
+# names it (or a help screen lists it): `envpools pools list` imports the pools and tasks
+# modules and none of the others (Click's lazy group pattern).
+COMMANDS: dict[str, tuple[str, dict[str, str]]] = {
+    "demo": ("demo:demo", {}),
+    "pools": ("pools:app", {"tasks": "tasks:app"}),
+    "tasks": ("tasks:app", {}),
+    "rollouts": (
+        "rollouts:app",
+        {
+            "wait": "rollouts_watch:wait",
+            "tail": "rollouts_watch:tail",
+            "artifacts": "rollouts_files:artifacts",
+            "download": "rollouts_files:download",
+            "trajectory": "rollouts_files:trajectory",
+            "export": "rollouts_files:export",
+        },
+    ),
+    "jobs": ("jobs:app", {}),
+    "credentials": ("credentials:app", {}),
+    "capabilities": ("capabilities:app", {}),
+    "queue": ("queue:app", {}),
+    "auth": ("auth:app", {}),
+    "config": ("config_cmd:app", {}),
+    "local": ("local:app", {"images": "local_images:app"}),
+    "agents": ("agents:app", {}),
+    "completion": ("completion:app", {}),
+    "view": ("view:view", {}),
+}
+
+
+def _root(command: Any) -> Any:
+    """The root group, its commands to be built from COMMANDS when asked for."""
+    assert isinstance(command, LazyGroup)
+    builder = Builder(app)
+
+    def build(name: str, where: str, parts: dict[str, str]) -> Any:
+        built = builder.named(name, f"envpools_cli.commands.{where}")
+        for part, part_where in parts.items():
+            built.lazy[part] = functools.partial(
+                builder.named, part, f"envpools_cli.commands.{part_where}"
+            )
+        return built
+
+    command.lazy = {
+        name: functools.partial(build, name, where, parts)
+        for name, (where, parts) in COMMANDS.items()
+    }
+    name_metavars(command)
+    return command
+
 
 app = typer.Typer(
     name="envpools",
@@ -59,35 +96,14 @@ app = typer.Typer(
     "Data goes to stdout, everything else to stderr. Exit codes: 0 ok, 1 error, 2 usage, "
     "3 timed out, 4 auth/plan, 5 rollout not successful, 6 not found, 7 transient "
     "(retry), 130 interrupted.",
+    cls=LazyGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": list(HELP_OPTIONS)},
     rich_markup_mode=None,
 )
-pools.app.add_typer(tasks.app, name="tasks")
-app.add_typer(pools.app, name="pools")
-app.add_typer(tasks.app, name="tasks")
-rollouts.app.command("wait")(rollouts_watch.wait)
-rollouts.app.command("tail")(rollouts_watch.tail)
-rollouts.app.command("artifacts")(rollouts_files.artifacts)
-rollouts.app.command("download")(rollouts_files.download)
-rollouts.app.command("trajectory")(rollouts_files.trajectory)
-rollouts.app.command("export")(rollouts_files.export)
-app.add_typer(rollouts.app, name="rollouts")
-app.add_typer(jobs.app, name="jobs")
-app.add_typer(credentials.app, name="credentials")
-app.add_typer(capabilities.app, name="capabilities")
-app.add_typer(queue.app, name="queue")
-app.add_typer(auth.app, name="auth")
-app.add_typer(config_cmd.app, name="config")
-local.app.add_typer(local_images.app, name="images")
-app.add_typer(local.app, name="local")
-app.add_typer(agents.app, name="agents")
-app.add_typer(completion.app, name="completion")
-app.command(name="demo")(demo.demo)
-app.command(name="view")(view.view)
 
 
 def _version(value: bool) -> None:
@@ -372,55 +388,42 @@ def report(exit_code: int, payload: dict[str, Any], hint: str | None) -> None:
         messages.hint(hint)
 
 
-def _name_metavars(command: Any) -> None:
-    """Help shows ``--pool POOL`` and ``ROLLOUT_ID...`` rather than Typer's ``<str>`` and
-    ``rollout_ids <list[str]>``, and wraps between words (``help_format``)."""
-    from envpools_cli.help_format import polish
-
-    polish(command)
-
-
-HELP_WIDTH_COLUMNS = 80
-"""Click wraps help to ``min(columns, 80) - 2``: any terminal this wide or wider sees the
-same text, which is what ``help_screens`` records."""
-
-
 @functools.cache
-def _help_command() -> Any:
-    # Built once a process: ~0.2 s a time, and rendering many screens (a test) would
-    # pay it for each.
-    command = typer.main.get_command(app)
-    _name_metavars(command)
+def full_command() -> Any:
+    """The root command with every command under it built (~0.2 s): what help and Tab show."""
+    command = _root(typer.main.get_command(app))
+    command.load_all()
     return command
 
 
 def help_screen(path: Sequence[str]) -> tuple[str, tuple[str, ...]] | None:
-    """``envpools PATH --help`` as it prints on a terminal of 80 columns or more.
+    """``envpools PATH --help`` as it prints on a terminal of ``HELP_WIDTH`` columns or more.
 
     ``(text, flags)``: the text exactly as Click writes it (this runs the real command with
     ``--help``) and the flags that ask for it there (a command with a ``-h`` option of its
-    own takes only ``--help``); None when PATH names no command. ``fasthelp`` keeps these
-    and serves them without importing the app.
+    own takes only ``--help``); None when PATH names no command. ``scripts/update-screens``
+    writes them into ``fast/screens.py``, from where ``fast/help.py`` serves them.
     """
     import contextlib
     import io
 
-    command = _help_command()
+    command = full_command()
     node: Any = command
     for name in path:
         node = getattr(node, "commands", {}).get(name)
         if node is None:
             return None
     taken = {name for param in node.params for name in (*param.opts, *param.secondary_opts)}
-    flags = tuple(flag for flag in ("--help", "-h") if flag not in taken)
+    flags = tuple(flag for flag in HELP_OPTIONS if flag not in taken)
     if not flags:
         return None
     out = io.StringIO()
     saved = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = str(HELP_WIDTH_COLUMNS)
+    os.environ["COLUMNS"] = str(HELP_WIDTH)
     try:
         with contextlib.redirect_stdout(out):
-            code = command.main(args=[*path, flags[0]], prog_name="envpools", standalone_mode=False)
+            args = [*path, flags[-1]]  # --help, unless a command took it for itself
+            code = command.main(args=args, prog_name="envpools", standalone_mode=False)
     finally:
         if saved is None:
             os.environ.pop("COLUMNS", None)
@@ -440,8 +443,7 @@ def run(argv: list[str] | None = None) -> int:
     runtime.reset()
     runtime.json_errors = _wants_json(argv)
     runtime.debug = "--debug" in argv or debug_from_env()
-    command = typer.main.get_command(app)
-    _name_metavars(command)
+    command = _root(typer.main.get_command(app))
     try:
         result = command.main(args=argv, prog_name="envpools", standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK

@@ -14,7 +14,6 @@ else ``default``. API keys are not stored here (see ``keystore.py``).
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +92,8 @@ def load_config() -> Config:
     target = config_file()
     if not target.is_file():
         return Config(None, {})
+    import tomllib  # here: without a config file (CI, a first run) nothing needs it
+
     try:
         document = tomllib.loads(target.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

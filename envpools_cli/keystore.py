@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +93,8 @@ def _read_file() -> dict[str, str]:
     target = key_file()
     if not target.is_file():
         return {}
+    import tomllib  # here: a key from the environment needs no TOML parser (~4 ms)
+
     try:
         document = tomllib.loads(target.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):

@@ -63,7 +63,7 @@ def test_fast_paths_import_nothing_heavy(args: tuple[str, ...]) -> None:
 
 
 def test_help_imports_no_client_server_or_keyring() -> None:
-    modules = modules_after("--help")  # the first: the app renders it (then it is kept)
+    modules = modules_after("--help")
     assert tops(modules) & {"httpx", "pydantic", "keyring", "fastapi", "uvicorn"} == set()
     assert not server_modules(modules)
 
@@ -84,29 +84,30 @@ def imported(*args: str, env: dict[str, str] | None = None) -> set[str]:
     return run(["-m", "envpools_cli", *args]) - run(["-c", "pass"])
 
 
-# What an answer from a snapshot may import: the entry point, the snapshot reader and
-# their leaves. Typer, Click, Rich, pydantic, the app or a command module coming back
-# would put --help at 5-15x an interpreter start again.
-SNAPSHOT_READERS = {"envpools_cli", "envpools_cli.paths", "envpools_cli.snapshots", "runpy"}
+# What every fast answer imports: the entry point, the fast paths' dispatch and the values
+# they share with the full CLI. Typer, Click, Rich, pydantic, the app or a command module
+# coming back would put --help at 5-15x an interpreter start again.
+FAST = {"envpools_cli", "envpools_cli.fast", "envpools_cli.shared", "runpy"}
 
 
 @pytest.mark.parametrize("args", [("--help",), ("-h",), ("rollouts", "--help"), ("jobs", "-h")])
-def test_kept_help_imports_only_the_snapshot_reader(args: tuple[str, ...]) -> None:
-    imported(*args)  # renders and keeps it
-    found = imported(*args) - SNAPSHOT_READERS
-    assert found == {"envpools_cli.fasthelp"}
+def test_help_imports_only_the_generated_screens(args: tuple[str, ...]) -> None:
+    found = imported(*args) - FAST
+    assert found == {"envpools_cli.fast.help", "envpools_cli.fast.screens"}
 
 
 def test_a_tab_press_imports_only_the_engine() -> None:
     env = {"_ENVPOOLS_COMPLETE": "bash"}
-    imported("2", "envpools", "rollouts", "", env=env)  # builds and keeps the command tree
-    found = imported("2", "envpools", "rollouts", "", env=env) - SNAPSHOT_READERS
+    found = imported("2", "envpools", "rollouts", "", env=env) - FAST
     assert found == {
         "envpools_cli.completion",
+        "envpools_cli.completion.cache",
         "envpools_cli.completion.engine",
         "envpools_cli.completion.scripts",
         "envpools_cli.completion.spec",
+        "envpools_cli.completion.tree",
         "envpools_cli.completion.values",
+        "envpools_cli.paths",
     }
 
 
@@ -129,10 +130,44 @@ def test_plain_table_path_imports_no_rich() -> None:
     assert not server_modules(modules)
 
 
-def test_kept_help_costs_about_an_interpreter_start() -> None:
+def command_modules(modules: set[str]) -> set[str]:
+    """The command modules (not the ``_`` helpers) among ``modules``."""
+    found = {m for m in modules if m.startswith("envpools_cli.commands.")}
+    return {m.rsplit(".", 1)[1] for m in found if not m.rsplit(".", 1)[1].startswith("_")}
+
+
+@pytest.mark.parametrize(
+    ("args", "loaded"),
+    [
+        (("pools", "list"), {"pools"}),
+        (("pools", "tasks", "list", "p1"), {"pools", "tasks"}),
+        (("rollouts", "list"), {"rollouts"}),
+        (("rollouts", "wait", "ro_1", "--timeout", "0"), {"rollouts", "rollouts_watch"}),
+        (("local", "images", "list"), {"local", "local_images"}),
+    ],
+)
+def test_a_command_imports_only_its_own_group(args: tuple[str, ...], loaded: set[str]) -> None:
+    """Command groups are built lazily (app.COMMANDS): a command line pays for its own."""
+    env = {"ENVPOOLS_API_KEY": "ep_test", "ENVPOOLS_API_URL": "http://127.0.0.1:9"}
+    assert command_modules(modules_after(*args, env=env)) == loaded
+
+
+def test_a_misspelled_command_is_still_suggested() -> None:
+    """Click suggests among the commands it built: the lazy group offers all of them."""
+    for argv, expected in ((["rollout", "list"], "'rollouts'"), (["pools", "lst"], "'list'")):
+        done = subprocess.run(
+            [sys.executable, "-m", "envpools_cli", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert f"Did you mean {expected}?" in done.stderr
+
+
+def test_help_costs_about_an_interpreter_start() -> None:
     for args in (["--help"], ["rollouts", "--help"]):
         command = [sys.executable, "-m", "envpools_cli", *args]
-        subprocess.run(command, capture_output=True, check=True)  # renders and keeps it
         ratio, seconds, base = fastest_ratio(command, [sys.executable, "-c", "pass"])
         # Measured ~1.1x with farm-bench; through Typer it was 7x (--help) and 12x
         # (rollouts --help).

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import pydantic
-
-from envpools_cli.models import (
-    PRESET_MODELS,
-    RolloutRequestV1,
-    check_agent_model,
-    model_id_problem,
-)
+from typing import TYPE_CHECKING, Any
 
 from .errors import APIError, InvalidRequestError, TransportError
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["backend_capabilities", "check_rollout_request", "clear_capabilities_cache"]
 
@@ -90,6 +84,15 @@ def check_rollout_request(payload: Mapping[str, Any], capabilities: Capabilities
 
     ``capabilities`` is asked only when the presets cannot decide.
     """
+    import pydantic
+
+    from envpools_cli.models import (
+        PRESET_MODELS,
+        RolloutRequestV1,
+        check_agent_model,
+        model_id_problem,
+    )
+
     try:
         request = RolloutRequestV1.model_validate(payload)
     except pydantic.ValidationError as exc:

@@ -3,8 +3,10 @@
 ``Rollouts`` (with ``Rollouts.artifacts``), ``Pools`` (with ``Pools.tasks``),
 ``Credentials``, ``Capabilities``, ``Queue`` and ``Account`` hold each request once,
 with the official SDK's defaults, and return what the SDK returns: a dict, a list,
-bytes or None. The module functions (``api.py``), ``EnvironmentPoolsClient`` and
-``RolloutHandle`` are these methods bound to a connection (``bind.py``).
+bytes or None. The module functions (``api.py``), ``EnvironmentPoolsClient``'s namespaces
+(``namespaces.py``) and ``RolloutHandle`` (``handle.py``) are plain functions that call
+these methods, generated from their signatures and docstrings by ``scripts/update-client``
+(``tests/unit/test_client_surface.py`` fails when they are stale).
 """
 
 from __future__ import annotations
@@ -12,22 +14,16 @@ from __future__ import annotations
 import builtins
 import copy
 import json as jsonlib
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack, overload
 from urllib.parse import quote
 
 import httpx
-import pydantic
 
-from envpools_cli.models import (
-    HARNESS_ALIASES,
-    TEMPLATE_DEFAULTS,
-    PoolTaskInstance,
-    PoolTemplate,
-    RolloutRequestV1,
-)
+if TYPE_CHECKING:
+    # Imported where a request is built: a read takes dicts and no pydantic model.
+    from envpools_cli.models import PoolTaskInstance, PoolTemplate, RolloutRequestV1
 
 from .errors import (
     APIError,
@@ -60,6 +56,8 @@ _PLANS_WITH_ACCESS = frozenset({"pro", "team", "enterprise", "demo"})
 
 
 def new_idempotency_key() -> str:
+    import uuid  # here: it imports platform (~4 ms), which most commands never need
+
     return f"envpools-{uuid.uuid4()}"
 
 
@@ -91,6 +89,10 @@ def _decode(response: httpx.Response) -> Any:
 
 def _payload(request: Any) -> dict[str, Any]:
     """A JSON-ready copy of a model or dict; the caller's object is never changed."""
+    import pydantic
+
+    from envpools_cli.models import HARNESS_ALIASES
+
     if isinstance(request, pydantic.BaseModel):
         payload = request.model_dump(mode="json", exclude_none=True)
     elif isinstance(request, Mapping):
@@ -173,6 +175,14 @@ class Artifacts(Resource):
 
     __call__ = list
 
+    # The product page spells the artifact ``artifact_path``, SDK 0.9.6 ``path``: one of
+    # the two, positionally or by either keyword, as the overloads say.
+    @overload
+    def fetch(self, rollout_id: str, artifact_path: str, *, timeout: float = 60.0) -> bytes: ...
+
+    @overload
+    def fetch(self, rollout_id: str, *, path: str, timeout: float = 60.0) -> bytes: ...
+
     def fetch(
         self,
         rollout_id: str,
@@ -184,6 +194,16 @@ class Artifacts(Resource):
         """The bytes of one artifact (``artifact_path``, or ``path=`` as SDK 0.9.6 spells it)."""
         suffix = self._at(rollout_id, _one_path(artifact_path, path))
         return self._send("GET", suffix, timeout=timeout).content
+
+    @overload
+    def open(
+        self, rollout_id: str, artifact_path: str, *, timeout: float = 60.0
+    ) -> AbstractContextManager[httpx.Response]: ...
+
+    @overload
+    def open(
+        self, rollout_id: str, *, path: str, timeout: float = 60.0
+    ) -> AbstractContextManager[httpx.Response]: ...
 
     def open(
         self,
@@ -434,6 +454,8 @@ def _pool(pool_id: str, tail: str = "") -> str:
 
 
 def _template_tasks(tasks: Sequence[Any], template: str | None) -> builtins.list[dict[str, Any]]:
+    from envpools_cli.models import TEMPLATE_DEFAULTS
+
     normalized = []
     for task in tasks:
         payload = _payload(task)
@@ -456,6 +478,8 @@ def _pool_body(
     pool_type: str | None,
     backend: str | None,
 ) -> dict[str, Any]:
+    from envpools_cli.models import TEMPLATE_DEFAULTS, PoolTemplate
+
     template_value = template.value if isinstance(template, PoolTemplate) else template
     defaults = TEMPLATE_DEFAULTS.get(template_value or "")
     if request is None:
@@ -490,11 +514,13 @@ class PoolTasks(Resource):
     """``/pools/{pool_id}/tasks``."""
 
     def list(self, pool_id: str, *, timeout: float = 30.0) -> builtins.list[dict[str, Any]]:
+        """The task instances of a pool."""
         return self._array("GET", _pool(pool_id, "/tasks"), timeout=timeout)
 
     def create(
         self, pool_id: str, *, request: dict[str, Any] | PoolTaskInstance, timeout: float = 30.0
     ) -> dict[str, Any]:
+        """Add a task instance (a dict or a PoolTaskInstance) to a pool."""
         body = _payload(request)
         return self._object("POST", _pool(pool_id, "/tasks"), timeout=timeout, json=body)
 
@@ -506,10 +532,12 @@ class PoolTasks(Resource):
         request: dict[str, Any] | PoolTaskInstance,
         timeout: float = 30.0,
     ) -> dict[str, Any]:
+        """Replace a task instance of a pool."""
         suffix = _pool(pool_id, f"/tasks/{quote_segment(task_id)}")
         return self._object("PUT", suffix, timeout=timeout, json=_payload(request))
 
     def delete(self, pool_id: str, task_id: str, *, timeout: float = 30.0) -> None:
+        """Remove a task instance from a pool."""
         suffix = _pool(pool_id, f"/tasks/{quote_segment(task_id)}")
         self._send("DELETE", suffix, timeout=timeout)
 
@@ -529,6 +557,7 @@ class Pools(Resource):
         return self._array("GET", "pools", timeout=timeout, params=params)
 
     def get(self, pool_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """A pool: its configuration, tasks and limits."""
         return self._object("GET", _pool(pool_id), timeout=timeout)
 
     def create(
@@ -553,6 +582,7 @@ class Pools(Resource):
         return self._object("PUT", _pool(pool_id), timeout=timeout, json=_payload(request))
 
     def delete(self, pool_id: str, *, timeout: float = 30.0) -> None:
+        """Delete a pool."""
         self._send("DELETE", _pool(pool_id), timeout=timeout)
 
     def metrics(self, pool_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
@@ -624,6 +654,7 @@ class Credentials(Resource):
         return self._array("GET", _CREDENTIALS, timeout=timeout)
 
     def delete(self, credential_id: str, *, timeout: float = 30.0) -> None:
+        """Delete a stored credential."""
         suffix = f"{_CREDENTIALS}/{quote_segment(credential_id)}"
         self._send("DELETE", suffix, timeout=timeout)
 

@@ -9,7 +9,7 @@ then the default.
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlunsplit
 
 from envpools_cli.precedence import (
     HOSTED_BACKEND_URL,
@@ -18,6 +18,7 @@ from envpools_cli.precedence import (
     choose,
     from_env,
 )
+from envpools_cli.shared import api_prefix, split_backend_url
 
 from .errors import ConfigurationError, InvalidRequestError, MissingAPIKeyError
 
@@ -36,29 +37,14 @@ __all__ = [
 #: What the official SDK uses when nothing is configured (and where the local backend listens).
 DEFAULT_BACKEND_URL = SDK_DEFAULT_BACKEND_URL
 
-_LEGACY_PREFIX = "/api/v1"
-_V1_PREFIX = "/v1"
-
 
 def normalize_backend_base(url: str) -> str:
     """Scheme + host + optional prefix; a trailing ``/v1`` then ``/api`` is dropped."""
     try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - parses the port: out of range or not a number raises here
+        scheme, netloc, path = split_backend_url(url)
     except ValueError as exc:
-        raise ConfigurationError(f"backend URL {url!r} is malformed: {exc}") from None
-    if not parts.scheme or not parts.netloc:
-        raise ConfigurationError(
-            f"backend URL {url!r} is not an absolute http(s) URL (e.g. http://127.0.0.1:8000)"
-        )
-    if parts.scheme not in ("http", "https"):
-        raise ConfigurationError(f"backend URL {url!r} must use http or https")
-    path = parts.path.rstrip("/")
-    if path.endswith("/v1"):
-        path = path[: -len("/v1")].rstrip("/")
-    if path.endswith("/api"):
-        path = path[: -len("/api")].rstrip("/")
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        raise ConfigurationError(str(exc)) from None
+    return urlunsplit((scheme, netloc, path, "", ""))
 
 
 def _from_profile(name: SettingName, given: str | None) -> dict[str, str]:
@@ -105,8 +91,7 @@ def quote_segment(value: str) -> str:
 
 def api_url(base: str, suffix: str, *, api_version: str | None = None) -> str:
     """``{base}/v1/{suffix}``, or ``{base}/api/v1/{suffix}`` for any other version."""
-    prefix = _V1_PREFIX if resolve_api_version(api_version) == "v1" else _LEGACY_PREFIX
-    return f"{base}{prefix}/{suffix.lstrip('/')}"
+    return f"{base}{api_prefix(resolve_api_version(api_version))}/{suffix.lstrip('/')}"
 
 
 def fixed_url(base: str, path: str) -> str:

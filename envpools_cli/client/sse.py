@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import httpx
 
-from envpools_cli.models import TERMINAL_STATUSES
+from envpools_cli.shared import EVENT_STREAM_HEADERS, READ_TIMEOUT_SEC, is_terminal
 
 from .errors import APIError, StreamGapError, TransportError, parse_retry_after
 from .http import HTTPSession
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: Three missed 15 s heartbeats mean the connection is dead even if TCP has not noticed.
-DEFAULT_READ_TIMEOUT = 45.0
+DEFAULT_READ_TIMEOUT = READ_TIMEOUT_SEC
 MAX_EVENT_CHARS = 16 * 1024 * 1024
 _RECONNECT_STATUSES = frozenset({408, 429, 502, 503, 504})
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -212,7 +212,7 @@ def _is_terminal(envelope: dict[str, Any]) -> bool:
     return (
         envelope.get("event") == "lifecycle"
         and isinstance(data, dict)
-        and str(data.get("status", "")).lower() in TERMINAL_STATUSES
+        and is_terminal(data.get("status"))
     )
 
 
@@ -317,7 +317,7 @@ class EventStream(Iterator[dict[str, Any]]):
         return params
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = dict(EVENT_STREAM_HEADERS)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
         return headers
@@ -410,7 +410,7 @@ class EventStream(Iterator[dict[str, Any]]):
             return False
         if not isinstance(summary, dict):
             return False
-        if str(summary.get("status", "")).lower() not in TERMINAL_STATUSES:
+        if not is_terminal(summary.get("status")):
             return False
         last = summary.get("last_event")
         if not isinstance(last, dict):

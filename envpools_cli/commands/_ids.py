@@ -7,6 +7,7 @@ from typing import Any
 
 from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.runtime import runtime
+from envpools_cli.shared import follow_rollout_pages
 
 __all__ = ["resolve_rollout_id", "resolve_rollout_ids"]
 
@@ -14,7 +15,6 @@ __all__ = ["resolve_rollout_id", "resolve_rollout_ids"]
 _FULL_LOCAL_ID = re.compile(r"ro_[0-9a-f]{22}")
 #: How far back a prefix is looked for: the newest rollouts, a page of 500 at a time.
 SCAN_LIMIT = 5000
-_PAGE = 500
 _SHOWN = 10
 
 
@@ -67,12 +67,7 @@ def _recent_rollouts() -> list[dict[str, Any]]:
     from envpools_cli import client as ep
 
     conn = runtime.conn()
-    found: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while len(found) < SCAN_LIMIT:
-        page = ep.list_rollouts(cursor=cursor, limit=_PAGE, **conn)
-        found += page.get("rollouts") or []
-        cursor = page.get("next_cursor")
-        if not cursor or not page.get("rollouts"):
-            break
-    return found
+    found = follow_rollout_pages(
+        lambda cursor, size: ep.list_rollouts(cursor=cursor, limit=size, **conn), SCAN_LIMIT
+    )
+    return found or []

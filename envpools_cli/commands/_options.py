@@ -12,6 +12,7 @@ import typer
 
 from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.runtime import runtime
+from envpools_cli.shared import JSON_FLAG, OUTPUT_OPTION
 
 __all__ = [
     "FieldsOpt",
@@ -34,13 +35,12 @@ __all__ = [
 OutputOpt = Annotated[
     str | None,
     typer.Option(
-        "--output",
-        "-o",
+        *OUTPUT_OPTION,
         help="Output format: table, json, jsonl, yaml or name.",
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Same as -o json.")]
+JsonOpt = Annotated[bool, typer.Option(JSON_FLAG, help="Same as -o json.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only ids, one per line.")]
 FieldsOpt = Annotated[
     str | None,

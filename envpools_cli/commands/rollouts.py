@@ -24,6 +24,7 @@ from envpools_cli.commands._options import (
 )
 from envpools_cli.output.rollouts import show_rollout, show_rollouts
 from envpools_cli.runtime import runtime
+from envpools_cli.shared import ROLLOUTS_LIST_LIMIT, follow_rollout_pages
 
 app = typer.Typer(
     help="Rollouts: one agent attempt at one task, with events, artifacts and usage.",
@@ -481,7 +482,7 @@ def list_(
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-l", min=1, help="At most this many (pages are followed).")
-    ] = 50,
+    ] = ROLLOUTS_LIST_LIMIT,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Start at this page.")] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -498,12 +499,10 @@ def list_(
     fmt = output_format(output, as_json, quiet, fields=fields, wide=wide)
     status = _check_list_filters(status, created_after, created_before)
     conn = runtime.conn()
-    found: list[dict[str, Any]] = []
-    page_cursor = cursor
-    while len(found) < limit:
-        page = ep.list_rollouts(
+    found = follow_rollout_pages(
+        lambda page_cursor, page_size: ep.list_rollouts(
             cursor=page_cursor,
-            limit=min(500, limit - len(found)),
+            limit=page_size,
             status=status,
             pool_id=pool,
             dataset=dataset,
@@ -511,12 +510,11 @@ def list_(
             created_after=created_after,
             created_before=created_before,
             **conn,
-        )
-        found += page.get("rollouts") or []
-        page_cursor = page.get("next_cursor")
-        if not page_cursor or not page.get("rollouts"):
-            break
-    show_rollouts(found[:limit], fmt, fields, empty="No rollouts.", wide=wide)
+        ),
+        limit,
+        cursor,
+    )
+    show_rollouts(found or [], fmt, fields, empty="No rollouts.", wide=wide)
 
 
 @app.command("summary")

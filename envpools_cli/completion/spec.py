@@ -1,9 +1,8 @@
 """The command tree as plain data: commands, options, arguments and what values each takes.
 
-Building it imports the whole Typer app (most of a second), so a Tab press reads it from
-``<cache dir>/completion/spec.marshal`` and rebuilds it only when the package's files
-change (``snapshots``: their sizes and mtimes are the fingerprint) — after an upgrade or
-an edit.
+Building it builds the whole Typer app (most of a second), so ``scripts/update-screens``
+builds it once and writes it into ``tree.py``, which a Tab press reads (a test fails
+when it is stale).
 """
 
 from __future__ import annotations
@@ -65,10 +64,10 @@ _EVENT_TYPES = ["lifecycle", "agent", "verifier", "reward", "heartbeat"]
 
 
 def load() -> Spec:
-    """The command tree as recorded from the installed package (built once, kept on disk)."""
-    from envpools_cli import snapshots
+    """The command tree, as ``scripts/update-screens`` generated it from ``build()``."""
+    from envpools_cli.completion.tree import TREE
 
-    return {"tree": snapshots.load("completion/spec", build)}
+    return {"tree": TREE}
 
 
 def static_choices() -> dict[str, list[str]]:
@@ -93,12 +92,9 @@ def static_choices() -> dict[str, list[str]]:
 
 def build() -> dict[str, Any]:
     """Walk the Typer app into plain data."""
-    import typer
+    from envpools_cli.app import full_command
 
-    from envpools_cli.app import app
-
-    root = typer.main.get_command(app)
-    return _node(root, "", static_choices())
+    return _node(full_command(), "", static_choices())
 
 
 def _node(command: Any, path: str, choices: dict[str, list[str]]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import os
 import time
 from urllib.parse import quote, urlencode, urlsplit
 
-from envpools_cli import paths, snapshots
+from envpools_cli import paths
+from envpools_cli.completion import cache as files
 
 TYPE_CHECKING = False  # typing, dataclasses and hashlib cost more than a Tab press may take
 if TYPE_CHECKING:
@@ -104,8 +105,8 @@ class Backend:
             self._name.append(_cache_name(self.profile_flag, self.api_url_flag))
         if self._name[0] is None:
             return None
-        target = snapshots.path_of(f"completion/{self._name[0]}")
-        cache = snapshots.read(target)
+        target = files.path_of(f"completion/{self._name[0]}")
+        cache = files.read(target)
         entry = cache.get(resource)
         last = entry["data"] if isinstance(entry, dict) else None
         age = self.now - float(entry["at"]) if isinstance(entry, dict) else -1.0
@@ -123,11 +124,11 @@ class Backend:
             data = fetch(_getter(conn))
         except (OSError, ValueError, _HTTPFailure):
             cache["down_until"] = self.now + BACKOFF_SEC
-            snapshots.write(target, cache)
+            files.write(target, cache)
             return last
         cache[resource] = {"at": self.now, "data": data}
         cache.pop("down_until", None)
-        snapshots.write(target, cache)
+        files.write(target, cache)
         return data
 
 
@@ -205,8 +206,8 @@ def _cache_name(profile_flag: str | None, api_url_flag: str | None) -> str | Non
     )
     inputs = f"{profile_flag!r}\n{api_url_flag!r}\n{config_file}\n{stamp}\n{settings!r}"
     asked = f"{_fnv1a(inputs):016x}"
-    where = snapshots.path_of("completion/places")
-    remembered = snapshots.read(where)
+    where = files.path_of("completion/places")
+    remembered = files.read(where)
     if asked in remembered:
         known = remembered[asked]
         return known if isinstance(known, str) else None
@@ -214,7 +215,7 @@ def _cache_name(profile_flag: str | None, api_url_flag: str | None) -> str | Non
     name = None if place is None else _name_for(place)
     kept = dict(list(remembered.items())[-(_REMEMBERED_PLACES - 1) :])
     kept[asked] = name
-    snapshots.write(where, kept)
+    files.write(where, kept)
     return name
 
 
@@ -227,20 +228,22 @@ def _fnv1a(text: str) -> int:
 
 
 def _base_url(url: str) -> str | None:
-    # The rule of client/settings.normalize_backend_base (CONTRACT §1), without importing
-    # the client package (httpx, pydantic) on a Tab press.
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    from envpools_cli.shared import split_backend_url  # here: a cached answer needs no URL
+
+    try:
+        scheme, netloc, path = split_backend_url(url)
+    except ValueError:
         return None
-    path = parts.path.rstrip("/").removesuffix("/v1").rstrip("/").removesuffix("/api")
-    return f"{parts.scheme}://{parts.netloc}{path.rstrip('/')}"
+    return f"{scheme}://{netloc}{path}"
 
 
 def _getter(conn: _Conn) -> Getter:
     import http.client
 
+    from envpools_cli.shared import api_prefix
+
     parts = urlsplit(conn.base)
-    prefix = "/v1" if conn.version == "v1" else "/api/v1"
+    prefix = api_prefix(conn.version)
     started = time.monotonic()
 
     def get(suffix: str, query: dict[str, Any]) -> Any:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.output.sanitize import clean
-from envpools_cli.output.streams import color_enabled, is_tty, json_text, write_out
+from envpools_cli.output.streams import color_enabled, dump_json, is_tty, json_text, write_out
 from envpools_cli.output.units import relative_age
 
 __all__ = [
@@ -140,11 +140,6 @@ def _check_fields(
         raise FieldError(
             f"unknown field(s) {', '.join(unknown)}; available: {', '.join(sorted(known))}"
         )
-
-
-def dump_json(value: Any, *, pretty: bool | None = None) -> str:
-    pretty = is_tty() if pretty is None else pretty
-    return json_text(value, indent=2 if pretty else None)
 
 
 def emit(

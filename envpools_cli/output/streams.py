@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = [
     "PipeClosed",
     "color_enabled",
+    "dump_json",
     "is_tty",
     "json_text",
     "write_bytes_out",
@@ -35,6 +35,12 @@ def is_tty(stream: TextIO | None = None) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def dump_json(value: Any, *, pretty: bool | None = None) -> str:
+    """JSON as every command prints it: indented for a person, one line for a pipe."""
+    pretty = is_tty() if pretty is None else pretty
+    return json_text(value, indent=2 if pretty else None)
 
 
 def color_enabled(stream: TextIO | None = None) -> bool:
@@ -65,6 +71,8 @@ def _silence_stdout() -> None:
 def json_text(value: object, indent: int | None = None) -> str:
     """JSON as it is printed: UTF-8 text, or ``\\u`` escapes when a string holds a lone
     surrogate (which no UTF-8 stdout can write)."""
+    import json  # here: not every path that imports this module prints JSON
+
     text = json.dumps(value, indent=indent, ensure_ascii=False, default=str)
     if not text.isascii():
         try:

@@ -7,14 +7,14 @@ import time
 from typing import Any
 
 from envpools_cli.output.describe import wrap
-from envpools_cli.output.formats import dump_json
 from envpools_cli.output.rollouts import (
     EVENT_STYLES,
     STATUS_STYLES,
     describe_event,
     event_time,
 )
-from envpools_cli.output.streams import color_enabled, is_tty, write_out
+from envpools_cli.output.streams import color_enabled, dump_json, is_tty, write_out
+from envpools_cli.shared import end_event
 
 __all__ = ["TailView", "make_view"]
 
@@ -75,19 +75,7 @@ class JsonLinesView(TailView):
         write_out(dump_json(envelope, pretty=False) + "\n")
 
     def end(self, reason: str, status: str | None) -> None:
-        write_out(
-            dump_json(
-                {
-                    "event": "end",
-                    "id": None,
-                    "seq": None,
-                    "timestamp": None,
-                    "data": {"reason": reason, "status": status},
-                },
-                pretty=False,
-            )
-            + "\n"
-        )
+        write_out(dump_json(end_event(reason, status), pretty=False) + "\n")
 
 
 class JsonArrayView(TailView):

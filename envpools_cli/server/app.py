@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.requests import Request
+from pydantic.warnings import UnsupportedFieldAttributeWarning
 
 from envpools_cli import __version__, models
 from envpools_cli.server.agents import HARNESSES, harness_classes
@@ -36,6 +38,16 @@ __all__ = ["LocalBackend", "create_app"]
 log = logging.getLogger("envpools.server")
 
 PREFIXES = ("/v1", "/api/v1", "/api/v1/environment-pools")
+
+# models.py defers building each model's validator to its first use (the CLI's start-up
+# need not pay for 40 models), so FastAPI's adapter for a request body is completed at a
+# route's first request, when pydantic warns that the alias FastAPI gives the body (its
+# parameter's own name) has no effect there. It has none: the body is the whole request.
+warnings.filterwarnings(
+    "ignore",
+    message="The 'alias' attribute with value 'body' was provided",
+    category=UnsupportedFieldAttributeWarning,
+)
 
 
 def model_schemas() -> dict[str, Any]:

@@ -60,17 +60,17 @@ class TestStatus:
         assert not RolloutStatus.terminal("paused") and RolloutStatus.parse(None) is None
 
     def test_no_hand_written_set_of_terminal_statuses(self) -> None:
-        """Whether a status is terminal is asked of ``models`` everywhere; the one copy (the
-        tail fast path, which may not import pydantic) is held equal to it here."""
+        """Whether a status is terminal is asked of ``models`` (or, where pydantic may not be
+        imported, of ``shared``, from which ``models`` takes the set) everywhere."""
         import ast
 
-        from envpools_cli import fasttail
+        from envpools_cli import shared
 
-        assert fasttail._TERMINAL == TERMINAL_STATUSES
+        assert shared.TERMINAL_STATUSES == TERMINAL_STATUSES
         package = Path(envpools_cli.__file__).parent
         found = []
         for source in sorted(package.rglob("*.py")):
-            if source.name == "models.py" or source == Path(fasttail.__file__):
+            if source == Path(shared.__file__):
                 continue
             for node in ast.walk(ast.parse(source.read_text())):
                 if isinstance(node, ast.Set | ast.Tuple | ast.List):

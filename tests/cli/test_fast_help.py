@@ -1,18 +1,22 @@
-"""``--help`` from a stored snapshot of Typer's own screens (issue 12): the same text as the
-full CLI, for every command, without importing the app; a stale or narrow case falls back."""
+"""``--help`` from the screens ``scripts/update-screens`` generated (issues 12, 25): the same
+text as the full CLI, for every command, without importing the app; a narrow terminal or
+anything but a plain help request falls back to the full CLI."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 
-from envpools_cli import fasthelp, snapshots
-from envpools_cli.app import app, run
+from envpools_cli.app import full_command, run
+from envpools_cli.fast import help as fasthelp
+from envpools_cli.fast.screens import SCREENS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HEAVY = ("typer", "click", "rich", "pydantic", "httpx", "keyring", "envpools_cli.app")
 
@@ -50,10 +54,9 @@ def _full(*args: str, columns: str = "80") -> str:
     [("--help",), ("-h",), ("rollouts", "--help"), ("rollouts", "get", "--help"), ("local", "-h")],
 )
 def test_help_is_the_full_clis_and_imports_none_of_it(args: tuple[str, ...]) -> None:
-    first, _ = _envpools(*args)  # renders with the app, keeps it
-    again, modules = _envpools(*args)
+    shown, modules = _envpools(*args)
     expected = _full(*args)
-    assert first == again == expected
+    assert shown == expected
     assert expected.startswith("Usage: envpools")
     assert not {m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY}
     assert not [m for m in modules if m.startswith("envpools_cli.commands")]
@@ -66,42 +69,39 @@ def _paths(node: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     return found
 
 
-def test_every_commands_stored_help_equals_typers(
+def test_the_generated_screens_and_tree_are_current() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "update-screens"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_commands_screen_equals_typers(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "120")
-    paths = _paths(typer.main.get_command(app))
+    paths = _paths(full_command())
     assert len(paths) > 50
-    stored = {}
-    for path in paths:
-        assert fasthelp.fast_help([*path, "--help"]) == 0  # renders and keeps each
-        stored[path] = capsys.readouterr().out
+    assert sorted(SCREENS) == sorted(" ".join(path) for path in paths)
     for number, path in enumerate(paths):
-        assert fasthelp.fast_help([*path, "--help"]) == 0  # from the snapshot now
-        assert capsys.readouterr().out == stored[path], path
-        # The full CLI builds the whole Click tree each time (~0.2 s): every group and
-        # every third command is enough to catch a rendering that differs.
+        assert fasthelp.fast_help([*path, "--help"]) == 0
+        shown = capsys.readouterr().out
+        assert shown == SCREENS[" ".join(path)][0]
+        # The full CLI builds the commands it shows each time: every group and every
+        # third command is enough to catch a rendering that differs.
         if len(path) < 2 or number % 3 == 0:
             assert run([*path, "--help"]) == 0
-            assert capsys.readouterr().out == stored[path], path
+            assert capsys.readouterr().out == shown, path
 
 
 def test_a_narrow_terminal_gets_typers_own_wrapping() -> None:
-    _envpools("rollouts", "--help")
     narrow, modules = _envpools("rollouts", "--help", env={"COLUMNS": "60"})
     assert narrow == _full("rollouts", "--help", columns="60") != _full("rollouts", "--help")
     assert "typer" in {m.split(".")[0] for m in modules}
-
-
-def test_a_stale_snapshot_is_not_served(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    where = snapshots.path_of("help")
-    stale = {"fingerprint": "an older install", "screens": {"": ("stale help\n", ("--help",))}}
-    snapshots.write(where, stale)
-    assert fasthelp.fast_help(["--help"]) == 0
-    assert capsys.readouterr().out.startswith("Usage: envpools [OPTIONS]")
-    assert snapshots.read(where)["fingerprint"] == snapshots.fingerprint()
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.fasttail import _Copy
+from envpools_cli.fast.tail import _Copy
 from tests.cli.conftest import CLI, Local, envpools_subprocess
 from tests.helpers.timing import fastest_ratio
 from tests.integration.conftest import local_task, make_task

@@ -639,7 +639,7 @@ def test_module_functions_take_the_connection_as_keywords() -> None:
             credential_value="v",
             api_version="v1",
         )
-    with pytest.raises(TypeError, match=r"get_rollout\(\) missing a required argument"):
+    with pytest.raises(TypeError, match=r"get_rollout\(\) missing 1 required positional argument"):
         ep.get_rollout()
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
+import ipaddress
+import ssl
+import threading
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -202,3 +208,79 @@ def test_a_get_is_not_kept_retrying_past_max_retries(recorder: Recorder) -> None
     with pytest.raises(ServerError):
         ep.get_rollout("r1")
     assert len(recorder.requests) == 3
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_plain_http_needs_no_tls_and_https_still_verifies(tmp_path: Path) -> None:
+    """The default transport builds its TLS side (the CA bundle, ~30 ms) at the first https
+    request only; that side verifies certificates as httpx always does."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cert_file, key_file = _self_signed(tmp_path)
+    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    tls = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    for server in (plain, tls):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    session = ep.HTTPSession(retry=RetryPolicy(max_retries=0))
+    try:
+        answer = session.request("GET", f"http://127.0.0.1:{plain.server_port}/", api_key="k")
+        assert answer.json() == {"ok": True}
+        transport = session.client._transport
+        assert transport._tls is None  # type: ignore[attr-defined]
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+            session.request("GET", f"https://127.0.0.1:{tls.server_port}/", api_key="k")
+        assert transport._tls is not None  # type: ignore[attr-defined]
+    finally:
+        session.close()
+        plain.shutdown()
+        tls.shutdown()

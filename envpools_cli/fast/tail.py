@@ -26,17 +26,16 @@ import re
 import sys
 from urllib.parse import quote
 
+from envpools_cli.output.streams import dump_json
+from envpools_cli.shared import EVENT_STREAM_HEADERS, READ_TIMEOUT_SEC, end_event, is_terminal
+
 __all__ = ["tail_jsonl"]
 
 _FRAME_RE = rb'id: (\d+)\nevent: ([a-z_]+)\ndata: (\{"id":"\1","event":"\2",[^\n]*\}\n)\n'
 _SKIP_RE = rb"(?:retry: \d+\n|:[^\n]*\n|event: heartbeat\ndata: [^\n]*\n)+\n"
 _FRAME = re.compile(_FRAME_RE)
 _SKIP = re.compile(_SKIP_RE)
-#: As models.TERMINAL_STATUSES (not imported: it would bring pydantic).
-_TERMINAL = frozenset({"succeeded", "failed", "cancelled", "error", "completed"})
 _READ = 1 << 18
-#: Longer than the server's heartbeat interval (15 s), as the full client's read timeout.
-_SILENCE_SEC = 45.0
 
 
 def _terminal(data: bytes) -> bool:
@@ -44,7 +43,7 @@ def _terminal(data: bytes) -> bool:
         status = json.loads(data).get("data", {}).get("status")
     except (ValueError, AttributeError):
         return False
-    return str(status or "").lower() in _TERMINAL
+    return is_terminal(status)
 
 
 class _Copy:
@@ -95,11 +94,10 @@ def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str
     copy = _Copy()
     headers = {
         "Authorization": f"Bearer {key}",
-        "Accept": "text/event-stream",
-        "Cache-Control": "no-cache",
+        **dict(EVENT_STREAM_HEADERS),
     }
     base = f"{root}/rollouts/{quote(rollout_id, safe='')}"
-    connection = http.client.HTTPConnection(netloc, timeout=_SILENCE_SEC)
+    connection = http.client.HTTPConnection(netloc, timeout=READ_TIMEOUT_SEC)
     reached = False
     try:
         try:
@@ -132,14 +130,8 @@ def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str
             status = json.loads(body).get("status")
         except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
             return _hand_over(argv, copy.last, type(exc).__name__ if reached else None)
-        end = {
-            "event": "end",
-            "id": None,
-            "seq": None,
-            "timestamp": None,
-            "data": {"reason": "terminal", "status": status},
-        }
-        out.write(json.dumps(end, ensure_ascii=False).encode() + b"\n")
+        out.write(dump_json(end_event("terminal", status), pretty=False).encode() + b"
+")
         out.flush()
         return 0
     except BrokenPipeError:  # `| head`: stop quietly, as output.streams.write_out does

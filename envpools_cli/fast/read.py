@@ -1,4 +1,4 @@
-"""Simple reads answered without Typer, httpx or pydantic (issue 12).
+"""Plain reads answered without Typer, httpx or pydantic (issue 12).
 
 ``envpools rollouts get ID -o json`` and ``envpools rollouts list -o json`` in their plain
 forms spend most of their time importing (Typer's app ~100 ms, httpx + pydantic ~90 ms)
@@ -19,16 +19,20 @@ import contextlib
 import json
 import os
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
+
+from envpools_cli.shared import (
+    ROLLOUTS_LIST_LIMIT,
+    api_prefix,
+    follow_rollout_pages,
+    output_spellings,
+    split_backend_url,
+)
 
 __all__ = ["fast_read", "get_json"]
 
-_JSON_FLAGS = (["-o", "json"], ["--output", "json"], ["-ojson"], ["--output=json"], ["--json"])
+# httpx honours these; http.client does not: the full CLI goes through the proxy.
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-_LIST_LIMIT = 50  # the default of ``rollouts list --limit``
-
-
-_JSONL_FLAGS = (["-o", "jsonl"], ["--output", "jsonl"], ["-ojsonl"], ["--output=jsonl"])
 
 
 def _plan(argv: list[str]) -> tuple[str, str | None] | None:
@@ -36,37 +40,31 @@ def _plan(argv: list[str]) -> tuple[str, str | None] | None:
     if len(argv) < 3 or argv[0] != "rollouts":
         return None
     plain_id = len(argv) >= 4 and not argv[2].startswith("-")
-    if argv[1] == "tail" and plain_id and argv[3:] in _JSONL_FLAGS:
+    if argv[1] == "tail" and plain_id and argv[3:] in output_spellings("jsonl"):
         return "tail", argv[2]
-    if argv[1] == "get" and plain_id and argv[3:] in _JSON_FLAGS:
+    if argv[1] == "get" and plain_id and argv[3:] in output_spellings("json"):
         return "get", argv[2]
-    if argv[1] == "list" and argv[2:] in _JSON_FLAGS:
+    if argv[1] == "list" and argv[2:] in output_spellings("json"):
         return "list", None
     return None
 
 
-def _base_url() -> tuple[str, str] | None:
-    """The API root (``.../v1``) and the key, resolved as ``runtime.conn`` does."""
+def _base_url() -> tuple[str, str, str] | None:
+    """The host, the API root path (``.../v1``) and the key, resolved as ``runtime.conn`` does."""
     from envpools_cli.config import ConfigError, resolve
-    from envpools_cli.keystore import env_key, stored_file_key
+    from envpools_cli.keystore import env_key, key_problem, stored_file_key
 
     try:
         resolved = resolve(None, None)
-    except ConfigError:
-        return None
+        scheme, netloc, path = split_backend_url(resolved.api_url)
+    except (ConfigError, ValueError):
+        return None  # the full CLI says what is wrong
     key = env_key() or stored_file_key(resolved.profile)
-    if key is None:
-        return None  # in the keyring, or nowhere: the full CLI says which
-    parts = urlsplit(resolved.api_url.strip())
-    if parts.scheme != "http" or not parts.netloc or parts.query or parts.fragment:
-        return None  # https (certificates, as httpx checks them) and odd URLs: full path
-    path = parts.path.rstrip("/")
-    for suffix in ("/v1", "/api"):  # as client.settings.normalize_backend_base
-        if path.endswith(suffix):
-            path = path[: -len(suffix)].rstrip("/")
-    version = (resolved.api_version or os.environ.get("ENV_POOLS_API_VERSION") or "v1").strip()
-    prefix = "/v1" if version.lower() == "v1" else "/api/v1"
-    return f"{parts.netloc}\n{path}{prefix}", key.value
+    if key is None or key_problem(key.value):
+        return None  # in the keyring, nowhere, or unusable: the full CLI says which
+    if scheme != "http":
+        return None  # https: certificates, as httpx checks them
+    return netloc, f"{path}{api_prefix(resolved.api_version)}", key.value
 
 
 def get_json(netloc: str, path: str, key: str) -> Any:
@@ -108,11 +106,10 @@ def fast_read(argv: list[str]) -> int | None:
         target = _base_url()
         if target is None:
             return None
-        where, key = target
-        netloc, root = where.split("\n", 1)
+        netloc, root, key = target
         kind, rollout_id = plan
         if kind == "tail":
-            from envpools_cli.fasttail import tail_jsonl
+            from envpools_cli.fast.tail import tail_jsonl
 
             return tail_jsonl(netloc, root, key, str(rollout_id), argv)
         if kind == "get":
@@ -121,28 +118,19 @@ def fast_read(argv: list[str]) -> int | None:
                 return None
             shown: Any = found
         else:
-            items: list[Any] = []
-            cursor: str | None = None
-            while len(items) < _LIST_LIMIT:
-                query = {"limit": str(min(500, _LIST_LIMIT - len(items)))}
-                if cursor:
-                    query["cursor"] = cursor
-                page = get_json(netloc, f"{root}/rollouts?{urlencode(query)}", key)
-                if not isinstance(page, dict) or not isinstance(page.get("rollouts", []), list):
-                    return None
-                items += page.get("rollouts") or []
-                cursor = page.get("next_cursor")
-                if not cursor or not page.get("rollouts"):
-                    break
-            if not all(isinstance(item, dict) for item in items):
+
+            def page(cursor: str | None, size: int) -> Any:
+                query = {"limit": str(size), **({"cursor": cursor} if cursor else {})}
+                return get_json(netloc, f"{root}/rollouts?{urlencode(query)}", key)
+
+            items = follow_rollout_pages(page, ROLLOUTS_LIST_LIMIT)
+            if items is None or not all(isinstance(item, dict) for item in items):
                 return None
-            shown = items[:_LIST_LIMIT]
+            shown = items
     except (OSError, ValueError, UnicodeError):
         return None  # refused, reset, timed out, not JSON: the full CLI retries and explains
-    from envpools_cli.output.streams import PipeClosed, is_tty, json_text, write_out
+    from envpools_cli.output.streams import PipeClosed, dump_json, write_out
 
-    # As output.formats.dump_json: indented for a person, one line for a pipe.
-    text = json_text(shown, indent=2 if is_tty() else None)
     with contextlib.suppress(PipeClosed):  # `| head -c 10`: quiet, as the full CLI
-        write_out(text + "\n")
+        write_out(dump_json(shown) + "\n")
     return 0
