@@ -120,10 +120,9 @@ def run_export(
 ) -> None:
     """Export ``items`` (already filtered), with a progress bar on a terminal."""
     from envpools_cli.jobs.export import ExportError, export, targets
-    from envpools_cli.output.formats import dump_json
     from envpools_cli.output.messages import info, success, warn
     from envpools_cli.output.progress import count_progress
-    from envpools_cli.output.streams import write_out
+    from envpools_cli.output.streams import dump_json, write_out
 
     _refuse_existing(targets(folder, fmt, items), overwrite, folder)
     if not items:

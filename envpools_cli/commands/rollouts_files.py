@@ -158,8 +158,7 @@ def trajectory(
         _runtime.json_errors = True
     from envpools_cli.atif import to_messages
     from envpools_cli.jobs.export import TrajectoryMissing, load_trajectory
-    from envpools_cli.output.formats import dump_json
-    from envpools_cli.output.streams import write_out
+    from envpools_cli.output.streams import dump_json, write_out
     from envpools_cli.output.trajectory import print_messages, print_trajectory
 
     rollout_id = resolve_rollout_id(rollout_id)

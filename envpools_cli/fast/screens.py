@@ -41,8 +41,9 @@ Commands:
   auth          Log in and out: API keys per profile in the OS keyring.
   config        Profiles and settings (config.toml); paths.
   local         The local backend: the whole API on this machine, with...
-  agents        Agent CLIs for the local backend: install them with npm,...
+  agents        Coding agents for the local backend: install the...
   completion    Print a shell completion script: bash, zsh or fish.
+  view          Watch jobs and rollouts live in a browser: progress,...
 """,
         ("-h", "--help"),
     ),
@@ -50,37 +51,70 @@ Commands:
         """\
 Usage: envpools agents [OPTIONS] COMMAND [ARGS]...
 
-  Agent CLIs for the local backend: install them with npm, list them.
+  Coding agents for the local backend: install the built-ins, add your own,
+  list them.
 
 Options:
   -h, --help  Show this message and exit.
 
 Commands:
-  install  Install agent CLIs with npm into the local backend's data dir...
-  list     The agents the local backend can install, and which version of...
-  remove   Remove an installed agent CLI.
+  install  Install the built-in agents' CLIs into the local backend's...
+  add      Add an agent of your own, declared by a manifest (agent.toml,...
+  list     Every agent: built-in or custom, installed version, providers,...
+  remove   Remove an installed agent CLI, or a custom agent.
+""",
+        ("-h", "--help"),
+    ),
+    "agents add": (
+        """\
+Usage: envpools agents add [OPTIONS] PATH|PACKAGE
+
+  Add an agent of your own, declared by a manifest (agent.toml,
+  manifest_version = 1).
+
+  The manifest is checked first: a missing command, an unknown parser or a
+  provider the gateway would not route is refused here with the reason, not at
+  the first rollout. The agent then appears in capabilities, --agent NAME and
+  jobs. README, "Coding agents", documents the manifest.
+
+  Example: envpools agents add ./my-agent
+
+Arguments:
+  PATH|PACKAGE  A folder holding agent.toml (or the file), or a Python package
+                for pip (name==version, a wheel, a project folder) that
+                declares an envpools.agents entry point.  [required]
+
+Options:
+  --force              Replace a custom agent of the same name.
+  --data-dir DATA_DIR  The local backend's data dir (default: the running
+                       backend's, else the usual one). ENVPOOLS_AGENTS_DIR
+                       overrides where agents go.
+  -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
+  --json               Same as -o json.
+  -q, --quiet          Print only ids, one per line.
+  --fields FIELDS      Comma-separated keys (JSON) or columns (table) to show.
+  -h, --help           Show this message and exit.
 """,
         ("-h", "--help"),
     ),
     "agents install": (
         """\
-Usage: envpools agents install [OPTIONS] [agents]...
+Usage: envpools agents install [OPTIONS] [AGENT...]
 
-  Install agent CLIs with npm into the local backend's data dir (needs Node.js
-  and npm).
+  Install the built-in agents' CLIs into the local backend's data dir.
 
-  The sandbox gets each as a read-only tool tree; a running backend uses it at
-  once.
+  The Node.js agents need npm; mini-swe-agent gets a Python environment of its
+  own made with /usr/bin/python3 (python3-venv). The sandbox gets each as a
+  read-only tool tree; a running backend uses it at once.
 
-  Example: envpools agents install codex claude-code opencode
+  Example: envpools agents install codex gemini-cli mini-swe-agent
 
 Arguments:
-  agents... <list[str]>  codex, claude-code (or claude), opencode; none: all
-                         three.
+  AGENT...  codex, claude-code (or claude), opencode, gemini-cli, qwen-code,
+            mini-swe-agent; none: all of them.
 
 Options:
-  --version VERSION    An npm version of the package (default: the pinned
-                       one).
+  --version VERSION    A version of the package (default: the pinned one).
   --force              Reinstall even if present.
   --data-dir DATA_DIR  The local backend's data dir (default: the running
                        backend's, else the usual one). ENVPOOLS_AGENTS_DIR
@@ -97,36 +131,36 @@ Options:
         """\
 Usage: envpools agents list [OPTIONS]
 
-  The agents the local backend can install, and which version of each is
-  installed.
+  Every agent: built-in or custom, installed version, providers, models,
+  whether it runs here.
 
-  Whether an installed agent actually runs in the sandbox: envpools
-  capabilities get.
-
-  Example: envpools agents list -o json | jq '.[] | select(.installed)'
+  Example: envpools agents list -o json | jq '.[] | select(.available | not)'
 
 Options:
-  --data-dir DATA_DIR  The local backend's data dir (default: the running
-                       backend's, else the usual one). ENVPOOLS_AGENTS_DIR
-                       overrides where agents go.
-  -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
-  --json               Same as -o json.
-  -q, --quiet          Print only ids, one per line.
-  --fields FIELDS      Comma-separated keys (JSON) or columns (table) to show.
-  -h, --help           Show this message and exit.
+  --check / --no-check  Start each agent's CLI in a sandbox to tell whether it
+                        runs here.  [default: check]
+  --data-dir DATA_DIR   The local backend's data dir (default: the running
+                        backend's, else the usual one). ENVPOOLS_AGENTS_DIR
+                        overrides where agents go.
+  -o, --output OUTPUT   Output format: table, json, jsonl, yaml or name.
+  --json                Same as -o json.
+  -q, --quiet           Print only ids, one per line.
+  --fields FIELDS       Comma-separated keys (JSON) or columns (table) to
+                        show.
+  -h, --help            Show this message and exit.
 """,
         ("-h", "--help"),
     ),
     "agents remove": (
         """\
-Usage: envpools agents remove [OPTIONS] {agent}
+Usage: envpools agents remove [OPTIONS] AGENT
 
-  Remove an installed agent CLI.
+  Remove an installed agent CLI, or a custom agent.
 
   Example: envpools agents remove opencode
 
 Arguments:
-  agent <str>  codex, claude-code or opencode.  [required]
+  AGENT  A built-in agent's CLI, or a custom agent.  [required]
 
 Options:
   --data-dir DATA_DIR  The local backend's data dir (default: the running
@@ -160,8 +194,9 @@ Usage: envpools auth login [OPTIONS]
 
   The key is read from stdin or a hidden prompt, never from arguments.
 
-  Example: printf %s "$KEY" | envpools --profile prod auth login --api-url
-  https://api.usesynth.ai
+  Example:
+    printf %s "$KEY" | envpools --profile prod auth login --api-url \\
+      https://api.usesynth.ai
 
 Options:
   --api-url API_URL    Backend URL to remember for this profile.
@@ -221,8 +256,8 @@ Usage: envpools capabilities get [OPTIONS]
 
   Agents (and why any is unavailable), models, pool types, features.
 
-  Example: envpools capabilities get -o json | jq '.agents[] |
-  select(.available)'
+  Example:
+    envpools capabilities get -o json | jq '.agents[] | select(.available)'
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
@@ -332,14 +367,14 @@ Commands:
     ),
     "config get": (
         """\
-Usage: envpools config get [OPTIONS] {key}
+Usage: envpools config get [OPTIONS] KEY
 
   Print a setting of the current profile (as resolved: flag > env > profile).
 
   Example: envpools --profile local config get api_url
 
 Arguments:
-  key <str>  api_url, output or api_version.  [required]
+  KEY  api_url, output or api_version.  [required]
 
 Options:
   -h, --help  Show this message and exit.
@@ -378,15 +413,15 @@ Options:
     ),
     "config set": (
         """\
-Usage: envpools config set [OPTIONS] {key} {value}
+Usage: envpools config set [OPTIONS] KEY VALUE
 
   Set a setting of the current profile.
 
   Example: envpools --profile prod config set api_url https://api.usesynth.ai
 
 Arguments:
-  key <str>    api_url, output or api_version.  [required]
-  value <str>  The value.  [required]
+  KEY    api_url, output or api_version.  [required]
+  VALUE  The value.  [required]
 
 Options:
   -h, --help  Show this message and exit.
@@ -395,14 +430,14 @@ Options:
     ),
     "config unset": (
         """\
-Usage: envpools config unset [OPTIONS] {key}
+Usage: envpools config unset [OPTIONS] KEY
 
   Remove a setting from the current profile.
 
   Example: envpools config unset output
 
 Arguments:
-  key <str>  api_url, output or api_version.  [required]
+  KEY  api_url, output or api_version.  [required]
 
 Options:
   -h, --help  Show this message and exit.
@@ -411,14 +446,14 @@ Options:
     ),
     "config use": (
         """\
-Usage: envpools config use [OPTIONS] {name}
+Usage: envpools config use [OPTIONS] NAME
 
   Make a profile the current one.
 
   Example: envpools config use local
 
 Arguments:
-  name <str>  Profile name.  [required]
+  NAME  Profile name.  [required]
 
 Options:
   -h, --help  Show this message and exit.
@@ -445,14 +480,15 @@ Commands:
     ),
     "credentials delete": (
         """\
-Usage: envpools credentials delete [OPTIONS] {credential_id}
+Usage: envpools credentials delete [OPTIONS] CREDENTIAL
 
   Delete a credential.
 
-  Example: envpools credentials delete cred_1a2b --yes
+  Example: envpools credentials delete OPENAI_API_KEY --yes
 
 Arguments:
-  credential_id <str>  Credential id.  [required]
+  CREDENTIAL  Credential id or name (as 'envpools credentials list' shows).
+              [required]
 
 Options:
   -y, --yes   Do not ask for confirmation.
@@ -479,14 +515,15 @@ Options:
     ),
     "credentials rotate": (
         """\
-Usage: envpools credentials rotate [OPTIONS] {credential_id}
+Usage: envpools credentials rotate [OPTIONS] CREDENTIAL
 
   Replace a credential's value (from stdin or a hidden prompt).
 
-  Example: envpools credentials rotate cred_1a2b < new-token.txt
+  Example: envpools credentials rotate OPENAI_API_KEY < new-token.txt
 
 Arguments:
-  credential_id <str>  Credential id.  [required]
+  CREDENTIAL  Credential id or name (as 'envpools credentials list' shows).
+              [required]
 
 Options:
   --value-file VALUE_FILE  Read the value from this file instead of
@@ -502,15 +539,16 @@ Options:
     ),
     "credentials store": (
         """\
-Usage: envpools credentials store [OPTIONS] {name}
+Usage: envpools credentials store [OPTIONS] NAME
 
   Store a credential; the value is read from stdin or a hidden prompt.
 
-  Example: printf %s "$ANTHROPIC_API_KEY" | envpools credentials store
-  ANTHROPIC_API_KEY --type ANTHROPIC_API_KEY
+  Example:
+    printf %s "$ANTHROPIC_API_KEY" | envpools credentials store \\
+      ANTHROPIC_API_KEY --type ANTHROPIC_API_KEY
 
 Arguments:
-  name <str>  Credential name, e.g. ANTHROPIC_API_KEY.  [required]
+  NAME  Credential name, e.g. ANTHROPIC_API_KEY.  [required]
 
 Options:
   --type CREDENTIAL_TYPE   DOCKER_REGISTRY, GITHUB_PAT, ANTHROPIC_API_KEY,
@@ -563,15 +601,16 @@ Commands:
   list     Jobs in this data dir, newest first, with their progress and...
   show     A job's result table: per task x agent, then totals per...
   cancel   Stop a job: launch nothing more and cancel its rollouts still...
-  delete   Delete a job's records (and the pool it created, unless...
+  delete   Delete a job's records and the pool it created (unless...
   report   Write one self-contained HTML report: tables, charts, every...
+  export   Export a job's trajectories for training and analysis: ATIF,...
   compare  What changed from job A to job B, task by task (newly passing,...
 """,
         ("-h", "--help"),
     ),
     "jobs cancel": (
         """\
-Usage: envpools jobs cancel [OPTIONS] {job_ref}
+Usage: envpools jobs cancel [OPTIONS] JOB_REF
 
   Stop a job: launch nothing more and cancel its rollouts still going.
 
@@ -580,7 +619,7 @@ Usage: envpools jobs cancel [OPTIONS] {job_ref}
   Example: envpools jobs cancel nightly
 
 Arguments:
-  job_ref <str>  Job id, unique id prefix, or name (newest).  [required]
+  JOB_REF  Job id, unique id prefix, or name (newest).  [required]
 
 Options:
   -h, --help  Show this message and exit.
@@ -589,7 +628,7 @@ Options:
     ),
     "jobs compare": (
         """\
-Usage: envpools jobs compare [OPTIONS] {job_a} {job_b}
+Usage: envpools jobs compare [OPTIONS] JOB_A JOB_B
 
   What changed from job A to job B, task by task (newly passing, newly
   failing), with totals.
@@ -597,8 +636,8 @@ Usage: envpools jobs compare [OPTIONS] {job_a} {job_b}
   Example: envpools jobs compare baseline candidate -o json
 
 Arguments:
-  job_a <str>  The baseline job (A).  [required]
-  job_b <str>  The job compared with it (B).  [required]
+  JOB_A  The baseline job (A).  [required]
+  JOB_B  The job compared with it (B).  [required]
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml, csv or name.
@@ -609,21 +648,58 @@ Options:
     ),
     "jobs delete": (
         """\
-Usage: envpools jobs delete [OPTIONS] {job_ref}
+Usage: envpools jobs delete [OPTIONS] JOB_REF
 
-  Delete a job's records (and the pool it created, unless --keep-pool).
+  Delete a job's records and the pool it created (unless --keep-pool).
 
-  The rollouts themselves stay on the backend.
+  Rollouts of the job still going are cancelled first; the finished ones stay
+  on the backend.
 
   Example: envpools jobs delete old-run --yes
 
 Arguments:
-  job_ref <str>  Job id, unique id prefix, or name (newest).  [required]
+  JOB_REF  Job id, unique id prefix, or name (newest).  [required]
 
 Options:
   --keep-pool  Keep the pool the job created.
   -y, --yes    Do not ask for confirmation.
   -h, --help   Show this message and exit.
+""",
+        ("-h", "--help"),
+    ),
+    "jobs export": (
+        """\
+Usage: envpools jobs export [OPTIONS] JOB_REF
+
+  Export a job's trajectories for training and analysis: ATIF, chat JSONL or
+  Parquet.
+
+  messages.jsonl holds one conversation per rollout ({"messages", "tools",
+  "metadata"}: reward, task, agent, model, attempt, job), for
+  datasets.load_dataset("json", ...); rollouts.parquet one row per rollout,
+  for load_dataset("parquet", ...); atif one <rollout id>.json each. The paths
+  written go to stdout.
+
+  Example:
+    envpools jobs export nightly --format parquet --min-reward 1 --status \\
+      succeeded
+
+Arguments:
+  JOB_REF  Job id, unique id prefix, or name (newest).  [required]
+
+Options:
+  --format FORMAT      atif (a trajectory.json per rollout), messages (chat
+                       JSONL, one conversation per rollout) or parquet (one
+                       row per rollout; needs pyarrow).  [default: messages]
+  -d, --dir DIRECTORY  The folder to write into (default: ./<job
+                       id>-<format>).
+  --min-reward R       Only rollouts with a reward of at least R.
+  --status STATUS      Only rollouts that ended so (repeat or comma-separate:
+                       succeeded,failed).
+  -a, --agent AGENT    Only rollouts of this agent (repeat or comma-separate).
+  --overwrite          Replace files an earlier export left.
+  --json               Same as -o json.
+  -h, --help           Show this message and exit.
 """,
         ("-h", "--help"),
     ),
@@ -633,8 +709,9 @@ Usage: envpools jobs list [OPTIONS]
 
   Jobs in this data dir, newest first, with their progress and pass rate.
 
-  Example: envpools jobs list -o json | jq '.[] | select(.status ==
-  "interrupted") | .id'
+  Example:
+    envpools jobs list -o json | jq \\
+      '.[] | select(.status == "interrupted") | .id'
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml, csv or name.
@@ -646,7 +723,7 @@ Options:
     ),
     "jobs report": (
         """\
-Usage: envpools jobs report [OPTIONS] {job_ref}
+Usage: envpools jobs report [OPTIONS] JOB_REF
 
   Write one self-contained HTML report: tables, charts, every rollout with its
   events.
@@ -657,7 +734,7 @@ Usage: envpools jobs report [OPTIONS] {job_ref}
   Example: envpools jobs report nightly --html nightly.html
 
 Arguments:
-  job_ref <str>  Job id, unique id prefix, or name (newest).  [required]
+  JOB_REF  Job id, unique id prefix, or name (newest).  [required]
 
 Options:
   --html FILE              Where to write the report.  [required]
@@ -671,7 +748,7 @@ Options:
     ),
     "jobs resume": (
         """\
-Usage: envpools jobs resume [OPTIONS] {job_ref}
+Usage: envpools jobs resume [OPTIONS] JOB_REF
 
   Continue a job: follow its rollouts still going, launch only the missing
   ones.
@@ -685,14 +762,15 @@ Usage: envpools jobs resume [OPTIONS] {job_ref}
   Example: envpools jobs resume job-20261128-101500-3fa2 --min-pass-rate 0.8
 
 Arguments:
-  job_ref <str>  Job id, unique id prefix, or name (newest).  [required]
+  JOB_REF  Job id, unique id prefix, or name (newest).  [required]
 
 Options:
-  --retry-errors        Also run again the rollouts that ended in 'error' (the
-                        platform could not run them). Those a backend restart
-                        ended are always run again.
-  -n, --concurrency N   Rollouts in flight at once (default 4; the pool may
-                        cap it further).  [1<=x<=1024]
+  --retry-errors        Also run again the rollouts that reached no verdict
+                        (errors: verifier, provider, infrastructure, setup).
+                        Those a backend restart ended are always run again.
+  -n, --concurrency N   Rollouts in flight at once (default 4); a backend that
+                        runs fewer at once says so, with the setting to
+                        change.  [1<=x<=1024]
   --timeout SEC         Stop after this many seconds (exit 3); rollouts go on,
                         resume later.  [x>=0.001]
   --min-pass-rate RATE  Exit 5 when any agent/model's pass rate is below this
@@ -720,8 +798,9 @@ Usage: envpools jobs run [OPTIONS]
   stderr. Exit 0 when the job completed (5 below --min-pass-rate, 3 on
   --timeout, 130 interrupted).
 
-  Example: envpools jobs run --tasks ./tasks --agent oracle --agent
-  codex:gpt-5.1-codex-mini -k 3
+  Example:
+    envpools jobs run --tasks ./tasks --agent oracle --agent \\
+      codex:gpt-5.1-codex-mini -k 3
 
 Options:
   -t, --tasks DIR            A Harbor task folder, or a folder of them (a pool
@@ -733,8 +812,9 @@ Options:
                              oracle, codex:gpt-5.1-codex-mini.
   -k, --attempts K           Attempts per task x agent (the k of pass@k;
                              default 1).  [1<=x<=10000]
-  -n, --concurrency N        Rollouts in flight at once (default 4; the pool
-                             may cap it further).  [1<=x<=1024]
+  -n, --concurrency N        Rollouts in flight at once (default 4); a backend
+                             that runs fewer at once says so, with the setting
+                             to change.  [1<=x<=1024]
   --agent-timeout SEC        Agent time limit per rollout.  [x>=1]
   --verifier-timeout SEC     Verifier time limit.  [x>=1]
   --timeout SEC              Stop after this many seconds (exit 3); rollouts
@@ -760,7 +840,7 @@ Options:
     ),
     "jobs show": (
         """\
-Usage: envpools jobs show [OPTIONS] {job_ref}
+Usage: envpools jobs show [OPTIONS] JOB_REF
 
   A job's result table: per task x agent, then totals per agent/model.
 
@@ -772,7 +852,7 @@ Usage: envpools jobs show [OPTIONS] {job_ref}
   Example: envpools jobs show nightly -o csv > results.csv
 
 Arguments:
-  job_ref <str>  Job id, unique id prefix, or name (newest).  [required]
+  JOB_REF  Job id, unique id prefix, or name (newest).  [required]
 
 Options:
   --rollouts           One row per rollout instead of the result table.
@@ -897,8 +977,9 @@ Usage: envpools local keys create [OPTIONS]
   By default the key goes to the keyring under a profile pointing at the
   running local backend; with --show it is printed once and kept nowhere.
 
-  Example: envpools local keys create --plan free && envpools -p local-free
-  pools list
+  Example:
+    envpools local keys create --plan free && envpools -p local-free pools \\
+      list
 
 Options:
   --plan PLAN             Plan of the organisation: free, trial, pro, team,
@@ -938,16 +1019,30 @@ Usage: envpools local serve [OPTIONS]
   Example: envpools local serve --port 8000 --sandbox container
 
 Options:
-  --port PORT            Port (the next free one if taken; 0: any).  [default:
-                         8000; 0<=x<=65535]
-  --host HOST            Address to bind.  [default: 127.0.0.1]
-  --data-dir DATA_DIR    Where the database and trials live (env
-                         ENVPOOLS_DATA_DIR).
-  --log-level LOG_LEVEL  [default: info]
-  --sandbox SANDBOX      auto (a working container engine, else bubblewrap),
-                         container, bwrap or process (env ENVPOOLS_SANDBOX;
-                         default auto).
-  -h, --help             Show this message and exit.
+  --port PORT              Port (the next free one if taken; 0: any).
+                           [default: 8000; 0<=x<=65535]
+  --host HOST              Address to bind.  [default: 127.0.0.1]
+  --data-dir DATA_DIR      Where the database and trials live (env
+                           ENVPOOLS_DATA_DIR).
+  --log-level LOG_LEVEL    [default: info]
+  --sandbox SANDBOX        auto (a working container engine, else bubblewrap),
+                           container, bwrap or process (env ENVPOOLS_SANDBOX;
+                           default auto).
+  --max-running N          Rollouts running at once at most, on top of what
+                           the machine's cores, memory and open files allow
+                           (env ENVPOOLS_MAX_RUNNING; default: no extra cap).
+                           [x>=1]
+  --cpu-overcommit X       CPUs rollouts may reserve per core: agents mostly
+                           wait on their provider (env
+                           ENVPOOLS_CPU_OVERCOMMIT; default 8).
+                           [0.01<=x<=1000]
+  --executor NAME          Where rollouts run: local (this machine) or ray (a
+                           Ray cluster; needs pip install 'envpools[ray]' and
+                           --ray-address; env ENVPOOLS_EXECUTOR).
+  --ray-address HOST:PORT  The Ray cluster's head for --executor ray ('auto':
+                           the one started on this machine; env
+                           ENVPOOLS_RAY_ADDRESS).
+  -h, --help               Show this message and exit.
 """,
         ("-h", "--help"),
     ),
@@ -980,21 +1075,41 @@ Usage: envpools local up [OPTIONS]
   image, podman or Docker), bwrap (bubblewrap over the host's tools) or
   process (none); auto, the default, takes the first that works here.
 
+  Rollouts run at once as far as the machine allows: each reserves its task's
+  cpus and memory_mb, against cores x --cpu-overcommit, most of the memory and
+  the open-files limit; --max-running caps the count on top. 'envpools local
+  status' shows how many run at once. --executor ray --ray-address HOST:PORT
+  runs them on a Ray cluster's nodes instead (README: Running at scale).
+
   Example: envpools local up --sandbox container && envpools rollouts list
 
 Options:
-  --port PORT             Port (the next free one if taken; 0: any).
-                          [default: 8000; 0<=x<=65535]
-  --host HOST             Address to bind.  [default: 127.0.0.1]
-  --data-dir DATA_DIR     Where the database and trials live (env
-                          ENVPOOLS_DATA_DIR).
-  --timeout WAIT_TIMEOUT  Seconds to wait for it.  [default: 60.0]
-  --sandbox SANDBOX       auto (a working container engine, else bubblewrap),
-                          container, bwrap or process (env ENVPOOLS_SANDBOX;
-                          default auto).
-  -o, --output OUTPUT     Output format: table, json, jsonl, yaml or name.
-  --json                  Same as -o json.
-  -h, --help              Show this message and exit.
+  --port PORT              Port (the next free one if taken; 0: any).
+                           [default: 8000; 0<=x<=65535]
+  --host HOST              Address to bind.  [default: 127.0.0.1]
+  --data-dir DATA_DIR      Where the database and trials live (env
+                           ENVPOOLS_DATA_DIR).
+  --timeout WAIT_TIMEOUT   Seconds to wait for it.  [default: 60.0]
+  --sandbox SANDBOX        auto (a working container engine, else bubblewrap),
+                           container, bwrap or process (env ENVPOOLS_SANDBOX;
+                           default auto).
+  --max-running N          Rollouts running at once at most, on top of what
+                           the machine's cores, memory and open files allow
+                           (env ENVPOOLS_MAX_RUNNING; default: no extra cap).
+                           [x>=1]
+  --cpu-overcommit X       CPUs rollouts may reserve per core: agents mostly
+                           wait on their provider (env
+                           ENVPOOLS_CPU_OVERCOMMIT; default 8).
+                           [0.01<=x<=1000]
+  --executor NAME          Where rollouts run: local (this machine) or ray (a
+                           Ray cluster; needs pip install 'envpools[ray]' and
+                           --ray-address; env ENVPOOLS_EXECUTOR).
+  --ray-address HOST:PORT  The Ray cluster's head for --executor ray ('auto':
+                           the one started on this machine; env
+                           ENVPOOLS_RAY_ADDRESS).
+  -o, --output OUTPUT      Output format: table, json, jsonl, yaml or name.
+  --json                   Same as -o json.
+  -h, --help               Show this message and exit.
 """,
         ("-h", "--help"),
     ),
@@ -1020,15 +1135,16 @@ Commands:
     ),
     "pools create": (
         """\
-Usage: envpools pools create [OPTIONS] [pool_id]
+Usage: envpools pools create [OPTIONS] [POOL_ID]
 
   Create a pool from flags or from a JSON/YAML file.
 
-  Example: envpools pools create local-coding --type sandbox --concurrency 2
-  --tag py --local ./my-task
+  Example:
+    envpools pools create local-coding --type sandbox --concurrency 2 --tag \\
+      py --local ./my-task
 
 Arguments:
-  pool_id <str>  Pool id (or in --from-file).
+  POOL_ID  Pool id (or in --from-file).
 
 Options:
   --type POOL_TYPE                Pool type (sandbox, browser, openenv,
@@ -1062,14 +1178,14 @@ Options:
     ),
     "pools delete": (
         """\
-Usage: envpools pools delete [OPTIONS] {pool_id}
+Usage: envpools pools delete [OPTIONS] POOL_ID
 
   Delete a pool and its task definitions.
 
   Example: envpools pools delete old-pool --yes
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
+  POOL_ID  Pool id.  [required]
 
 Options:
   -y, --yes   Do not ask for confirmation.
@@ -1079,14 +1195,14 @@ Options:
     ),
     "pools get": (
         """\
-Usage: envpools pools get [OPTIONS] {pool_id}
+Usage: envpools pools get [OPTIONS] POOL_ID
 
   Show one pool with its tasks.
 
   Example: envpools pools get local-coding -o yaml
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
+  POOL_ID  Pool id.  [required]
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
@@ -1119,14 +1235,14 @@ Options:
     ),
     "pools metrics": (
         """\
-Usage: envpools pools metrics [OPTIONS] {pool_id}
+Usage: envpools pools metrics [OPTIONS] POOL_ID
 
   Queue depth, running count, totals and success rate of a pool.
 
   Example: envpools pools metrics local-coding --json
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
+  POOL_ID  Pool id.  [required]
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
@@ -1151,20 +1267,48 @@ Commands:
   create  Add a task to a pool.
   update  Replace a task's definition (what the new one leaves out, such...
   delete  Remove a task from a pool.
+  init    Make a new Harbor task folder to edit: instruction, task.toml,...
+  check   Run the task's oracle (it must pass) and nop (it must not), as...
+""",
+        ("-h", "--help"),
+    ),
+    "pools tasks check": (
+        """\
+Usage: envpools pools tasks check [OPTIONS] DIR
+
+  Run the task's oracle (it must pass) and nop (it must not), as 'harbor tasks
+  check'.
+
+  Runs on a backend of its own on this machine (no 'local up' needed); exit 0
+  when the task is sound, 5 when not (what went wrong, and the verifier's last
+  lines, are said).
+
+  Example: envpools tasks check ./my-task --sandbox bwrap
+
+Arguments:
+  DIR  The task's folder.  [required]
+
+Options:
+  --sandbox SANDBOX    auto, container, bwrap or process (env
+                       ENVPOOLS_SANDBOX; default auto).
+  --timeout SEC        Seconds per rollout.  [default: 900.0; x>=1]
+  -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
+  --json               Same as -o json.
+  -h, --help           Show this message and exit.
 """,
         ("-h", "--help"),
     ),
     "pools tasks create": (
         """\
-Usage: envpools pools tasks create [OPTIONS] {pool_id} [task_id]
+Usage: envpools pools tasks create [OPTIONS] POOL_ID [TASK_ID]
 
   Add a task to a pool.
 
   Example: envpools tasks create local-coding --local ./tasks/fix-failing-test
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
-  task_id <str>  Task id (for --local, defaults to the directory name).
+  POOL_ID  Pool id.  [required]
+  TASK_ID  Task id (for --local, defaults to the directory name).
 
 Options:
   --docker IMAGE             A Harbor task in a Docker image.
@@ -1187,15 +1331,15 @@ Options:
     ),
     "pools tasks delete": (
         """\
-Usage: envpools pools tasks delete [OPTIONS] {pool_id} {task_id}
+Usage: envpools pools tasks delete [OPTIONS] POOL_ID TASK_ID
 
   Remove a task from a pool.
 
   Example: envpools tasks delete local-coding old-task --yes
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
-  task_id <str>  Task id.  [required]
+  POOL_ID  Pool id.  [required]
+  TASK_ID  Task id.  [required]
 
 Options:
   -y, --yes   Do not ask for confirmation.
@@ -1203,16 +1347,33 @@ Options:
 """,
         ("-h", "--help"),
     ),
+    "pools tasks init": (
+        """\
+Usage: envpools pools tasks init [OPTIONS] DIR
+
+  Make a new Harbor task folder to edit: instruction, task.toml, environment,
+  solution, tests. As made it passes 'envpools tasks check'.
+
+  Example: envpools tasks init ./my-task && envpools tasks check ./my-task
+
+Arguments:
+  DIR  The task's folder.  [required]
+
+Options:
+  -h, --help  Show this message and exit.
+""",
+        ("-h", "--help"),
+    ),
     "pools tasks list": (
         """\
-Usage: envpools pools tasks list [OPTIONS] {pool_id}
+Usage: envpools pools tasks list [OPTIONS] POOL_ID
 
   List a pool's tasks.
 
   Example: envpools tasks list local-coding
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
+  POOL_ID  Pool id.  [required]
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
@@ -1225,7 +1386,7 @@ Options:
     ),
     "pools tasks update": (
         """\
-Usage: envpools pools tasks update [OPTIONS] {pool_id} {task_id}
+Usage: envpools pools tasks update [OPTIONS] POOL_ID TASK_ID
 
   Replace a task's definition (what the new one leaves out, such as --env, is
   gone).
@@ -1233,8 +1394,8 @@ Usage: envpools pools tasks update [OPTIONS] {pool_id} {task_id}
   Example: envpools tasks update web-pool login --docker ghcr.io/acme/login:2
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
-  task_id <str>  Task id.  [required]
+  POOL_ID  Pool id.  [required]
+  TASK_ID  Task id.  [required]
 
 Options:
   --docker IMAGE             A Harbor task in a Docker image.
@@ -1257,14 +1418,14 @@ Options:
     ),
     "pools update": (
         """\
-Usage: envpools pools update [OPTIONS] {pool_id}
+Usage: envpools pools update [OPTIONS] POOL_ID
 
   Change some of a pool's settings (only the ones given).
 
   Example: envpools pools update local-coding --concurrency 4
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
+  POOL_ID  Pool id.  [required]
 
 Options:
   --type POOL_TYPE                Pool type (sandbox, browser, openenv,
@@ -1335,7 +1496,7 @@ Options:
 
 Commands:
   create          Launch a rollout: an agent against a task in a pool.
-  get             Show a rollout.
+  get             Show a rollout: its task, agent, timing, usage (tokens,...
   list            List rollouts, newest first.
   summary         Latest status, reward and last event of a rollout.
   cancel          Cancel rollouts at any stage; finished ones are left as...
@@ -1347,19 +1508,21 @@ Commands:
   tail            Follow a rollout's events: a live view on a terminal,...
   artifacts       List a rollout's artifacts: path, size, who made it,...
   download        Download artifacts (checked against their sha256), or...
+  trajectory      What the agent did, step by step: messages, tool calls...
+  export          Export rollouts' trajectories for training and...
 """,
         ("-h", "--help"),
     ),
     "rollouts artifacts": (
         """\
-Usage: envpools rollouts artifacts [OPTIONS] {rollout_id}
+Usage: envpools rollouts artifacts [OPTIONS] ROLLOUT_ID
 
   List a rollout's artifacts: path, size, who made it, checksum.
 
   Example: envpools rollouts artifacts ro_18ec37 --prefix agent/
 
 Arguments:
-  rollout_id <str>  Rollout id.  [required]
+  ROLLOUT_ID  Rollout id.  [required]
 
 Options:
   --prefix PREFIX      Only paths starting so.
@@ -1373,14 +1536,14 @@ Options:
     ),
     "rollouts cancel": (
         """\
-Usage: envpools rollouts cancel [OPTIONS] {rollout_ids}...
+Usage: envpools rollouts cancel [OPTIONS] ROLLOUT_ID...
 
   Cancel rollouts at any stage; finished ones are left as they are.
 
   Example: envpools rollouts cancel ro_18ec37 --yes
 
 Arguments:
-  rollout_ids... <list[str]>  Rollout id(s).  [required]
+  ROLLOUT_ID...  Rollout id(s).  [required]
 
 Options:
   -y, --yes            Do not ask for confirmation.
@@ -1398,11 +1561,13 @@ Usage: envpools rollouts create [OPTIONS]
 
   Launch a rollout: an agent against a task in a pool.
 
-  Example: envpools rollouts create --agent codex --task envpools-
-  examples/fix-failing-test --pool local-coding --wait
+  Example:
+    envpools rollouts create --agent codex --task \\
+      envpools-examples/fix-failing-test --pool local-coding --wait
 
 Options:
-  -t, --task DATASET/TASK_ID      The task to run.
+  -t, --task [DATASET/]TASK_ID    The task to run: a task id of --pool, or
+                                  DATASET/TASK_ID.
   -a, --agent AGENT               codex, claude-code, opencode, or a backend
                                   harness (oracle, nop on the local backend).
   -m, --model MODEL               Model id.
@@ -1444,15 +1609,15 @@ Options:
     ),
     "rollouts download": (
         """\
-Usage: envpools rollouts download [OPTIONS] {rollout_id} [paths]...
+Usage: envpools rollouts download [OPTIONS] ROLLOUT_ID [PATH...]
 
   Download artifacts (checked against their sha256), or all of them as a zip.
 
   Example: envpools rollouts download ro_18ec37 --dir ./out
 
 Arguments:
-  rollout_id <str>      Rollout id.  [required]
-  paths... <list[str]>  Artifact paths (default: all).
+  ROLLOUT_ID  Rollout id.  [required]
+  PATH...     Artifact paths (default: all).
 
 Options:
   -d, --dir DIRECTORY  Target directory (default: ./<rollout id>).
@@ -1465,16 +1630,52 @@ Options:
 """,
         ("-h", "--help"),
     ),
+    "rollouts export": (
+        """\
+Usage: envpools rollouts export [OPTIONS] ROLLOUT_ID...
+
+  Export rollouts' trajectories for training and analysis: ATIF, chat JSONL or
+  Parquet.
+
+  messages.jsonl holds one conversation per rollout ({"messages", "tools",
+  "metadata"}: reward, task, agent, model, attempt), for
+  datasets.load_dataset("json", ...); rollouts.parquet one row per rollout.
+  The paths written go to stdout.
+
+  Example:
+    envpools rollouts export $(cat ids.txt) --format messages --min-reward 1 \\
+      -d sft/
+
+Arguments:
+  ROLLOUT_ID...  Rollout ids.  [required]
+
+Options:
+  --format FORMAT      atif (a trajectory.json per rollout), messages (chat
+                       JSONL, one conversation per rollout) or parquet (one
+                       row per rollout; needs pyarrow).  [default: messages]
+  -d, --dir DIRECTORY  The folder to write into (created if missing).
+                       [default: envpools-export]
+  --min-reward R       Only rollouts with a reward of at least R.
+  --status STATUS      Only rollouts that ended so (repeat or comma-separate:
+                       succeeded,failed).
+  -a, --agent AGENT    Only rollouts of this agent (repeat or comma-separate).
+  --overwrite          Replace files an earlier export left.
+  --json               Same as -o json.
+  -h, --help           Show this message and exit.
+""",
+        ("-h", "--help"),
+    ),
     "rollouts get": (
         """\
-Usage: envpools rollouts get [OPTIONS] {rollout_id}
+Usage: envpools rollouts get [OPTIONS] ROLLOUT_ID
 
-  Show a rollout.
+  Show a rollout: its task, agent, timing, usage (tokens, cached tokens,
+  cost), error and last events.
 
   Example: envpools rollouts get ro_18ec37 -o json | jq .reward_primary
 
 Arguments:
-  rollout_id <str>  Rollout id.  [required]
+  ROLLOUT_ID  Rollout id.  [required]
 
 Options:
   --exit-status        Exit 0 if succeeded, 5 if it ended otherwise, 3 if
@@ -1517,15 +1718,16 @@ Options:
     ),
     "rollouts replay": (
         """\
-Usage: envpools rollouts replay [OPTIONS] {rollout_id}
+Usage: envpools rollouts replay [OPTIONS] ROLLOUT_ID
 
   Run a rollout's request again, optionally changed; prints the new rollout.
 
-  Example: envpools rollouts replay ro_18ec37 --agent codex --model
-  gpt-5.1-codex-mini
+  Example:
+    envpools rollouts replay ro_18ec37 --agent codex --model \\
+      gpt-5.1-codex-mini
 
 Arguments:
-  rollout_id <str>  Rollout id.  [required]
+  ROLLOUT_ID  Rollout id.  [required]
 
 Options:
   --agent AGENT          Override the harness.
@@ -1543,14 +1745,14 @@ Options:
     ),
     "rollouts summary": (
         """\
-Usage: envpools rollouts summary [OPTIONS] {rollout_id}
+Usage: envpools rollouts summary [OPTIONS] ROLLOUT_ID
 
   Latest status, reward and last event of a rollout.
 
   Example: envpools rollouts summary ro_18ec37
 
 Arguments:
-  rollout_id <str>  Rollout id.  [required]
+  ROLLOUT_ID  Rollout id.  [required]
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
@@ -1563,14 +1765,14 @@ Options:
     ),
     "rollouts support-bundle": (
         """\
-Usage: envpools rollouts support-bundle [OPTIONS] {rollout_id}
+Usage: envpools rollouts support-bundle [OPTIONS] ROLLOUT_ID
 
   Everything support needs about a rollout, as JSON, with secrets redacted.
 
   Example: envpools rollouts support-bundle ro_18ec37 --out bundle.json
 
 Arguments:
-  rollout_id <str>  Rollout id.  [required]
+  ROLLOUT_ID  Rollout id.  [required]
 
 Options:
   --out OUT   Write to this file instead of stdout.
@@ -1580,7 +1782,7 @@ Options:
     ),
     "rollouts tail": (
         """\
-Usage: envpools rollouts tail [OPTIONS] {rollout_id}
+Usage: envpools rollouts tail [OPTIONS] ROLLOUT_ID
 
   Follow a rollout's events: a live view on a terminal, plain lines or JSON
   otherwise.
@@ -1588,11 +1790,11 @@ Usage: envpools rollouts tail [OPTIONS] {rollout_id}
   Resumes by itself after dropped connections, without losing or repeating
   events, and says so when the server could not replay some.
 
-  Example: envpools rollouts tail ro_18ec37 --type agent,reward -o jsonl | jq
-  .data
+  Example:
+    envpools rollouts tail ro_18ec37 --type agent,reward -o jsonl | jq .data
 
 Arguments:
-  rollout_id <str>  Rollout id.  [required]
+  ROLLOUT_ID  Rollout id.  [required]
 
 Options:
   -f, --follow / -F, --no-follow  Keep following until the rollout ends
@@ -1613,16 +1815,42 @@ Options:
 """,
         ("-h", "--help"),
     ),
+    "rollouts trajectory": (
+        """\
+Usage: envpools rollouts trajectory [OPTIONS] ROLLOUT_ID
+
+  What the agent did, step by step: messages, tool calls and their results,
+  tokens.
+
+  The rollout's trajectory.json (ATIF, the Agent Trajectory Interchange
+  Format), as steps folded to fit, as the document itself (-o json), or as
+  chat messages (-o messages) ready for a training set.
+
+  Example:
+    envpools rollouts trajectory ro_18ec37 -o messages | jq '.[-1].content'
+
+Arguments:
+  ROLLOUT_ID  Rollout id.  [required]
+
+Options:
+  -o, --output OUTPUT  table (readable steps), json (the ATIF document) or
+                       messages (OpenAI-style chat messages with tool calls).
+  --json               Same as -o json.
+  --full               Show every line of long messages and outputs.
+  -h, --help           Show this message and exit.
+""",
+        ("-h", "--help"),
+    ),
     "rollouts usage": (
         """\
-Usage: envpools rollouts usage [OPTIONS] {rollout_id}
+Usage: envpools rollouts usage [OPTIONS] ROLLOUT_ID
 
   Wall time, sandbox minutes, tokens, bytes and cost per provider.
 
   Example: envpools rollouts usage ro_18ec37
 
 Arguments:
-  rollout_id <str>  Rollout id.  [required]
+  ROLLOUT_ID  Rollout id.  [required]
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
@@ -1645,35 +1873,38 @@ Usage: envpools rollouts validate [OPTIONS]
 
 Options:
   -f, --from-file FROM_FILE
-  -t, --task DATASET/TASK_ID
+  -t, --task [DATASET/]TASK_ID  The task: a task id of --pool, or
+                                DATASET/TASK_ID.
   -a, --agent AGENT
   -m, --model MODEL
   --pool POOL
   --pool-tag POOL_TAG
   --env-backend ENV_BACKEND
-  -o, --output OUTPUT         Output format: table, json, jsonl, yaml or name.
-  --json                      Same as -o json.
-  -q, --quiet                 Print only ids, one per line.
-  --fields FIELDS             Comma-separated keys (JSON) or columns (table)
-                              to show.
-  -h, --help                  Show this message and exit.
+  -o, --output OUTPUT           Output format: table, json, jsonl, yaml or
+                                name.
+  --json                        Same as -o json.
+  -q, --quiet                   Print only ids, one per line.
+  --fields FIELDS               Comma-separated keys (JSON) or columns (table)
+                                to show.
+  -h, --help                    Show this message and exit.
 """,
         ("-h", "--help"),
     ),
     "rollouts wait": (
         """\
-Usage: envpools rollouts wait [OPTIONS] {rollout_ids}...
+Usage: envpools rollouts wait [OPTIONS] ROLLOUT_ID...
 
   Wait until rollouts finish; exit 0 if all succeeded, 5 if not, 3 on timeout.
 
   Returns the moment each rollout is terminal, following its events; network
   trouble does not end the wait.
 
-  Example: envpools rollouts wait ro_1 ro_2 --timeout 1800 --min-reward 1
-  --junit report.xml
+  Example:
+    envpools rollouts wait ro_1 ro_2 --timeout 1800 --min-reward 1 --junit \\
+      report.xml
 
 Arguments:
-  rollout_ids... <list[str]>  Rollout id(s).  [required]
+  ROLLOUT_ID...  Rollout id(s).  [required]
 
 Options:
   --timeout TIMEOUT        Overall seconds before giving up (exit 3).
@@ -1706,20 +1937,48 @@ Commands:
   create  Add a task to a pool.
   update  Replace a task's definition (what the new one leaves out, such...
   delete  Remove a task from a pool.
+  init    Make a new Harbor task folder to edit: instruction, task.toml,...
+  check   Run the task's oracle (it must pass) and nop (it must not), as...
+""",
+        ("-h", "--help"),
+    ),
+    "tasks check": (
+        """\
+Usage: envpools tasks check [OPTIONS] DIR
+
+  Run the task's oracle (it must pass) and nop (it must not), as 'harbor tasks
+  check'.
+
+  Runs on a backend of its own on this machine (no 'local up' needed); exit 0
+  when the task is sound, 5 when not (what went wrong, and the verifier's last
+  lines, are said).
+
+  Example: envpools tasks check ./my-task --sandbox bwrap
+
+Arguments:
+  DIR  The task's folder.  [required]
+
+Options:
+  --sandbox SANDBOX    auto, container, bwrap or process (env
+                       ENVPOOLS_SANDBOX; default auto).
+  --timeout SEC        Seconds per rollout.  [default: 900.0; x>=1]
+  -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
+  --json               Same as -o json.
+  -h, --help           Show this message and exit.
 """,
         ("-h", "--help"),
     ),
     "tasks create": (
         """\
-Usage: envpools tasks create [OPTIONS] {pool_id} [task_id]
+Usage: envpools tasks create [OPTIONS] POOL_ID [TASK_ID]
 
   Add a task to a pool.
 
   Example: envpools tasks create local-coding --local ./tasks/fix-failing-test
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
-  task_id <str>  Task id (for --local, defaults to the directory name).
+  POOL_ID  Pool id.  [required]
+  TASK_ID  Task id (for --local, defaults to the directory name).
 
 Options:
   --docker IMAGE             A Harbor task in a Docker image.
@@ -1742,15 +2001,15 @@ Options:
     ),
     "tasks delete": (
         """\
-Usage: envpools tasks delete [OPTIONS] {pool_id} {task_id}
+Usage: envpools tasks delete [OPTIONS] POOL_ID TASK_ID
 
   Remove a task from a pool.
 
   Example: envpools tasks delete local-coding old-task --yes
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
-  task_id <str>  Task id.  [required]
+  POOL_ID  Pool id.  [required]
+  TASK_ID  Task id.  [required]
 
 Options:
   -y, --yes   Do not ask for confirmation.
@@ -1758,16 +2017,33 @@ Options:
 """,
         ("-h", "--help"),
     ),
+    "tasks init": (
+        """\
+Usage: envpools tasks init [OPTIONS] DIR
+
+  Make a new Harbor task folder to edit: instruction, task.toml, environment,
+  solution, tests. As made it passes 'envpools tasks check'.
+
+  Example: envpools tasks init ./my-task && envpools tasks check ./my-task
+
+Arguments:
+  DIR  The task's folder.  [required]
+
+Options:
+  -h, --help  Show this message and exit.
+""",
+        ("-h", "--help"),
+    ),
     "tasks list": (
         """\
-Usage: envpools tasks list [OPTIONS] {pool_id}
+Usage: envpools tasks list [OPTIONS] POOL_ID
 
   List a pool's tasks.
 
   Example: envpools tasks list local-coding
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
+  POOL_ID  Pool id.  [required]
 
 Options:
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
@@ -1780,7 +2056,7 @@ Options:
     ),
     "tasks update": (
         """\
-Usage: envpools tasks update [OPTIONS] {pool_id} {task_id}
+Usage: envpools tasks update [OPTIONS] POOL_ID TASK_ID
 
   Replace a task's definition (what the new one leaves out, such as --env, is
   gone).
@@ -1788,8 +2064,8 @@ Usage: envpools tasks update [OPTIONS] {pool_id} {task_id}
   Example: envpools tasks update web-pool login --docker ghcr.io/acme/login:2
 
 Arguments:
-  pool_id <str>  Pool id.  [required]
-  task_id <str>  Task id.  [required]
+  POOL_ID  Pool id.  [required]
+  TASK_ID  Task id.  [required]
 
 Options:
   --docker IMAGE             A Harbor task in a Docker image.
@@ -1807,6 +2083,27 @@ Options:
   --fields FIELDS            Comma-separated keys (JSON) or columns (table) to
                              show.
   -h, --help                 Show this message and exit.
+""",
+        ("-h", "--help"),
+    ),
+    "view": (
+        """\
+Usage: envpools view [OPTIONS]
+
+  Watch jobs and rollouts live in a browser: progress, events, trajectories,
+  diffs.
+
+  Serves a web page on 127.0.0.1 only, for the backend of the current profile
+  (local or hosted), and prints a link to stdout that signs one browser in,
+  once; the page never sees the API key (the viewer calls the API for it).
+  Ctrl-C stops it.
+
+  Example: envpools view --open
+
+Options:
+  --port PORT  Port on 127.0.0.1 (0: any free one).  [default: 0; 0<=x<=65535]
+  --open       Open the viewer in a browser, where one exists.
+  -h, --help   Show this message and exit.
 """,
         ("-h", "--help"),
     ),

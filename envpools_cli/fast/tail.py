@@ -130,8 +130,7 @@ def tail_jsonl(netloc: str, root: str, key: str, rollout_id: str, argv: list[str
             status = json.loads(body).get("status")
         except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
             return _hand_over(argv, copy.last, type(exc).__name__ if reached else None)
-        out.write(dump_json(end_event("terminal", status), pretty=False).encode() + b"
-")
+        out.write(dump_json(end_event("terminal", status), pretty=False).encode() + b"\n")
         out.flush()
         return 0
     except BrokenPipeError:  # `| head`: stop quietly, as output.streams.write_out does

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from envpools_cli.cli_errors import UsageProblem
 from envpools_cli.output.sanitize import clean
-from envpools_cli.output.streams import color_enabled, dump_json, is_tty, json_text, write_out
+from envpools_cli.output.streams import color_enabled, dump_json, is_tty, write_out
 from envpools_cli.output.units import relative_age
 
 __all__ = [

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from envpools_cli.output.formats import Column, dump_json, plain_value
+from envpools_cli.output.formats import Column
 from envpools_cli.output.sanitize import clean
 from envpools_cli.output.streams import color_enabled, dump_json, is_tty, write_out
 

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envpools_cli.output.formats import dump_json
 from envpools_cli.output.sanitize import clean
-from envpools_cli.output.streams import write_out
+from envpools_cli.output.streams import dump_json, write_out
 
 if TYPE_CHECKING:
     from envpools_cli.task_folder import Verdict

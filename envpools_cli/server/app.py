@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.requests import Request
 from pydantic.warnings import UnsupportedFieldAttributeWarning
+from starlette.requests import Request
 
 from envpools_cli import __version__, models
 from envpools_cli.server.agents import HARNESSES, harness_classes
