@@ -123,9 +123,9 @@ def test_a_create_lost_in_a_crash_is_not_repeated(
     assert recorded.result is not None and recorded.result.status == "succeeded"
 
 
-def _slow_suite(root: Path) -> Path:
+def _slow_suite(root: Path, sleep: float = 1) -> Path:
     for name in ("one", "two", "three"):
-        make_task(root, name, solve="sleep 1", test="echo 1 > /logs/verifier/reward.txt")
+        make_task(root, name, solve=f"sleep {sleep:g}", test="echo 1 > /logs/verifier/reward.txt")
     return root
 
 
@@ -176,7 +176,9 @@ def test_resume_after_the_backend_restarted(
     from envpools_cli.server.serve import BackendThread
     from envpools_cli.server.settings import ServerSettings
 
-    suite = _slow_suite(tmp_path / "slow")
+    # Long enough that a rollout seen running is still running when the backend stops (with
+    # 1 s, one of the two could finish in between on a loaded machine).
+    suite = _slow_suite(tmp_path / "slow", sleep=4)
     settings = ServerSettings(data_dir=tmp_path / "backend", heartbeat_sec=1.0, max_running=4)
     first = BackendThread(settings).start()
     _, key = first.create_key("pro", name="reboot")
