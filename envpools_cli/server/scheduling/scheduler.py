@@ -96,6 +96,7 @@ class Scheduler:
         self._orphans: dict[str, float] = {}
         """Active rollouts seen without a trial, and since when."""
         self._low_on_disk = False
+        self._reaped = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -285,7 +286,11 @@ class Scheduler:
 
     def _reap(self) -> None:
         """End what is active with no trial behind it: a trial whose thread died without
-        ending its rollout (the executor's ``reap``), or an active rollout none has."""
+        ending its rollout (the executor's ``reap``), or an active rollout none has. At
+        most once a second: the loop also wakes for every create."""
+        if time.monotonic() - self._reaped < 1.0:
+            return
+        self._reaped = time.monotonic()
         self.executor.reap()
         active = self.ctx.store.rollout_ids_with_status(*ACTIVE_STATUSES)
         kept = self.ctx.ends.pending_ids()
