@@ -149,7 +149,12 @@ def test_the_dockerfile_check_refuses_both_escapes(start: Any, tmp_path: Path, f
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_with_mounts_allowed_the_build_sandbox_holds(start: Any, tmp_path: Path, form: str) -> None:
     backend = start(ENVPOOLS_BUILD_MOUNTS="allow")
-    builds = ep.get_capabilities(**backend.conn)["sandbox"]["details"]["builds"]
+    deadline = time.monotonic() + 120
+    while True:  # the build sandbox is checked in the background once the backend starts
+        builds = ep.get_capabilities(**backend.conn)["sandbox"]["details"]["builds"]
+        if not builds["isolation"].startswith("being checked") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if builds["isolation"].startswith("none"):
         pytest.skip(f"no build sandbox here: {builds['isolation']}")
     assert builds["run_mounts"] == "allowed", builds

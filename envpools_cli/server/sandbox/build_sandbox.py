@@ -232,6 +232,16 @@ class BuildSandbox:
                 self._checked = time.monotonic()
             return self._problem
 
+    def known(self, wait: float) -> tuple[bool, str | None]:
+        """``(checked, problem)`` without starting a check, waiting at most ``wait`` seconds
+        for one under way: what status shows (a health check must not wait for podman)."""
+        if not self._lock.acquire(timeout=wait):
+            return False, None
+        try:
+            return self._checked is not None, self._problem
+        finally:
+            self._lock.release()
+
     def _prepare(self) -> str | None:
         if os.geteuid() != 0:
             return "the backend is not root: it cannot map a user namespace for builds"

@@ -76,6 +76,8 @@ _FORMAT = "envpools-image-2"
 """Part of every hash: a change in how images are built makes new ones."""
 _TAIL = 12
 _STOP_GRACE_SEC = 5.0
+_DESCRIBE_WAIT_SEC = 2.0
+"""How long status waits for the build sandbox's check under way (health checks poll it)."""
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.I | re.M)
 
 
@@ -234,18 +236,28 @@ class Images:
         return not self.advisories or self.isolation_problem() is None
 
     def describe(self) -> dict[str, Any]:
-        """How builds are made here, for ``local status`` and ``capabilities``."""
-        problem = self.isolation_problem()
-        isolation = (
-            f"user namespace (host uids {self.sandbox.uid}+), own store "
-            f"{self.sandbox.area}, user-mode network"
-            if problem is None and self.sandbox is not None
-            else f"none: {problem}"
-        )
+        """How builds are made here, for ``local status`` and ``capabilities``: what the
+        build sandbox's check found, or that it is under way (it is not waited for long)."""
+        if self.sandbox is None:
+            checked, problem = True, self.isolation_problem()
+        else:
+            checked, problem = self.sandbox.known(wait=_DESCRIBE_WAIT_SEC)
+        if not checked:
+            isolation = "being checked (a user namespace, if podman runs in one here)"
+            mounts = "tmpfs only" if not self.allow_mounts else "allowed if builds are isolated"
+        else:
+            isolation = (
+                f"user namespace (host uids {self.sandbox.uid}+), own store "
+                f"{self.sandbox.area}, user-mode network"
+                if problem is None and self.sandbox is not None
+                else f"none: {problem}"
+            )
+            allowed = self.allow_mounts and (not self.advisories or problem is None)
+            mounts = "allowed" if allowed else "tmpfs only"
         return {
             "isolation": isolation,
             "context": "copied without links that leave it",
-            "run_mounts": "allowed" if self.mounts_allowed else "tmpfs only",
+            "run_mounts": mounts,
             "engine_advisories": list(self.advisories),
         }
 
