@@ -112,6 +112,8 @@ class ClaudeCodeHarness(Harness):
         if kind == "result":
             return self._result(message)
         if kind == "system":
+            if message.get("subtype") == "api_retry":
+                return self._retry(message)
             if message.get("subtype") == "init" and message.get("model"):
                 self.usage.model = str(message["model"])
             return {
@@ -120,6 +122,26 @@ class ClaudeCodeHarness(Harness):
                 "model": message.get("model"),
             }
         return {"kind": str(kind or "unknown"), "raw": bounded(message, 1000)}
+
+    @staticmethod
+    def _retry(message: dict[str, Any]) -> dict[str, Any]:
+        """Claude Code retries a failed API call: what failed, which attempt, when next."""
+        status = message.get("error_status")
+        error = message.get("error")
+        if isinstance(error, dict):
+            error = error.get("message") or error.get("type") or json.dumps(error)
+        reason = f"HTTP {status}" if status is not None else "no response (connection error)"
+        if error:
+            reason += f": {error}"
+        return {
+            "kind": "retry",
+            "subtype": "api_retry",
+            "attempt": message.get("attempt"),
+            "max_retries": message.get("max_retries"),
+            "retry_delay_ms": message.get("retry_delay_ms"),
+            "error_status": status,
+            "text": bounded(f"API call failed ({reason}); retry {message.get('attempt')}", 1000),
+        }
 
     def _assistant(self, message: dict[str, Any]) -> dict[str, Any]:
         body = message.get("message") or {}
