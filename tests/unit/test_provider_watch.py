@@ -140,7 +140,7 @@ def test_unreachable_after_the_second_attempt() -> None:
     w.unreachable("anthropic", "connection failed (All connection attempts failed)")
     verdict = w.verdict()
     assert verdict is not None and verdict.code == "provider_unreachable"
-    assert "ANTHROPIC_BASE_URL" in verdict.message and "http://127.0.0.1:9" in verdict.message
+    assert "http://127.0.0.1:9" in verdict.message and "ANTHROPIC_BASE_URL" in verdict.message
     assert "connection failed" in verdict.message
 
 

@@ -68,6 +68,10 @@ class ClaudeCodeHarness(Harness):
     def providers(self, ctx: AgentContext) -> list[str]:
         return ["anthropic"]
 
+    def probe(self, ctx: AgentContext) -> tuple[str, str] | None:
+        chosen = ctx.model_id or "claude-sonnet-4.5"
+        return "anthropic", _ANTHROPIC_IDS.get(chosen, chosen)
+
     def required_secret(self, ctx: AgentContext) -> str | None:
         return missing_credential(ctx, "anthropic")
 
@@ -242,6 +246,7 @@ class CodexHarness(Harness):
     accepts_any_model = True
     log_name = "codex.txt"
     transcript_class = CodexTranscript
+    probe_api = "responses"  # the codex models answer on the Responses API only
 
     def __init__(self) -> None:
         super().__init__()
@@ -382,6 +387,9 @@ class OpenCodeHarness(Harness):
 
     def providers(self, ctx: AgentContext) -> list[str]:
         return [self.split_model(ctx.model_id)[0]]
+
+    def probe(self, ctx: AgentContext) -> tuple[str, str] | None:
+        return self.split_model(ctx.model_id)
 
     def required_secret(self, ctx: AgentContext) -> str | None:
         return missing_credential(ctx, self.split_model(ctx.model_id)[0])

@@ -697,7 +697,10 @@ class EgressGateway:
 def _names(route: Route) -> RouteNames:
     known = provider(route.name)
     return RouteNames(
-        route.key_name or known.key_names[0], known.base_url_name, _origin(route.upstream)
+        route.key_name or known.key_names[0],
+        known.base_url_name,
+        _origin(route.upstream),
+        stored_url=route.upstream != known.upstream(None),
     )
 
 

@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -114,6 +115,13 @@ class RouteNames:
     base_url_name: str
     origin: str
     """``scheme://host:port`` of the provider (never the key, never a path)."""
+    stored_url: bool = False
+    """The base URL is a stored credential: messages name it (credential values are
+    redacted from everything a rollout shows, so its origin would read ``[REDACTED]``)."""
+
+    @property
+    def where(self) -> str:
+        return self.base_url_name if self.stored_url else self.origin
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,9 @@ class Failure:
     status: int | None
     detail: str
     at: float
+    """On the watch's clock (monotonic)."""
+    when: float = 0.0
+    """Wall-clock time (epoch seconds)."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -130,6 +141,7 @@ class Failure:
             "route": self.route,
             "status": self.status,
             "message": self.detail,
+            "at": datetime.fromtimestamp(self.when, UTC).isoformat(timespec="milliseconds"),
         }
 
 
@@ -202,15 +214,17 @@ class ProviderWatch:
                 self._state.successes += 1
                 self._state.streak.clear()
                 return
-            self._add(Failure(code, route, status, detail, self._clock()))
+            self._add(Failure(code, route, status, detail, self._clock(), time.time()))
 
     def unreachable(self, route: str, detail: str) -> None:
         with self._lock:
-            self._add(Failure("provider_unreachable", route, None, detail, self._clock()))
+            self._add(
+                Failure("provider_unreachable", route, None, detail, self._clock(), time.time())
+            )
 
     def timed_out(self, route: str, detail: str) -> None:
         with self._lock:
-            self._add(Failure("provider_timeout", route, None, detail, self._clock()))
+            self._add(Failure("provider_timeout", route, None, detail, self._clock(), time.time()))
 
     def _add(self, failure: Failure) -> None:
         self._state.streak.append(failure)
@@ -264,7 +278,7 @@ class ProviderWatch:
         names = self.routes.get(last.route) or RouteNames(
             f"{last.route.upper()}_API_KEY", f"{last.route.upper()}_BASE_URL", last.route
         )
-        where = names.origin
+        where = names.where
         said = f": {last.detail}" if last.detail else ""
         count = sum(1 for f in streak if f.code == last.code)
         times = f" {count} times in a row" if count > 1 else ""
