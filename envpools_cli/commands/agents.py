@@ -331,7 +331,7 @@ def check(
     from envpools_cli.runtime import runtime
 
     fmt = output_format(output, as_json, quiet)
-    rows = ep.check_agents(agent, model_id=model, **runtime.conn())
+    rows = ep.check_agents(agent, model_id=model, **runtime.conn(versioned=False))
     columns = [
         Column("AGENT", "agent", kind="id"),
         Column("VERDICT", "verdict", kind="fixed"),

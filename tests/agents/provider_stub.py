@@ -21,7 +21,8 @@ whose key is not ``expected_key`` gets a 401, as a real provider would answer.
 ``failure`` makes it a failing provider (``FAILURES``): every POST gets a 401, a 429 or a
 500 with the provider's error body (``FAILURE_MESSAGES``), or no answer at all (``hang``:
 the request is read and the connection held until the stub stops). With ``fail_first``,
-only that many POSTs fail and the rest are answered as usual (a transient failure). An
+only that many POSTs fail and the rest are answered as usual (a transient failure); with
+``fail_when``, only POSTs whose body holds that text (one task's instruction). An
 unreachable provider is a closed port (``closed_port``).
 
 Run it by hand for a manual trial: ``python tests/agents/provider_stub.py --port 8765``.
@@ -119,6 +120,8 @@ class ProviderStub:
     """A key of FAILURES: how every POST fails (None: answer as scripted)."""
     fail_first: int | None = None
     """Only the first this many POSTs fail (None: all of them)."""
+    fail_when: str | None = None
+    """Only POSTs whose body holds this text fail (None: any)."""
     host: str = "127.0.0.1"
     port: int = 0
     answers: list[Answer] = field(default_factory=list)
@@ -181,9 +184,11 @@ class ProviderStub:
         with self._lock:
             self.answers.append(answer)
 
-    def failing(self) -> str | None:
+    def failing(self, body: bytes = b"") -> str | None:
         """The failure this POST gets, if any (counted)."""
         if self.failure is None:
+            return None
+        if self.fail_when is not None and self.fail_when.encode() not in body:
             return None
         with self._lock:
             if self.fail_first is not None and self._failed >= self.fail_first:
@@ -280,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
             message = {"type": "authentication_error", "message": "invalid x-api-key"}
             self._json(401, {"type": "error", "error": message})
             return
-        failure = self.provider.failing()
+        failure = self.provider.failing(raw)
         if failure is not None:
             status = FAILURES[failure]
             if status is None:

@@ -194,3 +194,23 @@ def test_final_names_a_last_failure_the_agent_gave_up_on() -> None:
 )
 def test_the_providers_own_message(body: bytes, said: str) -> None:
     assert provider_message(body) == said
+
+
+def test_agents_check_calls_what_a_rollout_of_each_agent_calls() -> None:
+    """The provider, model id (as the API knows it) and API of each built-in agent."""
+    from envpools_cli.server.agents import harness_classes
+    from envpools_cli.server.agents.probe import ProbeTarget, probe_target
+
+    targets = {name: probe_target(cls, None) for name, cls in harness_classes(None).items()}
+    assert targets == {
+        "oracle": None,
+        "nop": None,
+        "claude-code": ProbeTarget("anthropic", "claude-sonnet-4-5", "messages"),
+        "codex": ProbeTarget("openai", "gpt-5.2-codex", "responses"),
+        "opencode": ProbeTarget("anthropic", "claude-sonnet-4-5", "messages"),
+        "gemini-cli": ProbeTarget("gemini", "gemini-2.5-pro", "gemini"),
+        "qwen-code": ProbeTarget("dashscope", "qwen3-coder-plus", "chat"),
+        "mini-swe-agent": ProbeTarget("openai", "gpt-5-mini", "chat"),
+    }
+    opencode = harness_classes(None)["opencode"]
+    assert probe_target(opencode, "openai/gpt-4.1") == ProbeTarget("openai", "gpt-4.1", "chat")
