@@ -325,13 +325,23 @@ def check(
     Example: envpools agents check claude-code
     """
     from envpools_cli import client as ep
-    from envpools_cli.cli_errors import EXIT_NOT_SUCCEEDED, EXIT_TRANSIENT
+    from envpools_cli.cli_errors import EXIT_NOT_FOUND, EXIT_NOT_SUCCEEDED, EXIT_TRANSIENT
     from envpools_cli.error_codes import lookup
     from envpools_cli.output.formats import Column, emit, parse_fields
     from envpools_cli.runtime import runtime
 
     fmt = output_format(output, as_json, quiet)
-    rows = ep.check_agents(agent, model_id=model, **runtime.conn(versioned=False))
+    try:
+        rows = ep.check_agents(agent, model_id=model, **runtime.conn(versioned=False))
+    except ep.NotFoundError as exc:
+        if "no agent" in str(exc):  # the backend knows no such agent: its message says so
+            raise
+        raise CLIError(
+            "this backend has no agents check: it is the local backend's "
+            "(envpools local up, then envpools agents check)",
+            exit_code=EXIT_NOT_FOUND,
+            code="not_found",
+        ) from None
     columns = [
         Column("AGENT", "agent", kind="id"),
         Column("VERDICT", "verdict", kind="fixed"),
