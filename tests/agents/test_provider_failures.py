@@ -78,7 +78,7 @@ class Runs:
 
 def _org(thread: BackendThread, name: str, url: str, stub: ProviderStub | None) -> Org:
     _, key = thread.create_key(name=name)
-    conn = {"backend_base": thread.url, "api_key": key, "session": fast_session()}
+    conn: dict[str, Any] = {"backend_base": thread.url, "api_key": key, "session": fast_session()}
     for prefix in ("OPENAI", "ANTHROPIC"):
         suffix = "/v1" if prefix == "OPENAI" else ""
         for credential, value in (
