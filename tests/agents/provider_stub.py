@@ -19,8 +19,9 @@ so a test can compare what an agent reported with what it was actually given. A 
 whose key is not ``expected_key`` gets a 401, as a real provider would answer.
 
 ``failure`` makes it a failing provider (``FAILURES``): every POST gets a 401, a 429 or a
-500 with the provider's error body (``FAILURE_MESSAGES``), or no answer at all (``hang``:
-the request is read and the connection held until the stub stops). With ``fail_first``,
+500 with the provider's error body (``FAILURE_MESSAGES``), no answer at all (``hang``:
+the request is read and the connection held until the stub stops), or a stream that
+starts and then stalls (``stall``). With ``fail_first``,
 only that many POSTs fail and the rest are answered as usual (a transient failure); with
 ``fail_when``, only POSTs whose body holds that text (one task's instruction). An
 unreachable provider is a closed port (``closed_port``).
@@ -51,8 +52,9 @@ __all__ = [
     "closed_port",
 ]
 
-FAILURES = {"401": 401, "429": 429, "500": 500, "hang": None}
-"""The failure modes: the status every POST gets (None: no answer at all)."""
+FAILURES = {"401": 401, "429": 429, "500": 500, "hang": None, "stall": 200}
+"""The failure modes: the status every POST gets (None: no answer at all; ``stall``: the
+headers of a stream and one event, then nothing)."""
 FAILURE_MESSAGES = {
     401: ("authentication_error", "invalid x-api-key"),
     429: ("rate_limit_error", "stub-provider: rate limit exceeded, slow down"),
@@ -288,7 +290,10 @@ class _Handler(BaseHTTPRequestHandler):
         failure = self.provider.failing(raw)
         if failure is not None:
             status = FAILURES[failure]
-            if status is None:
+            if status is None or failure == "stall":
+                if failure == "stall":
+                    self._start_stream()
+                    self._sse({"type": "ping"}, "ping")
                 self.provider.hold()
                 self.close_connection = True
                 return

@@ -214,3 +214,26 @@ def test_agents_check_calls_what_a_rollout_of_each_agent_calls() -> None:
     }
     opencode = harness_classes(None)["opencode"]
     assert probe_target(opencode, "openai/gpt-4.1") == ProbeTarget("openai", "gpt-4.1", "chat")
+
+
+@pytest.mark.parametrize(
+    ("errors", "exit_code"),
+    [
+        ([("provider_rate_limited", "error")], 7),
+        ([("provider_error", "error"), ("provider_timeout", "error")], 7),
+        ([("provider_auth", "error")], 5),
+        ([("provider_unreachable", "error")], 5),
+        ([("provider_error", "error"), ("agent_timeout", "failed")], 5),
+        ([("provider_error", "error"), (None, "succeeded")], 7),
+        ([(None, "succeeded")], 0),
+    ],
+)
+def test_wait_exits_7_when_what_did_not_succeed_was_transient(
+    errors: list[tuple[str | None, str]], exit_code: int
+) -> None:
+    from envpools_cli.watch import status_exit_code
+
+    docs = [
+        {"status": status, "error": {"code": code} if code else None} for code, status in errors
+    ]
+    assert status_exit_code(docs, None, timed_out=False) == exit_code

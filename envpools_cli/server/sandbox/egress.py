@@ -438,8 +438,19 @@ class _Proxy:
             self.watch.answered(route.name, method, status)
         else:
             said = bytearray()
+        recorded = False
+
+        def record_error() -> None:
+            """The error answer, with the provider's words, before the agent has it all
+            (it may well call again at once: the order of calls is the streak's)."""
+            nonlocal recorded
+            if said is not None and not recorded:
+                recorded = True
+                message = provider_message(bytes(said)) or response.reason_phrase
+                self.watch.answered(route.name, method, status, scrubber.text(message))
+
         try:
-            await self._relay(response, send, scrubber, exchange, said)
+            await self._relay(response, send, scrubber, exchange, said, record_error)
         except httpx.HTTPError as exc:
             reason = scrubber.text(_describe(exc))
             exchange.end(reason)
@@ -452,9 +463,7 @@ class _Proxy:
         finally:
             exchange.end()
             await response.aclose()
-            if said is not None:
-                message = provider_message(bytes(said)) or response.reason_phrase
-                self.watch.answered(route.name, method, status, scrubber.text(message))
+            record_error()
 
     def _outbound(
         self, route: Route, rest: str, scope: Scope, receive: Receive, exchange: Exchange
@@ -527,6 +536,7 @@ class _Proxy:
         scrubber: KeyScrubber,
         exchange: Exchange,
         said: bytearray | None = None,
+        before_end: Callable[[], None] | None = None,
     ) -> None:
         """The one response path: headers and body scrubbed of the key, body streamed.
 
@@ -549,6 +559,10 @@ class _Proxy:
                 await send({"type": "http.response.body", "body": cleaned, "more_body": True})
         rest = scrubber.flush()
         exchange.chunk(rest)
+        if said is not None:
+            said += rest[: max(0, _ERROR_BODY_KEPT - len(said))]
+        if before_end is not None:
+            before_end()
         await send({"type": "http.response.body", "body": rest})
 
 
