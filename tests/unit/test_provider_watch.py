@@ -237,3 +237,15 @@ def test_wait_exits_7_when_what_did_not_succeed_was_transient(
         {"status": status, "error": {"code": code} if code else None} for code, status in errors
     ]
     assert status_exit_code(docs, None, timed_out=False) == exit_code
+
+
+def test_the_provider_timeout_is_a_backend_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from envpools_cli.server.settings import ServerSettings, SettingError
+
+    assert ServerSettings.from_env().provider_timeout_sec == 120
+    monkeypatch.setenv("ENVPOOLS_PROVIDER_TIMEOUT_SEC", "7.5")
+    assert ServerSettings.from_env().provider_timeout_sec == 7.5
+    for bad in ("0", "-3", "soon", "nan"):
+        monkeypatch.setenv("ENVPOOLS_PROVIDER_TIMEOUT_SEC", bad)
+        with pytest.raises(SettingError, match="ENVPOOLS_PROVIDER_TIMEOUT_SEC"):
+            ServerSettings.from_env()
