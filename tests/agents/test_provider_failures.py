@@ -7,10 +7,10 @@ ends in ``error`` with the gateway's code (``provider_unreachable``, ``provider_
 ``provider_rate_limited``, ``provider_error``, ``provider_timeout``), the provider's own
 message, and what to do, within 15 s of the agent starting; ``rollouts wait`` exits 7 for
 the transient ones and 5 for the others. A single 429 that the CLI retries past is not a
-failure: those rollouts succeed (claude-code, opencode; codex does not retry a 429 at all,
-so its one 429 ends the rollout with the transient code).
+failure: claude-code's rollout succeeds (codex does not retry a 429 at all, so its one 429
+ends the rollout with the transient code).
 
-All 18 rollouts run at once in one backend (an organisation per provider, since the base
+All 17 rollouts run at once in one backend (an organisation per provider, since the base
 URL is a stored credential), so the whole module costs about one slow rollout.
 """
 
@@ -56,7 +56,10 @@ EXPECTED = {
     "hang": ("provider_timeout", f"within {PROVIDER_TIMEOUT:g}s", 7),
 }
 """mode -> (code, what the message must hold, exit code of ``rollouts wait``)."""
-KEYS = {"codex": "OPENAI", "claude-code": "ANTHROPIC", "opencode": "ANTHROPIC"}
+ONCE = ("claude-code", "codex")
+"""Agents that also meet a single 429 and then a provider that answers. (Not opencode: it
+retries a 429 as claude-code does, and its start is the slowest of the three, ~10 s of
+CPU: one rollout fewer of it keeps this module's cost down.)"""
 
 
 @dataclass
@@ -136,7 +139,7 @@ def runs(installed_cli_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
                 stub = ProviderStub(command=FIX_COMMAND, failure=mode).start()
                 stubs.append(stub)
                 orgs[mode] = _org(thread, mode, stub.url, stub)
-            for harness in AGENTS:  # one 429, then answers: a stub (and org) per agent
+            for harness in ONCE:  # one 429, then answers: a stub (and org) per agent
                 stub = ProviderStub(command=FIX_COMMAND, failure="429", fail_first=1).start()
                 stubs.append(stub)
                 orgs[f"once-{harness}"] = _org(thread, f"once-{harness}", stub.url, stub)
@@ -255,20 +258,19 @@ def test_a_failing_provider_ends_the_rollout_in_seconds(
     assert _wait_exit(runs, org, done["rollout_id"], capsys, monkeypatch) == exit_code
 
 
-@pytest.mark.parametrize("harness", ["claude-code", "opencode"])
-def test_one_429_the_agent_retries_past_is_no_failure(runs: Runs, harness: str) -> None:
-    done = _ran(runs, f"once-{harness}", harness)
-    stub = runs.orgs[f"once-{harness}"].stub
+def test_one_429_the_agent_retries_past_is_no_failure(runs: Runs) -> None:
+    done = _ran(runs, "once-claude-code", "claude-code")
+    stub = runs.orgs["once-claude-code"].stub
     assert stub is not None and stub.failed == 1, "the first call got its 429"
     assert done["status"] == "succeeded", done
     assert done["reward_primary"] == 1.0
-    if harness == "claude-code":  # claude prints its retries (api_retry): an event says why
-        events = runs.events[done["rollout_id"]]
-        retries = [
-            e["data"] for e in events if e["event"] == "agent" and e["data"].get("kind") == "retry"
-        ]
-        assert retries and retries[0]["error_status"] == 429, retries
-        assert "429" in retries[0]["text"]
+    # claude prints its retries (api_retry): an event says why
+    events = runs.events[done["rollout_id"]]
+    retries = [
+        e["data"] for e in events if e["event"] == "agent" and e["data"].get("kind") == "retry"
+    ]
+    assert retries and retries[0]["error_status"] == 429, retries
+    assert "429" in retries[0]["text"]
 
 
 CHECKED = ("claude-code", "codex", "opencode", "mini-swe-agent")
