@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from envpools_cli.cli_errors import EXIT_NOT_SUCCEEDED, EXIT_OK, EXIT_TIMEOUT
+from envpools_cli.cli_errors import EXIT_NOT_SUCCEEDED, EXIT_OK, EXIT_TIMEOUT, EXIT_TRANSIENT
+from envpools_cli.error_codes import is_transient
 
 __all__ = ["follow_to_end", "status_exit_code", "wait_and_report", "watch_one"]
 
@@ -31,19 +32,26 @@ def _succeeded(doc: dict[str, Any]) -> bool:
 def status_exit_code(
     docs: list[dict[str, Any]], min_reward: float | None, *, timed_out: bool
 ) -> int:
-    """0 all succeeded (and reached min_reward); 5 any ended otherwise; 3 any still going."""
-    failed = False
+    """0 all succeeded (and reached min_reward); 5 any ended otherwise; 7 when those that
+    did not succeed all ended in a transient error (a 429 or 5xx from the provider, no
+    answer in time, a backend restart: safe to run again); 3 any still going."""
+    failed = transient = False
     for doc in docs:
         if not _terminal(doc):
             continue
         if not _succeeded(doc):
-            failed = True
+            if is_transient(doc.get("status"), doc.get("error")):
+                transient = True
+            else:
+                failed = True
         elif min_reward is not None:
             reward = doc.get("reward_primary")
             if not isinstance(reward, int | float) or reward < min_reward:
                 failed = True
     if failed:
         return EXIT_NOT_SUCCEEDED
+    if transient:
+        return EXIT_TRANSIENT
     if timed_out or any(not _terminal(d) for d in docs):
         return EXIT_TIMEOUT
     return EXIT_OK

@@ -23,6 +23,7 @@ from .resources import (
     Artifacts,
     Capabilities,
     Credentials,
+    LocalAgents,
     Pools,
     PoolTasks,
     Queue,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cancel_rollout",
+    "check_agents",
     "check_plan_access",
     "clear_capabilities_cache",
     "create_pool",
@@ -818,3 +820,20 @@ def check_plan_access(
     """
     connection = Connection(backend_base, api_key, None, session)
     return Account(connection).check_plan_access(timeout=timeout)
+
+
+def check_agents(
+    agent: str | None = None,
+    *,
+    model_id: str | None = None,
+    timeout: float = 30.0,
+    backend_base: str | None = None,
+    api_key: str | None = None,
+    session: HTTPSession | None = None,
+) -> builtins.list[dict[str, Any]]:
+    """Each agent's provider (or ``agent``'s), tried with one real model call through the
+    stored key and base URL: ``[{agent, provider, model, endpoint, verdict, ok, message,
+    seconds}]``; ``verdict`` is ``ok`` or why not (``provider_auth``, ...).
+    """
+    connection = Connection(backend_base, api_key, None, session)
+    return LocalAgents(connection).check(agent, model_id=model_id, timeout=timeout)

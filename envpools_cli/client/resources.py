@@ -42,6 +42,7 @@ __all__ = [
     "Artifacts",
     "Capabilities",
     "Credentials",
+    "LocalAgents",
     "PoolTasks",
     "Pools",
     "Queue",
@@ -708,3 +709,27 @@ class Account(Resource):
         ):
             return account
         raise PlanGatingError(current_plan=plan)
+
+
+# --- /local/v1 (the local backend only) -------------------------------------------------
+
+
+class LocalAgents(Resource):
+    """``/local/v1/agents``: what only the local backend serves about its agents."""
+
+    _fixed = True
+
+    def check(
+        self,
+        agent: str | None = None,
+        *,
+        model_id: str | None = None,
+        timeout: float = 30.0,
+    ) -> builtins.list[dict[str, Any]]:
+        """Each agent's provider (or ``agent``'s), tried with one real model call through the
+        stored key and base URL: ``[{agent, provider, model, endpoint, verdict, ok, message,
+        seconds}]``; ``verdict`` is ``ok`` or why not (``provider_auth``, ...)."""
+        body = _copy(agent=agent, model_id=model_id)
+        found = self._object("POST", "local/v1/agents/check", timeout=timeout, json=body)
+        agents = found.get("agents")
+        return agents if isinstance(agents, builtins.list) else []

@@ -5,7 +5,8 @@ own), ``add`` registers an agent of your own from its manifest (``agent.toml``) 
 Python package, ``list`` shows them all and whether each runs here, ``remove`` removes.
 
 This works on the local backend's data dir directly, like ``envpools local``: the hosted
-service manages its own agents.
+service manages its own agents. ``check`` asks the running local backend to try each
+agent's provider with the stored key and base URL (``server/agents/probe.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from envpools_cli.commands._options import (
 )
 
 app = typer.Typer(
-    help="Coding agents for the local backend: install the built-ins, add your own, list them.",
+    help="Coding agents for the local backend: install the built-ins, add your own, list "
+    "them, check their keys.",
     no_args_is_help=True,
 )
 
@@ -295,3 +297,62 @@ def remove(
         info(f"{agent} is not installed")
     else:
         success(f"removed {AGENT_PACKAGES[name].spec(removed.version)}")
+
+
+@app.command("check")
+def check(
+    agent: Annotated[
+        str | None,
+        typer.Argument(help="One agent (claude-code, codex, ...); none: every agent."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="The model to try (default: each agent's preset)."),
+    ] = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    fields: FieldsOpt = None,
+) -> None:
+    """Try each agent's provider with one real model call through the stored key and base URL.
+
+    The backend sends one minimal request per agent (its provider's API, its model,
+    the organisation's key and base URL, as a rollout would), all at once, and gives a
+    verdict per agent in seconds: ok, or the provider_* code of a rollout that would fail
+    (provider_auth, provider_unreachable, ...) with the provider's message. Exit 5 when
+    any fails (7 when all that fail are transient: 429, 5xx, no answer).
+
+    Example: envpools agents check claude-code
+    """
+    from envpools_cli import client as ep
+    from envpools_cli.cli_errors import EXIT_NOT_FOUND, EXIT_NOT_SUCCEEDED, EXIT_TRANSIENT
+    from envpools_cli.error_codes import lookup
+    from envpools_cli.output.formats import Column, emit, parse_fields
+    from envpools_cli.runtime import runtime
+
+    fmt = output_format(output, as_json, quiet)
+    try:
+        rows = ep.check_agents(agent, model_id=model, **runtime.conn(versioned=False))
+    except ep.NotFoundError as exc:
+        if "no agent" in str(exc):  # the backend knows no such agent: its message says so
+            raise
+        raise CLIError(
+            "this backend has no agents check: it is the local backend's "
+            "(envpools local up, then envpools agents check)",
+            exit_code=EXIT_NOT_FOUND,
+            code="not_found",
+        ) from None
+    columns = [
+        Column("AGENT", "agent", kind="id"),
+        Column("VERDICT", "verdict", kind="fixed"),
+        Column("PROVIDER", "provider", render=lambda v: v or "-", kind="fixed"),
+        Column("MODEL", "model", render=lambda v: v or "-", kind="fixed"),
+        Column("SECONDS", "seconds", kind="fixed"),
+        Column("MESSAGE", "message", ratio=3),
+        Column("ENDPOINT", "endpoint", render=lambda v: v or "-", wide=True),
+    ]
+    emit(rows, fmt, columns=columns, fields=parse_fields(fields), id_key="agent")
+    failed = [r for r in rows if r.get("verdict") not in ("ok", "not_checked")]
+    if failed:
+        transient = all((e := lookup(r.get("verdict"))) and e.transient for r in failed)
+        raise typer.Exit(EXIT_TRANSIENT if transient else EXIT_NOT_SUCCEEDED)

@@ -50,7 +50,9 @@ def wait(
     """Wait until rollouts finish; exit 0 if all succeeded, 5 if not, 3 on timeout.
 
     Returns the moment each rollout is terminal, following its events; network
-    trouble does not end the wait.
+    trouble does not end the wait. Exit 7 instead of 5 when those that did not
+    succeed all ended in a transient error (the provider's 429s or 5xx, no answer
+    in time, a backend restart): safe to run again.
 
     Example: envpools rollouts wait ro_1 ro_2 --timeout 1800 --min-reward 1 --junit report.xml
     """

@@ -52,7 +52,7 @@ Commands:
 Usage: envpools agents [OPTIONS] COMMAND [ARGS]...
 
   Coding agents for the local backend: install the built-ins, add your own,
-  list them.
+  list them, check their keys.
 
 Options:
   -h, --help  Show this message and exit.
@@ -62,6 +62,7 @@ Commands:
   add      Add an agent of your own, declared by a manifest (agent.toml,...
   list     Every agent: built-in or custom, installed version, providers,...
   remove   Remove an installed agent CLI, or a custom agent.
+  check    Try each agent's provider with one real model call through the...
 """,
         ("-h", "--help"),
     ),
@@ -89,6 +90,35 @@ Options:
   --data-dir DATA_DIR  The local backend's data dir (default: the running
                        backend's, else the usual one). ENVPOOLS_AGENTS_DIR
                        overrides where agents go.
+  -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
+  --json               Same as -o json.
+  -q, --quiet          Print only ids, one per line.
+  --fields FIELDS      Comma-separated keys (JSON) or columns (table) to show.
+  -h, --help           Show this message and exit.
+""",
+        ("-h", "--help"),
+    ),
+    "agents check": (
+        """\
+Usage: envpools agents check [OPTIONS] [AGENT]
+
+  Try each agent's provider with one real model call through the stored key
+  and base URL.
+
+  The backend sends one minimal request per agent (its provider's API, its
+  model, the organisation's key and base URL, as a rollout would), all at
+  once, and gives a verdict per agent in seconds: ok, or the provider_* code
+  of a rollout that would fail (provider_auth, provider_unreachable, ...) with
+  the provider's message. Exit 5 when any fails (7 when all that fail are
+  transient: 429, 5xx, no answer).
+
+  Example: envpools agents check claude-code
+
+Arguments:
+  AGENT  One agent (claude-code, codex, ...); none: every agent.
+
+Options:
+  -m, --model MODEL    The model to try (default: each agent's preset).
   -o, --output OUTPUT  Output format: table, json, jsonl, yaml or name.
   --json               Same as -o json.
   -q, --quiet          Print only ids, one per line.
@@ -1897,7 +1927,9 @@ Usage: envpools rollouts wait [OPTIONS] ROLLOUT_ID...
   Wait until rollouts finish; exit 0 if all succeeded, 5 if not, 3 on timeout.
 
   Returns the moment each rollout is terminal, following its events; network
-  trouble does not end the wait.
+  trouble does not end the wait. Exit 7 instead of 5 when those that did not
+  succeed all ended in a transient error (the provider's 429s or 5xx, no
+  answer in time, a backend restart): safe to run again.
 
   Example:
     envpools rollouts wait ro_1 ro_2 --timeout 1800 --min-reward 1 --junit \\

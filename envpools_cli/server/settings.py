@@ -8,6 +8,7 @@ from pathlib import Path
 
 from envpools_cli import paths
 from envpools_cli.server.sandbox.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, Limits, parse_limits
+from envpools_cli.server.sandbox.provider_watch import DEFAULT_PROVIDER_TIMEOUT_SEC
 
 __all__ = ["EXECUTORS", "ServerSettings", "SettingError", "agents_dir_for"]
 
@@ -63,6 +64,10 @@ class ServerSettings:
     """The custom per-node resource a Ray trial takes one of: nodes that offer it run trials."""
     default_agent_timeout_sec: int = 600
     default_verifier_timeout_sec: int = 600
+    provider_timeout_sec: float = DEFAULT_PROVIDER_TIMEOUT_SEC
+    """How long an agent's LLM provider may keep a call without response headers, or a
+    stream silent, before the gateway ends the rollout (``provider_timeout``);
+    ``ENVPOOLS_PROVIDER_TIMEOUT_SEC``."""
     sandbox: str = field(default_factory=lambda: os.environ.get("ENVPOOLS_SANDBOX") or "auto")
     """``auto`` (a working container engine, else bwrap, else plain processes),
     ``container``, ``bwrap`` or ``process``; default ``ENVPOOLS_SANDBOX``."""
@@ -124,6 +129,10 @@ class ServerSettings:
             settings.sandbox_uid = int(value)
         if value := os.environ.get("ENVPOOLS_MIN_FREE_MB"):
             settings.min_free_mb = int(_number("ENVPOOLS_MIN_FREE_MB", value, integer=True))
+        if value := os.environ.get("ENVPOOLS_PROVIDER_TIMEOUT_SEC"):
+            settings.provider_timeout_sec = _number(
+                "ENVPOOLS_PROVIDER_TIMEOUT_SEC", value, most=24 * 3600
+            )
         if value := os.environ.get("ENVPOOLS_MAX_REQUEST_MB"):
             megabytes = _number("ENVPOOLS_MAX_REQUEST_MB", value)
             settings.max_request_bytes = int(megabytes * 1024 * 1024)

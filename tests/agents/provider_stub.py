@@ -18,6 +18,14 @@ Every answer carries fixed token counts (``TURN_USAGE``) and is written to a led
 so a test can compare what an agent reported with what it was actually given. A request
 whose key is not ``expected_key`` gets a 401, as a real provider would answer.
 
+``failure`` makes it a failing provider (``FAILURES``): every POST gets a 401, a 429 or a
+500 with the provider's error body (``FAILURE_MESSAGES``), no answer at all (``hang``:
+the request is read and the connection held until the stub stops), or a stream that
+starts and then stalls (``stall``). With ``fail_first``,
+only that many POSTs fail and the rest are answered as usual (a transient failure); with
+``fail_when``, only POSTs whose body holds that text (one task's instruction). An
+unreachable provider is a closed port (``closed_port``).
+
 Run it by hand for a manual trial: ``python tests/agents/provider_stub.py --port 8765``.
 """
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +42,31 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FIX_COMMAND", "TURN_USAGE", "ProviderStub", "Usage"]
+__all__ = [
+    "FAILURES",
+    "FAILURE_MESSAGES",
+    "FIX_COMMAND",
+    "TURN_USAGE",
+    "ProviderStub",
+    "Usage",
+    "closed_port",
+]
+
+FAILURES = {"401": 401, "429": 429, "500": 500, "hang": None, "stall": 200}
+"""The failure modes: the status every POST gets (None: no answer at all; ``stall``: the
+headers of a stream and one event, then nothing)."""
+FAILURE_MESSAGES = {
+    401: ("authentication_error", "invalid x-api-key"),
+    429: ("rate_limit_error", "stub-provider: rate limit exceeded, slow down"),
+    500: ("api_error", "stub-provider: internal server error, upstream exploded"),
+}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -85,6 +118,12 @@ class ProviderStub:
     expected_key: str | None = None
     finish_command: str | None = None
     """For agents that end with a tool call (mini-swe-agent): the final answer runs it."""
+    failure: str | None = None
+    """A key of FAILURES: how every POST fails (None: answer as scripted)."""
+    fail_first: int | None = None
+    """Only the first this many POSTs fail (None: all of them)."""
+    fail_when: str | None = None
+    """Only POSTs whose body holds this text fail (None: any)."""
     host: str = "127.0.0.1"
     port: int = 0
     answers: list[Answer] = field(default_factory=list)
@@ -92,6 +131,8 @@ class ProviderStub:
     keys_seen: set[str] = field(default_factory=set)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _failed: int = 0
 
     # --- server -------------------------------------------------------------------------
 
@@ -109,6 +150,7 @@ class ProviderStub:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()  # held (hanging) requests end
         self.server.shutdown()
         self.server.server_close()
 
@@ -143,6 +185,28 @@ class ProviderStub:
     def record(self, answer: Answer) -> None:
         with self._lock:
             self.answers.append(answer)
+
+    def failing(self, body: bytes = b"") -> str | None:
+        """The failure this POST gets, if any (counted)."""
+        if self.failure is None:
+            return None
+        if self.fail_when is not None and self.fail_when.encode() not in body:
+            return None
+        with self._lock:
+            if self.fail_first is not None and self._failed >= self.fail_first:
+                return None
+            self._failed += 1
+            return self.failure
+
+    @property
+    def failed(self) -> int:
+        """POSTs that got the failure."""
+        with self._lock:
+            return self._failed
+
+    def hold(self) -> None:
+        """Keep a request unanswered until the stub stops."""
+        self._stopped.wait()
 
     def authorised(self, headers: Any) -> bool:
         offered = [
@@ -222,6 +286,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.provider.authorised(self.headers):
             message = {"type": "authentication_error", "message": "invalid x-api-key"}
             self._json(401, {"type": "error", "error": message})
+            return
+        failure = self.provider.failing(raw)
+        if failure is not None:
+            status = FAILURES[failure]
+            if status is None or failure == "stall":
+                if failure == "stall":
+                    self._start_stream()
+                    self._sse({"type": "ping"}, "ping")
+                self.provider.hold()
+                self.close_connection = True
+                return
+            kind, text = FAILURE_MESSAGES[status]
+            self._json(status, {"type": "error", "error": {"type": kind, "message": text}})
             return
         if path.endswith("/messages/count_tokens"):
             self._json(200, {"input_tokens": 100})

@@ -6,10 +6,9 @@ price for, next to the oracle, on three tasks:
 - ``fix-failing-test``: both pass; codex's cost is unknown (never $0);
 - ``broken-verifier``: the tests exit without a reward: a *verifier error* for both,
   not a failure of either agent (as Harbor counts it);
-- ``provider-down``: codex hits a provider failure (429s). The backend cannot tell
-  provider failures yet (the egress gateway's classification is another issue's work),
-  so this test ends that rollout the way the backend will: through the trial runner's
-  own ``end()``, in ``error`` with ``provider_rate_limited``, while codex is mid-call.
+- ``provider-down``: the provider answers every call of codex on this task (its
+  instruction carries a marker) with a 429; codex gives up, and the egress gateway
+  ends the rollout in ``error`` with ``provider_rate_limited`` (transient).
 
 The result table, ``--rollouts``, JSON, the JUnit file and the HTML report must each show
 the verifier error and the provider error in the errors column (by kind), the unknown
@@ -24,15 +23,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.trial.runner import Outcome
 from tests.agents.conftest import require_agent
 from tests.agents.provider_stub import FIX_COMMAND, ProviderStub
 from tests.integration.conftest import EXAMPLE, start_backend
@@ -40,7 +36,8 @@ from tests.integration.conftest import EXAMPLE, start_backend
 pytestmark = pytest.mark.sandbox
 
 MODEL = "stub-model-without-a-price"
-HANG = "if [ -f /app/hang.txt ]; then sleep 120; fi; "
+DOWN = "PROVIDER-DOWN-FOR-THIS-TASK"
+"""In the provider-down task's instruction: the stub 429s every call that holds it."""
 
 
 def suite(root: Path) -> Path:
@@ -49,7 +46,8 @@ def suite(root: Path) -> Path:
     (root / "broken-verifier" / "tests" / "test.sh").write_text(
         "#!/bin/bash\necho 'the verifier crashed' >&2\nexit 3\n"
     )
-    (root / "provider-down" / "environment" / "repo" / "hang.txt").write_text("wait\n")
+    instruction = root / "provider-down" / "instruction.md"
+    instruction.write_text(instruction.read_text() + f"\n({DOWN})\n")
     return root
 
 
@@ -64,52 +62,13 @@ def envpools(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
-def events_so_far(rollout_id: str, conn: dict[str, Any]) -> list[dict[str, Any]]:
-    """The events stored until now (a running rollout's stream would wait for more)."""
-    last = ep.get_rollout_summary(rollout_id, **conn).get("last_event") or {}
-    stop = last.get("seq") or 0
-    found: list[dict[str, Any]] = []
-    if not stop:
-        return found
-    with ep.stream_rollout_events(rollout_id, **conn) as stream:
-        for event in stream:
-            found.append(event)
-            if isinstance(event.get("seq"), int) and event["seq"] >= stop:
-                break
-    return found
-
-
-def end_with_a_provider_failure(thread: Any, conn: dict[str, Any], deadline: float) -> str:
-    """Wait for codex's rollout of provider-down to be mid-call, then end it as the
-    gateway's classification will: error, provider_rate_limited."""
-    while time.monotonic() < deadline:
-        page = ep.list_rollouts(task_id="provider-down", limit=50, **conn)["rollouts"]
-        mine = [r for r in page if r["agent"]["harness"] == "codex" and r["status"] == "running"]
-        for rollout in mine:
-            events = events_so_far(rollout["rollout_id"], conn)
-            if any(e["event"] == "agent" and e["data"].get("kind") == "tool_call" for e in events):
-                runner = thread.backend.scheduler._runners[rollout["rollout_id"]]
-                ended = runner.end(
-                    Outcome(
-                        "error",
-                        {
-                            "code": "provider_rate_limited",
-                            "message": "the provider answered 429 (rate limited) after the "
-                            "agent's retries; try again later",
-                        },
-                    )
-                )
-                assert ended
-                return str(rollout["rollout_id"])
-        time.sleep(0.3)
-    raise AssertionError("codex never got to the provider-down task's tool call")
-
-
 def test_verifier_error_unpriced_model_and_provider_failure_each_in_place(
     agents_dir: Path, tmp_path: Path
 ) -> None:
     require_agent("codex")
-    stub = ProviderStub(command=HANG + FIX_COMMAND, expected_key="sk-test-job-outcomes").start()
+    stub = ProviderStub(
+        command=FIX_COMMAND, expected_key="sk-test-job-outcomes", failure="429", fail_when=DOWN
+    ).start()
     thread = start_backend(tmp_path / "data")
     try:
         _, key = thread.create_key()
@@ -130,9 +89,16 @@ def test_verifier_error_unpriced_model_and_provider_failure_each_in_place(
              "--junit", str(junit), "-q"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
-        ended = end_with_a_provider_failure(thread, conn, time.monotonic() + 240)
         out, err = job.communicate(timeout=600)
         job_id = out.strip()
+        (down,) = [
+            r
+            for r in ep.list_rollouts(task_id="provider-down", limit=50, **conn)["rollouts"]
+            if r["agent"]["harness"] == "codex"
+        ]
+        ended = down["rollout_id"]
+        assert down["status"] == "error" and down["error"]["code"] == "provider_rate_limited"
+        assert stub.failed >= 1, "the provider did answer codex's call with a 429"
 
         # The job is not done: a transient error has no verdict. It says how to retry.
         assert job.returncode == 7, err
@@ -206,7 +172,7 @@ def test_verifier_error_unpriced_model_and_provider_failure_each_in_place(
         assert '<span class="unknown">unknown</span>' in page
 
         # The transient error is worth running again: now the provider answers.
-        stub.command = FIX_COMMAND
+        stub.failure = None
         resumed = envpools("jobs", "resume", job_id, "--retry-errors", "-o", "json", env=env)
         assert resumed.returncode == 0, resumed.stderr
         again = json.loads(resumed.stdout)["result"]

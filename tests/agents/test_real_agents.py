@@ -269,19 +269,21 @@ def test_real_agent_fixes_the_task_through_the_gateway(
 
 
 @pytest.mark.parametrize("harness", ["gemini-cli", "qwen-code", "mini-swe-agent"])
-def test_a_refused_key_ends_in_agent_failed_with_what_to_do(
+def test_a_refused_key_ends_in_provider_auth_with_what_to_do(
     harness: str, agents_dir: Path, tmp_path: Path
 ) -> None:
-    """The provider answers 401: the agent did nothing, so no tests run on its workspace."""
+    """The provider answers 401: the gateway ends the rollout (provider_auth), so no tests
+    run on the workspace of an agent that did nothing."""
     require_agent(harness)
     case = CASES[harness]
     for run in run_agent(tmp_path, case, provider_key="sk-another-key-entirely"):
         assert run.rollout["status"] == "error", run.rollout
         error = run.rollout["error"]
-        assert error["code"] == "agent_failed", error
-        assert "the provider refused the stored key" in error["message"]
+        assert error["code"] == "provider_auth", error
+        assert "refused the stored key (401)" in error["message"]
+        assert "invalid x-api-key" in error["message"], "the provider's own words"
         assert f"replace the {case.key_name} credential" in error["message"]
-        assert error["gateway"]["statuses"] == {"401": len(run.stub.requests)}
+        assert {f["status"] for f in error["provider_failures"]} == {401}
         assert run.rollout.get("reward_primary") is None
         assert run.marker not in run.visible
 

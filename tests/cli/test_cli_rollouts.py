@@ -617,7 +617,7 @@ def test_tail_survives_a_backend_restart(tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         second.stop()
     out, err = "".join(lines), tail.stderr.read()
-    assert tail.returncode == 5, err
+    assert tail.returncode == 7, err  # backend_restarted is transient: safe to run again
     events = [json.loads(line) for line in out.splitlines()]
     seqs = [e["seq"] for e in events if e["event"] not in ("heartbeat", "end")]
     assert seqs == list(range(1, len(seqs) + 1)), "every event once, in order"

@@ -68,6 +68,10 @@ class ClaudeCodeHarness(Harness):
     def providers(self, ctx: AgentContext) -> list[str]:
         return ["anthropic"]
 
+    def probe(self, ctx: AgentContext) -> tuple[str, str] | None:
+        chosen = ctx.model_id or "claude-sonnet-4.5"
+        return "anthropic", _ANTHROPIC_IDS.get(chosen, chosen)
+
     def required_secret(self, ctx: AgentContext) -> str | None:
         return missing_credential(ctx, "anthropic")
 
@@ -112,6 +116,8 @@ class ClaudeCodeHarness(Harness):
         if kind == "result":
             return self._result(message)
         if kind == "system":
+            if message.get("subtype") == "api_retry":
+                return self._retry(message)
             if message.get("subtype") == "init" and message.get("model"):
                 self.usage.model = str(message["model"])
             return {
@@ -120,6 +126,26 @@ class ClaudeCodeHarness(Harness):
                 "model": message.get("model"),
             }
         return {"kind": str(kind or "unknown"), "raw": bounded(message, 1000)}
+
+    @staticmethod
+    def _retry(message: dict[str, Any]) -> dict[str, Any]:
+        """Claude Code retries a failed API call: what failed, which attempt, when next."""
+        status = message.get("error_status")
+        error = message.get("error")
+        if isinstance(error, dict):
+            error = error.get("message") or error.get("type") or json.dumps(error)
+        reason = f"HTTP {status}" if status is not None else "no response (connection error)"
+        if error:
+            reason += f": {error}"
+        return {
+            "kind": "retry",
+            "subtype": "api_retry",
+            "attempt": message.get("attempt"),
+            "max_retries": message.get("max_retries"),
+            "retry_delay_ms": message.get("retry_delay_ms"),
+            "error_status": status,
+            "text": bounded(f"API call failed ({reason}); retry {message.get('attempt')}", 1000),
+        }
 
     def _assistant(self, message: dict[str, Any]) -> dict[str, Any]:
         body = message.get("message") or {}
@@ -220,6 +246,7 @@ class CodexHarness(Harness):
     accepts_any_model = True
     log_name = "codex.txt"
     transcript_class = CodexTranscript
+    probe_api = "responses"  # the codex models answer on the Responses API only
 
     def __init__(self) -> None:
         super().__init__()
@@ -360,6 +387,9 @@ class OpenCodeHarness(Harness):
 
     def providers(self, ctx: AgentContext) -> list[str]:
         return [self.split_model(ctx.model_id)[0]]
+
+    def probe(self, ctx: AgentContext) -> tuple[str, str] | None:
+        return self.split_model(ctx.model_id)
 
     def required_secret(self, ctx: AgentContext) -> str | None:
         return missing_credential(ctx, self.split_model(ctx.model_id)[0])

@@ -92,6 +92,8 @@ class Harness:
     """Declared by a manifest (``envpools agents add``), not built in."""
     log_name: ClassVar[str] = "agent.txt"
     transcript_class: ClassVar[type[Transcript]] = Transcript
+    probe_api: ClassVar[str | None] = None
+    """The API ``agents check`` calls (None: the provider's usual one, ``probe.py``)."""
 
     def __init__(self) -> None:
         self.usage = TokenUsage()
@@ -143,6 +145,25 @@ class Harness:
     def required_secret(self, ctx: AgentContext) -> str | None:
         """A message when a credential the harness needs is missing, else None."""
         return None
+
+    def probe(self, ctx: AgentContext) -> tuple[str, str] | None:
+        """The provider and the model id (as the provider's API knows it) a rollout with
+        ``ctx``'s model calls, for ``agents check``; None when it calls none.
+
+        By default what ``invocation`` notes in ``usage`` (or the first provider and the
+        model asked for); harnesses that map model ids say so themselves.
+        """
+        providers = self.providers(ctx)
+        if not providers:
+            return None
+        ctx.gateway_urls = {name: f"http://envpools-check.invalid/{name}" for name in providers}
+        ctx.placeholder = "sk-envpools-check"
+        self.invocation(ctx)
+        model = self.usage.model or ctx.model_id
+        if not model:
+            return None
+        chosen = self.usage.provider if self.usage.provider in providers else providers[0]
+        return chosen, model
 
 
 def json_line(line: str) -> dict[str, Any] | None:

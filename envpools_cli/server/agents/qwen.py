@@ -53,6 +53,9 @@ class QwenCodeHarness(ClaudeCodeHarness):
     def providers(self, ctx: AgentContext) -> list[str]:
         return [self.split_model(ctx.model_id)[0]]
 
+    def probe(self, ctx: AgentContext) -> tuple[str, str] | None:
+        return self.split_model(ctx.model_id)
+
     def required_secret(self, ctx: AgentContext) -> str | None:
         return missing_credential(ctx, self.split_model(ctx.model_id)[0])
 

@@ -47,6 +47,7 @@ from envpools_cli.models import (
 )
 from envpools_cli.server.api.auth import current_org, pools_org
 from envpools_cli.server.errors import ApiError, EncodedJSONResponse
+from envpools_cli.server.services.agent_check import CHECK_PATH, agents_check
 from envpools_cli.server.services.rollouts import Service
 from envpools_cli.server.services.schemas import (
     CURSOR_PATTERN,
@@ -651,6 +652,20 @@ def delete_credential(org: AnyOrg, svc: Svc, credential_id: str) -> Response:
     if not svc.store.deactivate_credential(org.org_id, credential_id):
         raise ApiError(404, "not_found", f"credential {credential_id!r} not found")
     return Response(status_code=204)
+
+
+class AgentCheckRequest(BaseModel):
+    agent: str | None = None
+    """One agent (default: every agent that calls a provider)."""
+    model_id: str | None = None
+    """The model to try (default: each agent's preset)."""
+
+
+@account_router.post(CHECK_PATH, tags=["agents"], include_in_schema=False)
+def check_agent_providers(org: AnyOrg, svc: Svc, body: AgentCheckRequest) -> dict[str, Any]:
+    """Each agent's provider, tried with one real model call through the stored key and
+    base URL (local backend only: the path is outside the hosted API's)."""
+    return agents_check(svc.ctx, org.org_id, body.agent, body.model_id)
 
 
 @account_router.get("/healthz", include_in_schema=False)

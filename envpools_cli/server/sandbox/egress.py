@@ -62,6 +62,12 @@ import uvicorn
 
 from envpools_cli.server.sandbox.drivers import Mount
 from envpools_cli.server.sandbox.exchanges import Exchange, ExchangeLog
+from envpools_cli.server.sandbox.provider_watch import (
+    DEFAULT_PROVIDER_TIMEOUT_SEC,
+    ProviderWatch,
+    RouteNames,
+    provider_message,
+)
 
 __all__ = [
     "GATEWAY_PORT",
@@ -186,6 +192,8 @@ class Route:
     key: str
     key_headers: tuple[str, ...] = ()
     """Where the key goes (default: the provider's ``key_headers``)."""
+    key_name: str = ""
+    """The credential the key came from (for "what to do" when the provider refuses it)."""
 
     def __repr__(self) -> str:  # never print the key
         return f"Route({self.name!r}, {self.upstream!r})"
@@ -309,16 +317,30 @@ class GatewayLog:
         }
 
 
+_ERROR_BODY_KEPT = 4096
+"""Of an error answer, what is read for the provider's message."""
+
+
 class _Proxy:
-    """The ASGI app: one route table, one placeholder, one upstream client."""
+    """The ASGI app: one route table, one placeholder, one upstream client.
+
+    What the provider does with each call goes to ``watch`` (``provider_watch.py``),
+    which tells when the provider has failed the rollout.
+    """
 
     def __init__(
-        self, routes: dict[str, Route], placeholder: str, record: GatewayLog, exchanges: ExchangeLog
+        self,
+        routes: dict[str, Route],
+        placeholder: str,
+        record: GatewayLog,
+        exchanges: ExchangeLog,
+        watch: ProviderWatch,
     ) -> None:
         self.routes = routes
         self.placeholder = placeholder.encode()
         self.record = record
         self.exchanges = exchanges
+        self.watch = watch
         self.client: httpx.AsyncClient | None = None
         self.budget = ByteBudget(ROLLOUT_IN_FLIGHT)
 
@@ -332,7 +354,10 @@ class _Proxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                timeout = httpx.Timeout(connect=20.0, read=900.0, write=60.0, pool=20.0)
+                # No response headers, or a stream silent, for the provider timeout: the
+                # call fails (and the watch ends the rollout: provider_timeout).
+                wait = self.watch.timeout_sec
+                timeout = httpx.Timeout(connect=min(10.0, wait), read=wait, write=60.0, pool=20.0)
                 self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -369,7 +394,17 @@ class _Proxy:
             exchange.end(refused.message)
             await self._reply(send, refused.status, refused.message)
             return
+        self.watch.began()
+        try:
+            await self._forward(route, request, scope, send, exchange)
+        finally:
+            self.watch.ended()
+
+    async def _forward(
+        self, route: Route, request: httpx.Request, scope: Scope, send: Send, exchange: Exchange
+    ) -> None:
         scrubber = KeyScrubber(route.key.encode(), self.placeholder)
+        method, call = str(scope["method"]), f"{scope['method']} {scope['path']}"
         assert self.client is not None
         try:
             response = await self.client.send(request, stream=True)
@@ -384,21 +419,51 @@ class _Proxy:
             reason = scrubber.text(_describe(exc))
             where = _origin(route.upstream)
             exchange.end(reason)
+            if _no_answer(exc):
+                detail = f"{call}: no response headers within {self.watch.timeout_sec:g}s"
+                self.watch.timed_out(route.name, detail)
+                await self._reply(send, 504, f"envpools gateway: {where}: {detail}")
+                return
             self.record.failures.append(f"{where}: {reason}")
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                self.watch.unreachable(route.name, reason)
+            else:  # it took the connection and closed it without an answer
+                self.watch.answered(route.name, method, 502, reason)
             await self._reply(send, 502, f"envpools gateway: cannot reach {where}: {reason}")
             return
-        self.record.statuses[response.status_code] = (
-            self.record.statuses.get(response.status_code, 0) + 1
-        )
+        status = response.status_code
+        self.record.statuses[status] = self.record.statuses.get(status, 0) + 1
+        said: bytearray | None = None
+        if status < 400:
+            self.watch.answered(route.name, method, status)
+        else:
+            said = bytearray()
+        recorded = False
+
+        def record_error() -> None:
+            """The error answer, with the provider's words, before the agent has it all
+            (it may well call again at once: the order of calls is the streak's)."""
+            nonlocal recorded
+            if said is not None and not recorded:
+                recorded = True
+                message = provider_message(bytes(said)) or response.reason_phrase
+                self.watch.answered(route.name, method, status, scrubber.text(message))
+
         try:
-            await self._relay(response, send, scrubber, exchange)
+            await self._relay(response, send, scrubber, exchange, said, record_error)
         except httpx.HTTPError as exc:
             reason = scrubber.text(_describe(exc))
             exchange.end(reason)
             self.record.failures.append(f"{_origin(route.upstream)}: {reason}")
+            if _no_answer(exc):
+                detail = f"{call}: the answer stalled for {self.watch.timeout_sec:g}s"
+                self.watch.timed_out(route.name, detail)
+            elif said is None:
+                self.watch.answered(route.name, method, 502, f"{call}: the answer broke off")
         finally:
             exchange.end()
             await response.aclose()
+            record_error()
 
     def _outbound(
         self, route: Route, rest: str, scope: Scope, receive: Receive, exchange: Exchange
@@ -465,7 +530,13 @@ class _Proxy:
                 return
 
     async def _relay(
-        self, response: httpx.Response, send: Send, scrubber: KeyScrubber, exchange: Exchange
+        self,
+        response: httpx.Response,
+        send: Send,
+        scrubber: KeyScrubber,
+        exchange: Exchange,
+        said: bytearray | None = None,
+        before_end: Callable[[], None] | None = None,
     ) -> None:
         """The one response path: headers and body scrubbed of the key, body streamed.
 
@@ -482,10 +553,16 @@ class _Proxy:
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         async for chunk in response.aiter_bytes():
             if cleaned := scrubber.feed(chunk):
+                if said is not None and len(said) < _ERROR_BODY_KEPT:
+                    said += cleaned[: _ERROR_BODY_KEPT - len(said)]
                 exchange.chunk(cleaned)
                 await send({"type": "http.response.body", "body": cleaned, "more_body": True})
         rest = scrubber.flush()
         exchange.chunk(rest)
+        if said is not None:
+            said += rest[: max(0, _ERROR_BODY_KEPT - len(said))]
+        if before_end is not None:
+            before_end()
         await send({"type": "http.response.body", "body": rest})
 
 
@@ -509,6 +586,11 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _no_answer(exc: httpx.HTTPError) -> bool:
+    """A timeout waiting for the provider (not for a connection: that is unreachable)."""
+    return isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)
+
+
 def _describe(exc: httpx.HTTPError) -> str:
     cause = exc.__cause__ or exc.__context__
     text = str(exc) or (str(cause) if cause else "") or type(exc).__name__
@@ -523,11 +605,19 @@ class EgressGateway:
     """One rollout's gateway: a proxy server on its own thread and event loop."""
 
     def __init__(
-        self, routes: list[Route], *, isolated: bool, exchanges: ExchangeLog | None = None
+        self,
+        routes: list[Route],
+        *,
+        isolated: bool,
+        exchanges: ExchangeLog | None = None,
+        provider_timeout: float = DEFAULT_PROVIDER_TIMEOUT_SEC,
     ) -> None:
         self.routes = {r.name: r for r in routes}
         self.placeholder = "sk-envpools-" + secrets.token_urlsafe(24)
         self.log = GatewayLog()
+        self.watch = ProviderWatch(
+            {r.name: _names(r) for r in routes}, timeout_sec=provider_timeout
+        )
         self.isolated = isolated
         self._dir: Path | None = None
         if isolated:
@@ -546,7 +636,13 @@ class EgressGateway:
             self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._sock.listen(128)
         config = uvicorn.Config(
-            _Proxy(self.routes, self.placeholder, self.log, exchanges or ExchangeLog(None)),
+            _Proxy(
+                self.routes,
+                self.placeholder,
+                self.log,
+                exchanges or ExchangeLog(None),
+                self.watch,
+            ),
             lifespan="on",
             log_level="warning",
             access_log=False,
@@ -612,11 +708,29 @@ class EgressGateway:
         return [python, "-I", "-S", "-c", FORWARDER, str(GATEWAY_PORT), target]
 
 
+def _names(route: Route) -> RouteNames:
+    known = provider(route.name)
+    return RouteNames(
+        route.key_name or known.key_names[0],
+        known.base_url_name,
+        _origin(route.upstream),
+        stored_url=route.upstream != known.upstream(None),
+    )
+
+
 def open_gateway(
-    routes: list[Route], *, isolated: bool, exchanges: ExchangeLog | None = None
+    routes: list[Route],
+    *,
+    isolated: bool,
+    exchanges: ExchangeLog | None = None,
+    provider_timeout: float = DEFAULT_PROVIDER_TIMEOUT_SEC,
 ) -> EgressGateway:
-    """A started gateway; ``exchanges`` records each call it forwards (see exchanges.py)."""
-    return EgressGateway(routes, isolated=isolated, exchanges=exchanges).start()
+    """A started gateway; ``exchanges`` records each call it forwards (see exchanges.py);
+    ``provider_timeout``: how long the provider may keep a call without an answer."""
+    gateway = EgressGateway(
+        routes, isolated=isolated, exchanges=exchanges, provider_timeout=provider_timeout
+    )
+    return gateway.start()
 
 
 def forwarder_python() -> tuple[str, list[Mount]]:

@@ -33,6 +33,7 @@ def trial_input(ctx: ServerContext, rollout_id: str) -> TrialInput:
             default_agent_timeout_sec=settings.default_agent_timeout_sec,
             default_verifier_timeout_sec=settings.default_verifier_timeout_sec,
             finish_timeout_sec=settings.finish_timeout_sec,
+            provider_timeout_sec=settings.provider_timeout_sec,
         ),
         credentials=credentials,
         credentials_problem=problem,

@@ -20,6 +20,7 @@ from envpools_cli.server.agents.installs import AgentTools
 from envpools_cli.server.sandbox.drivers import Mount, RunResult
 from envpools_cli.server.sandbox.egress import EgressGateway, Route, open_gateway, provider
 from envpools_cli.server.sandbox.exchanges import ExchangeLog
+from envpools_cli.server.sandbox.provider_watch import DEFAULT_PROVIDER_TIMEOUT_SEC
 
 __all__ = ["AgentLaunch", "agent_failure", "prepare_agent"]
 
@@ -53,7 +54,8 @@ def _routes(harness: Harness, context: AgentContext) -> list[Route]:
         key = context.secret(*wanted.key_names)
         upstream = wanted.upstream(context.secret(wanted.base_url_name))
         if key and upstream:
-            routes.append(Route(name, upstream, key))
+            key_name = context.which(*wanted.key_names) or wanted.key_names[0]
+            routes.append(Route(name, upstream, key, key_name=key_name))
     return routes
 
 
@@ -66,13 +68,18 @@ def prepare_agent(
     host_path: str,
     forwarder_inside: bool = True,
     exchanges: Path | None = None,
+    provider_timeout: float = DEFAULT_PROVIDER_TIMEOUT_SEC,
 ) -> AgentLaunch:
     """The command, environment and mounts of the agent phase (close it when done)."""
     routes = _routes(harness, context)
     record = None
     if exchanges is not None:
         record = ExchangeLog(exchanges, [value for _, value in context.credentials.values()])
-    gateway = open_gateway(routes, isolated=isolated, exchanges=record) if routes else None
+    gateway = None
+    if routes:
+        gateway = open_gateway(
+            routes, isolated=isolated, exchanges=record, provider_timeout=provider_timeout
+        )
     try:
         if gateway is not None:
             if record is not None:

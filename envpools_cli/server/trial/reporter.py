@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from envpools_cli.server.sandbox.limits import DEFAULT_LIMITS, DEFAULT_MAXIMA, Limits
+from envpools_cli.server.sandbox.provider_watch import DEFAULT_PROVIDER_TIMEOUT_SEC
 
 __all__ = ["TrialInput", "TrialReporter", "TrialSettings"]
 
@@ -27,6 +28,7 @@ class TrialSettings:
     default_agent_timeout_sec: int = 600
     default_verifier_timeout_sec: int = 600
     finish_timeout_sec: float = 300.0
+    provider_timeout_sec: float = DEFAULT_PROVIDER_TIMEOUT_SEC
 
 
 @dataclass

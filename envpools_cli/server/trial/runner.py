@@ -31,6 +31,7 @@ from envpools_cli.server.sandbox.drivers import Mount, RunResult, SandboxSpec, S
 from envpools_cli.server.sandbox.exchanges import EXCHANGES_FILE, read_exchanges
 from envpools_cli.server.sandbox.images import Stop
 from envpools_cli.server.sandbox.limits import Limits, resolve_limits
+from envpools_cli.server.sandbox.provider_watch import ProviderWatch, Verdict
 from envpools_cli.server.sandbox.safefs import (
     MAX_DEPTH,
     MAX_ENTRIES,
@@ -43,7 +44,7 @@ from envpools_cli.server.sandbox.safefs import (
 from envpools_cli.server.state.exhaustion import disk_full, exhaustion, free_bytes
 from envpools_cli.server.state.store import now_iso
 from envpools_cli.server.tasks import HarborTask, TaskError, expand_env, load_task
-from envpools_cli.server.trial.agent_launch import agent_failure, prepare_agent
+from envpools_cli.server.trial.agent_launch import AgentLaunch, agent_failure, prepare_agent
 from envpools_cli.server.trial.artifacts import TrialIndex, index_trial
 from envpools_cli.server.trial.environment import prepare_environment
 from envpools_cli.server.trial.phase_log import PhaseLog
@@ -71,6 +72,19 @@ _FULL_BELOW = 1024 * 1024
 
 class Cancelled(Exception):
     pass
+
+
+class _PhaseStop(threading.Event):
+    """What stops the agent phase: the rollout's cancel, or the provider's verdict (the
+    gateway's ``ProviderWatch``), as the sandbox's watchdog polls it."""
+
+    def __init__(self, cancel: threading.Event, watch: ProviderWatch | None) -> None:
+        super().__init__()
+        self.cancel = cancel
+        self.watch = watch
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or (self.watch is not None and self.watch.decided())
 
 
 @dataclass
@@ -370,7 +384,9 @@ class RolloutRunner:
             host_path=self.site.search_path,
             forwarder_inside=self.site.driver.egress_in_sandbox,
             exchanges=self._exchanges_file(),
+            provider_timeout=self.settings.provider_timeout_sec,
         )
+        watch = launch.gateway.watch if launch.gateway is not None else None
         try:
             env = {**task.layout.env, **launch.env}
             from_task = {k: env[k] for k in task.solution_env if k in launch.env}
@@ -389,11 +405,14 @@ class RolloutRunner:
             spec.egress_socket = launch.egress_socket
             log_file = self.trial / "agent" / harness.log_name
             sink = PhaseLog(self, "agent", log_file, self.limits, harness.read_line)
-            result = self._phase(spec, agent_timeout, sink)
+            result = self._phase(spec, agent_timeout, sink, _PhaseStop(self.cancel, watch))
         finally:
             launch.close()
         if result.storage_exceeded:
             return self._storage_outcome()
+        verdict = self._provider_verdict(watch, result, harness, launch) if watch else None
+        if verdict is not None:
+            return self._provider_outcome(verdict)
         if result.timed_out:
             return Outcome(
                 "failed",
@@ -409,6 +428,32 @@ class RolloutRunner:
             self._exit_code_file(result.exit_code)
             self.note(f"the agent exited with code {result.exit_code}; running the tests anyway")
         return self._verify(task, workspace, credentials)
+
+    def _provider_verdict(
+        self, watch: ProviderWatch, result: RunResult, harness: Harness, launch: AgentLaunch
+    ) -> Verdict | None:
+        """The provider's failure that ended the agent phase: the gateway stopped it, or
+        the agent gave up (exited in failure, or without doing anything) right after one."""
+        if result.cancelled:
+            return watch.verdict()
+        if result.timed_out:
+            return None
+        if result.exit_code or agent_failure(harness, result, launch) is not None:
+            return watch.verdict(final=True)
+        return None
+
+    def _provider_outcome(self, verdict: Verdict) -> Outcome:
+        error = verdict.as_error()
+        for key in ("message", "hint", "provider_message"):
+            error[key] = self.redact(str(error[key]))
+        for failure in error["provider_failures"]:
+            failure["message"] = self.redact(str(failure["message"]))
+        self.note(
+            f"the gateway ended the agent: {error['message']}",
+            warning=True,
+            provider_failures=error["provider_failures"],
+        )
+        return Outcome("error", error)
 
     def _exchanges_file(self) -> Path | None:
         """Where the gateway records the agent's LLM calls, unless the pool says not to."""
@@ -497,14 +542,23 @@ class RolloutRunner:
         )
         return Outcome("succeeded", reward_primary=primary, rewards=rewards)
 
-    def _phase(self, spec: SandboxSpec, timeout: float, sink: PhaseLog) -> RunResult:
-        """Run one sandboxed phase to its end; a cancel raises, a timeout is returned."""
+    def _phase(
+        self,
+        spec: SandboxSpec,
+        timeout: float,
+        sink: PhaseLog,
+        stop: threading.Event | None = None,
+    ) -> RunResult:
+        """Run one sandboxed phase to its end; a cancel raises, a timeout is returned (and
+        a ``stop`` of the phase's own, when the rollout is not cancelled: ``cancelled``)."""
         try:
-            result = self.site.driver.run(spec, timeout=timeout, cancel=self.cancel, on_line=sink)
+            result = self.site.driver.run(
+                spec, timeout=timeout, cancel=stop or self.cancel, on_line=sink
+            )
         finally:
             sink.close()
         self.sandbox_sec += result.duration_sec
-        if result.cancelled:
+        if result.cancelled and (stop is None or self.cancel.is_set()):
             raise Cancelled()
         free = free_bytes(self.site.trials_dir)
         if free is not None and free < _FULL_BELOW:  # what the phase did was cut short
