@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from envpools_cli.app import _help_command, help_screen, plain_lists
+from envpools_cli.app import full_command, help_screen, plain_lists
 from envpools_cli.help_format import shell_lines, split_command
 
 PYTHON_TYPE = re.compile(r"<(str|int|float|bool|path|list\[[^\]]*\]|[a-z_]+\[[^\]]*\])>")
@@ -27,7 +27,7 @@ def commands(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str,
         yield from commands(sub, (*path, name))
 
 
-ALL = sorted(path for path, _ in commands(_help_command()))
+ALL = sorted(path for path, _ in commands(full_command()))
 
 
 def example_of(command: Any) -> str | None:
@@ -68,7 +68,7 @@ def test_help_fits_and_speaks_no_python(path: tuple[str, ...]) -> None:
     assert all(len(line) <= 80 for line in screen.splitlines()), screen
     assert not PYTHON_TYPE.search(screen), PYTHON_TYPE.search(screen)
     assert not re.search(r"\{[a-z_]+\}", screen.splitlines()[0]), "Typer's {name} in usage"
-    node = _help_command()
+    node = full_command()
     for name in path:
         node = node.commands[name]
     wanted = example_of(node)

@@ -64,7 +64,15 @@ def _soft_limit(pid: int) -> int:
 @pytest.mark.timeout(300)
 def test_300_running_rollouts_under_a_1024_soft_limit_all_succeed(tmp_path: Path) -> None:
     hard = max(_HARD, 8192) if os.geteuid() == 0 else _HARD
-    server = _serve(tmp_path, "many", (1024, hard), ENVPOOLS_MAX_RUNNING=str(ROLLOUTS + 20))
+    # Admission would run 16 of these at once on 2 cores (and 37 by memory): the tasks say
+    # they need little, and the overcommit lets all 300 in.
+    server = _serve(
+        tmp_path,
+        "many",
+        (1024, hard),
+        ENVPOOLS_MAX_RUNNING=str(ROLLOUTS + 20),
+        ENVPOOLS_CPU_OVERCOMMIT="100",
+    )
     server.start(timeout=60)
     try:
         assert server.process is not None
@@ -72,7 +80,12 @@ def test_300_running_rollouts_under_a_1024_soft_limit_all_succeed(tmp_path: Path
         assert _soft_limit(pid) == hard, "the backend raised its soft limit to the hard one"
         conn = server.conn
         # Everything overlaps: each rollout holds its sandbox for a few seconds.
-        task = make_task(tmp_path, "wait", solve="sleep 20\n")
+        task = make_task(
+            tmp_path,
+            "wait",
+            solve="sleep 20\n",
+            toml="[environment]\ncpus = 0.1\nmemory_mb = 48\n",
+        )
         body = {
             "pool_id": "p",
             "pool_type": "sandbox",

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from envpools_cli import client as ep
-from envpools_cli.server.scheduling import scheduler as scheduler_module
+from envpools_cli.server.scheduling import local as local_executor
 from envpools_cli.server.serve import BackendThread
 from envpools_cli.server.trial.runner import RolloutRunner
 from tests.integration.conftest import fast_session, local_task, make_task, start_backend
@@ -185,10 +185,10 @@ def test_a_rollout_whose_runner_dies_ends_within_seconds(
         monkeypatch.setattr(RolloutRunner, "_execute", die)
     else:
 
-        def vanish(self: RolloutRunner, ctx: Any, rollout_id: str) -> None:
-            raise KeyError(rollout_id)
+        def vanish(self: RolloutRunner, trial: Any, site: Any, reporter: Any) -> None:
+            raise KeyError(trial.rollout_id)
 
-        monkeypatch.setattr(scheduler_module.RolloutRunner, "__init__", vanish)
+        monkeypatch.setattr(local_executor.RolloutRunner, "__init__", vanish)
     task = make_task(tmp_path, "t")
     ep.create_pool(
         request={

@@ -178,3 +178,16 @@ def test_codes_and_sessions_expire() -> None:
     assert by_key.sign_in("bad") is None and by_key.sign_in("good") is not None
     with pytest.raises(RuntimeError):
         by_key.new_code()
+
+
+def test_the_sign_in_body_is_small_and_needs_no_header(backend: Backend) -> None:
+    """The viewer's sign-in carries its key in the body (the API's bodies need a key in a
+    header first): it is let through to the viewer, which checks it, with a small cap."""
+    with httpx.Client(timeout=10) as client:
+        huge = client.post(backend.url + "/view/session", json={"api_key": "x" * 100_000})
+        assert huge.status_code == 413, huge.text
+        assert (
+            client.post(backend.url + "/view/session", json={"api_key": "nope"}).status_code == 401
+        )
+        anonymous = client.post(backend.url + "/v1/pools", json={"pool_id": "p"})
+        assert anonymous.status_code == 401, "the API still checks the key before the body"

@@ -43,6 +43,7 @@ from envpools_cli.client import (
     TransportError,
     UsageSnapshot,
     cancel_rollout,
+    check_agents,
     check_plan_access,
     clear_capabilities_cache,
     create_pool,
@@ -140,6 +141,7 @@ def module_functions(session: HTTPSession) -> None:
     reveal_type(delete_pool_task("p", "t1"))  # revealed: None
     reveal_type(get_queue_status())  # revealed: dict[str, Any]
     reveal_type(get_capabilities())  # revealed: dict[str, Any]
+    reveal_type(check_agents("codex", model_id="gpt-5", timeout=10))  # revealed: list[dict[str, Any]]
     reveal_type(get_openapi_schema())  # revealed: dict[str, Any]
     reveal_type(get_schema_json())  # revealed: dict[str, Any]
     reveal_type(store_credential(credential_name="K", credential_type="GITHUB_PAT", credential_value="v"))  # revealed: dict[str, Any]
@@ -260,6 +262,11 @@ def models_and_settings() -> None:
 
 
 def errors() -> None:
+    try:
+        profiled = EnvironmentPoolsClient.from_profile("prod", skip_plan_check=True)
+        reveal_type(profiled)  # revealed: EnvironmentPoolsClient
+    except EnvPoolsError:
+        pass
     try:
         EnvironmentPoolsClient(api_key="ep_x")
     except PlanGatingError as exc:

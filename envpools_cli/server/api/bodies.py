@@ -5,7 +5,8 @@ and reads it whole: a client without a key could make the backend hold any amoun
 memory before its 401. So, for every request that carries a body, this middleware
 
 - answers 401 (the API's error envelope) without reading a byte of it unless the
-  request presents a valid key (every route that takes a body needs one);
+  request presents a valid key (every route that takes a body needs one; the viewer's
+  sign-in under ``/view/`` checks its own key or code, in a body capped at 64 KiB);
 - answers 413 at once when ``Content-Length`` is over the cap, and otherwise counts the
   bytes as the app reads them, answering 413 as soon as they pass the cap (a chunked
   body has no length to check first).
@@ -27,6 +28,10 @@ from envpools_cli.server.errors import error_envelope
 
 __all__ = ["AUTHENTICATED", "BodyLimitMiddleware"]
 
+VIEW_PREFIX = "/view/"
+"""The live viewer's paths (``server/view``), which authenticate their own sign-in."""
+VIEW_MAX_BYTES = 64 * 1024
+
 AUTHENTICATED = "authenticated"
 """``request.state`` key: (the key, its organisation) when this middleware checked it."""
 
@@ -47,7 +52,12 @@ class BodyLimitMiddleware:
         if not chunked and not length:
             await self.app(scope, receive, send)  # no body: nothing to guard
             return
-        if not await self._authorised(scope, headers):
+        cap = self.max_bytes
+        if str(scope.get("path", "")).startswith(VIEW_PREFIX):
+            # The viewer signs in with a key or a code in a small body and checks it
+            # itself (view/sessions.py); its bodies are capped small instead.
+            cap = min(cap, VIEW_MAX_BYTES)
+        elif not await self._authorised(scope, headers):
             await _answer(
                 scope,
                 send,
@@ -58,8 +68,8 @@ class BodyLimitMiddleware:
                 {"WWW-Authenticate": "Bearer"},
             )
             return
-        if length is not None and length > self.max_bytes:
-            await _answer(scope, send, 413, "payload_too_large", self._too_large(length))
+        if length is not None and length > cap:
+            await _answer(scope, send, 413, "payload_too_large", self._too_large(length, cap))
             return
         received = 0
         started = answered = False
@@ -71,10 +81,11 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > cap:
                     if not started and not answered:
                         answered = True
-                        await _answer(scope, send, 413, "payload_too_large", self._too_large(None))
+                        message = self._too_large(None, cap)
+                        await _answer(scope, send, 413, "payload_too_large", message)
                     return {"type": "http.disconnect"}
             return message
 
@@ -87,8 +98,8 @@ class BodyLimitMiddleware:
 
         await self.app(scope, counted, watched)
 
-    def _too_large(self, length: int | None) -> str:
-        limit = f"{self.max_bytes / (1024 * 1024):g} MiB"
+    def _too_large(self, length: int | None, cap: int) -> str:
+        limit = f"{cap / (1024 * 1024):g} MiB"
         sent = f" ({length} bytes)" if length is not None else ""
         return (
             f"the request body{sent} is larger than this backend accepts ({limit}); "
