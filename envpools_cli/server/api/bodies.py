@@ -84,8 +84,8 @@ class BodyLimitMiddleware:
                 if received > cap:
                     if not started and not answered:
                         answered = True
-                        message = self._too_large(None, cap)
-                        await _answer(scope, send, 413, "payload_too_large", message)
+                        refusal = self._too_large(None, cap)
+                        await _answer(scope, send, 413, "payload_too_large", refusal)
                     return {"type": "http.disconnect"}
             return message
 
