@@ -203,7 +203,9 @@ class ReconnectPolicy:
             return retry_after
         first = self.backoff_base if base is None else base
         return float(
-            min(first * (2 ** (attempt - 1)), self.backoff_max) * (1.0 - self.jitter * rand)
+            # The exponent is capped: 2.0 ** 1024 overflows, after as many reconnects.
+            min(first * (2.0 ** min(attempt - 1, 64)), self.backoff_max)
+            * (1.0 - self.jitter * rand)
         )
 
 

@@ -459,3 +459,10 @@ def test_memory_stays_flat_over_a_long_stream(recorder: Recorder) -> None:
         tracemalloc.stop()
     assert last == total
     assert peak < 2 * 1024 * 1024, f"peak {peak} bytes while streaming {total} events"
+
+
+def test_the_backoff_stays_at_its_cap_after_thousands_of_attempts() -> None:
+    from envpools_cli.client.sse import ReconnectPolicy
+
+    policy = ReconnectPolicy(max_retries=None, backoff_base=0.5, backoff_max=5.0)
+    assert policy.delay(5000, base=None, retry_after=None, rand=0.0) == 5.0
