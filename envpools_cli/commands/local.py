@@ -217,7 +217,7 @@ def up(
     demo') uses them until a flag changes one; --reset forgets them. 'local status'
     shows them.
 
-    Example: envpools local up --sandbox bwrap && envpools local down && envpools local up
+    Example: envpools local up --sandbox bwrap --limits memory_mb=4096
     """
     from envpools_cli import local_backend, local_settings
     from envpools_cli.output.local_backend import show_started
