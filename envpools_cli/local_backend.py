@@ -256,13 +256,15 @@ def start(
     info: Say = _silent,
     warn: Say = _silent,
     remember: bool = False,
+    reset: bool = False,
 ) -> Started:
     """The backend running (started in the background unless it already is), with a key
     and the 'local' profile pointing at it.
 
     A backend started here gets the remembered settings (``local_settings``) where neither
     ``sandbox``/``options`` nor an ``ENVPOOLS_*`` variable sets them; with ``remember``, what
-    was given is remembered (over what was) once the backend runs.
+    was given is remembered (over what was) once the backend runs; ``reset`` forgets what
+    was remembered first (once the flags are known to be good).
     """
     from envpools_cli import local_settings
 
@@ -277,6 +279,8 @@ def start(
         ray_address=options.ray_address,
     )
     given.check("envpools local up", stored=False)
+    if reset and local_settings.forget():
+        info(f"forgot the remembered settings ({local_settings.settings_file()})")
     stored = local_settings.load()
     directory = data_dir or default_data_dir()
     state = running_state()

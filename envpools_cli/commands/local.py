@@ -219,13 +219,11 @@ def up(
 
     Example: envpools local up --sandbox bwrap --limits memory_mb=4096
     """
-    from envpools_cli import local_backend, local_settings
+    from envpools_cli import local_backend
     from envpools_cli.output.local_backend import show_started
     from envpools_cli.output.messages import info, warn
 
     fmt = output_format(output, as_json, False)
-    if reset and local_settings.forget():
-        info(f"forgot the remembered settings ({local_settings.settings_file()})")
     result = local_backend.start(
         host=host,
         port=port,
@@ -238,6 +236,7 @@ def up(
         info=info,
         warn=warn,
         remember=True,
+        reset=reset,
     )
     url = str(result.state["url"])
     show_started(result.record(), (healthy(url) or {}) if fmt == "table" else {}, fmt)

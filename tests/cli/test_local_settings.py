@@ -122,6 +122,10 @@ def test_bad_remembered_settings_are_a_clear_usage_error(down: None) -> None:
     assert refused.returncode == 2 and "not valid TOML" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
 
+    # --reset forgets, but not before the flags given with it are known to be good.
+    bad_flag = _envpools("local", "up", "--port", "0", "--reset", "--limits", "memory_mb=lots")
+    assert bad_flag.returncode == 2 and "limits 'memory_mb=lots'" in bad_flag.stderr
+    assert stored.is_file(), "the bad flag was refused before anything was forgotten"
     fixed = _envpools("local", "up", "--port", "0", "--reset", "--sandbox", "process")
     assert fixed.returncode == 0, fixed.stderr
     assert stored.read_text().count("=") == 1 and 'sandbox = "process"' in stored.read_text()
