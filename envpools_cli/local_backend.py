@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from envpools_cli.cli_errors import CLIError, UsageProblem
+from envpools_cli.local_settings import LocalSettings
 
 __all__ = [
     "LOCAL_PROFILE",
@@ -167,9 +168,13 @@ class ServeOptions:
     cpu_overcommit: float | None = None
     executor: str | None = None
     ray_address: str | None = None
+    limits: str | None = None
+    """Sandbox limits, ``NAME=N,...`` (``--limits``)."""
 
     def flags(self) -> list[str]:
         found: list[str] = []
+        if self.limits is not None:
+            found += ["--limits", self.limits]
         if self.executor is not None:
             found += ["--executor", self.executor]
         if self.ray_address is not None:
@@ -193,7 +198,22 @@ class ServeOptions:
                 found.append(f"{flag} {scheduling.get(name)}")
         if self.executor is not None and scheduling.get("executor") != self.executor:
             found.append(f"--executor {scheduling.get('executor')}")
+        running = health.get("limits") or {}
+        for item in (self.limits or "").split(","):
+            name, _, value = item.strip().partition("=")
+            if name and value.strip().isdigit() and running.get(name) != int(value):
+                found.append(f"limit {name}={running.get(name)}")
         return found
+
+    @classmethod
+    def of(cls, settings: LocalSettings) -> ServeOptions:
+        return cls(
+            settings.max_running,
+            settings.cpu_overcommit,
+            settings.executor,
+            settings.ray_address,
+            settings.limits,
+        )
 
 
 @dataclass
@@ -206,6 +226,8 @@ class Started:
     key_stored_in: str
     new_key: bool
     current_profile: bool
+    remembered: dict[str, Any]
+    """The settings ``local up`` remembers now (``local_settings``)."""
 
     def record(self) -> dict[str, Any]:
         """The machine-readable result of ``envpools local up``."""
@@ -219,6 +241,7 @@ class Started:
             "new_key": self.new_key,
             "started": self.started,
             "current_profile": self.current_profile,
+            "remembered": self.remembered,
         }
 
 
@@ -232,16 +255,41 @@ def start(
     options: ServeOptions | None = None,
     info: Say = _silent,
     warn: Say = _silent,
+    remember: bool = False,
+    reset: bool = False,
 ) -> Started:
     """The backend running (started in the background unless it already is), with a key
-    and the 'local' profile pointing at it."""
+    and the 'local' profile pointing at it.
+
+    A backend started here gets the remembered settings (``local_settings``) where neither
+    ``sandbox``/``options`` nor an ``ENVPOOLS_*`` variable sets them; with ``remember``, what
+    was given is remembered (over what was) once the backend runs; ``reset`` forgets what
+    was remembered first (once the flags are known to be good).
+    """
+    from envpools_cli import local_settings
+
     choice = sandbox_choice(sandbox)
     options = options or ServeOptions()
+    given = LocalSettings(
+        sandbox=choice,
+        limits=options.limits,
+        max_running=options.max_running,
+        cpu_overcommit=options.cpu_overcommit,
+        executor=options.executor,
+        ray_address=options.ray_address,
+    )
+    given.check("envpools local up", stored=False)
+    if reset and local_settings.forget():
+        info(f"forgot the remembered settings ({local_settings.settings_file()})")
+    stored = local_settings.load()
     directory = data_dir or default_data_dir()
     state = running_state()
     started = state is None
     if state is None:
-        state = _spawn(host, port, directory, timeout, choice, options, info)
+        wanted = given.over(stored.without_environment())
+        state = _spawn(
+            host, port, directory, timeout, wanted.sandbox, ServeOptions.of(wanted), info
+        )
     else:
         directory = Path(state.get("data_dir") or directory)
         health = healthy(str(state["url"])) or {}
@@ -257,9 +305,12 @@ def start(
                 f"a local backend is already running at {state['url']} with {', '.join(differs)}",
                 hint="stop it first (envpools local down), then start it with the new options",
             )
+    if remember and given.values():
+        stored = given.over(stored)
+        local_settings.save(stored)
     where, fresh = ensure_local_key(LOCAL_PROFILE, directory, warn=warn)
     made_current = record_profile(str(state["url"]))
-    return Started(state, directory, started, where, fresh, made_current)
+    return Started(state, directory, started, where, fresh, made_current, stored.values())
 
 
 def _spawn(

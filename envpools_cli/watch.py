@@ -240,8 +240,11 @@ def follow_to_end(
         from envpools_cli.output.messages import info
 
         reward = doc.get("reward_primary")
+        error = doc.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
         info(
             f"{rollout_id}: {doc.get('status')}"
+            + (f" ({code})" if code else "")
             + (f", reward {reward:g}" if isinstance(reward, int | float) else "")
         )
     if reason == "timeout":

@@ -77,6 +77,16 @@ ExecutorOpt = Annotated[
         show_default=False,
     ),
 ]
+LimitsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--limits",
+        metavar="NAME=N,...",
+        help="What each sandbox gets unless its task asks otherwise, e.g. "
+        "memory_mb=4096,processes=512 (env ENVPOOLS_SANDBOX_LIMITS; README: Sandbox limits).",
+        show_default=False,
+    ),
+]
 RayAddressOpt = Annotated[
     str | None,
     typer.Option(
@@ -96,12 +106,18 @@ def _settings(
     cpu_overcommit: float | None,
     executor: str | None = None,
     ray_address: str | None = None,
+    limits: str | None = None,
 ) -> Any:
     """The backend's settings: the environment, then the flags (a bad value: exit 2)."""
+    from envpools_cli.server.sandbox.limits import parse_limits
     from envpools_cli.server.settings import ServerSettings, SettingError
 
     try:
         settings = ServerSettings.from_env(data_dir or default_data_dir())
+        try:
+            settings.limits = parse_limits(limits, settings.limits)
+        except ValueError as exc:
+            raise SettingError(f"--limits {exc}") from None
         if choice := sandbox_choice(sandbox):
             settings.sandbox = choice
         if max_running is not None:
@@ -129,8 +145,12 @@ def serve(
     cpu_overcommit: OvercommitOpt = None,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    limits: LimitsOpt = None,
 ) -> None:
     """Run the local backend in the foreground (Ctrl-C stops it).
+
+    It runs with its flags and ENVPOOLS_* variables only: the settings 'local up'
+    remembers are for 'local up'.
 
     Example: envpools local serve --port 8000 --sandbox container
     """
@@ -138,7 +158,9 @@ def serve(
     from envpools_cli.server.serve import serve as run_server
     from envpools_cli.server.settings import SettingError
 
-    settings = _settings(data_dir, sandbox, max_running, cpu_overcommit, executor, ray_address)
+    settings = _settings(
+        data_dir, sandbox, max_running, cpu_overcommit, executor, ray_address, limits
+    )
     state = running_state() if port != 0 else None
     if state is not None:
         raise CLIError(
@@ -164,6 +186,14 @@ def up(
     cpu_overcommit: OvercommitOpt = None,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    limits: LimitsOpt = None,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Forget the remembered settings first (the flags given now are remembered).",
+        ),
+    ] = False,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -182,7 +212,12 @@ def up(
     shows how many run at once. --executor ray --ray-address HOST:PORT runs them on a
     Ray cluster's nodes instead (README: Running at scale).
 
-    Example: envpools local up --sandbox container && envpools rollouts list
+    The settings given (--sandbox, --limits, --max-running, --cpu-overcommit,
+    --executor, --ray-address) are remembered: a later plain 'local up' (and 'envpools
+    demo') uses them until a flag changes one; --reset forgets them. 'local status'
+    shows them.
+
+    Example: envpools local up --sandbox bwrap --limits memory_mb=4096
     """
     from envpools_cli import local_backend
     from envpools_cli.output.local_backend import show_started
@@ -195,9 +230,13 @@ def up(
         data_dir=data_dir,
         timeout=wait_timeout,
         sandbox=sandbox,
-        options=local_backend.ServeOptions(max_running, cpu_overcommit, executor, ray_address),
+        options=local_backend.ServeOptions(
+            max_running, cpu_overcommit, executor, ray_address, limits
+        ),
         info=info,
         warn=warn,
+        remember=True,
+        reset=reset,
     )
     url = str(result.state["url"])
     show_started(result.record(), (healthy(url) or {}) if fmt == "table" else {}, fmt)
@@ -237,9 +276,10 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
     )
 
     fmt = output_format(output, as_json, False)
+    remembered = _remembered(fmt)
     state = running_state()
     if state is None:
-        emit_record({"running": False, "log_file": str(log_file())}, fmt)
+        emit_record({"running": False, "log_file": str(log_file()), **remembered}, fmt)
         raise typer.Exit(1)
     health = healthy(str(state["url"])) or {}
     record = {
@@ -253,6 +293,7 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         "scheduling": health.get("scheduling"),
         "uptime_sec": round(time.time() - float(state.get("started_at", time.time()))),
         "log_file": str(log_file()),
+        **remembered,
     }
     if fmt == "table":  # one readable line for people; the structure stays for scripts
         detail = record.pop("sandbox_detail") or {}
@@ -262,7 +303,27 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         record["runs_at_once"] = describe_scheduling(record.pop("scheduling") or {})
         if note := detail.get("container_unavailable"):
             record["sandbox_note"] = f"not the container driver: {note}"
+        if fallback := detail.get("fallback"):
+            record["sandbox_fallback"] = fallback
     emit_record(record, fmt)
+
+
+def _remembered(fmt: str) -> dict[str, Any]:
+    """What ``local up`` remembers, for ``local status``: the settings and their file (or
+    why the file cannot be used: status still answers)."""
+    from envpools_cli import local_settings
+
+    target = str(local_settings.settings_file())
+    try:
+        values = local_settings.load().values()
+    except UsageProblem as exc:
+        return {"remembered": None, "remembered_file": target, "remembered_error": exc.message}
+    if fmt != "table":
+        return {"remembered": values, "remembered_file": target}
+    if not values:
+        return {"remembered": "nothing (local up remembers the flags it is given)"}
+    shown = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in values.items())
+    return {"remembered": f"{shown} (in {target}; local up --reset forgets)"}
 
 
 @app.command("logs")

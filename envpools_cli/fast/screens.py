@@ -1046,6 +1046,9 @@ Usage: envpools local serve [OPTIONS]
 
   Run the local backend in the foreground (Ctrl-C stops it).
 
+  It runs with its flags and ENVPOOLS_* variables only: the settings 'local
+  up' remembers are for 'local up'.
+
   Example: envpools local serve --port 8000 --sandbox container
 
 Options:
@@ -1072,6 +1075,9 @@ Options:
   --ray-address HOST:PORT  The Ray cluster's head for --executor ray ('auto':
                            the one started on this machine; env
                            ENVPOOLS_RAY_ADDRESS).
+  --limits NAME=N,...      What each sandbox gets unless its task asks
+                           otherwise, e.g. memory_mb=4096,processes=512 (env
+                           ENVPOOLS_SANDBOX_LIMITS; README: Sandbox limits).
   -h, --help               Show this message and exit.
 """,
         ("-h", "--help"),
@@ -1111,7 +1117,12 @@ Usage: envpools local up [OPTIONS]
   status' shows how many run at once. --executor ray --ray-address HOST:PORT
   runs them on a Ray cluster's nodes instead (README: Running at scale).
 
-  Example: envpools local up --sandbox container && envpools rollouts list
+  The settings given (--sandbox, --limits, --max-running, --cpu-overcommit,
+  --executor, --ray-address) are remembered: a later plain 'local up' (and
+  'envpools demo') uses them until a flag changes one; --reset forgets them.
+  'local status' shows them.
+
+  Example: envpools local up --sandbox bwrap --limits memory_mb=4096
 
 Options:
   --port PORT              Port (the next free one if taken; 0: any).
@@ -1137,6 +1148,11 @@ Options:
   --ray-address HOST:PORT  The Ray cluster's head for --executor ray ('auto':
                            the one started on this machine; env
                            ENVPOOLS_RAY_ADDRESS).
+  --limits NAME=N,...      What each sandbox gets unless its task asks
+                           otherwise, e.g. memory_mb=4096,processes=512 (env
+                           ENVPOOLS_SANDBOX_LIMITS; README: Sandbox limits).
+  --reset                  Forget the remembered settings first (the flags
+                           given now are remembered).
   -o, --output OUTPUT      Output format: table, json, jsonl, yaml or name.
   --json                   Same as -o json.
   -h, --help               Show this message and exit.

@@ -80,6 +80,9 @@ def show_started(record: dict[str, Any], health: dict[str, Any], fmt: str) -> No
         )
     if scheduling := health.get("scheduling"):
         info(f"runs {describe_scheduling(scheduling)}")
+    if remembered := record.get("remembered"):
+        shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in remembered.items())
+        info(f"remembered settings: {shown} (a flag changes one; local up --reset forgets them)")
     profile = record["profile"]
     info(f"profile {profile!r}: key in {record['key_stored_in']}; data in {record['data_dir']}")
     if not record["current_profile"]:

@@ -128,10 +128,10 @@ def artifact_columns() -> list[Column]:
     ]
 
 
-def _short(value: Any, limit: int = 300) -> str:
+def _short(value: Any, limit: int | None = 300) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = clean(text)
-    return text if len(text) <= limit else text[:limit] + "…"
+    return text if limit is None or len(text) <= limit else text[:limit] + "…"
 
 
 def describe_event(envelope: dict[str, Any]) -> str:
@@ -143,7 +143,10 @@ def describe_event(envelope: dict[str, Any]) -> str:
     if event == "lifecycle":
         status = data.get("status", "?")
         if data.get("message"):
-            return f"{status}: {_short(data['message'])}"
+            # A warning or an error is shown whole: its last sentence is usually what to
+            # do about it (image_unavailable's came after 300 characters of the engine's).
+            limit = None if data.get("warning") or data.get("error") else 300
+            return f"{status}: {_short(data['message'], limit)}"
         line = f"status {status}"
         if data.get("previous"):
             line += f" (was {data['previous']})"
@@ -151,8 +154,11 @@ def describe_event(envelope: dict[str, Any]) -> str:
             line += f", reward {data['reward_primary']:g}"
         error = data.get("error")
         if isinstance(error, dict):
-            line += f" [{error.get('code')}] {_short(error.get('message', ''))}"
+            line += f" [{error.get('code')}] {_short(error.get('message', ''), None)}"
         return line
+    if event == "environment" and isinstance(data.get("message"), str):
+        # A build's status or a fallback: its message, whole when it says what to do.
+        return _short(data["message"], None if data.get("fallback_from") else 300)
     if event == "reward":
         rewards = data.get("rewards") or {}
         extra = {k: v for k, v in rewards.items() if k != "reward"}
@@ -196,6 +202,7 @@ def event_time(envelope: dict[str, Any]) -> str:
 
 #: What the sections of ``rollout_sections`` show; anything else lands in "Other".
 _SHOWN_KEYS = {
+    "sandbox",
     "waiting",
     "reservation",
     "node",
@@ -237,6 +244,18 @@ def _source(value: Any) -> str | None:
     if value.get("reason"):
         parts.append(f"({value['reason']})")
     return " ".join(parts) or None
+
+
+def _sandbox(value: Any) -> str | None:
+    """Which driver ran the rollout, and why when it was not the one asked for."""
+    if not isinstance(value, dict):
+        return None if value is None else compact(value)
+    line = str(value.get("driver") or "?")
+    if value.get("fallback_from"):
+        line += f" (instead of {value['fallback_from']}: {value.get('reason')})"
+    elif value.get("reason"):
+        line += f" ({value['reason']})"
+    return line
 
 
 def _seconds(value: Any) -> str:
@@ -315,6 +334,7 @@ def rollout_sections(
     node = dict_of("node")
     if node:
         timing.add("Node", " ".join(str(node[k]) for k in ("name", "address") if node.get(k)))
+    timing.add("Sandbox", _sandbox(doc.get("sandbox")))
     for label, key in (("Created", "created_at"), ("Started", "started_at")):
         timing.add(label, moment(doc.get(key), terminal=terminal))
     timing.add("Finished", moment(doc.get("finished_at"), terminal=terminal))

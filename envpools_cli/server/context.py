@@ -122,6 +122,8 @@ class ServerContext:
         }
         if self.site.driver_note:
             found["container_unavailable"] = self.site.driver_note
+        if self.site.may_fall_back:
+            found["fallback"] = "bwrap, for a rollout whose image cannot be had"
         if details := driver.describe():
             found["details"] = details
         return found

@@ -678,4 +678,5 @@ def healthz(request: Request) -> dict[str, Any]:
         "sandbox": svc.ctx.driver.name,
         "sandbox_detail": {k: v for k, v in report.items() if k != "driver"},
         "scheduling": svc.scheduling_summary(),
+        "limits": svc.ctx.settings.limits.describe(),
     }

@@ -81,13 +81,34 @@ _DESCRIBE_WAIT_SEC = 2.0
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.I | re.M)
 
 
-class BuildFailed(Exception):
-    """An image could not be had; ``code`` becomes the rollout's error code."""
+#: How long a base image that could not be pulled is taken as unavailable: the rollouts
+#: after the first (a job's, a pool's) fail over or fail at once instead of each waiting
+#: on the registry again. An image loaded meanwhile is found all the same.
+UNPULLABLE_SEC = 300.0
 
-    def __init__(self, code: str, message: str) -> None:
+
+class BuildFailed(Exception):
+    """An image could not be had; ``code`` becomes the rollout's error code.
+
+    For ``image_unavailable``: ``image`` is the image that could not be had, ``summary``
+    says so without advice, and ``fixes`` are the ways out ``message`` lists.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        image: str | None = None,
+        summary: str | None = None,
+        fixes: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.image = image
+        self.summary = summary or message
+        self.fixes = fixes
 
 
 class Stop(Exception):
@@ -218,6 +239,8 @@ class Images:
         self.advisories = builder_advisories(runtime.engine, runtime.version)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._unpullable: dict[str, tuple[float, str]] = {}
+        """Images a pull failed for: (when, the engine's reason), see ``UNPULLABLE_SEC``."""
 
     # --- the build policy --------------------------------------------------------------
 
@@ -405,7 +428,9 @@ class Images:
             ref, given = self._base(docker_image, deadline, cancel, events)
             info = self.inspect(ref)
             if info is None:
-                raise BuildFailed("image_unavailable", f"the image {ref} is not in the store")
+                raise BuildFailed(
+                    "image_unavailable", f"the image {ref} is not in the store", image=ref
+                )
             info.substitutions = given
             events.status(f"image {ref} (task.toml docker_image)", image=ref, cached=True)
             return info
@@ -488,6 +513,10 @@ class Images:
             )
         if self.inspect(local) is not None:
             return local, swapped
+        failed = self._unpullable.get(local)
+        if failed is not None and time.monotonic() - failed[0] < UNPULLABLE_SEC:
+            ago = time.monotonic() - failed[0]
+            raise self._unavailable(ref, local, f"{failed[1]}; tried {ago:.0f}s ago")
         events.status(f"pulling {local}", image=local)
         code, why, tail = run_streaming(
             self.runtime.command("pull", local),
@@ -499,14 +528,20 @@ class Images:
             raise Stop()
         if code != 0 or why:
             reason = "it took longer than build_timeout_sec" if why else (tail[-1] if tail else "")
-            raise BuildFailed(
-                "image_unavailable",
-                f"the image {local} is not on this machine and could not be pulled ({reason}). "
-                f"Pull it where a registry is reachable and load it ({self.runtime.engine} "
-                f"load), map it to a local image: ENVPOOLS_IMAGE_MAP='{ref}=<local image>', "
-                "or run the backend with the host's tools: envpools local up --sandbox bwrap",
-            )
+            self._unpullable[local] = (time.monotonic(), reason)
+            raise self._unavailable(ref, local, reason)
+        self._unpullable.pop(local, None)
         return local, swapped
+
+    def _unavailable(self, ref: str, local: str, reason: str) -> BuildFailed:
+        summary = f"the image {local} is not on this machine and could not be pulled ({reason})"
+        fixes = (
+            f"pull it where a registry is reachable and load it ({self.runtime.engine} load)",
+            f"map it to a local image: ENVPOOLS_IMAGE_MAP='{ref}=<local image>'",
+            "run the backend with the host's tools: envpools local up --sandbox bwrap",
+        )
+        message = f"{summary}. {fixes[0].capitalize()}, {fixes[1]}, or {fixes[2]}"
+        return BuildFailed("image_unavailable", message, image=local, summary=summary, fixes=fixes)
 
     def _build(
         self,

@@ -7,6 +7,11 @@ there is no image: the workspace is what ``COPY`` would place and the host's too
 in for the rest; a task whose Dockerfile installs Debian packages this host lacks is
 refused at once, with a message naming the driver, instead of failing later for reasons
 that have nothing to do with the agent.
+
+When the container driver was not asked for by name (``auto``) and a task's image cannot
+be had (its base is not on this machine and cannot be pulled: no registry), the rollout
+runs with bubblewrap instead, if this task can run that way (``fallback_problem``); the
+runner says so in an ``environment`` event and the rollout's ``sandbox`` field.
 """
 
 from __future__ import annotations
@@ -27,11 +32,58 @@ from envpools_cli.server.sandbox.limits import Limits
 from envpools_cli.server.tasks import HarborTask, TaskError
 from envpools_cli.server.trial.phase_log import Events, PhaseLog
 
-__all__ = ["Prepared", "apt_packages", "missing_host_packages", "prepare_environment"]
+__all__ = [
+    "ImageUnavailable",
+    "Prepared",
+    "apt_packages",
+    "fallback_problem",
+    "missing_host_packages",
+    "prepare_environment",
+]
 
 DEFAULT_BUILD_TIMEOUT_SEC = 600.0
 _SEPARATORS = re.compile(r"&&|\|\||[;|\n]")
 _APT = ("apt-get", "apt", "aptitude")
+
+
+class ImageUnavailable(TaskError):
+    """The task's image is not on this machine and cannot be pulled (``image_unavailable``).
+
+    ``summary`` says so without advice; ``fixes`` are the ways out ``message`` lists.
+    """
+
+    def __init__(self, failed: BuildFailed) -> None:
+        super().__init__("image_unavailable", failed.message)
+        self.image = failed.image or ""
+        self.summary = failed.summary
+        self.fixes = failed.fixes
+
+    def refusal(self, why_not: str) -> str:
+        """The message when bubblewrap cannot stand in either: the fixes that remain."""
+        fixes = [f for f in self.fixes if "--sandbox bwrap" not in f]
+        advice = f" Fix: {'; or '.join(fixes)}" if fixes else ""
+        return f"{self.summary}, and bubblewrap cannot stand in for it: {why_not}.{advice}"
+
+
+def fallback_problem(task: HarborTask) -> str | None:
+    """Why the host's tools (bubblewrap) cannot stand in for this task's image (None: they can).
+
+    The same rule as for a backend on bubblewrap, plus: a task that names a ready-made image
+    (``docker_image``) has nothing but that image to go by.
+    """
+    if task.environment.get("docker_image"):
+        return (
+            "the task names a ready-made image ([environment] docker_image) that the "
+            "host's tools cannot stand in for"
+        )
+    if not task.has_dockerfile:
+        return "the task has no environment/Dockerfile"
+    if missing := missing_host_packages(task.layout.runs):
+        return (
+            f"environment/Dockerfile installs {', '.join(missing)} (RUN apt-get install), "
+            "which this machine lacks"
+        )
+    return None
 
 
 @dataclass
@@ -156,6 +208,8 @@ def _from_image(
             events=_Build(events, log),
         )
     except BuildFailed as exc:
+        if exc.code == "image_unavailable" and exc.image:
+            raise ImageUnavailable(exc) from None
         raise TaskError(exc.code, exc.message) from None
     finally:
         log.close()

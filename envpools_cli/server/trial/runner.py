@@ -46,7 +46,12 @@ from envpools_cli.server.state.store import now_iso
 from envpools_cli.server.tasks import HarborTask, TaskError, expand_env, load_task
 from envpools_cli.server.trial.agent_launch import AgentLaunch, agent_failure, prepare_agent
 from envpools_cli.server.trial.artifacts import TrialIndex, index_trial
-from envpools_cli.server.trial.environment import prepare_environment
+from envpools_cli.server.trial.environment import (
+    ImageUnavailable,
+    Prepared,
+    fallback_problem,
+    prepare_environment,
+)
 from envpools_cli.server.trial.phase_log import PhaseLog
 from envpools_cli.server.trial.reporter import TrialInput, TrialReporter
 from envpools_cli.server.trial.rewards import read_reward
@@ -263,16 +268,7 @@ class RolloutRunner:
         for name in _LOG_DIRS:
             (self.trial / name).mkdir(exist_ok=True)
         try:
-            prepared = prepare_environment(
-                self.site.driver,
-                task,
-                workspace,
-                events=self,
-                build_log=self.trial / "build.log",
-                limits=self.limits,
-                cancel=self.cancel,
-                owner=self.site.owner,
-            )
+            prepared = self._environment(task, workspace)
             notes, self.image, self.workdir = prepared.notes, prepared.image, prepared.workdir
             shutil.copytree(workspace, baseline, symlinks=True, dirs_exist_ok=True)
         except Stop:
@@ -286,6 +282,65 @@ class RolloutRunner:
         for name in ("workspace", *_LOG_DIRS):
             self._give(self.trial / name)
         return workspace
+
+    def _environment(self, task: HarborTask, workspace: Path) -> Prepared:
+        """The workspace (and image) on this site's driver; under ``auto``, a task whose
+        image cannot be had runs with bubblewrap instead when it can (``fallback_problem``),
+        and says so: an ``environment`` event and the rollout's ``sandbox`` field."""
+        try:
+            prepared = self._prepare_on(task, workspace)
+        except ImageUnavailable as exc:
+            if not self.site.may_fall_back:
+                raise
+            why_not = fallback_problem(task)
+            site, problem = self.site.fallback() if why_not is None else (None, why_not)
+            if site is None:
+                raise TaskError("image_unavailable", self.redact(exc.refusal(problem))) from None
+            reason = exc.summary
+            if self.user is not None:  # the uid goes back to the site that gave it
+                self.site.release_sandbox_user(self.user)
+                self.user = None
+            self.site = site
+            self.user = site.take_sandbox_user()
+            shutil.rmtree(workspace, ignore_errors=True)
+            self.publish(
+                "environment",
+                {
+                    "message": f"{reason}. This rollout runs with bubblewrap over the "
+                    "host's tools instead (sandbox auto; with --sandbox container it would "
+                    "end with image_unavailable)",
+                    "driver": site.driver.name,
+                    "fallback_from": "container",
+                    "image": exc.image,
+                    "reason": reason,
+                },
+            )
+            prepared = self._prepare_on(task, workspace)
+            record: dict[str, Any] = {
+                "driver": site.driver.name,
+                "fallback_from": "container",
+                "reason": reason,
+            }
+        else:
+            record = {"driver": self.site.driver.name}
+            if prepared.image:
+                record["image"] = prepared.image
+            elif self.site.driver_note:
+                record["reason"] = self.site.driver_note
+        self.doc = self.reporter.update(sandbox=record)
+        return prepared
+
+    def _prepare_on(self, task: HarborTask, workspace: Path) -> Prepared:
+        return prepare_environment(
+            self.site.driver,
+            task,
+            workspace,
+            events=self,
+            build_log=self.trial / "build.log",
+            limits=self.limits,
+            cancel=self.cancel,
+            owner=self.site.owner,
+        )
 
     def _stage(self, source: Path, name: str) -> Path:
         """A copy of a task folder (tests/, solution/) for a phase to see read-only.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from envpools_cli.server.sandbox.drivers import (
     SandboxUser,
     SandboxUsers,
     backend_user,
+    make_driver,
 )
 
 __all__ = ["TrialSite", "private_folder"]
@@ -49,7 +51,11 @@ class TrialSite:
     sandbox_users: SandboxUsers = field(default_factory=SandboxUsers)
     node: dict[str, Any] = field(default_factory=dict)
     """The machine, as a rollout records it: ``{"node_id", "name", "address"}``."""
+    choice: str = "auto"
+    """The sandbox setting the driver was chosen by (``auto`` may fall back per rollout)."""
     agents: AgentTools = field(init=False)
+    _fallback: tuple[TrialSite | None, str] | None = field(default=None, init=False, repr=False)
+    _fallback_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.agents = AgentTools(
@@ -91,7 +97,40 @@ class TrialSite:
             tool_paths=tools,
             sandbox_users=SandboxUsers(sandbox_uid or DEFAULT_SANDBOX_UID),
             node=node or {},
+            choice=sandbox,
         )
+
+    @property
+    def may_fall_back(self) -> bool:
+        """``auto`` chose the container driver: a rollout whose image cannot be had may run
+        with bubblewrap instead (``fallback``). A driver asked for by name is kept."""
+        return self.choice == "auto" and self.driver.name == "container"
+
+    def fallback(self) -> tuple[TrialSite | None, str]:
+        """This machine with bubblewrap, for rollouts whose image cannot be had: (the site,
+        "") or (None, why not). Made once, on the first rollout that needs it."""
+        if not self.may_fall_back:
+            return None, f"the sandbox driver was set to {self.choice}"
+        with self._fallback_lock:
+            if self._fallback is None:
+                try:
+                    driver, warning = make_driver("bwrap")
+                except RuntimeError as exc:
+                    self._fallback = (None, str(exc))
+                else:
+                    site = TrialSite(
+                        driver=driver,
+                        trials_dir=self.trials_dir,
+                        owner=self.owner,
+                        agents_path=self.agents_path,
+                        driver_warning=warning,
+                        tool_paths=self.tool_paths,
+                        sandbox_users=self.sandbox_users,
+                        node=self.node,
+                        choice="bwrap",
+                    )
+                    self._fallback = (site, "")
+            return self._fallback
 
     @property
     def search_path(self) -> str:
