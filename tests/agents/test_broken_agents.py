@@ -26,7 +26,8 @@ from envpools_cli.server.serve import BackendThread
 from tests.agents.conftest import require_agent
 from tests.integration.conftest import EXAMPLE, fast_session, local_task, make_task, start_backend
 
-pytestmark = pytest.mark.sandbox
+# The real agent CLIs: opencode alone needs ~10 s of CPU to start, minutes on a busy machine.
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(360)]
 
 
 @dataclass

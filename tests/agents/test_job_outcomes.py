@@ -33,7 +33,8 @@ from tests.agents.conftest import require_agent
 from tests.agents.provider_stub import FIX_COMMAND, ProviderStub
 from tests.integration.conftest import EXAMPLE, start_backend
 
-pytestmark = pytest.mark.sandbox
+# The real agent CLIs: opencode alone needs ~10 s of CPU to start, minutes on a busy machine.
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(360)]
 
 MODEL = "stub-model-without-a-price"
 DOWN = "PROVIDER-DOWN-FOR-THIS-TASK"

@@ -39,7 +39,8 @@ from tests.agents.conftest import require_agent
 from tests.agents.provider_stub import FIX_COMMAND, TURN_USAGE, ProviderStub, Usage
 from tests.integration.conftest import EXAMPLE, fast_session, local_task, start_backend
 
-pytestmark = pytest.mark.sandbox
+# The real agent CLIs: opencode alone needs ~10 s of CPU to start, minutes on a busy machine.
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(360)]
 pq = pytest.importorskip("pyarrow.parquet", reason="the parquet export needs pyarrow")
 
 SEEN = "KEY-VISIBLE-IN-SANDBOX"

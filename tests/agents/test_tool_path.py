@@ -16,7 +16,8 @@ from envpools_cli.server.agents.installs import installed_agents
 from tests.agents.conftest import require_agent
 from tests.integration.conftest import fast_session, start_backend
 
-pytestmark = pytest.mark.sandbox
+# The real agent CLIs: opencode alone needs ~10 s of CPU to start, minutes on a busy machine.
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(360)]
 
 
 def test_symlinked_bins_on_the_tool_path_run_in_the_sandbox(

@@ -31,6 +31,7 @@ def _openapi(backend: Backend) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.timeout(330)  # its own subprocess timeout is 300 s; ~60 s on a quiet machine
 def test_schemathesis_finds_nothing_with_every_check(backend: Backend, tmp_path: Path) -> None:
     # Agents' credentials are stored: a dry run of codex or claude-code is then accepted.
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
