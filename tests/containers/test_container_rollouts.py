@@ -34,10 +34,9 @@ from tests.helpers.containers import (
 from tests.integration.conftest import (
     EXAMPLE,
     Backend,
-    fast_session,
+    backends,
     local_task,
     make_task,
-    start_backend,
 )
 
 PACKAGE = "hello"
@@ -47,21 +46,8 @@ PACKAGE = "hello"
 @pytest.fixture
 def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Start backends (container driver unless told), stopped after the test."""
-    started: list[Backend] = []
-    container = container_settings(monkeypatch)
-
-    def run(data_dir: Path | None = None, **settings: Any) -> Backend:
-        folder = data_dir or tmp_path / f"backend{len(started)}"
-        thread = start_backend(folder, **{**container, **settings})
-        org, key = thread.create_key("pro", name="containers")
-        backend = Backend(thread, key, org.org_id, fast_session(), folder)
-        started.append(backend)
-        return backend
-
-    yield run
-    for backend in started:
-        backend.session.close()
-        backend.thread.stop()
+    with backends(tmp_path, "containers", **container_settings(monkeypatch)) as run:
+        yield run
 
 
 def _rollout(backend: Backend, task: Path, timeout: float = 240) -> tuple[dict[str, Any], list]:

@@ -34,30 +34,21 @@ from envpools_cli import client as ep
 from envpools_cli.server.sandbox.build_sandbox import BuildSandbox, build_store
 from envpools_cli.server.sandbox.engine import probe_runtime
 from tests.helpers.containers import BASE_IMAGE, container_problem, container_settings
-from tests.integration.conftest import Backend, fast_session, local_task, make_task, start_backend
+from tests.integration.conftest import Backend, backends, local_task, make_task
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the escapes need a root backend")
 
 
 @pytest.fixture
 def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    started: list[Backend] = []
-    settings = container_settings(monkeypatch)
+    with backends(tmp_path, "builds", **container_settings(monkeypatch)) as run:
 
-    def run(**env: str) -> Backend:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        folder = tmp_path / f"backend{len(started)}"
-        thread = start_backend(folder, **settings)
-        org, key = thread.create_key("pro", name="builds")
-        backend = Backend(thread, key, org.org_id, fast_session(), folder)
-        started.append(backend)
-        return backend
+        def with_env(**env: str) -> Backend:
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            return run()
 
-    yield run
-    for backend in started:
-        backend.session.close()
-        backend.thread.stop()
+        yield with_env
 
 
 class Canaries:

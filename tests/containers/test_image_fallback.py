@@ -28,7 +28,7 @@ import pytest
 from envpools_cli import client as ep
 from tests.cli.conftest import envpools_subprocess
 from tests.helpers.containers import BASE_IMAGE, container_problem
-from tests.integration.conftest import Backend, fast_session, local_task, make_task, start_backend
+from tests.integration.conftest import Backend, backends, local_task, make_task
 
 PACKAGE = "hello"
 """GNU hello: a Debian package this host does not have (checked below)."""
@@ -40,20 +40,8 @@ def start(tmp_path: Path) -> Iterator[Any]:
         pytest.skip(problem)
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap missing")
-    started: list[Backend] = []
-
-    def run(sandbox: str) -> Backend:
-        folder = tmp_path / f"backend{len(started)}"
-        thread = start_backend(folder, sandbox=sandbox)
-        org, key = thread.create_key("pro", name="fallback")
-        backend = Backend(thread, key, org.org_id, fast_session(), folder)
-        started.append(backend)
-        return backend
-
-    yield run
-    for backend in started:
-        backend.session.close()
-        backend.thread.stop()
+    with backends(tmp_path, "fallback") as run:
+        yield lambda sandbox: run(sandbox=sandbox)
 
 
 def _absent() -> str:

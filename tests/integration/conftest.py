@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,29 @@ class Backend:
 def start_backend(data_dir: Path, port: int = 0, **settings: Any) -> BackendThread:
     options = {"heartbeat_sec": 1.0, **settings}
     return BackendThread(ServerSettings(data_dir=data_dir, **options), port=port).start()
+
+
+@contextlib.contextmanager
+def backends(tmp_path: Path, name: str, **defaults: Any) -> Iterator[Callable[..., Backend]]:
+    """Backends started on demand, each in a data folder of its own (or the one given) with a
+    "pro" key named ``name``, ``defaults`` under the settings each start names; all are
+    stopped at the end."""
+    started: list[Backend] = []
+
+    def run(data_dir: Path | None = None, **settings: Any) -> Backend:
+        folder = data_dir or tmp_path / f"backend{len(started)}"
+        thread = start_backend(folder, **{**defaults, **settings})
+        org, key = thread.create_key("pro", name=name)
+        backend = Backend(thread, key, org.org_id, fast_session(), folder)
+        started.append(backend)
+        return backend
+
+    try:
+        yield run
+    finally:
+        for backend in started:
+            backend.session.close()
+            backend.thread.stop()
 
 
 @pytest.fixture
