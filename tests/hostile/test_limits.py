@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from envpools_cli import client as ep
 
 from .conftest import Backend, hostile_run, make_task, needs_bwrap
@@ -78,11 +80,13 @@ def test_tmp_and_shm_cannot_bypass_the_memory_limit(
     run = hostile_run(backend, task)
     values = run.values()
     assert values["dev_writable"] == "no"
-    if driver == "container" and "tmp_mb" not in values:
-        # A container's tmpfs pages are charged to its memory cgroup: filling /tmp up to
-        # memory_mb gets the task killed by the limit instead of holding more.
+    if "tmp_mb" not in values:
+        # tmpfs pages are charged to the sandbox's memory cgroup (a container's, or the one
+        # the backend makes for bwrap): filling /tmp up to memory_mb gets the task killed
+        # by the limit instead of holding more.
         notes = [str(e["data"].get("message", "")) for e in run.events]
-        assert any("exited with code 137" in note for note in notes), notes
+        killed = (run.doc.get("error") or {}).get("code") == "memory_limit"
+        assert killed or any("exited with code 137" in note for note in notes), notes
         return
     assert int(values["tmp_mb"]) <= 64, values
     assert int(values["shm_mb"]) <= 64, values
@@ -180,3 +184,55 @@ def test_deep_folders_cannot_hide_disk_use(backend: Backend, tmp_path: Path) -> 
     run = hostile_run(backend, task)
     assert run.doc["status"] == "failed"
     assert run.doc["error"]["code"] == "storage_limit"
+
+
+def test_a_sandbox_over_its_memory_limit_is_killed_and_said(
+    backend: Backend, driver: str, tmp_path: Path
+) -> None:
+    """Resident memory is what is limited (a cgroup per sandbox): the command that goes
+    over is killed and the rollout fails with ``memory_limit``."""
+    if driver == "container":
+        pytest.skip("the container engine removes the container (--rm) with its OOM count")
+    task = make_task(
+        tmp_path,
+        "resident-hog",
+        toml="[environment]\nmemory_mb = 128\n",
+        solve="""
+        echo "started=yes"
+        python3 -c "b = bytearray(400 * 1024 ** 2); print('allocated=400MiB')"
+        """,
+    )
+    run = hostile_run(backend, task)
+    assert run.values()["started"] == "yes" and "allocated" not in run.values()
+    assert run.doc["status"] == "failed", run.doc
+    assert run.doc["error"]["code"] == "memory_limit", run.doc["error"]
+    message = run.doc["error"]["message"]
+    assert "memory limit of 128 MB" in message and "memory_mb" in message
+    assert run.doc["error"]["oom_kills"] >= 1
+
+
+def test_address_space_is_not_memory(backend: Backend, tmp_path: Path) -> None:
+    """A JIT runtime reserves far more address space than it uses (Bun, Node): 4 GiB
+    mapped but never touched runs under a 256 MB limit (a data-size rlimit killed it)."""
+    task = make_task(
+        tmp_path,
+        "reserver",
+        toml="[environment]\nmemory_mb = 256\n",
+        solve="""
+        python3 -c "
+import mmap
+m = mmap.mmap(-1, 4 * 1024 ** 3, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m[:1024 * 1024] = bytes(1024 * 1024)
+print('reserved=4GiB')
+"
+        """,
+    )
+    run = hostile_run(backend, task)
+    assert run.values().get("reserved") == "4GiB", run.events[-5:]
+    assert run.doc["status"] == "succeeded", run.doc
+
+
+def test_status_says_how_memory_is_limited(backend: Backend, driver: str) -> None:
+    memory = ep.get_capabilities(**backend.conn)["sandbox"]["memory_limit"]
+    assert memory["method"] == ("container" if driver == "container" else "cgroup"), memory
+    assert "resident memory" in memory["how"]
