@@ -262,6 +262,8 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
         record["runs_at_once"] = describe_scheduling(record.pop("scheduling") or {})
         if note := detail.get("container_unavailable"):
             record["sandbox_note"] = f"not the container driver: {note}"
+        if isinstance(memory := detail.get("memory_limit"), dict):
+            record["memory_limit"] = memory.get("how")
     emit_record(record, fmt)
 
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -236,3 +239,14 @@ def test_status_says_how_memory_is_limited(backend: Backend, driver: str) -> Non
     memory = ep.get_capabilities(**backend.conn)["sandbox"]["memory_limit"]
     assert memory["method"] == ("container" if driver == "container" else "cgroup"), memory
     assert "resident memory" in memory["how"]
+    env = {**os.environ, "ENVPOOLS_API_URL": backend.url, "ENVPOOLS_API_KEY": backend.key}
+    shown = subprocess.run(
+        [sys.executable, "-m", "envpools_cli", "capabilities", "get"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "Memory limit" in shown.stdout and "resident memory" in shown.stdout
