@@ -23,7 +23,9 @@ from tests.integration.conftest import make_task, start_backend
 pytestmark = pytest.mark.sandbox
 
 KEY = "sk-test-killed"
-#: The CLI's own process: codex's native binary, opencode's Bun binary.
+#: The CLI's own process: codex's native binary, opencode's Bun binary. opencode passes
+#: too (its usage comes only with each step's end, which never comes), but takes ~15 s
+#: of CPU to start: CI runs codex only.
 PROCESS = {"codex": "codex", "opencode": "opencode"}
 CREDENTIALS = {
     "codex": {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "/v1"},
@@ -32,7 +34,7 @@ CREDENTIALS = {
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("harness", ["codex", "opencode"])
+@pytest.mark.parametrize("harness", ["codex"])
 def test_an_agent_killed_mid_run_still_has_its_tokens_counted(
     harness: str, agents_dir: Path, tmp_path: Path
 ) -> None:
