@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_an_agent_killed_mid_run_still_has_its_tokens_counted(
     thread = start_backend(tmp_path / "data")
     try:
         _, key = thread.create_key()
-        conn = {"backend_base": thread.url, "api_key": key}
+        conn: dict[str, Any] = {"backend_base": thread.url, "api_key": key}
         for name, value in CREDENTIALS[harness].items():
             value = value if name.endswith("KEY") else stub.url + value
             ep.store_credential(

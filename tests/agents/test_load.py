@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_27_agents_at_once_on_two_cores_all_succeed(agents_dir: Path, tmp_path: 
     thread = start_backend(tmp_path / "data")
     try:
         _, key = thread.create_key()
-        conn = {"backend_base": thread.url, "api_key": key}
+        conn: dict[str, Any] = {"backend_base": thread.url, "api_key": key}
         values = {
             **CREDENTIALS,
             "OPENAI_BASE_URL": stub.url + "/v1",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_claude_code_runs_under_512_mb(agents_dir: Path, tmp_path: Path) -> None
     thread = start_backend(tmp_path / "data")
     try:
         _, key = thread.create_key()
-        conn = {"backend_base": thread.url, "api_key": key}
+        conn: dict[str, Any] = {"backend_base": thread.url, "api_key": key}
         for name, value in (("ANTHROPIC_API_KEY", KEY), ("ANTHROPIC_BASE_URL", stub.url)):
             ep.store_credential(
                 credential_name=name, credential_type=name, credential_value=value, **conn
