@@ -6,6 +6,10 @@ scripted provider, on a 2-core machine: every rollout succeeds. The backend admi
 the machine can take (each harness reserves what its CLI needs to start) and queues the
 rest; the agents' resident memory is limited, not their address space (opencode's Bun
 reserves far more than it uses).
+
+Its cost is opencode's: each of its 9 runs burns ~13 s of CPU to start (Bun, a fresh
+home), so the job needs ~150 s of CPU in all, ~90 s of wall time on 2 idle cores at best;
+measured 212-264 s here on a machine shared with other test runs (load average 15-30).
 """
 
 from __future__ import annotations
