@@ -15,8 +15,9 @@ runs in one of its own under the backend's cgroup (``envpools/``):
   but waited for a CPU (``cpu.pressure``): a timeout after long waits is the machine's
   doing (``timeout_under_load``), not the agent's.
 
-Where none can be made, memory is not limited (the data-size rlimit broke JIT runtimes),
-status and capabilities say so, and CPU waits are read machine-wide (``/proc/pressure``).
+Where none can be made (a backend not running as root), a data-size rlimit of several
+times ``memory_mb`` per process stands in (``drivers.py``), status and capabilities say
+so, and CPU waits are read machine-wide (``/proc/pressure``).
 The command joins its cgroups itself, first thing (a shell prefix writes its pid to
 ``cgroup.procs`` and execs): no ``preexec_fn`` in a threaded backend.
 """
@@ -298,12 +299,7 @@ class Cgroups:
             )
             found: dict[str, Any] = {"method": "cgroup", "how": how}
         else:
-            found = {
-                "method": "none",
-                "how": "not limited: no cgroup can be made here "
-                f"({self.problem or 'no cgroup memory controller'}); memory_mb sizes /tmp "
-                "only (an address-space or data-size rlimit would break Bun and Node agents)",
-            }
+            found = {"method": "none", "how": f"no cgroup: {self.problem or 'none found'}"}
         found["cpu_waits"] = (
             f"per sandbox ({self.stats.describe()})" if self.stats else "machine-wide (PSI)"
         )

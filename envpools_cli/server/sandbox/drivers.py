@@ -135,6 +135,9 @@ OWN_WAIT_SHARE = 0.25
 STARVED_BELOW_CPUS = 1.0
 #: ... or, where no cgroup of its own measures that, when the machine's tasks did.
 MACHINE_WAIT_SHARE = 0.8
+#: Where no cgroup bounds memory: a data-size limit per process of this many times
+#: ``memory_mb`` (Bun and Node map several times what they use; 1x killed them).
+FALLBACK_DATA_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -280,18 +283,23 @@ class Launch:
     sandbox waits for before the command runs (its network)."""
 
 
-def _limits_prefix(limits: Limits, *, nproc: bool) -> list[str]:
+def _limits_prefix(limits: Limits, *, nproc: bool, data: bool) -> list[str]:
     """Set the rlimits inside, where every child inherits them and the task cannot raise them.
 
     RLIMIT_NPROC is set only inside the sandbox's own user namespace, where the kernel
     counts that sandbox's processes; outside it would count every process of the uid.
-    No memory rlimit: memory is the cgroup's to bound (see the module's docstring).
+    Memory is the cgroup's to bound; ``data``: there is none, so a data-size limit per
+    process stands in, ``FALLBACK_DATA_FACTOR`` times ``memory_mb`` (JIT runtimes map
+    several times what they use: at 1x, opencode and claude-code die).
     """
     fsize = limits.file_mb * 1024 * 1024
+    data_bytes = FALLBACK_DATA_FACTOR * limits.memory_mb * 1024 * 1024
     limits = fit_open_files(limits, open_files_hard_limit())
     prlimit = next((p for p in ("/usr/bin/prlimit", "/bin/prlimit") if os.access(p, os.X_OK)), None)
     if prlimit:
         argv = [prlimit, "--core=0", f"--nofile={limits.open_files}", f"--fsize={fsize}"]
+        if data:
+            argv.append(f"--data={data_bytes}")
         if nproc:
             argv.append(f"--nproc={limits.processes}")
         return [*argv, "--"]
@@ -301,6 +309,8 @@ def _limits_prefix(limits: Limits, *, nproc: bool) -> list[str]:
         f"ulimit -n {limits.open_files}",
         f"ulimit -f {fsize // 512}",  # 512-byte blocks in dash and in bash's POSIX mode
     ]
+    if data:
+        steps.append(f"ulimit -d {data_bytes // 1024}")
     if nproc and shell == "/bin/bash":
         steps.append(f"ulimit -u {limits.processes}")
     return [shell, "-c", " && ".join(steps) + ' && exec "$@"', "sandbox"]
@@ -322,11 +332,24 @@ class SandboxDriver:
         """What status and capabilities report about this driver, beyond its name."""
         return {}
 
+    @property
+    def limits_memory(self) -> bool:
+        """A cgroup bounds each sandbox's memory (else a data-size rlimit stands in)."""
+        return self.cgroups is not None and self.cgroups.limits_memory
+
     def memory_limit(self) -> dict[str, Any]:
         """How a sandbox's memory is limited (for status and capabilities)."""
-        if self.cgroups is None:
-            return {"method": "none", "how": "not limited: cgroups are not looked for"}
-        return self.cgroups.describe()
+        found = self.cgroups.describe() if self.cgroups is not None else {}
+        if not self.limits_memory:
+            why = (self.cgroups.problem if self.cgroups else None) or "cgroups not looked for"
+            found.update(
+                method="rlimit",
+                how=f"writable memory per process (RLIMIT_DATA), {FALLBACK_DATA_FACTOR} x "
+                f"memory_mb: no cgroup can be made here ({why}); run the backend as root (or "
+                "in a delegated cgroup) to limit resident memory",
+                data_factor=FALLBACK_DATA_FACTOR,
+            )
+        return found
 
     def _cgroup(self, spec: SandboxSpec) -> SandboxCgroup | None:
         if self.cgroups is None:
@@ -600,7 +623,8 @@ class BwrapDriver(SandboxDriver):
         env = {"PATH": _SANDBOX_PATH, "HOME": "/tmp/home", "LANG": "C.UTF-8", "TERM": "dumb"}
         env["USER"] = env["LOGNAME"] = "sandbox"
         env.update(spec.env)
-        command = _limits_prefix(spec.limits, nproc=True) + spec.command
+        command = _limits_prefix(spec.limits, nproc=True, data=not self.limits_memory)
+        command += spec.command
         if drop and self.setpriv:
             ids = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
             home = ["/bin/sh", "-c", 'mkdir -p "$HOME"; exec "$@"', "sandbox"]
@@ -720,7 +744,7 @@ class ProcessDriver(SandboxDriver):
         env.update({key: self.rewrite(value, spec) for key, value in spec.env.items()})
         # No RLIMIT_NPROC here: without a user namespace it would count every process
         # of the backend's user, not the command's.
-        prefix = _limits_prefix(spec.limits, nproc=False)
+        prefix = _limits_prefix(spec.limits, nproc=False, data=not self.limits_memory)
         return Launch(prefix + command, env, str(spec.workspace))
 
 
