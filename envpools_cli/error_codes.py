@@ -104,6 +104,7 @@ CODES: dict[str, ErrorCode] = _codes(
     ErrorCode("agent_timeout", "failure", what="the agent ran out of time"),
     ErrorCode("verifier_timeout", "failure", what="the tests ran out of time"),
     ErrorCode("storage_limit", "failure", what="the sandbox wrote too much"),
+    ErrorCode("memory_limit", "failure", what="the sandbox went over its memory limit"),
 )
 
 _UNKNOWN_ERROR = ErrorCode("", "infrastructure")

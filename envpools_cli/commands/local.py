@@ -305,6 +305,8 @@ def status(output: OutputOpt = None, as_json: JsonOpt = False) -> None:
             record["sandbox_note"] = f"not the container driver: {note}"
         if fallback := detail.get("fallback"):
             record["sandbox_fallback"] = fallback
+        if isinstance(memory := detail.get("memory_limit"), dict):
+            record["memory_limit"] = memory.get("how")
     emit_record(record, fmt)
 
 

@@ -34,6 +34,9 @@ def capability_sections(caps: dict[str, Any]) -> list[Section]:
         isolated = "isolated" if sandbox.get("isolated") else "NOT isolated"
         summary.add("Sandbox", f"{sandbox.get('driver', '?')}, {isolated}")
         summary.add("Sandbox warning", sandbox.get("warning"))
+        memory = sandbox.get("memory_limit")
+        if isinstance(memory, dict):
+            summary.add("Memory limit", memory.get("how"))
     if isinstance(caps.get("heartbeat_sec"), int | float):
         summary.add("Heartbeat", f"every {caps['heartbeat_sec']:g}s")
     cli = caps.get("cli")

@@ -119,6 +119,7 @@ class ServerContext:
             "requested": self.settings.sandbox,
             "isolated": driver.isolated,
             "warning": self.site.driver_warning,
+            "memory_limit": driver.memory_limit(),
         }
         if self.site.driver_note:
             found["container_unavailable"] = self.site.driver_note

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
 from envpools_cli import client as ep
+from envpools_cli.output.capabilities import capability_sections
 
 from .conftest import Backend, hostile_run, make_task, needs_bwrap
 
@@ -51,7 +55,7 @@ def test_memory_is_limited_by_default(backend: Backend, tmp_path: Path) -> None:
         tmp_path,
         "hog",
         solve="""
-        python3 -c "b = bytearray(4 * 1024 ** 3); print('allocated=4GiB')" 2>/dev/null \
+        python3 -c "b = bytearray(9 * 1024 ** 3); print('allocated=9GiB')" 2>/dev/null \
             || echo "allocated=refused"
         """,
     )
@@ -78,11 +82,13 @@ def test_tmp_and_shm_cannot_bypass_the_memory_limit(
     run = hostile_run(backend, task)
     values = run.values()
     assert values["dev_writable"] == "no"
-    if driver == "container" and "tmp_mb" not in values:
-        # A container's tmpfs pages are charged to its memory cgroup: filling /tmp up to
-        # memory_mb gets the task killed by the limit instead of holding more.
+    if "tmp_mb" not in values:
+        # tmpfs pages are charged to the sandbox's memory cgroup (a container's, or the one
+        # the backend makes for bwrap): filling /tmp up to memory_mb gets the task killed
+        # by the limit instead of holding more.
         notes = [str(e["data"].get("message", "")) for e in run.events]
-        assert any("exited with code 137" in note for note in notes), notes
+        killed = (run.doc.get("error") or {}).get("code") == "memory_limit"
+        assert killed or any("exited with code 137" in note for note in notes), notes
         return
     assert int(values["tmp_mb"]) <= 64, values
     assert int(values["shm_mb"]) <= 64, values
@@ -155,7 +161,7 @@ def test_asking_above_the_backend_maximum_is_lowered_and_said(
         "greedy",
         toml="[environment]\nmemory_mb = 1000\n",  # the machine has it; the backend's max not
         solve="""
-        python3 -c "b = bytearray(400 * 1024 ** 2); print('allocated=400MiB')" 2>/dev/null \
+        python3 -c "b = bytearray(1200 * 1024 ** 2); print('allocated=1200MiB')" 2>/dev/null \
             || echo "allocated=refused"
         """,
     )
@@ -180,3 +186,68 @@ def test_deep_folders_cannot_hide_disk_use(backend: Backend, tmp_path: Path) -> 
     run = hostile_run(backend, task)
     assert run.doc["status"] == "failed"
     assert run.doc["error"]["code"] == "storage_limit"
+
+
+def test_a_sandbox_over_its_memory_limit_is_killed_and_said(
+    backend: Backend, driver: str, tmp_path: Path
+) -> None:
+    """Resident memory is what is limited (a cgroup per sandbox): the command that goes
+    over is killed and the rollout fails with ``memory_limit``."""
+    if driver == "container":
+        pytest.skip("the container engine removes the container (--rm) with its OOM count")
+    if ep.get_capabilities(**backend.conn)["sandbox"]["memory_limit"]["method"] != "cgroup":
+        pytest.skip("no cgroup here (a backend not running as root): a data-size limit")
+    task = make_task(
+        tmp_path,
+        "resident-hog",
+        toml="[environment]\nmemory_mb = 128\n",
+        solve="""
+        echo "started=yes"
+        python3 -c "b = bytearray(400 * 1024 ** 2); print('allocated=400MiB')"
+        """,
+    )
+    run = hostile_run(backend, task)
+    assert run.values()["started"] == "yes" and "allocated" not in run.values()
+    assert run.doc["status"] == "failed", run.doc
+    assert run.doc["error"]["code"] == "memory_limit", run.doc["error"]
+    message = run.doc["error"]["message"]
+    assert "memory limit of 128 MB" in message and "memory_mb" in message
+    assert run.doc["error"]["oom_kills"] >= 1
+
+
+def test_address_space_is_not_memory(backend: Backend, tmp_path: Path) -> None:
+    """A JIT runtime maps far more than it uses (Bun, Node): 768 MiB mapped writable but
+    never touched runs under a 256 MB limit (a data-size rlimit of 256 MB killed it)."""
+    task = make_task(
+        tmp_path,
+        "reserver",
+        toml="[environment]\nmemory_mb = 256\n",
+        solve="""
+        python3 -c "
+import mmap
+m = mmap.mmap(-1, 768 * 1024 ** 2, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m[:1024 * 1024] = bytes(1024 * 1024)
+print('reserved=768MiB')
+"
+        """,
+    )
+    run = hostile_run(backend, task)
+    assert run.values().get("reserved") == "768MiB", run.events[-5:]
+    assert run.doc["status"] == "succeeded", run.doc
+
+
+def test_status_says_how_memory_is_limited(backend: Backend, driver: str) -> None:
+    memory = ep.get_capabilities(**backend.conn)["sandbox"]["memory_limit"]
+    if driver == "container":
+        assert memory["method"] == "container", memory
+    elif os.geteuid() == 0:  # as in CI: the backend makes a cgroup per sandbox
+        assert memory["method"] == "cgroup", memory
+    else:  # no cgroup: the data-size limit stands in, and says why
+        assert memory["method"] == "rlimit" and "RLIMIT_DATA" in memory["how"], memory
+    if memory["method"] != "rlimit":
+        assert "resident memory" in memory["how"]
+    # What `envpools capabilities get` shows people (rendered here: an unprivileged run of
+    # this suite cannot start the CLI's interpreter).
+    caps = ep.get_capabilities(**backend.conn)
+    rows = dict(capability_sections(caps)[0].rows)
+    assert rows["Memory limit"] == memory["how"], rows

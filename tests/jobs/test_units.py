@@ -236,3 +236,20 @@ def test_the_run_lock_is_exclusive_and_released_by_death(tmp_path: Path) -> None
     holder.kill()
     holder.wait()
     assert store.running_pid(job) is None
+
+
+def test_a_timeout_under_load_is_an_error_worth_retrying_not_a_failure() -> None:
+    """The machine starved the agent (issue 22): infrastructure, transient; a memory limit
+    the task's sandbox went over is the run's own failure."""
+    under_load = {"code": "timeout_under_load", "under_load": True}
+    rows = [
+        result("t", "opencode", 1, "error", None, error=under_load),
+        result("t", "opencode", 2, "failed", None, error={"code": "memory_limit"}),
+        result("t", "opencode", 3, "succeeded", 1.0),
+    ]
+    stats = compute(
+        rows, task_ids=["t"], agents=[AgentChoice("opencode")], attempts=3, pass_reward=1.0
+    )
+    row = stats.groups[0]
+    assert (row.attempts, row.passes, row.failures, row.errors) == (2, 1, 1, 1)
+    assert row.errors_by_kind == {"infrastructure": 1} and row.transient_errors == 1

@@ -371,6 +371,12 @@ class OpenCodeHarness(Harness):
     model_format = "provider/model (a bare id means anthropic/<id>)"
     log_name = "opencode.txt"
     transcript_class = OpenCodeTranscript
+    # Measured here (a 2-core VM, a two-call session, its own cgroup): Bun with a fresh
+    # home burns 13-17 s of CPU and peaks at 470-700 MB resident; claude-code (1.5 s,
+    # 140 MB) and codex (0.7 s, 40 MB) fit the defaults. At the default CPU overcommit
+    # (8 per core) 4 cpus is half a core, so a 2-core machine starts 4 at once.
+    needs_cpus = 4.0
+    needs_memory_mb = 1024
 
     def __init__(self) -> None:
         super().__init__()

@@ -94,6 +94,11 @@ class Harness:
     transcript_class: ClassVar[type[Transcript]] = Transcript
     probe_api: ClassVar[str | None] = None
     """The API ``agents check`` calls (None: the provider's usual one, ``probe.py``)."""
+    needs_cpus: ClassVar[float | None] = None
+    """What a rollout of this agent reserves at least (admission), beyond what its task
+    asks: the CPU its CLI burns to start. None: the backend's default."""
+    needs_memory_mb: ClassVar[int | None] = None
+    """The memory its CLI holds at its peak (reserved at least; None: the default)."""
 
     def __init__(self) -> None:
         self.usage = TokenUsage()

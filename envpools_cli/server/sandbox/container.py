@@ -268,6 +268,13 @@ class ContainerDriver(SandboxDriver):
             "builds": self.images.describe(),
         }
 
+    def memory_limit(self) -> dict[str, Any]:
+        return {
+            "method": "container",
+            "how": f"resident memory, per container: {self.runtime.engine} run --memory",
+            "cpu_waits": "machine-wide (PSI)",
+        }
+
     # --- running -----------------------------------------------------------------------
 
     def _image(self, ref: str) -> ImageInfo | None:

@@ -20,10 +20,13 @@ Who the task runs as, two ways:
   mapping uid 1000 inside to the backend's own (already unprivileged) uid.
 
 Limits (``limits.Limits``): processes (RLIMIT_NPROC, counted for the rollout's own uid
-or user namespace), writable memory per process (RLIMIT_DATA), file size, open files,
-no core dumps, tmpfs sizes, and disk use of the workspace and logs, measured while the
-command runs. Every command runs in its own process group and is killed as a group on
-timeout, cancel or a broken limit.
+or user namespace), file size, open files, no core dumps, tmpfs sizes, and disk use of
+the workspace and logs, measured while the command runs. Memory is the sandbox's
+resident memory, bounded by a cgroup of its own where the backend can make one
+(``cgroups.py``); never by RLIMIT_DATA or RLIMIT_AS, which kill JIT runtimes (Bun, Node)
+that reserve far more than they use. Every command runs in its own process group and is
+killed as a group on timeout, cancel or a broken limit (and whatever is left in its
+cgroup with it).
 
 The process driver runs commands directly on the host with the same paths rewritten to
 the trial folder; it isolates nothing and exists for machines without bwrap.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import re
@@ -49,6 +53,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from envpools_cli.server.sandbox.cgroups import (
+    Cgroups,
+    CpuWaits,
+    Load,
+    SandboxCgroup,
+    detect_cgroups,
+)
 from envpools_cli.server.sandbox.limits import (
     DEFAULT_LIMITS,
     Limits,
@@ -71,6 +82,8 @@ __all__ = [
     "backend_user",
     "make_driver",
 ]
+
+log = logging.getLogger("envpools.server.sandbox")
 
 MAX_LINE = 64 * 1024
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
@@ -115,6 +128,16 @@ ETC_ENTRIES = (
     "timezone",
 )
 _DISK_CHECK_SEC = 1.0
+#: A timeout is the machine's doing when the command's processes waited this share of
+#: the time for a CPU (their own cgroup's pressure) while getting less than a core
+#: (a command that kept a core busy, or forked its own crowd, was not starved) ...
+OWN_WAIT_SHARE = 0.25
+STARVED_BELOW_CPUS = 1.0
+#: ... or, where no cgroup of its own measures that, when the machine's tasks did.
+MACHINE_WAIT_SHARE = 0.8
+#: Where no cgroup bounds memory: a data-size limit per process of this many times
+#: ``memory_mb`` (Bun and Node map several times what they use; 1x killed them).
+FALLBACK_DATA_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -210,6 +233,37 @@ class RunResult:
     cancelled: bool
     duration_sec: float
     storage_exceeded: bool = False
+    oom_kills: int = 0
+    """Processes the kernel killed for going over the sandbox's memory limit."""
+    memory_peak_mb: int | None = None
+    cpu_sec: float | None = None
+    load: Load | None = None
+    """What it got of the machine up to its end (or timeout): its waits for a CPU (its
+    own cgroup's pressure, or the machine's) and the CPUs it used."""
+
+    @property
+    def memory_exceeded(self) -> bool:
+        """The command itself died (a signal, or non-zero) after the OOM killer struck."""
+        return self.oom_kills > 0 and self.exit_code is not None and self.exit_code != 0
+
+    @property
+    def under_load(self) -> bool:
+        """The machine was saturated while it ran: it waited long for CPUs it did not get."""
+        load = self.load
+        if load is None or load.wait_share is None:
+            return False
+        if not load.own:
+            return load.wait_share >= MACHINE_WAIT_SHARE
+        starved = load.cpu_rate is None or load.cpu_rate < STARVED_BELOW_CPUS
+        return load.wait_share >= OWN_WAIT_SHARE and starved
+
+    def load_details(self) -> dict[str, Any]:
+        load = self.load or Load(None, None, False)
+        return {
+            "cpu_wait_share": None if load.wait_share is None else round(load.wait_share, 3),
+            "cpus_used": None if load.cpu_rate is None else round(load.cpu_rate, 3),
+            "measured": "sandbox" if load.own else "machine",
+        }
 
 
 @dataclass
@@ -229,19 +283,23 @@ class Launch:
     sandbox waits for before the command runs (its network)."""
 
 
-def _limits_prefix(limits: Limits, *, nproc: bool) -> list[str]:
+def _limits_prefix(limits: Limits, *, nproc: bool, data: bool) -> list[str]:
     """Set the rlimits inside, where every child inherits them and the task cannot raise them.
 
     RLIMIT_NPROC is set only inside the sandbox's own user namespace, where the kernel
     counts that sandbox's processes; outside it would count every process of the uid.
+    Memory is the cgroup's to bound; ``data``: there is none, so a data-size limit per
+    process stands in, ``FALLBACK_DATA_FACTOR`` times ``memory_mb`` (JIT runtimes map
+    several times what they use: at 1x, opencode and claude-code die).
     """
-    data = limits.memory_mb * 1024 * 1024
     fsize = limits.file_mb * 1024 * 1024
+    data_bytes = FALLBACK_DATA_FACTOR * limits.memory_mb * 1024 * 1024
     limits = fit_open_files(limits, open_files_hard_limit())
     prlimit = next((p for p in ("/usr/bin/prlimit", "/bin/prlimit") if os.access(p, os.X_OK)), None)
     if prlimit:
         argv = [prlimit, "--core=0", f"--nofile={limits.open_files}", f"--fsize={fsize}"]
-        argv.append(f"--data={data}")
+        if data:
+            argv.append(f"--data={data_bytes}")
         if nproc:
             argv.append(f"--nproc={limits.processes}")
         return [*argv, "--"]
@@ -250,8 +308,9 @@ def _limits_prefix(limits: Limits, *, nproc: bool) -> list[str]:
         "ulimit -c 0",
         f"ulimit -n {limits.open_files}",
         f"ulimit -f {fsize // 512}",  # 512-byte blocks in dash and in bash's POSIX mode
-        f"ulimit -d {data // 1024}",
     ]
+    if data:
+        steps.append(f"ulimit -d {data_bytes // 1024}")
     if nproc and shell == "/bin/bash":
         steps.append(f"ulimit -u {limits.processes}")
     return [shell, "-c", " && ".join(steps) + ' && exec "$@"', "sandbox"]
@@ -265,10 +324,41 @@ class SandboxDriver:
     egress_in_sandbox = True
     """The egress forwarder runs inside the sandbox (bound in); False: the driver
     connects the sandbox to the gateway itself (``SandboxSpec.egress_socket``)."""
+    cgroups: Cgroups | None = None
+    """Where each command gets cgroups of its own (memory limit, CPU waits); None: the
+    driver bounds memory another way (a container engine), or nothing can."""
 
     def describe(self) -> dict[str, Any]:
         """What status and capabilities report about this driver, beyond its name."""
         return {}
+
+    @property
+    def limits_memory(self) -> bool:
+        """A cgroup bounds each sandbox's memory (else a data-size rlimit stands in)."""
+        return self.cgroups is not None and self.cgroups.limits_memory
+
+    def memory_limit(self) -> dict[str, Any]:
+        """How a sandbox's memory is limited (for status and capabilities)."""
+        found = self.cgroups.describe() if self.cgroups is not None else {}
+        if not self.limits_memory:
+            why = (self.cgroups.problem if self.cgroups else None) or "cgroups not looked for"
+            found.update(
+                method="rlimit",
+                how=f"writable memory per process (RLIMIT_DATA), {FALLBACK_DATA_FACTOR} x "
+                f"memory_mb: no cgroup can be made here ({why}); run the backend as root (or "
+                "in a delegated cgroup) to limit resident memory",
+                data_factor=FALLBACK_DATA_FACTOR,
+            )
+        return found
+
+    def _cgroup(self, spec: SandboxSpec) -> SandboxCgroup | None:
+        if self.cgroups is None:
+            return None
+        try:
+            return self.cgroups.sandbox(spec.label, spec.limits.memory_mb)
+        except OSError as exc:  # the hierarchy went away, or is full: run, unbounded
+            log.warning("no cgroup for a sandbox (%s): memory not limited", exc)
+            return None
 
     def launch(self, spec: SandboxSpec) -> Launch:
         raise NotImplementedError
@@ -283,10 +373,20 @@ class SandboxDriver:
     ) -> RunResult:
         """Run to completion, feeding each output line (stdout and stderr) to ``on_line``."""
         plan = self.launch(spec)
+        try:
+            group = self._cgroup(spec)
+        except BaseException:
+            for fd in plan.fds:
+                os.close(fd)
+            if plan.cleanup is not None:
+                plan.cleanup(None)
+            raise
+        argv = plan.argv if group is None else group.prefix() + plan.argv
         started = time.monotonic()
+        waits = CpuWaits(group)
         try:
             proc = subprocess.Popen(
-                plan.argv,
+                argv,
                 stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -296,6 +396,8 @@ class SandboxDriver:
                 pass_fds=plan.fds,
             )
         except BaseException:
+            if group is not None:
+                group.remove()
             if plan.cleanup is not None:
                 plan.cleanup(None)
             raise
@@ -308,10 +410,13 @@ class SandboxDriver:
             except BaseException:
                 _kill_group(proc)
                 proc.wait()
+                if group is not None:
+                    group.remove()
                 if plan.cleanup is not None:
                     plan.cleanup(None)
                 raise
         reason: dict[str, bool] = {"timeout": False, "cancel": False, "storage": False}
+        got: list[Load] = []
         finished = threading.Event()
         storage_limit = spec.limits.storage_mb * 1024 * 1024
 
@@ -325,6 +430,7 @@ class SandboxDriver:
                     break
                 if deadline is not None and now >= deadline:
                     reason["timeout"] = True
+                    got.append(waits.measure())  # before the kill: up to the deadline
                     break
                 if spec.watch and now >= next_check:
                     usage = tree_usage(spec.watch)
@@ -364,6 +470,11 @@ class SandboxDriver:
             finished.set()
             guard.join()
             _kill_group(proc)  # nothing of the command may outlive it
+            if not got:
+                got.append(waits.measure())
+            used = group.use() if group is not None else None
+            if group is not None:
+                group.remove()  # and whatever left the process group with it
             if plan.cleanup is not None:
                 halted = reason["timeout"] or reason["cancel"] or reason["storage"]
                 plan.cleanup(None if halted else exit_code)
@@ -374,6 +485,10 @@ class SandboxDriver:
             cancelled=reason["cancel"],
             duration_sec=time.monotonic() - started,
             storage_exceeded=reason["storage"],
+            oom_kills=used.oom_kills if used else 0,
+            memory_peak_mb=used.memory_peak_mb if used else None,
+            cpu_sec=used.cpu_sec if used else None,
+            load=got[0],
         )
 
 
@@ -508,7 +623,8 @@ class BwrapDriver(SandboxDriver):
         env = {"PATH": _SANDBOX_PATH, "HOME": "/tmp/home", "LANG": "C.UTF-8", "TERM": "dumb"}
         env["USER"] = env["LOGNAME"] = "sandbox"
         env.update(spec.env)
-        command = _limits_prefix(spec.limits, nproc=True) + spec.command
+        command = _limits_prefix(spec.limits, nproc=True, data=not self.limits_memory)
+        command += spec.command
         if drop and self.setpriv:
             ids = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
             home = ["/bin/sh", "-c", 'mkdir -p "$HOME"; exec "$@"', "sandbox"]
@@ -628,7 +744,7 @@ class ProcessDriver(SandboxDriver):
         env.update({key: self.rewrite(value, spec) for key, value in spec.env.items()})
         # No RLIMIT_NPROC here: without a user namespace it would count every process
         # of the backend's user, not the command's.
-        prefix = _limits_prefix(spec.limits, nproc=False)
+        prefix = _limits_prefix(spec.limits, nproc=False, data=not self.limits_memory)
         return Launch(prefix + command, env, str(spec.workspace))
 
 
@@ -671,6 +787,11 @@ def _supports_sizes(executable: str) -> bool:
     return "--size" in result.stdout and "--perms" in result.stdout
 
 
+def _cgroups() -> Cgroups:
+    """This machine's cgroups for sandboxes (``ENVPOOLS_SANDBOX_CGROUPS=0``: none)."""
+    return detect_cgroups(enabled=os.environ.get("ENVPOOLS_SANDBOX_CGROUPS", "1") != "0")
+
+
 def make_driver(choice: str = "auto") -> tuple[SandboxDriver, str | None]:
     """The driver to use and, for a fallback, the warning to show."""
     executable = shutil.which("bwrap")
@@ -690,6 +811,7 @@ def make_driver(choice: str = "auto") -> tuple[SandboxDriver, str | None]:
             )
         driver = BwrapDriver(executable, setpriv=setpriv, sized_tmpfs=sized)
         if bwrap_works(driver):
+            driver.cgroups = _cgroups()
             return driver, "; ".join(warnings) or None
     if choice == "bwrap":
         raise RuntimeError("bubblewrap (bwrap) is not installed or cannot create namespaces")
@@ -700,6 +822,8 @@ def make_driver(choice: str = "auto") -> tuple[SandboxDriver, str | None]:
     )
     if choice == "process":
         reason = "the plain-process sandbox driver was chosen"
-    return ProcessDriver(), (
+    process = ProcessDriver()
+    process.cgroups = _cgroups()
+    return process, (
         f"{reason}: rollouts run as plain processes on this machine, without isolation"
     )

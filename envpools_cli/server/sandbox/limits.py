@@ -4,7 +4,7 @@ A task asks in ``task.toml`` ``[environment]`` (Harbor's ``cpus``, ``memory_mb``
 ``storage_mb``, the older ``memory = "2G"`` / ``storage = "10G"``, and this backend's
 ``processes``, ``file_mb``, ``open_files``, ``tmp_mb``, ``output_mb``), a pool task in its
 ``resources``. Each value is clamped to the backend's maximum; the rollout's events say
-when a request was lowered. How each limit is enforced is in ``sandbox.py``.
+when a request was lowered. How each limit is enforced is in ``drivers.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ __all__ = [
 @dataclass(frozen=True)
 class Limits:
     memory_mb: int = 2048
-    """Writable memory of each process, and the size cap of ``/tmp`` and ``/dev/shm``."""
+    """Resident memory of the whole sandbox (its cgroup: ``cgroups.py``), and the size cap
+    of ``/tmp`` and ``/dev/shm``."""
     processes: int = 512
     """Processes and threads at once, in the sandbox's own user namespace."""
     file_mb: int = 1024

@@ -65,20 +65,25 @@ class Reservation:
 
 
 def reservation_for(
-    *sources: Mapping[str, Any] | None, max_memory_mb: int
+    *sources: Mapping[str, Any] | None,
+    max_memory_mb: int,
+    agent_cpus: float | None = None,
+    agent_memory_mb: int | None = None,
 ) -> tuple[Reservation, int | None]:
     """What a rollout whose task asks ``sources`` reserves, and the memory it asked for.
 
     The reservation's memory is what the sandbox may get (``max_memory_mb``, the backend's
     per-sandbox ceiling); the ask is kept to refuse a task no machine here could hold.
+    The agent's own needs (``agent_*``: its CLI runs in the task's sandbox) are a floor:
+    Harbor tasks mostly say ``cpus = 1``, which would let a 2-core machine start 16
+    opencode CLIs at once (each burns ~15 s of CPU to start) and time them all out.
     """
     asked = asked_resources(*sources)
     memory = asked.get("memory_mb")
-    reservation = Reservation(
-        cpus=asked.get("cpus", DEFAULT_CPUS),
-        memory_mb=min(int(memory), max_memory_mb) if memory else DEFAULT_MEMORY_MB,
-    )
-    return reservation, int(memory) if memory else None
+    cpus = max(asked.get("cpus", DEFAULT_CPUS), agent_cpus or 0.0)
+    held = min(int(memory), max_memory_mb) if memory else DEFAULT_MEMORY_MB
+    held = max(held, min(agent_memory_mb or 0, max_memory_mb))
+    return Reservation(cpus=cpus, memory_mb=held), int(memory) if memory else None
 
 
 def _positive(value: Any) -> bool:

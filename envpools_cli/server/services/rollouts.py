@@ -21,7 +21,7 @@ from envpools_cli.models import (
     TERMINAL_STATUSES,
 )
 from envpools_cli.redaction import redact_fields
-from envpools_cli.server.agents import describe_harnesses
+from envpools_cli.server.agents import HARNESSES, describe_harnesses
 from envpools_cli.server.context import ServerContext
 from envpools_cli.server.errors import ApiError
 from envpools_cli.server.scheduling.admission import Reservation, reservation_for
@@ -100,13 +100,16 @@ class Service:
 
     # --- rollouts -------------------------------------------------------------------------
 
-    def reservation(self, source: dict[str, Any]) -> Reservation:
-        """What a rollout of this task reserves; 422 when it could never run here."""
+    def reservation(self, source: dict[str, Any], harness: str | None) -> Reservation:
+        """What a rollout of this task and agent reserves; 422 when it could never run here."""
         path = source.get("path")
+        agent = HARNESSES.get(harness or "")
         reservation, asked = reservation_for(
             task_environment(path) if path else None,
             source.get("resources"),
             max_memory_mb=self.ctx.settings.limit_maxima.memory_mb,
+            agent_cpus=agent.needs_cpus if agent else None,
+            agent_memory_mb=agent.needs_memory_mb if agent else None,
         )
         if problem := self.scheduler.refusal(reservation, asked):
             raise ApiError(422, "exceeds_capacity", problem)
@@ -116,7 +119,7 @@ class Service:
         try:
             request = self.router.parse_request(body)
             pool, source, debug = self.router.route(org, request, body)
-            self.reservation(source)
+            self.reservation(source, request.agent.harness)
             self.router.check_credentials(org, request)
         except ApiError as exc:
             error = {"code": exc.code, "message": exc.message}
@@ -135,7 +138,7 @@ class Service:
     ) -> tuple[int, dict[str, Any]]:
         request = self.router.parse_request(body)
         pool, source, debug = self.router.route(org, request, body)
-        reservation = self.reservation(source)
+        reservation = self.reservation(source, request.agent.harness)
         if request.dry_run:
             self.router.check_credentials(org, request)
             return 200, {
@@ -436,6 +439,11 @@ class Service:
             "cpu_overcommit": settings.cpu_overcommit,
             "memory_fraction": settings.memory_fraction,
             "default_concurrency": settings.default_concurrency,
+            "agent_reservations": {
+                name: {"cpus": cls.needs_cpus, "memory_mb": cls.needs_memory_mb}
+                for name, cls in sorted(HARNESSES.items())
+                if cls.needs_cpus is not None or cls.needs_memory_mb is not None
+            },
             "capacity": capacity,
             "nodes": described.get("nodes", []),
             "how_to_raise": _how_to_raise(str(capacity.get("limited_by")), described["name"]),

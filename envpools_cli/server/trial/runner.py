@@ -381,6 +381,49 @@ class RolloutRunner:
             },
         )
 
+    def _memory_outcome(self, result: RunResult, who: str) -> Outcome:
+        peak = f" (at most {result.memory_peak_mb} MB)" if result.memory_peak_mb else ""
+        return Outcome(
+            "failed",
+            {
+                "code": "memory_limit",
+                "message": f"{who} went over the sandbox's memory limit of "
+                f"{self.limits.memory_mb} MB{peak}: the kernel killed "
+                f"{result.oom_kills} process(es) and it ended with code {result.exit_code}; "
+                "raise [environment] memory_mb in task.toml (or the pool task's resources)",
+                "oom_kills": result.oom_kills,
+                "memory_mb": self.limits.memory_mb,
+            },
+        )
+
+    def _memory_note(self, result: RunResult, who: str) -> None:
+        """Processes killed for memory while the command itself went on: say so."""
+        if result.oom_kills:
+            self.note(
+                f"{who}: the kernel killed {result.oom_kills} process(es) that went over the "
+                f"sandbox's memory limit of {self.limits.memory_mb} MB (memory_mb)",
+                warning=True,
+                oom_kills=result.oom_kills,
+            )
+
+    def _under_load_outcome(self, result: RunResult, who: str, timeout: float) -> Outcome:
+        """A timeout while the machine was saturated: the machine's doing, worth a retry."""
+        details = result.load_details()
+        share = details["cpu_wait_share"] or 0.0
+        whose = "its processes" if details["measured"] == "sandbox" else "this machine's tasks"
+        return Outcome(
+            "error",
+            {
+                "code": "timeout_under_load",
+                "message": f"{who} did not finish within {timeout:g}s while the machine was "
+                f"saturated: {whose} waited for a CPU {share:.0%} of that time. Run it again "
+                "(jobs resume --retry-errors); run fewer at once (-n, --max-running), or "
+                "reserve more per rollout ([environment] cpus)",
+                "under_load": True,
+                "load": details,
+            },
+        )
+
     def _execute(self) -> Outcome:
         task = self._task()
         self.limits, notes = resolve_limits(
@@ -465,10 +508,14 @@ class RolloutRunner:
             launch.close()
         if result.storage_exceeded:
             return self._storage_outcome()
+        if result.memory_exceeded:
+            return self._memory_outcome(result, "the agent")
         verdict = self._provider_verdict(watch, result, harness, launch) if watch else None
         if verdict is not None:
             return self._provider_outcome(verdict)
         if result.timed_out:
+            if result.under_load:
+                return self._under_load_outcome(result, "the agent", agent_timeout)
             return Outcome(
                 "failed",
                 {
@@ -476,6 +523,7 @@ class RolloutRunner:
                     "message": f"the agent did not finish within {agent_timeout:g}s",
                 },
             )
+        self._memory_note(result, "the agent")
         self.doc = self.reporter.update(agent_exit_code=result.exit_code)
         if failure := agent_failure(harness, result, launch):
             return Outcome("error", failure)
@@ -570,7 +618,11 @@ class RolloutRunner:
         result = self._phase(spec, timeout, sink)
         if result.storage_exceeded:
             return self._storage_outcome()
+        if result.memory_exceeded:
+            return self._memory_outcome(result, "tests/test.sh")
         if result.timed_out:
+            if result.under_load:
+                return self._under_load_outcome(result, "tests/test.sh", timeout)
             return Outcome(
                 "failed",
                 {
@@ -613,6 +665,16 @@ class RolloutRunner:
         finally:
             sink.close()
         self.sandbox_sec += result.duration_sec
+        log.info(
+            "rollout %s: %s phase: %.1fs, cpu %s s, memory peak %s MB, cpu waits %s (%s)",
+            self.rollout_id,
+            sink.event,
+            result.duration_sec,
+            "?" if result.cpu_sec is None else f"{result.cpu_sec:.1f}",
+            result.memory_peak_mb,
+            result.load_details()["cpu_wait_share"],
+            result.load_details()["measured"],
+        )
         if result.cancelled and (stop is None or self.cancel.is_set()):
             raise Cancelled()
         free = free_bytes(self.site.trials_dir)
