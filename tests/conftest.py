@@ -34,3 +34,29 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     # for the container driver: `auto` would pick a container engine where one works.
     monkeypatch.setenv("ENVPOOLS_SANDBOX", "bwrap" if shutil.which("bwrap") else "process")
     yield home
+
+
+#: Files that take minutes, started right after the agent tests (which already lead the
+#: alphabetical order), so that four workers do not end on them one after another while
+#: the small files are long done (the clean-clone run spent its last 7 of 16 minutes so).
+_LONG_FILES = (
+    "tests/faults/test_open_files.py",
+    "tests/hostile/test_limits.py",
+    "tests/cluster/test_ray_executor.py",
+    "tests/containers/test_container_rollouts.py",
+    "tests/hostile/test_redaction.py",
+    "tests/hostile/test_unprivileged_backend.py",
+    "tests/faults/test_openapi.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+
+    def rank(item: pytest.Item) -> int:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if where.startswith("tests/agents/"):
+            return 0
+        return 1 if where in _LONG_FILES else 2
+
+    items.sort(key=rank)  # stable: each file keeps its tests' order
